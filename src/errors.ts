@@ -1,0 +1,41 @@
+// Typed errors: each names the stage that failed, so a report says what failed instead of 0 %.
+// Only the entry point maps them to exit codes (see src/cli/exit.ts).
+
+export type FailureKind =
+  | 'config'
+  | 'boot-failed'
+  | 'boot-timeout'
+  | 'build-failed'
+  | 'tracer-failed'
+  | 'client-failed'
+  | 'server-failed'
+  | 'timeout'
+  | 'no-traffic'
+  | 'interrupted'
+  | 'internal';
+
+export class LabError extends Error {
+  constructor(
+    readonly kind: FailureKind,
+    message: string,
+    /** Extra text worth showing (console tail, compiler output, verifier log). */
+    readonly detail?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'LabError';
+  }
+}
+
+export class ConfigError extends LabError {
+  constructor(message: string, detail?: string) {
+    super('config', message, detail);
+    this.name = 'ConfigError';
+  }
+}
+
+export function asLabError(err: unknown, fallback: FailureKind = 'internal'): LabError {
+  if (err instanceof LabError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  return new LabError(fallback, msg, undefined, { cause: err });
+}
