@@ -1,0 +1,55 @@
+// A backend brings a target up and hands back a Machine; it knows nothing of scenarios.
+import type { Machine } from '../machine/types.ts';
+import type { Emit } from '../progress/events.ts';
+
+export type BackendName = 'qemu' | 'vagrant' | 'local';
+
+export interface TargetSpec {
+  /** Unique name in the matrix (e.g. "bookworm", "local"). */
+  name: string;
+  backend: BackendName;
+  /** Debian suite for qemu/vagrant images built from Debian's packages. */
+  suite?: string;
+  /** Vagrant box name (vagrant backend, public boxes). */
+  box?: string;
+  /** Guest memory in MiB (default 1024). */
+  memoryMiB?: number;
+  /** vCPUs (default 1). */
+  cpus?: number;
+}
+
+export interface BackendContext {
+  /** Host directory for this target's logs in the run (console.log, build.log ...). */
+  runDir: string;
+  emit: Emit;
+  /** Aborted on Ctrl-C / fatal error: backends stop booting and tear down. */
+  signal: AbortSignal;
+  /** Leave the VM running after the run (print how to reach it). */
+  keep: boolean;
+  /** Root of the image / key cache (default ~/.cache/usm-race-lab). */
+  cacheDir: string;
+  /** Boot deadline in ms. */
+  bootTimeoutMs?: number;
+}
+
+/** What a backend reports about a running target (recorded in manifest.json). */
+export interface TargetFacts {
+  kernel?: string;
+  accel?: string;
+  image?: string;
+  [k: string]: unknown;
+}
+
+export interface Lease {
+  machine: Machine;
+  facts: TargetFacts;
+  /** Stop the VM and free everything it holds. Idempotent; safe to call after a failed boot. */
+  stop(): Promise<void>;
+  /** With --keep: how to reach the target (one line per hint). */
+  hints?: string[];
+}
+
+export interface Backend {
+  readonly name: BackendName;
+  up(target: TargetSpec, ctx: BackendContext): Promise<Lease>;
+}
