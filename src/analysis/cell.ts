@@ -1,0 +1,150 @@
+// Trials -> one cell: sums over the trials that ran, a status that names what failed, and
+// the verdict against what MODEL.md expects of the variant.
+import type { FailureKind } from '../errors.ts';
+import type { TrialAttribution, PathCounts } from './attribution.ts';
+import { symmetry } from './attribution.ts';
+import type { TracerMeta, TracerStats } from './events.ts';
+
+export const VARIANTS = ['upstream', 'no-fallback', 'recv-hook', 'scoped'] as const;
+export const MODES = ['sequential', 'interleaved', 'writes-only'] as const;
+export const SCENARIOS = ['preexisting', 'baseline'] as const;
+export type Variant = (typeof VARIANTS)[number];
+export type Mode = (typeof MODES)[number];
+export type Scenario = (typeof SCENARIOS)[number];
+
+export type Status = 'ok' | Exclude<FailureKind, 'config'>;
+
+export interface TrialResult {
+  trial: number;
+  status: Status;
+  error?: string;
+  attribution?: TrialAttribution;
+  incompleteRequests?: number;
+  orphanResponses?: number;
+  tracerMeta?: TracerMeta | null;
+  tracerStats?: TracerStats | null;
+  clientOk?: number;
+  clientFail?: number;
+  durationMs?: number;
+}
+
+export interface CellId {
+  target: string;
+  variant: Variant;
+  mode: Mode;
+  scenario: Scenario;
+}
+
+export interface Verdict {
+  /** true: as expected; false: not as expected; null: measured only (no expectation). */
+  pass: boolean | null;
+  expectation: string;
+  reason: string;
+}
+
+export interface CellSummary extends CellId {
+  kernel: string;
+  openssl: string;
+  hook: string;
+  trials: number;
+  trialsOk: number;
+  expected: number;
+  captured: number;
+  correct: number;
+  wrong: number;
+  lost: number;
+  /** wrong rows / rows naming a connection; null when no row named one. */
+  misattribution: number | null;
+  /** expected requests with a correct row / expected; null when nothing ran. */
+  capture: number | null;
+  symmetry: number | null;
+  truth: { writes: PathCounts; reads: PathCounts };
+  byConn: { k: number; rport: number; rightRows: number; wrongRows: number }[];
+  status: Status;
+  error?: string;
+  verdict: Verdict;
+}
+
+export function cellDir(c: CellId): string {
+  return `${c.scenario}-${c.mode}-${c.variant}`;
+}
+
+export function summarizeCell(id: CellId, facts: { kernel?: string; openssl?: string }, trials: readonly TrialResult[]): CellSummary {
+  const ok = trials.filter((t) => t.status === 'ok' && t.attribution);
+  const sum = (f: (a: TrialAttribution) => number) => ok.reduce((s, t) => s + f(t.attribution!), 0);
+  const pc = (f: (a: TrialAttribution) => PathCounts): PathCounts => ({
+    correct: sum((a) => f(a).correct),
+    wrong: sum((a) => f(a).wrong),
+    lost: sum((a) => f(a).lost),
+  });
+  const byConn = new Map<number, { k: number; rport: number; rightRows: number; wrongRows: number }>();
+  for (const t of ok) {
+    for (const c of t.attribution!.byConn) {
+      const acc = byConn.get(c.k) ?? { k: c.k, rport: c.rport, rightRows: 0, wrongRows: 0 };
+      acc.rightRows += c.rightRows;
+      acc.wrongRows += c.wrongRows;
+      byConn.set(c.k, acc);
+    }
+  }
+  const expected = sum((a) => a.expected);
+  const captured = sum((a) => a.captured);
+  const correct = sum((a) => a.correct);
+  const wrong = sum((a) => a.wrong);
+  const failed = trials.find((t) => t.status !== 'ok');
+  const status: Status = trials.length === 0 ? 'internal' : failed ? failed.status : 'ok';
+  const conns = [...byConn.values()].sort((a, b) => a.k - b.k);
+  const cell: Omit<CellSummary, 'verdict'> = {
+    ...id,
+    kernel: facts.kernel ?? 'unknown',
+    openssl: facts.openssl ?? 'unknown',
+    hook: String(ok.find((t) => t.tracerMeta?.hook)?.tracerMeta?.hook ?? 'unknown'),
+    trials: trials.length,
+    trialsOk: ok.length,
+    expected,
+    captured,
+    correct,
+    wrong,
+    lost: sum((a) => a.lost),
+    misattribution: captured > 0 ? wrong / captured : null,
+    capture: expected > 0 ? sum((a) => a.capturedRequests) / expected : null,
+    symmetry: symmetry(conns),
+    truth: { writes: pc((a) => a.truth.writes), reads: pc((a) => a.truth.reads) },
+    byConn: conns,
+    status,
+    ...(failed?.error ? { error: failed.error } : {}),
+  };
+  return { ...cell, verdict: verdictFor(cell) };
+}
+
+/** What MODEL.md expects of each variant, checked on the figures. */
+export function verdictFor(c: Omit<CellSummary, 'verdict'>): Verdict {
+  if (c.status !== 'ok') return { pass: false, expectation: 'cell runs', reason: `${c.status}${c.error ? `: ${c.error}` : ''}` };
+  const clientSeen = c.truth.writes.correct + c.truth.writes.wrong;
+  if (c.scenario === 'baseline') {
+    return c.wrong === 0
+      ? { pass: true, expectation: 'no wrong rows', reason: `0 wrong of ${c.captured} rows` }
+      : { pass: false, expectation: 'no wrong rows', reason: `${c.wrong} wrong of ${c.captured} rows` };
+  }
+  switch (c.variant) {
+    case 'upstream':
+      return c.wrong > 0
+        ? { pass: true, expectation: 'race reproduced (wrong rows)', reason: `${c.wrong} wrong of ${c.captured} rows` }
+        : { pass: false, expectation: 'race reproduced (wrong rows)', reason: `no wrong rows (${c.captured} rows)` };
+    case 'no-fallback':
+      return c.wrong === 0 && clientSeen === 0
+        ? { pass: true, expectation: 'no wrong rows, client requests not captured', reason: `0 wrong, ${clientSeen} client writes seen` }
+        : { pass: false, expectation: 'no wrong rows, client requests not captured', reason: `${c.wrong} wrong rows, ${clientSeen} client writes seen` };
+    case 'scoped': {
+      const cap = c.capture ?? 0;
+      return c.wrong === 0 && cap >= 0.95
+        ? { pass: true, expectation: 'no wrong rows, capture >= 95 %', reason: `0 wrong, capture ${pct(cap)}` }
+        : { pass: false, expectation: 'no wrong rows, capture >= 95 %', reason: `${c.wrong} wrong rows, capture ${pct(cap)}` };
+    }
+    case 'recv-hook':
+      return { pass: null, expectation: 'measured (the race extends to reads)', reason: `${c.wrong} wrong of ${c.captured} rows` };
+  }
+}
+
+export function pct(x: number | null): string {
+  return x === null ? 'n/a' : `${(x * 100).toFixed(1)} %`;
+}

@@ -1,0 +1,162 @@
+// Flags of scripts/matrix.mjs: parsed strictly, checked before anything boots; every error
+// says what is allowed.
+import { parseArgs } from 'node:util';
+import { ConfigError } from '../errors.ts';
+import { MODES, SCENARIOS, VARIANTS, type Mode, type Scenario, type Variant } from '../analysis/cell.ts';
+import type { BackendName } from '../backends/types.ts';
+
+export const BACKENDS = ['qemu', 'vagrant', 'local'] as const;
+export const TRACE_SCOPES = ['all', 'client'] as const;
+export const APIS = ['classic', 'ex'] as const;
+export const HOOKS = ['auto', 'kprobe', 'tracepoint'] as const;
+
+export interface MatrixFlags {
+  help: boolean;
+  config?: string;
+  backend?: BackendName;
+  targets?: string[];
+  variants?: Variant[];
+  modes?: Mode[];
+  scenarios?: Scenario[];
+  iterations?: number;
+  trials?: number;
+  out?: string;
+  parallel?: number;
+  keep: boolean;
+  trace?: 'all' | 'client';
+  api?: 'classic' | 'ex';
+  hook?: 'auto' | 'kprobe' | 'tracepoint';
+  seed?: number;
+  ports?: number[];
+  cache?: string;
+  rebuild: boolean;
+  shard?: { k: number; n: number };
+}
+
+export const HELP = `Usage: npx zx scripts/matrix.mjs [flags]
+
+Runs the pre-existing-connection scenario on every target of the matrix (matrix.yaml) and
+writes per-kernel misattribution reports to reports/<run-id>/ (reports/latest points at it).
+
+Flags (each overrides matrix.yaml; lists are comma-separated):
+  --config FILE         matrix file (default: matrix.yaml at the repository root)
+  --backend B           run the targets with this backend: ${BACKENDS.join(' | ')}
+                        (local = this host only, no VM; needs root and BPF)
+  --targets T,...       only these targets (names from matrix.yaml, or "local")
+  --variants V,...      ${VARIANTS.join(', ')}
+  --modes M,...         ${MODES.join(', ')}
+  --scenarios S,...     ${SCENARIOS.join(', ')}
+  --iterations N        requests per connection per trial (default from matrix.yaml)
+  --trials N            trials per cell
+  --out DIR             report folder (default reports/<run-id>)
+  --parallel N          targets run at once (default: number of cores)
+  --keep                leave VMs running afterwards and print how to reach them
+  --trace SCOPE         ${TRACE_SCOPES.join(' | ')}: trace every libssl user (as upstream) or only the client
+  --api A               ${APIS.join(' | ')}: client uses SSL_write/SSL_read or SSL_write_ex/SSL_read_ex
+  --hook H              ${HOOKS.join(' | ')}: kernel hooks of the tracer
+  --ports P,...         HTTPS server ports, one connection each (default 18001,18002)
+  --seed N              seed of the run order (recorded in manifest.json)
+  --cache DIR           image cache (default ~/.cache/usm-race-lab, or $USM_LAB_CACHE)
+  --rebuild             rebuild the images even when cached
+  --shard K/N           run only the K-th of N shards of the targets (for CI job matrices)
+  -h, --help            this text
+
+Exit codes: 0 every cell ran and met its expectation; 1 a verdict was not as expected;
+2 bad flags or matrix file; 3 a target or cell failed (boot, build, tracer, client); 130 interrupted.
+`;
+
+function list<T extends string>(flag: string, raw: string | undefined, allowed?: readonly T[]): T[] | undefined {
+  if (raw === undefined) return undefined;
+  const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (items.length === 0) throw new ConfigError(`--${flag} needs at least one value${allowed ? ` (allowed: ${allowed.join(', ')})` : ''}`);
+  if (allowed) {
+    for (const it of items) {
+      if (!allowed.includes(it as T)) throw new ConfigError(`--${flag}: unknown value '${it}' (allowed: ${allowed.join(', ')})`);
+    }
+  }
+  return [...new Set(items)] as T[];
+}
+
+function one<T extends string>(flag: string, raw: string | undefined, allowed: readonly T[]): T | undefined {
+  if (raw === undefined) return undefined;
+  if (!allowed.includes(raw as T)) throw new ConfigError(`--${flag}: unknown value '${raw}' (allowed: ${allowed.join(', ')})`);
+  return raw as T;
+}
+
+function int(flag: string, raw: string | undefined, min: number, max: number): number | undefined {
+  if (raw === undefined) return undefined;
+  if (!/^\d+$/.test(raw)) throw new ConfigError(`--${flag}: '${raw}' is not a whole number (allowed: ${min}..${max})`);
+  const n = Number(raw);
+  if (n < min || n > max) throw new ConfigError(`--${flag}: ${n} is out of range (allowed: ${min}..${max})`);
+  return n;
+}
+
+const OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  config: { type: 'string' },
+  backend: { type: 'string' },
+  targets: { type: 'string' },
+  variants: { type: 'string' },
+  modes: { type: 'string' },
+  scenarios: { type: 'string' },
+  iterations: { type: 'string' },
+  trials: { type: 'string' },
+  out: { type: 'string' },
+  parallel: { type: 'string' },
+  keep: { type: 'boolean' },
+  trace: { type: 'string' },
+  api: { type: 'string' },
+  hook: { type: 'string' },
+  ports: { type: 'string' },
+  seed: { type: 'string' },
+  cache: { type: 'string' },
+  rebuild: { type: 'boolean' },
+  shard: { type: 'string' },
+} as const;
+
+export const FLAG_NAMES = Object.keys(OPTIONS);
+
+export function parseMatrixFlags(argv: readonly string[]): MatrixFlags {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: false }));
+  } catch (err) {
+    const msg = err instanceof Error ? err.message.split('\n')[0] : String(err);
+    throw new ConfigError(`${msg} (valid flags: ${FLAG_NAMES.map((f) => `--${f}`).join(' ')})`);
+  }
+  const s = (k: string) => values[k] as string | undefined;
+  let shard: MatrixFlags['shard'];
+  if (s('shard') !== undefined) {
+    const m = /^(\d+)\/(\d+)$/.exec(s('shard')!);
+    if (!m || Number(m[1]) < 1 || Number(m[1]) > Number(m[2])) throw new ConfigError(`--shard: '${s('shard')}' must be K/N with 1 <= K <= N (e.g. 2/4)`);
+    shard = { k: Number(m[1]), n: Number(m[2]) };
+  }
+  const ports = list('ports', s('ports'))?.map((p) => {
+    const n = int('ports', p, 1024, 65535)!;
+    return n;
+  });
+  if (ports && ports.length < 2) throw new ConfigError('--ports: give at least two ports (the race needs two connections on one thread)');
+  const f: MatrixFlags = {
+    help: values.help === true,
+    keep: values.keep === true,
+    rebuild: values.rebuild === true,
+    config: s('config'),
+    backend: one('backend', s('backend'), BACKENDS),
+    targets: list('targets', s('targets')),
+    variants: list('variants', s('variants'), VARIANTS),
+    modes: list('modes', s('modes'), MODES),
+    scenarios: list('scenarios', s('scenarios'), SCENARIOS),
+    iterations: int('iterations', s('iterations'), 1, 1_000_000),
+    trials: int('trials', s('trials'), 1, 1000),
+    out: s('out'),
+    parallel: int('parallel', s('parallel'), 1, 64),
+    trace: one('trace', s('trace'), TRACE_SCOPES),
+    api: one('api', s('api'), APIS),
+    hook: one('hook', s('hook'), HOOKS),
+    seed: int('seed', s('seed'), 0, 2 ** 32 - 1),
+    ports,
+    cache: s('cache'),
+    shard,
+  };
+  return f;
+}

@@ -1,0 +1,62 @@
+// Entry logic of scripts/matrix.mjs: flags -> config -> run -> table; returns an exit code.
+import { homedir } from 'node:os';
+import { join, relative } from 'node:path';
+import { loadMatrix } from '../config/matrix.ts';
+import { backendLoader } from '../backends/index.ts';
+import { spawnSync } from 'node:child_process';
+import { ConfigError, LabError, asLabError } from '../errors.ts';
+import { resolveRun, runMatrix } from '../matrix.ts';
+import { createReporter } from '../progress/reporter.ts';
+import { renderTable } from '../report/summary.ts';
+import { HELP, parseMatrixFlags } from './flags.ts';
+
+/** Install missing host packages (provision/host-deps.sh is idempotent and says what it does). */
+export async function ensureHostPackages(repoRoot: string, groups: string[], out: NodeJS.WritableStream): Promise<void> {
+  const r = spawnSync('bash', [join(repoRoot, 'provision', 'host-deps.sh'), ...groups], { encoding: 'utf8', timeout: 40 * 60_000 });
+  out.write(r.stdout ?? '');
+  if (r.status !== 0) throw new LabError('build-failed', `host packages are missing (provision/host-deps.sh ${groups.join(' ')} exited ${r.status ?? r.signal})`, r.stderr);
+}
+
+export interface CliEnv {
+  argv: string[];
+  cwd: string;
+  repoRoot: string;
+  env: NodeJS.ProcessEnv;
+  stdout: NodeJS.WriteStream;
+  stderr: NodeJS.WriteStream;
+  signal: AbortSignal;
+}
+
+export async function matrixMain(e: CliEnv): Promise<number> {
+  try {
+    const flags = parseMatrixFlags(e.argv);
+    if (flags.help) {
+      e.stdout.write(HELP);
+      return 0;
+    }
+    const cfg = await loadMatrix(flags.config ? join(e.cwd, flags.config) : join(e.repoRoot, 'matrix.yaml'));
+    const run = resolveRun(cfg, flags, { cwd: e.cwd, home: e.env.HOME ?? homedir(), ...(e.env.USM_LAB_CACHE ? { cacheEnv: e.env.USM_LAB_CACHE } : {}) });
+    const groups = new Set(['build']);
+    for (const t of run.targets) if (t.backend !== 'local') groups.add('images').add(t.backend === 'vagrant' ? 'vagrant' : 'images');
+    await ensureHostPackages(e.repoRoot, [...groups], e.stderr);
+    const reporter = createReporter(e.stderr);
+    let result;
+    try {
+      result = await runMatrix(run, { repoRoot: e.repoRoot, backends: backendLoader(e.repoRoot), emit: reporter.emit, signal: e.signal, argv: e.argv });
+    } finally {
+      reporter.stop();
+    }
+    e.stdout.write(`\n${renderTable(result.cells)}\n\n`);
+    e.stdout.write(`report: ${relative(e.cwd, result.outDir) || '.'}/summary.md\n`);
+    for (const h of result.hints) e.stdout.write(`keep: ${h}\n`);
+    return result.exitCode;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      e.stderr.write(`error: ${err.message}\n(see --help)\n`);
+      return 2;
+    }
+    const le = asLabError(err);
+    e.stderr.write(`error: ${le.kind}: ${le.message}\n${le.detail ? `${le.detail}\n` : ''}`);
+    return e.signal.aborted ? 130 : 3;
+  }
+}

@@ -1,0 +1,241 @@
+// The matrix run: for each target (N at once) bring it up, prepare it, run every cell's trials,
+// analyse, report; a failure in one target never loses another's results.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join, resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { summarizeCell, cellDir, type CellSummary, type TrialResult, type CellId } from './analysis/cell.ts';
+import { analyzeTrial } from './analysis/trial.ts';
+import type { Backend, BackendName, Lease, TargetSpec } from './backends/types.ts';
+import type { MatrixConfig } from './config/matrix.ts';
+import type { MatrixFlags } from './cli/flags.ts';
+import { ConfigError, LabError, asLabError } from './errors.ts';
+import { planMatrix, type TargetPlan } from './plan/plan.ts';
+import { step, type Emit } from './progress/events.ts';
+import { writeCellReport } from './report/cell.ts';
+import { pointLatest, writeSummary, type Manifest, type TargetRecord } from './report/summary.ts';
+import { prepareMachine, type Prepared } from './scenario/prepare.ts';
+import { DEFAULT_TIMEOUTS, runTrial, scaleTimeouts, type TrialSpec } from './scenario/run.ts';
+
+export interface ResolvedRun {
+  targets: TargetSpec[];
+  variants: TrialSpec['variant'][];
+  modes: TrialSpec['mode'][];
+  scenarios: TrialSpec['scenario'][];
+  iterations: number;
+  trials: number;
+  ports: number[];
+  trace: TrialSpec['trace'];
+  api: TrialSpec['api'];
+  hook: TrialSpec['hook'];
+  seed: number;
+  parallel: number;
+  keep: boolean;
+  outDir: string;
+  runId: string;
+  cacheDir: string;
+  rebuild: boolean;
+  shard?: { k: number; n: number };
+}
+
+export function makeRunId(now = new Date()): string {
+  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+/** Merge matrix.yaml and flags; check every name before the first VM boots. */
+export function resolveRun(cfg: MatrixConfig, f: MatrixFlags, env: { cwd: string; home: string; cacheEnv?: string; now?: Date }): ResolvedRun {
+  const byName = new Map(cfg.targets.map((t) => [t.name, t]));
+  let names: string[];
+  if (f.targets) names = f.targets;
+  else if (f.backend === 'local') names = ['local'];
+  else names = cfg.defaultTargets;
+  const targets = names.map((n) => {
+    const t = byName.get(n);
+    if (!t) throw new ConfigError(`--targets: unknown target '${n}' (defined in ${cfg.file}: ${[...byName.keys()].join(', ')})`);
+    if (f.backend && f.backend !== t.backend) {
+      if (f.backend === 'local' || t.backend === 'local') throw new ConfigError(`--backend ${f.backend} cannot run target '${n}' (backend ${t.backend}); use --targets local or a VM target`);
+      if (!t.suite && !t.box) throw new ConfigError(`target '${n}' has no suite or box to run with backend ${f.backend}`);
+      return { ...t, backend: f.backend as BackendName };
+    }
+    return t;
+  });
+  const runId = makeRunId(env.now);
+  return {
+    targets,
+    variants: f.variants ?? cfg.defaults.variants,
+    modes: f.modes ?? cfg.defaults.modes,
+    scenarios: f.scenarios ?? cfg.defaults.scenarios,
+    iterations: f.iterations ?? cfg.defaults.iterations,
+    trials: f.trials ?? cfg.defaults.trials,
+    ports: f.ports ?? cfg.defaults.ports,
+    trace: f.trace ?? cfg.defaults.trace,
+    api: f.api ?? cfg.defaults.api,
+    hook: f.hook ?? cfg.defaults.hook,
+    seed: f.seed ?? cfg.defaults.seed,
+    parallel: f.parallel ?? Math.max(1, availableParallelism()),
+    keep: f.keep,
+    outDir: resolve(env.cwd, f.out ?? join('reports', runId)),
+    runId,
+    cacheDir: resolve(env.cwd, f.cache ?? env.cacheEnv ?? join(env.home, '.cache', 'usm-race-lab')),
+    rebuild: f.rebuild,
+    ...(f.shard ? { shard: f.shard } : {}),
+  };
+}
+
+export interface MatrixResult {
+  outDir: string;
+  cells: CellSummary[];
+  manifest: Manifest;
+  exitCode: number;
+  hints: string[];
+}
+
+export interface MatrixDeps {
+  repoRoot: string;
+  backends: (name: BackendName) => Promise<Backend>;
+  emit: Emit;
+  signal: AbortSignal;
+  argv: string[];
+}
+
+function toolCommit(repoRoot: string): { commit: string; dirty: boolean } {
+  try {
+    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: repoRoot, encoding: 'utf8', timeout: 10_000 }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: repoRoot, encoding: 'utf8', timeout: 10_000 }).trim() !== '';
+    return { commit, dirty };
+  } catch {
+    return { commit: 'unknown', dirty: false };
+  }
+}
+
+export async function runMatrix(run: ResolvedRun, deps: MatrixDeps): Promise<MatrixResult> {
+  const plans = planMatrix({ targets: run.targets, variants: run.variants, modes: run.modes, scenarios: run.scenarios, trials: run.trials, seed: run.seed, ...(run.shard ? { shard: run.shard } : {}) });
+  const manifest: Manifest = {
+    runId: run.runId,
+    tool: { ...toolCommit(deps.repoRoot), node: process.version },
+    startedAt: new Date().toISOString(),
+    argv: deps.argv,
+    seed: run.seed,
+    iterations: run.iterations,
+    trials: run.trials,
+    variants: run.variants,
+    modes: run.modes,
+    scenarios: run.scenarios,
+    targets: [],
+  };
+  await mkdir(run.outDir, { recursive: true });
+  const cellsByTarget = new Map<string, CellSummary[]>();
+  const hints: string[] = [];
+  const flush = async () => {
+    const cells = plans.flatMap((p) => cellsByTarget.get(p.target.name) ?? []);
+    await writeSummary(run.outDir, manifest, cells);
+    return cells;
+  };
+
+  const queue = [...plans];
+  const worker = async () => {
+    for (let p = queue.shift(); p; p = queue.shift()) {
+      const rec: TargetRecord = { name: p.target.name, backend: p.target.backend, status: 'ok', facts: {} };
+      manifest.targets.push(rec);
+      const cells = await runTarget(p, run, deps, rec, hints);
+      cellsByTarget.set(p.target.name, cells);
+      await flush();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(run.parallel, plans.length) }, worker));
+  manifest.finishedAt = new Date().toISOString();
+  const cells = await flush();
+  await pointLatest(run.outDir).catch(() => {});
+  return { outDir: run.outDir, cells, manifest, exitCode: exitCodeFor(cells, deps.signal.aborted), hints };
+}
+
+export function exitCodeFor(cells: readonly CellSummary[], interrupted: boolean): number {
+  if (interrupted) return 130;
+  if (cells.length === 0 || cells.some((c) => c.status !== 'ok')) return 3;
+  if (cells.some((c) => c.verdict.pass === false)) return 1;
+  return 0;
+}
+
+async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec: TargetRecord, hints: string[]): Promise<CellSummary[]> {
+  const { emit, signal } = deps;
+  const t = p.target;
+  const targetDir = join(run.outDir, t.name);
+  await mkdir(targetDir, { recursive: true });
+  let lease: Lease | undefined;
+  let prepared: Prepared | undefined;
+  const failAll = (err: LabError): CellSummary[] => {
+    rec.status = err.kind;
+    rec.error = err.message;
+    if (err.detail) rec.detail = err.detail;
+    const status = err.kind === 'config' ? 'internal' : err.kind;
+    return p.cells.map((c) => summarizeCell(c, rec.facts, [{ trial: 1, status, error: err.message }]));
+  };
+  try {
+    const backend = await deps.backends(t.backend);
+    lease = await step(emit, t.name, 'boot', () => backend.up(t, { runDir: targetDir, emit, signal, keep: run.keep, cacheDir: run.cacheDir }), t.backend);
+    Object.assign(rec.facts, lease.facts);
+    const slow = t.backend === 'local' ? 1 : String(lease.facts.accel ?? '').includes('kvm') ? 3 : 10;
+    prepared = await prepareMachine({ machine: lease.machine, repoRoot: deps.repoRoot, logDir: targetDir, emit, buildTimeoutMs: 60_000 * Math.max(5, slow) });
+    Object.assign(rec.facts, prepared.facts);
+    const timeouts = scaleTimeouts(DEFAULT_TIMEOUTS, slow);
+    const out: CellSummary[] = [];
+    for (const cell of p.cells) {
+      if (signal.aborted) {
+        out.push(summarizeCell(cell, rec.facts, [{ trial: 1, status: 'interrupted', error: 'interrupted before this cell ran' }]));
+        continue;
+      }
+      out.push(await runCell(cell, run, deps, lease, prepared, targetDir, timeouts));
+    }
+    if (out.some((c) => c.status !== 'ok')) rec.status = 'cells-failed';
+    return out;
+  } catch (err) {
+    const e = signal.aborted ? new LabError('interrupted', 'interrupted') : asLabError(err);
+    emit({ type: 'warn', target: t.name, message: `${e.kind}: ${e.message}` });
+    if (e.detail) await writeFile(join(targetDir, `${e.kind}.txt`), e.detail).catch(() => {});
+    return failAll(e);
+  } finally {
+    if (lease) {
+      if (run.keep && lease.hints) hints.push(...lease.hints.map((h) => `${t.name}: ${h}`));
+      else await step(emit, t.name, 'stop', () => lease!.stop()).catch(() => {});
+    }
+  }
+}
+
+async function runCell(cell: CellId, run: ResolvedRun, deps: MatrixDeps, lease: Lease, prepared: Prepared, targetDir: string, timeouts: ReturnType<typeof scaleTimeouts>): Promise<CellSummary> {
+  const dir = join(targetDir, cellDir(cell));
+  const trials: TrialResult[] = [];
+  for (let k = 1; k <= run.trials; k++) {
+    const spec: TrialSpec = { variant: cell.variant, mode: cell.mode, scenario: cell.scenario, iterations: run.iterations, trial: k, ports: run.ports, trace: run.trace, api: run.api, hook: run.hook };
+    const label = `${cellDir(cell)}#${k}`;
+    const tr = await step(deps.emit, cell.target, 'run', async () => {
+      const r = await runTrial({
+        machine: lease.machine,
+        tools: prepared.tools,
+        spec,
+        remoteDir: `/tmp/usm-lab-${run.runId}/${cellDir(cell)}/trial-${k}`,
+        localDir: join(dir, `trial-${k}`),
+        timeouts,
+        emit: deps.emit,
+        signal: deps.signal,
+      });
+      const res = await analyzeTrial({
+        dir: r.localDir,
+        trial: k,
+        iterations: run.iterations,
+        conns: r.conns,
+        clientPid: r.clientPid,
+        durationMs: r.durationMs,
+        ...(r.error ? { failure: { kind: r.error.kind === 'config' ? 'internal' : r.error.kind, message: r.error.message } } : {}),
+      });
+      if (res.status !== 'ok') throw Object.assign(new LabError(res.status, `${label}: ${res.error ?? res.status}`), { result: res, logFile: join(r.localDir, 'tracer.log') });
+      return res;
+    }, label).catch((err: unknown) => {
+      const res = (err as { result?: TrialResult }).result;
+      return res ?? { trial: k, status: asLabError(err).kind === 'config' ? 'internal' : (asLabError(err).kind as TrialResult['status']), error: asLabError(err).message };
+    });
+    trials.push(tr);
+  }
+  const summary = summarizeCell(cell, { kernel: prepared.facts.kernel, openssl: prepared.facts.openssl }, trials);
+  await writeCellReport(dir, { cell: summary, trials });
+  return summary;
+}

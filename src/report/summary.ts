@@ -1,0 +1,112 @@
+// Across the matrix: summary.json, summary.md, manifest.json, and the terminal table.
+import { writeFile, mkdir, rm, symlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { pct, type CellSummary } from '../analysis/cell.ts';
+import { verdictWord } from './cell.ts';
+
+/** The investigation's figures, set beside ours. */
+export const INVESTIGATION = [
+  { run: 'sequential (v1 client, 500 iterations)', mode: 'sequential', misattribution: 810 / 1098, detail: '138 / 408 / 402 / 150 (conn1 right, conn1 wrong, conn2 wrong, conn2 right)' },
+  { run: 'interleaved (v2 client, 200 iterations, VM)', mode: 'interleaved', misattribution: 267 / 418, detail: '67 / 133 / 134 / 84; 418 captured of 400 expected' },
+  { run: 'baseline: tracer before the connections', mode: 'baseline', misattribution: 0, detail: '80 entries captured' },
+] as const;
+
+export interface TargetRecord {
+  name: string;
+  backend: string;
+  status: string;
+  error?: string;
+  detail?: string;
+  facts: Record<string, unknown>;
+}
+
+export interface Manifest {
+  runId: string;
+  tool: { commit: string; dirty: boolean; node: string };
+  startedAt: string;
+  finishedAt?: string;
+  argv: string[];
+  seed: number;
+  iterations: number;
+  trials: number;
+  variants: string[];
+  modes: string[];
+  scenarios: string[];
+  targets: TargetRecord[];
+}
+
+export function summaryEntries(cells: readonly CellSummary[]) {
+  return cells.map((c) => ({
+    target: c.target,
+    kernel: c.kernel,
+    openssl: c.openssl,
+    variant: c.variant,
+    mode: c.mode,
+    scenario: c.scenario,
+    trials: c.trials,
+    expected: c.expected,
+    captured: c.captured,
+    correct: c.correct,
+    wrong: c.wrong,
+    lost: c.lost,
+    misattribution: c.misattribution,
+    capture: c.capture,
+    symmetry: c.symmetry,
+    hook: c.hook,
+    truth: c.truth,
+    status: c.status,
+    ...(c.error ? { error: c.error } : {}),
+    verdict: c.verdict,
+  }));
+}
+
+export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[]): string {
+  const out: string[] = [`# USM TLS attribution matrix: run ${manifest.runId}`, ''];
+  out.push(`tool ${manifest.tool.commit}${manifest.tool.dirty ? ' (dirty)' : ''}, ${manifest.iterations} iterations x ${manifest.trials} trial(s), seed ${manifest.seed}.`, '');
+  out.push('| target | kernel | OpenSSL | scenario | mode | variant | expected | rows | correct | wrong | lost | misattribution | capture | status | verdict |');
+  out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const c of cells) {
+    out.push(`| ${c.target} | ${c.kernel} | ${c.openssl} | ${c.scenario} | ${c.mode} | ${c.variant} | ${c.expected} | ${c.captured} | ${c.correct} | ${c.wrong} | ${c.lost} | ${pct(c.misattribution)} | ${pct(c.capture)} | ${c.status} | ${verdictWord(c.verdict.pass)} |`);
+  }
+  const failed = manifest.targets.filter((t) => t.status !== 'ok');
+  if (failed.length) {
+    out.push('', '## Targets that failed', '');
+    for (const t of failed) {
+      out.push(`- **${t.name}** (${t.backend}): ${t.status}${t.error ? `: ${t.error}` : ''}`);
+      if (t.detail) out.push('', '```', t.detail.trimEnd(), '```', '');
+    }
+  }
+  out.push('', '## Beside the investigation (Vagrant VM, system-probe)', '');
+  out.push('| investigation run | its misattribution | ours (same mode, upstream, preexisting) |', '|---|---|---|');
+  for (const f of INVESTIGATION) {
+    const ours = cells.filter((c) => c.variant === 'upstream' && c.status === 'ok' && (f.mode === 'baseline' ? c.scenario === 'baseline' : c.scenario === 'preexisting' && c.mode === f.mode));
+    const txt = ours.length ? ours.map((c) => `${c.target}: ${pct(c.misattribution)} (${c.wrong} of ${c.captured})`).join('; ') : 'not run';
+    out.push(`| ${f.run} | ${pct(f.misattribution)} (${f.detail}) | ${txt} |`);
+  }
+  out.push('');
+  return out.join('\n');
+}
+
+/** The terminal's final table: cell, misattribution, capture, status. */
+export function renderTable(cells: readonly CellSummary[]): string {
+  const rows = [['cell', 'kernel', 'misattribution', 'capture', 'status', 'verdict']];
+  for (const c of cells) {
+    rows.push([`${c.target} ${c.scenario}/${c.mode}/${c.variant}`, c.kernel, c.misattribution === null ? 'n/a' : `${pct(c.misattribution)} (${c.wrong}/${c.captured})`, pct(c.capture), c.status, verdictWord(c.verdict.pass)]);
+  }
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r, j) => r.map((x, i) => x.padEnd(w[i]!)).join('  ') + (j === 0 ? `\n${w.map((n) => '-'.repeat(n)).join('  ')}` : '')).join('\n');
+}
+
+export async function writeSummary(outDir: string, manifest: Manifest, cells: readonly CellSummary[]): Promise<void> {
+  await mkdir(outDir, { recursive: true });
+  await writeFile(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  await writeFile(join(outDir, 'summary.json'), JSON.stringify(summaryEntries(cells), null, 2) + '\n');
+  await writeFile(join(outDir, 'summary.md'), renderSummaryMd(manifest, cells));
+}
+
+/** reports/latest -> the newest run (relative link, replaced atomically enough for one user). */
+export async function pointLatest(outDir: string): Promise<void> {
+  const link = join(dirname(outDir), 'latest');
+  await rm(link, { force: true });
+  await symlink(basename(outDir), link);
+}

@@ -1,0 +1,110 @@
+// Get a Machine ready for runs: upload the sources (remote machines), build bpf/ and client/
+// with the machine's own toolchain, read its versions, and find the libssl the client uses.
+import { cp, mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, sep } from 'node:path';
+import { LabError } from '../errors.ts';
+import type { Machine } from '../machine/types.ts';
+import { step, type Emit } from '../progress/events.ts';
+import type { Tools } from './run.ts';
+
+export const SOURCE_DIRS = ['bpf', 'client', 'provision'] as const;
+
+export interface MachineFacts {
+  kernel?: string;
+  distro?: string;
+  openssl?: string;
+  clang?: string;
+  gcc?: string;
+  libbpf?: string;
+  bpftool?: string;
+  python?: string;
+  btf?: string;
+  kprobes?: string;
+  libssl?: string;
+  [k: string]: unknown;
+}
+
+export interface Prepared {
+  tools: Tools;
+  facts: MachineFacts;
+}
+
+/** Copy the project's guest-side sources to the machine, without build output. */
+export async function uploadSources(m: Machine, repoRoot: string, timeoutMs: number): Promise<void> {
+  if (m.workdir === repoRoot) return; // local: build in place
+  const stage = await mkdtemp(join(tmpdir(), 'usm-lab-src-'));
+  try {
+    for (const d of SOURCE_DIRS) {
+      await cp(join(repoRoot, d), join(stage, d), {
+        recursive: true,
+        filter: (src) => !src.split(sep).includes('build'),
+      });
+    }
+    const mk = await m.exec(['mkdir', '-p', m.workdir], { timeoutMs: 30_000 });
+    if (mk.code !== 0) throw new LabError('build-failed', `failed to create ${m.workdir}: ${mk.stderr.trim()}`);
+    for (const d of SOURCE_DIRS) {
+      await m.exec(['rm', '-rf', `${m.workdir}/${d}`], { timeoutMs: 30_000 });
+      await m.put(join(stage, d), `${m.workdir}/${d}`, { timeoutMs });
+    }
+  } finally {
+    await rm(stage, { recursive: true, force: true });
+  }
+}
+
+export async function prepareMachine(opts: {
+  machine: Machine;
+  repoRoot: string;
+  /** Host folder for this target's logs (build.log, facts.json). */
+  logDir: string;
+  emit: Emit;
+  buildTimeoutMs: number;
+}): Promise<Prepared> {
+  const { machine: m, emit, logDir } = opts;
+  await mkdir(logDir, { recursive: true });
+  await step(emit, m.target, 'upload', () => uploadSources(m, opts.repoRoot, opts.buildTimeoutMs));
+
+  await step(emit, m.target, 'build', async () => {
+    let log = '';
+    for (const d of ['bpf', 'client']) {
+      const r = await m.exec(['make', '-C', `${m.workdir}/${d}`], { timeoutMs: opts.buildTimeoutMs });
+      log += `$ make -C ${d}\n${r.stdout}${r.stderr}\n[exit ${r.timedOut ? 'timeout' : r.code}]\n`;
+      await writeFile(join(logDir, 'build.log'), log);
+      if (r.code !== 0) {
+        const err = new LabError('build-failed', `make -C ${d} ${r.timedOut ? 'timed out' : `failed (exit ${r.code})`} on ${m.target}`, (r.stderr || r.stdout).trim().split('\n').slice(-40).join('\n'));
+        Object.assign(err, { logFile: join(logDir, 'build.log') });
+        throw err;
+      }
+    }
+  });
+
+  const facts = await step(emit, m.target, 'facts', async (): Promise<MachineFacts> => {
+    const r = await m.exec(['sh', `${m.workdir}/provision/facts.sh`], { timeoutMs: 60_000 });
+    let f: MachineFacts = {};
+    try {
+      f = JSON.parse(r.stdout.trim()) as MachineFacts;
+    } catch {
+      throw new LabError('build-failed', `provision/facts.sh printed no JSON on ${m.target}`, r.stderr);
+    }
+    return f;
+  });
+
+  const client = `${m.workdir}/client/build/race_client`;
+  const ldd = await m.exec(['ldd', client], { timeoutMs: 30_000 });
+  const libssl = /libssl\.so[^\s]*\s+=>\s+(\S+)/.exec(ldd.stdout)?.[1];
+  if (!libssl) throw new LabError('build-failed', `cannot find the libssl that ${client} uses (ldd said: ${ldd.stdout.trim() || ldd.stderr.trim()})`);
+  facts.libssl = libssl;
+  await writeFile(join(logDir, 'facts.json'), JSON.stringify(facts, null, 2) + '\n');
+
+  const py = await m.exec(['sh', '-c', 'if [ -x /usr/bin/python3 ]; then echo /usr/bin/python3; else command -v python3; fi'], { timeoutMs: 15_000 });
+  return {
+    facts,
+    tools: {
+      tracer: `${m.workdir}/bpf/build/usm_tls`,
+      client,
+      server: `${m.workdir}/client/https_server.py`,
+      python: py.stdout.trim() || 'python3',
+      libssl,
+    },
+  };
+}

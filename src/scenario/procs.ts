@@ -1,0 +1,117 @@
+// Background processes on a Machine, built only on Machine.exec: the same code drives this host
+// and a guest over SSH. Each process gets its own session (setsid), stdout/stderr files, a pid
+// file and an exit-code file; readiness is a line in one of its outputs.
+import { LabError, type FailureKind } from '../errors.ts';
+import type { Machine } from '../machine/types.ts';
+
+export interface BgProc {
+  name: string;
+  pid: number;
+  out: string;
+  err: string;
+  rc: string;
+  /** Failure kind reported when this process misbehaves. */
+  kind: FailureKind;
+}
+
+// $1..$4: stdout, stderr, rc, pid files; the rest is argv. The inner sh writes its own pid and
+// execs the program, so the pid file holds the program's pid; the subshell records the exit code.
+const LAUNCH = [
+  'o=$1; e=$2; r=$3; p=$4; shift 4',
+  '( setsid -w sh -c \'echo $$ >"$0"; exec "$@"\' "$p" "$@" >"$o" 2>"$e" </dev/null; echo $? >"$r" ) >/dev/null 2>&1 </dev/null &',
+  'i=0; while [ ! -s "$p" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done',
+  'cat "$p"',
+].join('\n');
+
+export async function startProc(m: Machine, opts: { name: string; dir: string; argv: readonly string[]; kind: FailureKind; cwd?: string }): Promise<BgProc> {
+  const base = `${opts.dir}/${opts.name}`;
+  const files = { out: `${base}.out`, err: `${base}.log`, rc: `${base}.rc`, pid: `${base}.pid` };
+  const r = await m.exec(['sh', '-c', LAUNCH, 'sh', files.out, files.err, files.rc, files.pid, ...opts.argv], {
+    timeoutMs: 15_000,
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
+  });
+  const pid = Number(r.stdout.trim());
+  if (r.code !== 0 || !Number.isInteger(pid) || pid <= 0) {
+    throw new LabError(opts.kind, `failed to start ${opts.name}: ${r.stderr.trim() || `exit ${r.code}`}`);
+  }
+  return { name: opts.name, pid, out: files.out, err: files.err, rc: files.rc, kind: opts.kind };
+}
+
+export interface ProcState {
+  out: string;
+  err: string;
+  /** Exit code once the process has ended, else null. */
+  rc: number | null;
+}
+
+const READ = 'cat "$1" 2>/dev/null; printf "\\n\\036"; cat "$2" 2>/dev/null; printf "\\n\\036"; cat "$3" 2>/dev/null';
+
+export async function readProc(m: Machine, p: BgProc): Promise<ProcState> {
+  const r = await m.exec(['sh', '-c', READ, 'sh', p.out, p.err, p.rc], { timeoutMs: 15_000 });
+  const [out = '', err = '', rc = ''] = r.stdout.split('\n\x1e');
+  const code = rc.trim() === '' ? null : Number(rc.trim());
+  return { out, err, rc: code };
+}
+
+const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+
+/** Wait until `re` matches a line of the process's stdout or stderr; fail if it exits first. */
+export async function waitForLine(m: Machine, p: BgProc, re: RegExp, timeoutMs: number, signal?: AbortSignal): Promise<ProcState> {
+  const deadline = Date.now() + timeoutMs;
+  let delay = 50;
+  for (;;) {
+    if (signal?.aborted) throw new LabError('interrupted', `interrupted while waiting for ${p.name}`);
+    const st = await readProc(m, p);
+    const lines = `${st.out}\n${st.err}`.split('\n');
+    if (lines.some((l) => re.test(l))) return st;
+    if (st.rc !== null) {
+      throw new LabError(p.kind, `${p.name} exited with code ${st.rc} before printing ${re}`, tail(st.err || st.out));
+    }
+    if (Date.now() > deadline) {
+      throw new LabError(p.kind === 'client-failed' || p.kind === 'tracer-failed' || p.kind === 'server-failed' ? p.kind : 'timeout', `${p.name} did not print ${re} within ${Math.round(timeoutMs / 1000)} s`, tail(st.err || st.out));
+    }
+    await sleep(delay);
+    delay = Math.min(delay * 2, 500);
+  }
+}
+
+/** Wait for the process to exit; returns its state, or throws on timeout. */
+export async function waitExit(m: Machine, p: BgProc, timeoutMs: number, signal?: AbortSignal): Promise<ProcState> {
+  const deadline = Date.now() + timeoutMs;
+  let delay = 50;
+  for (;;) {
+    if (signal?.aborted) throw new LabError('interrupted', `interrupted while waiting for ${p.name}`);
+    const st = await readProc(m, p);
+    if (st.rc !== null) return st;
+    if (Date.now() > deadline) throw new LabError(p.kind, `${p.name} did not exit within ${Math.round(timeoutMs / 1000)} s`, tail(st.err || st.out));
+    await sleep(delay);
+    delay = Math.min(delay * 2, 500);
+  }
+}
+
+export async function signalProc(m: Machine, p: BgProc, sig: 'USR1' | 'INT' | 'TERM' | 'KILL'): Promise<void> {
+  await m.exec(['kill', '-s', sig, String(p.pid)], { timeoutMs: 10_000 });
+}
+
+/** Stop a process for sure: TERM (or the given signal), a grace period, then KILL its whole session. */
+export async function stopProc(m: Machine, p: BgProc, opts: { signal?: 'INT' | 'TERM'; graceMs?: number } = {}): Promise<ProcState | null> {
+  try {
+    const st = await readProc(m, p);
+    if (st.rc !== null) return st;
+    await signalProc(m, p, opts.signal ?? 'TERM').catch(() => {});
+    try {
+      return await waitExit(m, p, opts.graceMs ?? 5_000);
+    } catch {
+      // setsid made the program a session and process-group leader: kill the group.
+      await m.exec(['kill', '-s', 'KILL', '--', `-${p.pid}`], { timeoutMs: 10_000 }).catch(() => {});
+      return await waitExit(m, p, 5_000).catch(() => null);
+    }
+  } catch {
+    return null;
+  }
+}
+
+export function tail(text: string, lines = 30): string {
+  const arr = text.trimEnd().split('\n');
+  return arr.slice(-lines).join('\n');
+}
