@@ -69,7 +69,7 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
   };
   if (doc.errors.length) {
     const e = doc.errors[0]!;
-    const p = e.linePos?.[0];
+    const p = lc.linePos(e.pos[0]);
     throw new ConfigError(`${file}${p ? `:${p.line}:${p.col}` : ''}: ${e.message.split('\n')[0]}`);
   }
   const root = doc.contents;

@@ -1,0 +1,223 @@
+import { describe, expect, it } from 'vitest';
+import { normalize, tupleKey } from '../src/analysis/normalize.ts';
+import { classify, formTransactions, toHttpMonitoring } from '../src/analysis/transactions.ts';
+import { attributeTrial, symmetry } from '../src/analysis/attribution.ts';
+import { parseClientOutput, parseTracerOutput, type Conn, type TlsEvent } from '../src/analysis/events.ts';
+import { summarizeCell, type TrialResult } from '../src/analysis/cell.ts';
+
+const CLIENT = 100;
+const SRV1 = 201;
+const SRV2 = 202;
+const conns: Conn[] = [
+  { k: 1, lport: 40001, rport: 18001 },
+  { k: 2, lport: 40002, rport: 18002 },
+];
+const ctx = (k: number) => `0x${(0x1000 * k).toString(16)}`;
+const req = (k: number, i: number) => `GET /200/conn${k}-iter${i} HTTP/1.1\r\nHost: 127.0.0.1:1800${k}\r\nConnection: keep-alive\r\n\r\n`;
+const RESP = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK';
+
+let clock = 0;
+/** A client-side event put on connection `on` (its own socket, or the wrong one). */
+function cli(fn: string, k: number, on: number, data: string): TlsEvent {
+  const c = conns[on - 1]!;
+  return { ts: ++clock, pid: CLIENT, tid: CLIENT, comm: 'race_client', fn, ctx: ctx(k), len: data.length, family: 4, saddr: '127.0.0.1', sport: c.lport, daddr: '127.0.0.1', dport: c.rport, via: 'fallback-send', data };
+}
+/** A server-side event on connection k (servers see their own socket: always right). */
+function srv(fn: string, k: number, data: string): TlsEvent {
+  const c = conns[k - 1]!;
+  return { ts: ++clock, pid: k === 1 ? SRV1 : SRV2, tid: 1, comm: 'python3', fn, ctx: `0xs${k}`, len: data.length, family: 4, saddr: '127.0.0.1', sport: c.rport, daddr: '127.0.0.1', dport: c.lport, via: 'fallback-send', data };
+}
+
+/** One interleaved iteration where the client's contexts are swapped (upstream's permanent swap). */
+function swappedIteration(i: number, withServers: boolean): TlsEvent[] {
+  const evs = [cli('SSL_write', 1, 2, req(1, i)), cli('SSL_write', 2, 1, req(2, i))];
+  if (withServers) evs.push(srv('SSL_read_ex', 1, req(1, i)), srv('SSL_write_ex', 1, RESP), srv('SSL_read_ex', 2, req(2, i)), srv('SSL_write_ex', 2, RESP));
+  evs.push(cli('SSL_read', 1, 2, RESP), cli('SSL_read', 2, 1, RESP));
+  return evs;
+}
+
+function analyse(events: TlsEvent[], iterations: number) {
+  const tx = formTransactions(events);
+  const rows = toHttpMonitoring(tx.transactions);
+  return { tx, rows, a: attributeTrial({ rows, events, conns, iterations, clientPid: CLIENT }) };
+}
+
+describe('normalize', () => {
+  it.each([
+    [{ saddr: '127.0.0.1', sport: 40001, daddr: '127.0.0.1', dport: 18001 }, 40001, 18001],
+    [{ saddr: '127.0.0.1', sport: 18001, daddr: '127.0.0.1', dport: 40001 }, 40001, 18001],
+    [{ saddr: '10.0.0.1', sport: 443, daddr: '10.0.0.2', dport: 8080 }, 8080, 443], // neither ephemeral: lower port is the server
+    [{ saddr: '10.0.0.1', sport: 50000, daddr: '10.0.0.2', dport: 40000 }, 50000, 40000], // both ephemeral
+    [{ saddr: '10.0.0.1', sport: 61000, daddr: '10.0.0.2', dport: 443 }, 61000, 443], // above the range: port order
+  ])('%o -> client %i, server %i', (t, clientPort, serverPort) => {
+    const n = normalize(t);
+    expect(n.client.port).toBe(clientPort);
+    expect(n.server.port).toBe(serverPort);
+  });
+
+  it('puts both sides of one connection on one key', () => {
+    const a = normalize({ saddr: '127.0.0.1', sport: 40001, daddr: '127.0.0.1', dport: 18001 });
+    const b = normalize({ saddr: '127.0.0.1', sport: 18001, daddr: '127.0.0.1', dport: 40001 });
+    expect(tupleKey(a)).toBe(tupleKey(b));
+  });
+});
+
+describe('classify', () => {
+  it.each([
+    ['GET /200/conn1-iter0 HTTP/1.1\r\n', 'request'],
+    ['POST /x HTTP/1.0\r\n', 'request'],
+    ['HTTP/1.1 404 Not Found\r\n', 'response'],
+    ['OK', null],
+    ['', null],
+    ['GARBAGE /x HTTP/1.1', null],
+  ])('%j -> %s', (data, kind) => {
+    expect(classify(data)?.kind ?? null).toBe(kind);
+  });
+
+  it('looks only at the first bytes of a buffer, as upstream', () => {
+    expect(classify(`${'x'.repeat(200)}HTTP/1.1 200 OK`)).toBeNull();
+  });
+});
+
+describe('transactions and attribution', () => {
+  it('the permanent swap, servers traced: client rows wrong, server rows right, symmetric', () => {
+    clock = 0;
+    const n = 10;
+    const events = Array.from({ length: n }, (_, i) => swappedIteration(i, true)).flat();
+    const { rows, a } = analyse(events, n);
+    expect(a.expected).toBe(2 * n);
+    expect(a.correct).toBe(2 * n);
+    expect(a.wrong).toBe(2 * n);
+    expect(a.captured).toBe(4 * n);
+    expect(a.lost).toBe(0);
+    expect(a.capturedRequests).toBe(2 * n);
+    expect(a.truth.writes).toEqual({ correct: 0, wrong: 2 * n, lost: 0 });
+    expect(a.truth.reads.wrong).toBe(2 * n);
+    expect(symmetry(a.byConn)).toBe(1);
+    // The seed's one-line analysis criteria, on the file's shape.
+    const c1wrong = rows.filter((e) => e.Path.includes('conn1') && e.Server.Port === 18002).length;
+    const c2wrong = rows.filter((e) => e.Path.includes('conn2') && e.Server.Port === 18001).length;
+    expect(c1wrong).toBe(n);
+    expect(c2wrong).toBe(n);
+    expect(rows[0]!.ByStatus['200']!.Count).toBe(1);
+  });
+
+  it('the permanent swap, client traced only: every row wrong', () => {
+    clock = 0;
+    const events = Array.from({ length: 5 }, (_, i) => swappedIteration(i, false)).flat();
+    const { a } = analyse(events, 5);
+    expect(a.correct).toBe(0);
+    expect(a.wrong).toBe(10);
+    expect(a.capturedRequests).toBe(0);
+    expect(a.lost).toBe(0);
+  });
+
+  it('client and server rows of one correct request collapse onto one key with Count 2', () => {
+    clock = 0;
+    const events = [cli('SSL_write', 1, 1, req(1, 0)), srv('SSL_read_ex', 1, req(1, 0)), srv('SSL_write_ex', 1, RESP), cli('SSL_read', 1, 1, RESP)];
+    const { rows, a, tx } = analyse(events, 1);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.ByStatus['200']!.Count).toBe(2);
+    expect(rows[0]!.Client.Port).toBe(40001);
+    expect(rows[0]!.Server.Port).toBe(18001);
+    expect(tx.transactions.filter((t) => t.joined)).toHaveLength(1);
+    expect(a.correct).toBe(1);
+    expect(a.wrong).toBe(0);
+    expect(a.lost).toBe(1); // conn2's request never appeared
+  });
+
+  it('lost reads: writes attributed, reads never seen', () => {
+    clock = 0;
+    const events = [cli('SSL_write', 1, 1, req(1, 0)), cli('SSL_write', 2, 2, req(2, 0))];
+    const { a, tx } = analyse(events, 1);
+    expect(a.captured).toBe(0); // requests without a response make no row
+    expect(tx.incompleteRequests).toBe(2);
+    expect(a.truth.writes.correct).toBe(2);
+    expect(a.truth.reads).toEqual({ correct: 0, wrong: 0, lost: 2 });
+  });
+
+  it('a response older than the open request is not joined to it', () => {
+    clock = 0;
+    const events = [cli('SSL_read', 1, 1, RESP), cli('SSL_write', 1, 1, req(1, 0))];
+    const { tx } = analyse(events, 1);
+    expect(tx.transactions).toHaveLength(0);
+    expect(tx.orphanResponses).toBe(1);
+    expect(tx.incompleteRequests).toBe(1);
+  });
+
+  it('empty input: nothing captured, everything lost, no misleading 0 %', () => {
+    const { rows, a } = analyse([], 4);
+    expect(rows).toEqual([]);
+    expect(a).toMatchObject({ expected: 8, captured: 0, correct: 0, wrong: 0, lost: 8, capturedRequests: 0 });
+    const cell = summarizeCell({ target: 't', variant: 'upstream', mode: 'interleaved', scenario: 'preexisting' }, {}, [{ trial: 1, status: 'ok', attribution: a }]);
+    expect(cell.misattribution).toBeNull();
+    expect(cell.verdict.pass).toBe(false); // upstream on pre-existing connections must show the race
+  });
+});
+
+describe('cells and verdicts', () => {
+  const attribution = (wrong: number, correct: number, capturedRequests: number, clientWrites: number) => ({
+    expected: 10, captured: wrong + correct, correct, wrong, lost: 10 - capturedRequests, capturedRequests,
+    byConn: [{ k: 1, rport: 18001, rightRows: correct, wrongRows: wrong }],
+    truth: { writes: { correct: clientWrites, wrong: 0, lost: 10 - clientWrites }, reads: { correct: 0, wrong: 0, lost: 10 } },
+  });
+  const id = (variant: 'upstream' | 'no-fallback' | 'scoped' | 'recv-hook', scenario: 'preexisting' | 'baseline' = 'preexisting') => ({ target: 't', variant, mode: 'interleaved' as const, scenario });
+  it.each([
+    ['upstream', 'preexisting', attribution(5, 5, 5, 10), true],
+    ['upstream', 'preexisting', attribution(0, 10, 10, 10), false],
+    ['scoped', 'preexisting', attribution(0, 10, 10, 10), true],
+    ['scoped', 'preexisting', attribution(1, 10, 10, 10), false],
+    ['scoped', 'preexisting', attribution(0, 9, 9, 9), false], // capture 90 % < 95 %
+    ['no-fallback', 'preexisting', attribution(0, 0, 0, 0), true],
+    ['no-fallback', 'preexisting', attribution(0, 2, 2, 2), false],
+    ['upstream', 'baseline', attribution(0, 10, 10, 10), true],
+    ['upstream', 'baseline', attribution(1, 10, 10, 10), false],
+    ['recv-hook', 'preexisting', attribution(3, 3, 3, 10), null],
+  ] as const)('%s %s -> %s', (variant, scenario, a, pass) => {
+    const c = summarizeCell(id(variant, scenario), { kernel: '6.1' }, [{ trial: 1, status: 'ok', attribution: a }]);
+    expect(c.verdict.pass).toBe(pass);
+  });
+
+  it('a failed trial marks the cell with what failed, keeping the other trials', () => {
+    const trials: TrialResult[] = [
+      { trial: 1, status: 'ok', attribution: attribution(5, 5, 5, 10) },
+      { trial: 2, status: 'tracer-failed', error: 'verifier said no' },
+    ];
+    const c = summarizeCell(id('upstream'), {}, trials);
+    expect(c.status).toBe('tracer-failed');
+    expect(c.error).toBe('verifier said no');
+    expect(c.trialsOk).toBe(1);
+    expect(c.wrong).toBe(5);
+    expect(c.verdict.pass).toBe(false);
+  });
+});
+
+describe('parsers', () => {
+  it('reads the tracer output: meta, events, stats, bad lines', () => {
+    const text = [
+      JSON.stringify({ meta: { variant: 'upstream', hook: 'tracepoint' } }),
+      JSON.stringify(cli('SSL_write', 1, 1, req(1, 0))),
+      'not json',
+      JSON.stringify({ something: 1 }),
+      JSON.stringify({ stats: { attributed: 1, calls: { SSL_write: 1 } } }),
+      '',
+    ].join('\n');
+    const o = parseTracerOutput(text);
+    expect(o.meta?.hook).toBe('tracepoint');
+    expect(o.events).toHaveLength(1);
+    expect(o.stats?.attributed).toBe(1);
+    expect(o.badLines).toEqual([3, 4]);
+  });
+
+  it('reads the client output: READY, DONE and per-connection counts', () => {
+    const o = parseClientOutput('READY:37180:18001:45612:18002\nDONE\nconn1 ok=200 fail=0 local=37180 remote=18001\nconn2 ok=199 fail=1 local=45612 remote=18002\n');
+    expect(o.conns).toEqual([{ k: 1, lport: 37180, rport: 18001 }, { k: 2, lport: 45612, rport: 18002 }]);
+    expect(o.done).toBe(true);
+    expect(o.ok).toEqual([200, 199]);
+    expect(o.fail).toEqual([0, 1]);
+  });
+
+  it('a client that never finished is not DONE', () => {
+    expect(parseClientOutput('READY:1:2:3:4\n').done).toBe(false);
+  });
+});

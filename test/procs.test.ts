@@ -1,0 +1,111 @@
+// The background-process layer on a real shell (LocalMachine): the same commands go over SSH.
+import { afterEach, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LocalMachine } from '../src/machine/local.ts';
+import { shellJoin } from '../src/machine/types.ts';
+import { readProc, signalProc, startProc, stopProc, waitExit, waitForLine, type BgProc } from '../src/scenario/procs.ts';
+import { LabError } from '../src/errors.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'procs-test-'));
+const m = new LocalMachine({ workdir: dir });
+const started: BgProc[] = [];
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** A killed child whose reaper is slow shows as a zombie: dead for our purpose. */
+const zombie = (pid: number) => {
+  try {
+    return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  } catch {
+    return true;
+  }
+};
+
+afterEach(async () => {
+  for (const p of started.splice(0)) {
+    try {
+      process.kill(-p.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+});
+
+describe('background processes over Machine.exec', () => {
+  it('starts a program with hostile arguments verbatim, reads its lines and exit code', async () => {
+    const weird = `it's "quoted" $(echo no) ; rm -rf / \` \n newline`;
+    const p = await startProc(m, { name: 'echoer', dir, kind: 'client-failed', argv: ['python3', '-c', 'import sys; print(sys.argv[1]); print("READY", flush=True)', weird] });
+    started.push(p);
+    const st = await waitForLine(m, p, /^READY$/, 10_000);
+    expect(st.out.split('\n')[0]).toBe(weird.split('\n')[0]);
+    const end = await waitExit(m, p, 10_000);
+    expect(end.rc).toBe(0);
+    expect(readFileSync(`${dir}/echoer.out`, 'utf8')).toContain(weird);
+  }, 30_000);
+
+  it('a process that exits before its ready line fails with its kind and stderr', async () => {
+    const p = await startProc(m, { name: 'dies', dir, kind: 'tracer-failed', argv: ['sh', '-c', 'echo "failed to load: EPERM" >&2; exit 4'] });
+    started.push(p);
+    const err = await waitForLine(m, p, /^READY$/, 10_000).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LabError);
+    expect((err as LabError).kind).toBe('tracer-failed');
+    expect((err as LabError).message).toMatch(/exited with code 4/);
+    expect((err as LabError).detail).toMatch(/EPERM/);
+  }, 30_000);
+
+  it('a ready line that never comes times out within the deadline', async () => {
+    const p = await startProc(m, { name: 'mute', dir, kind: 'client-failed', argv: ['sleep', '30'] });
+    started.push(p);
+    const t0 = Date.now();
+    const err = await waitForLine(m, p, /^READY$/, 1_000).catch((e: unknown) => e);
+    expect((err as LabError).message).toMatch(/did not print/);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    await stopProc(m, p);
+    expect(alive(p.pid)).toBe(false);
+  }, 30_000);
+
+  it('signals reach the program itself (its pid, not a wrapper shell)', async () => {
+    const p = await startProc(m, { name: 'trap', dir, kind: 'client-failed', argv: ['python3', '-c', 'import signal,sys,time\nsignal.signal(signal.SIGUSR1, lambda *a: (print("GOT", flush=True), sys.exit(7)))\nprint("READY", flush=True)\ntime.sleep(30)'] });
+    started.push(p);
+    await waitForLine(m, p, /^READY$/, 10_000);
+    await signalProc(m, p, 'USR1');
+    const st = await waitExit(m, p, 10_000);
+    expect(st.rc).toBe(7);
+    expect(st.out).toContain('GOT');
+  }, 30_000);
+
+  it('stopProc kills a program that ignores TERM, and its children', async () => {
+    const p = await startProc(m, { name: 'stubborn', dir, kind: 'server-failed', argv: ['sh', '-c', 'trap "" TERM; sleep 60 & echo child $!; echo READY; wait'] });
+    started.push(p);
+    const st = await waitForLine(m, p, /^READY$/, 10_000);
+    const child = Number(/child (\d+)/.exec(st.out)?.[1]);
+    expect(alive(child)).toBe(true);
+    await stopProc(m, p, { graceMs: 500 });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(alive(p.pid)).toBe(false);
+    expect(alive(child) && !zombie(child)).toBe(false);
+    expect((await readProc(m, p)).rc).not.toBeNull();
+  }, 30_000);
+
+  it('exec times out and kills the command', async () => {
+    const r = await m.exec(['sleep', '20'], { timeoutMs: 300 });
+    expect(r.timedOut).toBe(true);
+    expect(r.code).toBeNull();
+  });
+
+  it('shellJoin round-trips arbitrary arguments through a real sh', async () => {
+    const args = ['plain', '', "it's", '$HOME', '`id`', 'a b\tc', 'x\ny', '--flag=1', '*', '\\'];
+    const r = await m.exec(['sh', '-c', `printf '%s\\0' ${shellJoin(args)}`], { timeoutMs: 5_000 });
+    expect(r.stdout.split('\0').slice(0, -1)).toEqual(args);
+  });
+});
+
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));

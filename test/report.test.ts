@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, readlinkSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { summarizeCell, type CellSummary } from '../src/analysis/cell.ts';
+import { toHttpMonitoring, type Transaction } from '../src/analysis/transactions.ts';
+import { renderCellMd, writeCellReport } from '../src/report/cell.ts';
+import { renderSummaryMd, renderTable, writeSummary, pointLatest, type Manifest } from '../src/report/summary.ts';
+
+// The investigation's analysis, verbatim (INVESTIGATION.md, step 7): it must run unchanged.
+const SEED_ANALYSIS = `
+import json, sys
+data = json.load(sys.stdin)
+conn1_correct = sum(1 for e in data if 'conn1' in e.get('Path','') and e.get('Server',{}).get('Port')==18001)
+conn1_wrong = sum(1 for e in data if 'conn1' in e.get('Path','') and e.get('Server',{}).get('Port')==18002)
+conn2_wrong = sum(1 for e in data if 'conn2' in e.get('Path','') and e.get('Server',{}).get('Port')==18001)
+conn2_correct = sum(1 for e in data if 'conn2' in e.get('Path','') and e.get('Server',{}).get('Port')==18002)
+print(f'conn1 -> 18001 (correct): {conn1_correct}')
+print(f'conn1 -> 18002 (WRONG):   {conn1_wrong}')
+print(f'conn2 -> 18001 (WRONG):   {conn2_wrong}')
+print(f'conn2 -> 18002 (correct): {conn2_correct}')
+print(f'Misattribution rate: {(conn1_wrong+conn2_wrong)/(conn1_correct+conn1_wrong+conn2_wrong+conn2_correct)*100:.1f}%')
+`;
+
+const tx = (clientPort: number, serverPort: number, path: string, status = 200): Transaction => ({
+  tuple: { client: { ip: '127.0.0.1', port: clientPort }, server: { ip: '127.0.0.1', port: serverPort } },
+  method: 'GET', path, status, requestTs: 1e6, responseTs: 3e6, pid: 1, joined: false,
+});
+
+function cell(over: Partial<CellSummary> = {}): CellSummary {
+  const base = summarizeCell({ target: 'bookworm', variant: 'upstream', mode: 'interleaved', scenario: 'preexisting' }, { kernel: '6.1.0-1', openssl: '3.0.15' }, [
+    { trial: 1, status: 'ok', attribution: { expected: 4, captured: 4, correct: 1, wrong: 3, lost: 0, capturedRequests: 1, byConn: [{ k: 1, rport: 18001, rightRows: 1, wrongRows: 2 }, { k: 2, rport: 18002, rightRows: 0, wrongRows: 1 }], truth: { writes: { correct: 0, wrong: 4, lost: 0 }, reads: { correct: 0, wrong: 2, lost: 2 } } } },
+  ]);
+  return { ...base, ...over };
+}
+
+describe('http_monitoring.json', () => {
+  it("is in upstream's debug-endpoint shape and the seed's analysis runs on it unchanged", () => {
+    const rows = toHttpMonitoring([
+      tx(40001, 18001, '/200/conn1-iter0'),
+      tx(40001, 18001, '/200/conn1-iter0'), // the other side of the same request: one row, Count 2
+      tx(40002, 18002, '/200/conn1-iter1'),
+      tx(40001, 18001, '/200/conn2-iter0'),
+      tx(40002, 18002, '/200/conn2-iter1', 404),
+    ]);
+    expect(rows).toHaveLength(4);
+    expect(rows[0]).toEqual({ Client: { IP: '127.0.0.1', Port: 40001 }, Server: { IP: '127.0.0.1', Port: 18001 }, DNS: '', Path: '/200/conn1-iter0', Method: 'GET', ByStatus: { '200': { Count: 2, FirstLatencySample: 2 } }, StaticTags: 0, DynamicTags: null });
+    expect(rows[3]!.ByStatus).toHaveProperty('404');
+    expect(rows[3]).not.toHaveProperty('Status');
+    const out = execFileSync('python3', ['-c', SEED_ANALYSIS], { input: JSON.stringify(rows), encoding: 'utf8', timeout: 10_000 });
+    expect(out).toContain('conn1 -> 18001 (correct): 1');
+    expect(out).toContain('conn1 -> 18002 (WRONG):   1');
+    expect(out).toContain('conn2 -> 18001 (WRONG):   1');
+    expect(out).toContain('conn2 -> 18002 (correct): 1');
+    expect(out).toContain('Misattribution rate: 50.0%');
+  });
+});
+
+describe('reports', () => {
+  it("report.md has the investigation's table layout with the cell's figures", () => {
+    const md = renderCellMd({ cell: cell(), trials: [] });
+    expect(md).toContain('| run | conn1 right | conn1 wrong | conn2 right | conn2 wrong | misattribution |');
+    expect(md).toContain('| 1 | 2 | 0 | 1 | 75.0 % (3 of 4) |');
+    expect(md).toContain('| request writes | 0 | 4 | 0 |');
+    expect(md).toMatch(/Verdict: as expected/);
+  });
+
+  it('a failed cell says what failed, never a bare 0 %', () => {
+    const failed = summarizeCell({ target: 'sid', variant: 'scoped', mode: 'interleaved', scenario: 'preexisting' }, {}, [{ trial: 1, status: 'build-failed', error: 'make -C bpf failed (exit 2)' }]);
+    const md = renderCellMd({ cell: failed, trials: [] });
+    expect(md).toContain('**Status: build-failed** (make -C bpf failed (exit 2))');
+    expect(md).toContain('n/a (no row names a connection)');
+    expect(md).not.toMatch(/\b0\.0 %/);
+    expect(renderTable([failed])).toMatch(/sid preexisting\/interleaved\/scoped\s+unknown\s+n\/a\s+n\/a\s+build-failed\s+NOT as expected/);
+  });
+
+  it('summary.md sets our figures beside the investigation, lists failed targets; files and latest link are written', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'report-test-'));
+    const dir = join(out, '20261124T000000Z');
+    mkdirSync(dir);
+    const manifest: Manifest = {
+      runId: 'r1', tool: { commit: 'abc', dirty: false, node: 'v20' }, startedAt: 'now', argv: [], seed: 1, iterations: 2, trials: 1,
+      variants: ['upstream'], modes: ['interleaved'], scenarios: ['preexisting'],
+      targets: [{ name: 'bookworm', backend: 'qemu', status: 'ok', facts: {} }, { name: 'sid', backend: 'qemu', status: 'boot-timeout', error: 'no SSH within 120 s', detail: '[  1.0] console tail', facts: {} }],
+    };
+    const md = renderSummaryMd(manifest, [cell()]);
+    expect(md).toContain('73.8 % (138 / 408 / 402 / 150');
+    expect(md).toContain('quoted as 81 %');
+    expect(md).toContain('63.9 %');
+    expect(md).toContain('bookworm: 75.0 % (3 of 4)');
+    expect(md).toContain('**sid** (qemu): boot-timeout: no SSH within 120 s');
+    expect(md).toContain('console tail');
+    await writeSummary(dir, manifest, [cell()]);
+    await writeCellReport(join(dir, 'bookworm', 'preexisting-interleaved-upstream'), { cell: cell(), trials: [] });
+    const summary = JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'));
+    expect(Object.keys(summary[0])).toEqual(expect.arrayContaining(['target', 'kernel', 'openssl', 'variant', 'mode', 'scenario', 'trials', 'expected', 'captured', 'correct', 'wrong', 'lost', 'misattribution', 'capture', 'status']));
+    expect(summary[0].misattribution).toBeCloseTo(0.75);
+    expect(JSON.parse(readFileSync(join(dir, 'bookworm', 'preexisting-interleaved-upstream', 'report.json'), 'utf8')).cell.wrong).toBe(3);
+    await pointLatest(dir);
+    expect(readlinkSync(join(out, 'latest'))).toBe('20261124T000000Z');
+    writeFileSync(join(out, 'x'), '');
+  });
+});
