@@ -1,0 +1,180 @@
+// The image cache's public API: ensureImage (build on demand, reuse when the recipe is
+// unchanged and the checksum matches), listImages, cleanImages, and the floor initrd.
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LabError } from '../errors.ts';
+import { silent, step, type Emit } from '../progress/events.ts';
+import { buildImage, removeBuildDir } from './build.ts';
+import { buildFloorInitrd } from './initrd.ts';
+import { ensureClientKey, type KeyPair } from './keys.ts';
+import { cachePaths, checkImage, imagePaths, readManifest, type ImageManifest, type ImagePaths, type ImageState } from './manifest.ts';
+import { SUITES, recipeFor, recipeHash, readGuestScripts, type Suite } from './recipe.ts';
+
+export { SUITES, parseSuite, recipeFor, recipeHash, type Suite, type Recipe } from './recipe.ts';
+export { resolveCacheRoot, cachePaths, imagePaths, type ImageManifest, type ImagePaths } from './manifest.ts';
+export { FLOOR_MARKER } from './initrd.ts';
+
+export interface EnsureOptions {
+  /** Cache root (BackendContext.cacheDir; images live in ROOT/images). */
+  cacheDir: string;
+  emit?: Emit;
+  signal?: AbortSignal;
+  /** Build even when a valid image is cached. */
+  rebuild?: boolean;
+  /** Name used in progress events (default: the suite). */
+  target?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export interface Image {
+  suite: Suite;
+  paths: ImagePaths;
+  manifest: ImageManifest;
+  /** Client key pair authorised in the image. */
+  key: KeyPair;
+  keyPath: string;
+  /** Whether this call built the image. */
+  built: boolean;
+}
+
+// One build per (cache, suite) at a time inside this process; a lock file across processes.
+const inFlight = new Map<string, Promise<Image>>();
+
+export function ensureImage(suite: Suite, opts: EnsureOptions): Promise<Image> {
+  const key = `${opts.cacheDir}\0${suite}`;
+  const running = inFlight.get(key);
+  if (running && !opts.rebuild) return running;
+  const p = ensureImageOnce(suite, opts).finally(() => inFlight.delete(key));
+  inFlight.set(key, p);
+  return p;
+}
+
+async function ensureImageOnce(suite: Suite, opts: EnsureOptions): Promise<Image> {
+  const emit = opts.emit ?? silent;
+  const signal = opts.signal ?? new AbortController().signal;
+  const target = opts.target ?? suite;
+  const cp = cachePaths(opts.cacheDir);
+  const paths = imagePaths(opts.cacheDir, suite);
+  const recipe = recipeFor(suite, readGuestScripts());
+  const hash = recipeHash(recipe);
+  const key = await ensureClientKey(cp.clientKey);
+
+  const cached = async (): Promise<ImageState> => (opts.rebuild ? { ok: false, reason: '--rebuild' } : checkImage(paths, { recipeHash: hash, clientKey: key.publicKey }));
+  let state = await step(emit, target, 'image-check', cached, suite);
+  if (state.ok) return { suite, paths, manifest: state.manifest, key, keyPath: cp.clientKey, built: false };
+
+  const release = await lockSuite(cp.images, suite, signal, emit, target);
+  try {
+    // Another process may have built it while we waited for the lock.
+    if (!opts.rebuild) {
+      state = await checkImage(paths, { recipeHash: hash, clientKey: key.publicKey });
+      if (state.ok) return { suite, paths, manifest: state.manifest, key, keyPath: cp.clientKey, built: false };
+    }
+    const why = state.ok ? '' : state.reason;
+    if (state.manifest || opts.rebuild) emit({ type: 'info', target, message: `rebuilding the ${suite} image: ${why}` });
+    else emit({ type: 'info', target, message: `building the ${suite} image (first use; a few minutes)` });
+    await removeStaleBuilds(cp.images, suite);
+    const manifest = await step(emit, target, 'image-build', () => buildImage({ cacheRoot: opts.cacheDir, recipe, clientKey: key, emit, signal, target, ...(opts.env ? { env: opts.env } : {}) }), suite);
+    return { suite, paths, manifest, key, keyPath: cp.clientKey, built: true };
+  } finally {
+    await release();
+  }
+}
+
+/** Exclusive per-suite lock (O_EXCL file holding our pid); a dead holder's lock is taken over. */
+async function lockSuite(images: string, suite: Suite, signal: AbortSignal, emit: Emit, target: string): Promise<() => Promise<void>> {
+  await mkdir(images, { recursive: true });
+  const lock = join(images, `.lock-${suite}`);
+  let told = false;
+  for (;;) {
+    try {
+      const fh = await open(lock, 'wx');
+      await fh.writeFile(String(process.pid));
+      await fh.close();
+      return () => unlink(lock).catch(() => {});
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = Number((await readFile(lock, 'utf8').catch(() => '')).trim());
+    if (!holder || !alive(holder)) {
+      await unlink(lock).catch(() => {});
+      continue;
+    }
+    if (!told) emit({ type: 'info', target, message: `waiting for process ${holder} to finish building the ${suite} image` });
+    told = true;
+    if (signal.aborted) throw new LabError('interrupted', `interrupted while waiting for the ${suite} image`);
+    await new Promise((r) => setTimeout(r, 2_000));
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Temporary folders of builds that were killed hard (SIGKILL, power loss). Call with the lock held. */
+async function removeStaleBuilds(images: string, suite?: Suite): Promise<void> {
+  for (const e of await readdir(images).catch(() => [] as string[])) {
+    if ((suite ? e.startsWith(`.build-${suite}-`) : e.startsWith('.build-')) || e.startsWith('.old-')) await removeBuildDir(join(images, e));
+  }
+}
+
+export interface CachedImage {
+  suite: Suite;
+  dir: string;
+  manifest: ImageManifest | null;
+  /** Is the manifest's recipe the current one? (Checksum not verified: see ensureImage.) */
+  current: boolean;
+  /** Bytes on disk for the folder (qcow2 + kernel + initrd + log). */
+  bytes: number;
+}
+
+export async function listImages(cacheDir: string): Promise<CachedImage[]> {
+  const scripts = readGuestScripts();
+  const out: CachedImage[] = [];
+  for (const suite of SUITES) {
+    const p = imagePaths(cacheDir, suite);
+    const manifest = await readManifest(p.manifest);
+    let bytes = 0;
+    for (const f of await readdir(p.dir).catch(() => [] as string[])) bytes += (await stat(join(p.dir, f)).catch(() => ({ size: 0 }))).size;
+    if (!manifest && bytes === 0) continue;
+    out.push({ suite, dir: p.dir, manifest, current: manifest?.recipeHash === recipeHash(recipeFor(suite, scripts)), bytes });
+  }
+  return out;
+}
+
+/** Remove cached images (one suite, or all; the client key pair stays). Returns what was removed. */
+export async function cleanImages(cacheDir: string, suite?: Suite): Promise<string[]> {
+  const images = cachePaths(cacheDir).images;
+  const removed: string[] = [];
+  for (const s of suite ? [suite] : SUITES) {
+    const p = imagePaths(cacheDir, s);
+    if (await stat(p.dir).catch(() => null)) {
+      await removeBuildDir(p.dir);
+      removed.push(p.dir);
+    }
+    await rm(join(images, `${s}.failed-build.log`), { force: true });
+  }
+  await removeStaleBuilds(images, suite);
+  if (!suite) await rm(cachePaths(cacheDir).floorInitrd, { force: true });
+  return removed;
+}
+
+/** The floor initrd of this cache (busybox + marker init), built on first use (no root needed). */
+export async function ensureFloorInitrd(cacheDir: string): Promise<string> {
+  const path = cachePaths(cacheDir).floorInitrd;
+  const scripts = readGuestScripts();
+  const want = scripts['floor-init.sh'] ?? '';
+  const stamp = `${path}.src`;
+  if ((await readFile(stamp, 'utf8').catch(() => null)) === want && (await stat(path).catch(() => null))) return path;
+  await mkdir(cachePaths(cacheDir).images, { recursive: true });
+  const tmp = `${path}.${process.pid}.tmp`;
+  await buildFloorInitrd({ out: tmp, initScript: want });
+  await rename(tmp, path);
+  await writeFile(stamp, want);
+  return path;
+}
