@@ -1,0 +1,164 @@
+// The qemu backend: ensure the suite's image, pick the accelerator (a real KVM boot, else TCG),
+// boot the image's kernel + tiny initrd on a throw-away overlay, wait for SSH with the pinned
+// host key, hand back an SshMachine. Every VM is registered for stopAllVms().
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { onCleanup } from '../../cli/cleanup.ts';
+import { ConfigError, LabError, asLabError } from '../../errors.ts';
+import { ensureFloorInitrd, ensureImage, parseSuite, type Image } from '../../images/index.ts';
+import { SshMachine } from '../../machine/ssh.ts';
+import { step } from '../../progress/events.ts';
+import type { Backend, BackendContext, Lease, TargetSpec } from '../types.ts';
+import { kernelCmdline, type Accel } from './args.ts';
+import { probeAccel } from './kvm.ts';
+import { Vm } from './vm.ts';
+
+export { stopAllVms, runningVms, Vm } from './vm.ts';
+export { probeAccel, runFloor } from './kvm.ts';
+export { vmArgs, floorArgs, kernelCmdline, accelArgs, netdevArg, overlayArgs, type Accel, type VmArgs } from './args.ts';
+export { reservePort } from './ports.ts';
+
+/** Where the project's sources go on the guest (Machine.workdir). */
+export const GUEST_WORKDIR = '/root/usm-race-lab';
+
+export interface QemuBackendOptions {
+  /** Rebuild images even when cached (matrix --rebuild). */
+  rebuild?: boolean;
+  env?: NodeJS.ProcessEnv;
+  /** Extra kernel command-line arguments. */
+  append?: string[];
+}
+
+export interface QemuFacts {
+  kernel: string;
+  accel: Accel;
+  accelReason: string;
+  image: string;
+  imageManifest: Record<string, unknown>;
+  sshPort: number;
+  bootSeconds: number;
+  [k: string]: unknown;
+}
+
+export class QemuBackend implements Backend {
+  readonly name = 'qemu' as const;
+  constructor(private readonly opts: QemuBackendOptions = {}) {}
+
+  async up(target: TargetSpec, ctx: BackendContext): Promise<Lease> {
+    if (!target.suite) throw new ConfigError(`target '${target.name}' (backend qemu) needs a suite`);
+    const suite = parseSuite(target.suite);
+    const { emit, signal } = ctx;
+    const env = this.opts.env ?? process.env;
+    await mkdir(ctx.runDir, { recursive: true });
+
+    const image: Image = await ensureImage(suite, { cacheDir: ctx.cacheDir, emit, signal, rebuild: this.opts.rebuild ?? false, target: target.name, env });
+    const probe = await step(emit, target.name, 'accel', async () => probeAccel({ kernel: image.paths.kernel, initrd: await ensureFloorInitrd(ctx.cacheDir), workDir: ctx.runDir, env }));
+    emit({ type: 'info', target: target.name, message: `accelerator: ${probe.accel} (${probe.reason})` });
+    if (signal.aborted) throw new LabError('interrupted', 'interrupted before boot');
+
+    const vm = new Vm({
+      name: target.name,
+      accel: probe.accel,
+      cpus: target.cpus ?? 1,
+      memoryMiB: target.memoryMiB ?? 1024,
+      kernel: image.paths.kernel,
+      initrd: image.paths.initrd,
+      base: image.paths.disk,
+      append: kernelCmdline(this.opts.append ?? []),
+      runDir: ctx.runDir,
+      keep: ctx.keep,
+    });
+    const unregister = ctx.keep ? () => {} : onCleanup(() => vm.stop());
+    const stop = async () => {
+      unregister();
+      await vm.stop();
+    };
+    const t0 = Date.now();
+    const deadlineMs = ctx.bootTimeoutMs ?? (probe.accel === 'kvm' ? 60_000 : 180_000);
+    let machine: SshMachine;
+    try {
+      await step(emit, target.name, 'qemu-start', () => vm.start(), probe.accel);
+      machine = await step(emit, target.name, 'ssh-wait', () => waitForSsh(vm, image, target.name, deadlineMs - (Date.now() - t0), signal), `127.0.0.1:${vm.port}`);
+    } catch (err) {
+      const tail = await vm.logsTail();
+      await stop();
+      if (signal.aborted) throw new LabError('interrupted', `${target.name}: interrupted during boot`);
+      const e = asLabError(err, 'boot-failed');
+      throw new LabError(e.kind, e.message, [e.detail, tail].filter(Boolean).join('\n'), { cause: err });
+    }
+    const bootSeconds = Math.round((Date.now() - t0) / 100) / 10;
+
+    let kernel = '';
+    try {
+      const r = await machine.exec(['uname', '-r'], { timeoutMs: 30_000, cwd: '/' });
+      kernel = r.stdout.trim();
+      await machine.exec(['mkdir', '-p', GUEST_WORKDIR], { timeoutMs: 30_000, cwd: '/' });
+    } catch (err) {
+      await machine.close();
+      await stop();
+      throw new LabError('boot-failed', `${target.name}: SSH answered but exec failed: ${(err as Error).message}`, await vm.logsTail());
+    }
+
+    const m = image.manifest;
+    const facts: QemuFacts = {
+      kernel,
+      accel: probe.accel,
+      accelReason: probe.reason,
+      image: `${suite} (recipe ${m.recipeHash.slice(0, 12)}, built ${m.builtAt})`,
+      imageManifest: { suite: m.suite, kernel: m.kernel, versions: m.versions, recipeHash: m.recipeHash, sha256: m.sha256, builtAt: m.builtAt, size: m.size },
+      sshPort: vm.port,
+      bootSeconds,
+    };
+    const knownHosts = join(ctx.runDir, 'known_hosts');
+    await writeFile(knownHosts, `[127.0.0.1]:${vm.port} ${m.hostKey}\n`);
+    const hints = [
+      `ssh -i ${image.keyPath} -p ${vm.port} -o UserKnownHostsFile=${knownHosts} root@127.0.0.1`,
+      `stop: kill ${vm.pid}  (overlay ${vm.overlay}, console ${vm.consoleLog})`,
+    ];
+    let stopped = false;
+    return {
+      machine,
+      facts,
+      hints,
+      stop: async () => {
+        if (stopped) return;
+        stopped = true;
+        await machine.close().catch(() => {});
+        await stop();
+      },
+    };
+  }
+}
+
+/** SSH with the pinned host key; fails early when QEMU exits or the kernel panics. */
+async function waitForSsh(vm: Vm, image: Image, name: string, deadlineMs: number, signal: AbortSignal): Promise<SshMachine> {
+  const ac = new AbortController();
+  const onAbort = () => ac.abort();
+  signal.addEventListener('abort', onAbort, { once: true });
+  let failed: (why: string) => void = () => {};
+  const failure = new Promise<never>((_, reject) => {
+    failed = (why) => reject(new LabError('boot-failed', `${name}: ${why} before SSH answered`));
+  });
+  failure.catch(() => {});
+  vm.onFailure((why) => failed(why));
+  const connecting = SshMachine.connect({
+    target: name,
+    workdir: GUEST_WORKDIR,
+    host: '127.0.0.1',
+    port: vm.port,
+    username: 'root',
+    privateKey: image.key.privateKey,
+    hostKey: image.manifest.hostKey,
+    deadlineMs: Math.max(1_000, deadlineMs),
+    signal: ac.signal,
+  });
+  try {
+    return await Promise.race([connecting, failure]);
+  } catch (err) {
+    ac.abort();
+    connecting.then((m) => m.close(), () => {});
+    throw err;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}

@@ -1,0 +1,90 @@
+// Which accelerator really runs a guest here? /dev/kvm can exist and open while every guest dies
+// with "KVM internal error" (nested virtualisation): so boot the floor (kernel + busybox marker
+// initrd) under KVM and look for the marker. Cached per process. Also used by bench-boot.mjs.
+import { spawn } from 'node:child_process';
+import { constants } from 'node:fs';
+import { access, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { FLOOR_MARKER } from '../../images/initrd.ts';
+import { floorArgs, type Accel } from './args.ts';
+
+export const QEMU_BIN = 'qemu-system-x86_64';
+
+export interface FloorRun {
+  ok: boolean;
+  /** Spawn to marker (or to failure) in ms. */
+  ms: number;
+  /** Why it failed: QEMU's stderr / console tail, or "timeout". */
+  reason: string;
+}
+
+/** Boot kernel + floor initrd until the marker shows on the console; QEMU is killed either way. */
+export async function runFloor(opts: { accel: Accel; kernel: string; initrd: string; workDir: string; timeoutMs: number; qemu?: string; tag?: string }): Promise<FloorRun> {
+  const consoleLog = join(opts.workDir, `floor-${opts.tag ?? opts.accel}-${process.pid}-${Date.now()}.log`);
+  const t0 = performance.now();
+  const child = spawn(opts.qemu ?? QEMU_BIN, floorArgs({ accel: opts.accel, kernel: opts.kernel, initrd: opts.initrd, consoleLog }), { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    if (stderr.length < 64 * 1024) stderr += d.toString('utf8');
+  });
+  let exited = false;
+  const exit = new Promise<void>((resolve) => {
+    child.on('close', () => {
+      exited = true;
+      resolve();
+    });
+    child.on('error', (err) => {
+      stderr += err.message;
+      exited = true;
+      resolve();
+    });
+  });
+  let result: FloorRun | null = null;
+  while (!result) {
+    const text = await readFile(consoleLog, 'utf8').catch(() => '');
+    const ms = performance.now() - t0;
+    if (text.includes(FLOOR_MARKER)) result = { ok: true, ms, reason: '' };
+    else if (exited) result = { ok: false, ms, reason: (stderr.trim() || text.trim().split('\n').slice(-5).join('\n') || 'QEMU exited').slice(0, 2000) };
+    else if (ms > opts.timeoutMs) result = { ok: false, ms, reason: `no marker within ${Math.round(opts.timeoutMs / 1000)} s${stderr ? `: ${stderr.trim().slice(0, 500)}` : ''}` };
+    else await new Promise((r) => setTimeout(r, 20));
+  }
+  if (!exited) child.kill('SIGKILL');
+  await exit;
+  await rm(consoleLog, { force: true });
+  return result;
+}
+
+export interface AccelProbe {
+  accel: Accel;
+  reason: string;
+}
+
+let cached: Promise<AccelProbe> | null = null;
+
+/**
+ * KVM if a guest really boots under it, else TCG. USM_LAB_ACCEL=kvm|tcg forces the answer.
+ * The first call's kernel/initrd are used; the result is kept for the whole process.
+ */
+export function probeAccel(opts: { kernel: string; initrd: string; workDir: string; env?: NodeJS.ProcessEnv }): Promise<AccelProbe> {
+  cached ??= doProbe(opts);
+  return cached;
+}
+
+/** Forget the cached probe (tests). */
+export function resetAccelProbe(): void {
+  cached = null;
+}
+
+async function doProbe(opts: { kernel: string; initrd: string; workDir: string; env?: NodeJS.ProcessEnv }): Promise<AccelProbe> {
+  const forced = (opts.env ?? process.env).USM_LAB_ACCEL;
+  if (forced === 'kvm' || forced === 'tcg') return { accel: forced, reason: `USM_LAB_ACCEL=${forced}` };
+  try {
+    await access('/dev/kvm', constants.R_OK | constants.W_OK);
+  } catch {
+    return { accel: 'tcg', reason: '/dev/kvm is missing or not accessible' };
+  }
+  const r = await runFloor({ accel: 'kvm', kernel: opts.kernel, initrd: opts.initrd, workDir: opts.workDir, timeoutMs: 30_000, tag: 'kvm-probe' });
+  if (r.ok) return { accel: 'kvm', reason: `a guest booted under KVM in ${(r.ms / 1000).toFixed(1)} s` };
+  const line = r.reason.split('\n').find((l) => /KVM|kvm/.test(l)) ?? r.reason.split('\n')[0] ?? '';
+  return { accel: 'tcg', reason: `KVM did not boot a guest: ${line.trim()}` };
+}

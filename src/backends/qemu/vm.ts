@@ -1,0 +1,254 @@
+// One QEMU process: overlay on the cached base image, spawn, watch for exit and kernel panics,
+// stop (QMP quit, then SIGKILL by pid), and a process-wide registry so an entry point's SIGINT
+// handler can stop every VM (stopAllVms).
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { LabError } from '../../errors.ts';
+import { overlayArgs, vmArgs, type Accel } from './args.ts';
+import { QEMU_BIN } from './kvm.ts';
+import { qmpCommand } from './qmp.ts';
+import { reservePort, type PortReservation } from './ports.ts';
+
+const run = promisify(execFile);
+
+export interface VmSpec {
+  name: string;
+  accel: Accel;
+  cpus: number;
+  memoryMiB: number;
+  kernel: string;
+  initrd: string;
+  /** Cached base image (qcow2): only read, never written. */
+  base: string;
+  append: string;
+  /** Folder for the overlay, console.log, qemu.log, pid file. */
+  runDir: string;
+  /** Leave the overlay on stop and let the VM outlive this process. */
+  keep: boolean;
+  qemu?: string;
+}
+
+const live = new Set<Vm>();
+let exitHookInstalled = false;
+
+/** Stop every VM this process started (for SIGINT handlers and test teardown). */
+export async function stopAllVms(): Promise<void> {
+  await Promise.allSettled([...live].map((vm) => vm.stop()));
+}
+
+export function runningVms(): readonly Vm[] {
+  return [...live];
+}
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Last resort when the process exits without stopping its VMs (exit handlers must be sync).
+  process.on('exit', () => {
+    for (const vm of live) if (!vm.spec.keep && vm.pid) {
+      try {
+        process.kill(vm.pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  });
+}
+
+export class Vm {
+  readonly overlay: string;
+  readonly consoleLog: string;
+  readonly qemuLog: string;
+  readonly pidFile: string;
+  qmpSocket = '';
+  port = 0;
+  pid = 0;
+  /** Set once QEMU has exited, or the console shows a kernel panic. */
+  failure: string | null = null;
+  private child: ChildProcess | null = null;
+  private reservation: PortReservation | null = null;
+  private exited: Promise<void> = Promise.resolve();
+  private hasExited = false;
+  private watcher: NodeJS.Timeout | null = null;
+  private stopping: Promise<void> | null = null;
+  private sockDir: string | null = null;
+  private failureListeners: ((why: string) => void)[] = [];
+
+  constructor(readonly spec: VmSpec) {
+    this.overlay = join(spec.runDir, `${spec.name}-overlay.qcow2`);
+    this.consoleLog = join(spec.runDir, 'console.log');
+    this.qemuLog = join(spec.runDir, 'qemu.log');
+    this.pidFile = join(spec.runDir, 'qemu.pid');
+  }
+
+  /** Create the overlay and start QEMU (does not wait for the guest). */
+  async start(): Promise<void> {
+    await rm(this.overlay, { force: true });
+    try {
+      await run('qemu-img', overlayArgs(this.spec.base, this.overlay), { timeout: 30_000 });
+    } catch (err) {
+      throw new LabError('boot-failed', `${this.spec.name}: qemu-img create failed: ${(err as Error).message}`);
+    }
+    // A unix socket path must fit in 108 bytes: fall back to a short folder in /tmp.
+    this.qmpSocket = join(this.spec.runDir, 'qmp.sock');
+    if (Buffer.byteLength(this.qmpSocket) > 100) {
+      this.sockDir = await mkdtemp(join(tmpdir(), 'usm-qmp-'));
+      this.qmpSocket = join(this.sockDir, 'qmp.sock');
+    }
+    live.add(this);
+    installExitHook();
+    // The port could be taken by another program between handOff and QEMU's bind: retry.
+    for (let i = 0; ; i++) {
+      await this.spawnOnce();
+      const bound = await this.waitBindOk();
+      if (bound) break;
+      this.reservation?.release();
+      if (i >= 2) throw new LabError('boot-failed', `${this.spec.name}: QEMU could not bind a port forward (3 tries)`, await this.logsTail());
+    }
+    this.watch();
+  }
+
+  private async spawnOnce(): Promise<void> {
+    this.reservation = await reservePort();
+    this.port = this.reservation.port;
+    this.failure = null;
+    this.hasExited = false;
+    await rm(this.consoleLog, { force: true });
+    await rm(this.pidFile, { force: true });
+    const args = vmArgs({ ...this.spec, overlay: this.overlay, sshPort: this.port, consoleLog: this.consoleLog, qmpSocket: this.qmpSocket, pidFile: this.pidFile });
+    const log = openSync(this.qemuLog, 'a');
+    await this.reservation.handOff();
+    // Own process group (the terminal's Ctrl-C does not reach QEMU) only when someone handles
+    // SIGINT and stops us; otherwise QEMU dies with us on Ctrl-C. Kept VMs always detach.
+    const detached = this.spec.keep || process.listenerCount('SIGINT') > 0;
+    const child = spawn(this.spec.qemu ?? QEMU_BIN, args, { stdio: ['ignore', log, log], detached });
+    closeSync(log);
+    this.child = child;
+    this.pid = child.pid ?? 0;
+    if (this.spec.keep) child.unref();
+    this.exited = new Promise<void>((resolve) => {
+      child.on('error', (err) => {
+        this.onExit(`QEMU could not start: ${err.message}`);
+        resolve();
+      });
+      child.on('exit', (code, sig) => {
+        this.onExit(`QEMU exited (${sig ?? `code ${code}`})`);
+        resolve();
+      });
+    });
+  }
+
+  /** False when QEMU died right away because the forwarded port was taken. */
+  private async waitBindOk(): Promise<boolean> {
+    const t0 = Date.now();
+    while (Date.now() - t0 < 1_500) {
+      if (this.hasExited) {
+        const log = await readFile(this.qemuLog, 'utf8').catch(() => '');
+        if (/host forwarding rule|Address already in use/i.test(log)) return false;
+        return true; // another failure: reported by the boot watcher
+      }
+      if (await stat(this.pidFile).catch(() => null)) return true;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    return true;
+  }
+
+  private onExit(why: string): void {
+    this.hasExited = true;
+    this.fail(why);
+  }
+
+  private fail(why: string): void {
+    if (this.failure) return;
+    this.failure = why;
+    for (const l of this.failureListeners.splice(0)) l(why);
+  }
+
+  /** Resolves never; calls back once the VM failed (exit or panic). */
+  onFailure(fn: (why: string) => void): void {
+    if (this.failure) fn(this.failure);
+    else this.failureListeners.push(fn);
+  }
+
+  /** Poll the console for a kernel panic (QEMU exits on its own with -no-reboot, but say why). */
+  private watch(): void {
+    let offset = 0;
+    let carry = '';
+    this.watcher = setInterval(async () => {
+      try {
+        const fh = await open(this.consoleLog, 'r');
+        try {
+          const { size } = await fh.stat();
+          if (size <= offset) return;
+          const buf = Buffer.alloc(size - offset);
+          await fh.read(buf, 0, buf.length, offset);
+          offset = size;
+          const text = carry + buf.toString('utf8');
+          carry = text.slice(-64);
+          if (/Kernel panic/.test(text)) this.fail('kernel panic');
+        } finally {
+          await fh.close();
+        }
+      } catch {
+        /* not created yet */
+      }
+    }, 250);
+    this.watcher.unref();
+  }
+
+  async consoleTail(lines = 40): Promise<string> {
+    const text = await readFile(this.consoleLog, 'utf8').catch(() => '');
+    return text.trimEnd().split('\n').slice(-lines).join('\n');
+  }
+
+  async logsTail(): Promise<string> {
+    const q = (await readFile(this.qemuLog, 'utf8').catch(() => '')).trim();
+    const c = await this.consoleTail();
+    return [q && `--- qemu.log\n${q.split('\n').slice(-10).join('\n')}`, c && `--- console.log (tail)\n${c}`].filter(Boolean).join('\n');
+  }
+
+  get running(): boolean {
+    return this.child !== null && !this.hasExited;
+  }
+
+  /** QMP quit, SIGKILL after a grace period, free the port, remove the overlay unless keep. Idempotent. */
+  stop(graceMs = 5_000): Promise<void> {
+    this.stopping ??= this.doStop(graceMs);
+    return this.stopping;
+  }
+
+  private async doStop(graceMs: number): Promise<void> {
+    if (this.watcher) clearInterval(this.watcher);
+    if (this.running) {
+      const quit = await qmpCommand(this.qmpSocket, 'quit', Math.min(3_000, graceMs));
+      if (!quit || !(await this.waitExit(graceMs))) {
+        this.killByPid();
+        await this.waitExit(5_000);
+      }
+    }
+    this.reservation?.release();
+    live.delete(this);
+    await rm(this.pidFile, { force: true });
+    if (this.sockDir) await rm(this.sockDir, { recursive: true, force: true });
+    else await rm(this.qmpSocket, { force: true }).catch(() => {});
+    if (!this.spec.keep) await rm(this.overlay, { force: true });
+  }
+
+  private waitExit(ms: number): Promise<boolean> {
+    if (this.hasExited) return Promise.resolve(true);
+    return Promise.race([this.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
+  }
+
+  private killByPid(): void {
+    if (!this.pid) return;
+    try {
+      process.kill(this.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+}
