@@ -152,7 +152,7 @@ export class SshMachine implements Machine {
         resolve();
       };
       try {
-        this.client.exec(`kill -KILL -- -${pid} 2>/dev/null || kill -KILL ${pid} 2>/dev/null; true`, (err, ch) => {
+        this.client.exec(`kill -9 -${pid} 2>/dev/null || kill -9 ${pid} 2>/dev/null; true`, (err, ch) => {
           if (err) return done();
           ch.on('close', done).on('data', () => {}).on('error', done);
           ch.stderr.on('data', () => {});

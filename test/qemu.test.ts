@@ -1,0 +1,201 @@
+// The qemu backend: argv builders (tables), port allocation, and one end-to-end boot of the
+// bookworm image (build it when not cached) through QemuBackend. Under CI=true the end-to-end
+// test FAILS with its reason when it cannot run; elsewhere it skips with the reason.
+import { afterAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { accelArgs, floorArgs, kernelCmdline, netdevArg, overlayArgs, qemuPath, vmArgs, type VmArgs } from '../src/backends/qemu/args.ts';
+import { QemuBackend, runningVms, stopAllVms } from '../src/backends/qemu/index.ts';
+import { reservePort, reservedPorts } from '../src/backends/qemu/ports.ts';
+import type { Lease } from '../src/backends/types.ts';
+import { LabError } from '../src/errors.ts';
+import { checkImage, imagePaths, resolveCacheRoot } from '../src/images/manifest.ts';
+import { recipeFor, recipeHash } from '../src/images/recipe.ts';
+import type { ProgressEvent } from '../src/progress/events.ts';
+import { inCI } from './helpers/requirements.ts';
+
+const base: VmArgs = {
+  accel: 'tcg',
+  cpus: 1,
+  memoryMiB: 1024,
+  kernel: '/c/vmlinuz',
+  initrd: '/c/initrd.img',
+  append: kernelCmdline(),
+  overlay: '/r/ov.qcow2',
+  sshPort: 40022,
+  consoleLog: '/r/console.log',
+  qmpSocket: '/r/qmp.sock',
+  pidFile: '/r/qemu.pid',
+};
+
+describe('QEMU argv builders', () => {
+  it('builds the whole command line for a TCG guest', () => {
+    expect(vmArgs(base)).toEqual([
+      '-accel', 'tcg', '-cpu', 'max',
+      '-smp', '1', '-m', '1024',
+      '-nodefaults', '-display', 'none',
+      '-kernel', '/c/vmlinuz', '-initrd', '/c/initrd.img',
+      '-append', 'root=/dev/vda rw console=ttyS0 net.ifnames=0 random.trust_cpu=on panic=-1',
+      '-drive', 'file=/r/ov.qcow2,if=virtio,format=qcow2,cache=unsafe',
+      '-netdev', 'user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22',
+      '-device', 'virtio-net-pci,netdev=n0',
+      '-device', 'virtio-rng-pci',
+      '-serial', 'file:/r/console.log',
+      '-qmp', 'unix:/r/qmp.sock,server=on,wait=off',
+      '-no-reboot',
+      '-pidfile', '/r/qemu.pid',
+    ]);
+  });
+
+  const after = (argv: string[], flag: string) => argv[argv.indexOf(flag) + 1];
+  it.each([
+    [{ accel: 'kvm' as const }, '-accel', 'kvm'],
+    [{ accel: 'kvm' as const }, '-cpu', 'host'],
+    [{ accel: 'tcg' as const }, '-cpu', 'max'],
+    [{ cpus: 2 }, '-smp', '2'],
+    [{ memoryMiB: 2048 }, '-m', '2048'],
+    [{ sshPort: 2222 }, '-netdev', 'user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22'],
+    [{ overlay: '/runs/a,b/ov.qcow2' }, '-drive', 'file=/runs/a,,b/ov.qcow2,if=virtio,format=qcow2,cache=unsafe'],
+    [{ append: kernelCmdline(['init=/bin/sh']) }, '-append', 'root=/dev/vda rw console=ttyS0 net.ifnames=0 random.trust_cpu=on panic=-1 init=/bin/sh'],
+  ])('%j sets %s %s', (over, flag, want) => {
+    expect(after(vmArgs({ ...base, ...over }), flag)).toBe(want);
+  });
+
+  it.each([
+    [{ sshPort: 0 }, /bad ssh port/],
+    [{ sshPort: 70000 }, /bad ssh port/],
+    [{ cpus: 0 }, /bad VM size/],
+    [{ memoryMiB: 64 }, /bad VM size/],
+  ])('rejects %j', (over, re) => {
+    expect(() => vmArgs({ ...base, ...over })).toThrow(re);
+  });
+
+  it('never forwards anything but 127.0.0.1 and always restricts the guest', () => {
+    for (const port of [1, 22, 65535]) expect(netdevArg(port)).toMatch(/^user,id=n0,restrict=on,hostfwd=tcp:127\.0\.0\.1:\d+-:22$/);
+  });
+
+  it('accel, floor, overlay and path helpers', () => {
+    expect(accelArgs('kvm')).toEqual(['-accel', 'kvm', '-cpu', 'host']);
+    expect(accelArgs('tcg')).toEqual(['-accel', 'tcg', '-cpu', 'max']);
+    const f = floorArgs({ accel: 'tcg', kernel: '/k', initrd: '/i', consoleLog: '/c' });
+    expect(f).toContain('-no-reboot');
+    expect(f).not.toContain('-drive');
+    expect(f).not.toContain('-netdev');
+    expect(f[f.indexOf('-append') + 1]).toMatch(/rdinit=\/init/);
+    expect(overlayArgs('/base.qcow2', '/ov.qcow2')).toEqual(['create', '-q', '-f', 'qcow2', '-b', '/base.qcow2', '-F', 'qcow2', '/ov.qcow2']);
+    expect(qemuPath('a,b,,c')).toBe('a,,b,,,,c');
+  });
+});
+
+describe('port allocation on 127.0.0.1', () => {
+  it('hands out distinct ports to parallel reservations and frees them for QEMU', async () => {
+    const rs = await Promise.all(Array.from({ length: 24 }, () => reservePort()));
+    const ports = rs.map((r) => r.port);
+    expect(new Set(ports).size).toBe(ports.length);
+    for (const p of ports) expect(reservedPorts()).toContain(p);
+    // After handOff the port is bindable (QEMU can take it) but stays reserved in this process.
+    await rs[0]!.handOff();
+    const srv = createServer();
+    await new Promise<void>((res, rej) => srv.once('error', rej).listen(ports[0], '127.0.0.1', () => res()));
+    await new Promise<void>((res) => srv.close(() => res()));
+    expect(reservedPorts()).toContain(ports[0]);
+    for (const r of rs) r.release();
+    for (const p of ports) expect(reservedPorts()).not.toContain(p);
+  }, 15_000);
+});
+
+// ---------- end to end ----------
+
+const cacheDir = resolveCacheRoot();
+const has = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8', timeout: 5_000 }).status === 0 || existsSync(`/usr/sbin/${bin}`);
+
+async function missingForQemuE2e(): Promise<string | null> {
+  if (process.platform !== 'linux') return 'needs Linux';
+  for (const b of ['qemu-system-x86_64', 'qemu-img']) if (!has(b)) return `needs ${b} (provision/host-deps-images.txt)`;
+  const cached = await checkImage(imagePaths(cacheDir, 'bookworm'), { recipeHash: recipeHash(recipeFor('bookworm')), clientKey: readFileOr(join(cacheDir, 'images/id_ed25519.pub')), verifyChecksum: false });
+  if (!cached.ok) {
+    if (process.getuid?.() !== 0) return `the bookworm image is not cached (${cached.reason}) and building it needs root`;
+    if (!has('debootstrap')) return 'the bookworm image is not cached and debootstrap is missing (provision/host-deps-images.txt)';
+  }
+  return null;
+}
+
+function readFileOr(p: string): string {
+  try {
+    return readFileSync(p, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+const missing = await missingForQemuE2e();
+
+describe.skipIf(missing !== null && !inCI)(`qemu end to end (bookworm)${missing ? ` (skipped: ${missing})` : ''}`, () => {
+  const runDir = mkdtempSync(join(tmpdir(), 'qemu-e2e-'));
+  const events: ProgressEvent[] = [];
+  const ctx = (dir: string) => ({ runDir: dir, emit: (e: ProgressEvent) => events.push(e), signal: new AbortController().signal, keep: false, cacheDir });
+
+  afterAll(async () => {
+    await stopAllVms();
+    await rm(runDir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('requirements: qemu, and the image (or root + debootstrap to build it)', () => {
+    expect(missing, `the qemu end-to-end test cannot run here: ${missing}`).toBeNull();
+  });
+
+  it.runIf(missing === null)('builds or reuses the image, boots it, runs commands over SSH, copies files, stops cleanly', async () => {
+    const backend = new QemuBackend();
+    let lease: Lease | undefined;
+    try {
+      lease = await backend.up({ name: 'bookworm', backend: 'qemu', suite: 'bookworm' }, ctx(runDir));
+      const pid = Number(readFileSync(join(runDir, 'qemu.pid'), 'utf8'));
+      expect(pid).toBeGreaterThan(1);
+      expect(existsSync(`/proc/${pid}`)).toBe(true);
+      expect(['tcg', 'kvm']).toContain(lease.facts.accel);
+
+      const m = lease.machine;
+      const uname = await m.exec(['uname', '-r'], { timeoutMs: 30_000 });
+      expect(uname.code).toBe(0);
+      expect(uname.stdout.trim()).toMatch(/^6\.1\.\d+.*cloud-amd64$/);
+      expect(lease.facts.kernel).toBe(uname.stdout.trim());
+      const ssl = await m.exec(['python3', '-c', 'import ssl; print(ssl.OPENSSL_VERSION)'], { timeoutMs: 60_000 });
+      expect(ssl.code, ssl.stderr).toBe(0);
+      expect(ssl.stdout).toMatch(/^OpenSSL 3\.0\./);
+
+      const local = join(runDir, 'hello.txt');
+      writeFileSync(local, 'hello from the host\n');
+      await m.put(local, '/tmp/lab-e2e/hello.txt', { timeoutMs: 60_000 });
+      const cat = await m.exec(['cat', 'hello.txt'], { timeoutMs: 30_000, cwd: '/tmp/lab-e2e' });
+      expect(cat.stdout).toBe('hello from the host\n');
+      await m.exec(['sh', '-c', 'uname -r > /tmp/lab-e2e/kernel.txt'], { timeoutMs: 30_000 });
+      await m.get('/tmp/lab-e2e/kernel.txt', join(runDir, 'back/kernel.txt'), { timeoutMs: 60_000 });
+      expect(readFileSync(join(runDir, 'back/kernel.txt'), 'utf8').trim()).toBe(uname.stdout.trim());
+
+      await lease.stop();
+      await lease.stop(); // idempotent
+      expect(existsSync(`/proc/${pid}`), `qemu pid ${pid} still exists after stop()`).toBe(false);
+      expect(existsSync(join(runDir, 'bookworm-overlay.qcow2'))).toBe(false);
+      expect(runningVms()).toHaveLength(0);
+      const steps = events.filter((e) => e.type === 'step-end').map((e) => (e as { step: string }).step);
+      expect(steps).toEqual(expect.arrayContaining(['image-check', 'accel', 'qemu-start', 'ssh-wait']));
+    } finally {
+      await lease?.stop();
+    }
+  }, 25 * 60_000);
+
+  it.runIf(missing === null)('fails fast with boot-failed and the console tail when the guest cannot boot', async () => {
+    const dir = join(runDir, 'bad');
+    const t0 = Date.now();
+    const err = await new QemuBackend({ append: ['init=/sbin/no-such-init'] }).up({ name: 'bad', backend: 'qemu', suite: 'bookworm' }, ctx(dir)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LabError);
+    expect((err as LabError).kind).toBe('boot-failed');
+    expect((err as LabError).detail).toMatch(/no-such-init is missing/);
+    expect(Date.now() - t0).toBeLessThan(90_000);
+    expect(runningVms()).toHaveLength(0);
+  }, 10 * 60_000);
+});
