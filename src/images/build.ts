@@ -30,23 +30,28 @@ export interface BuildOptions {
 
 const MiB = 1024 * 1024;
 
-/** The Debian mirror the host's apt uses (first non-security "debian" URI), for debootstrap. */
-export async function hostMirror(env: NodeJS.ProcessEnv = process.env): Promise<string> {
-  if (env.USM_LAB_MIRROR) return env.USM_LAB_MIRROR;
-  const files = ['/etc/apt/sources.list'];
-  try {
-    for (const f of await readdir('/etc/apt/sources.list.d')) files.push(join('/etc/apt/sources.list.d', f));
-  } catch {
-    /* none */
-  }
-  for (const f of files) {
-    const text = await readFile(f, 'utf8').catch(() => '');
+/** First non-security Debian mirror in apt sources texts (one-line or deb822 format), or null. */
+export function parseMirror(texts: readonly string[]): string | null {
+  for (const text of texts) {
     for (const m of text.matchAll(/(?:^URIs:\s*|^deb\s+(?:\[[^\]]*\]\s+)?)(\S+)/gm)) {
       const uri = m[1]!;
       if (/\/debian\/?$/.test(uri) && !/security/.test(uri)) return uri.replace(/\/$/, '');
     }
   }
-  return 'http://deb.debian.org/debian';
+  return null;
+}
+
+/** The Debian mirror the host's apt uses, for debootstrap ($USM_LAB_MIRROR overrides). */
+export async function hostMirror(env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  if (env.USM_LAB_MIRROR) return env.USM_LAB_MIRROR;
+  const files = ['/etc/apt/sources.list'];
+  try {
+    for (const f of (await readdir('/etc/apt/sources.list.d')).sort()) files.push(join('/etc/apt/sources.list.d', f));
+  } catch {
+    /* none */
+  }
+  const texts = await Promise.all(files.map((f) => readFile(f, 'utf8').catch(() => '')));
+  return parseMirror(texts) ?? 'http://deb.debian.org/debian';
 }
 
 export async function checkBuildHost(env: NodeJS.ProcessEnv = process.env): Promise<void> {
