@@ -3,24 +3,35 @@ import { LabError } from '../errors.ts';
 import { LocalBackend } from './local.ts';
 import type { Backend, BackendName } from './types.ts';
 
-export function backendLoader(repoRoot: string): (name: BackendName) => Promise<Backend> {
+export interface BackendOptions {
+  /** Rebuild images even when cached. */
+  rebuild?: boolean;
+  /** Vagrant without any libvirt network (QEMU user-mode NIC, hostfwd on 127.0.0.1). */
+  sandboxed?: boolean;
+  cacheDir?: string;
+}
+
+export function backendLoader(repoRoot: string, opts: BackendOptions = {}): (name: BackendName) => Promise<Backend> {
   const cache = new Map<BackendName, Promise<Backend>>();
   return (name) => {
     let b = cache.get(name);
     if (!b) {
-      b = load(name, repoRoot);
+      b = load(name, repoRoot, opts);
       cache.set(name, b);
     }
     return b;
   };
 }
 
-async function load(name: BackendName, repoRoot: string): Promise<Backend> {
+async function load(name: BackendName, repoRoot: string, opts: BackendOptions): Promise<Backend> {
   switch (name) {
     case 'local':
       return new LocalBackend(repoRoot);
-    case 'qemu':
+    case 'qemu': {
+      const { QemuBackend } = await import('./qemu/index.ts');
+      return new QemuBackend({ rebuild: opts.rebuild ?? false });
+    }
     case 'vagrant':
-      throw new LabError('internal', `backend ${name} is not available in this build`);
+      throw new LabError('internal', 'backend vagrant is not available in this build');
   }
 }
