@@ -21,7 +21,15 @@ interface Entry {
   misattribution: number | null;
   capture: number | null;
   status: string;
+  symmetry: number | null;
   truth: { writes: { correct: number; wrong: number; lost: number } };
+}
+
+function runLocal(out: string, extra: string[]): { entries: Entry[]; status: number | null; log: string } {
+  const r = spawnSync('npx', ['zx', 'scripts/matrix.mjs', '--backend', 'local', '--modes', 'interleaved', '--iterations', String(ITERATIONS), '--trials', '1', '--out', out, ...extra], { encoding: 'utf8', timeout: 600_000, env: { ...process.env, CI: 'true' } });
+  const log = `${r.stdout}\n${r.stderr.slice(-3000)}`;
+  expect(existsSync(join(out, 'summary.json')), `no summary.json; output:\n${log}`).toBe(true);
+  return { entries: JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as Entry[], status: r.status, log };
 }
 
 describe.skipIf(missing !== null && !inCI)(`local end to end${missing ? ` (skipped: ${missing})` : ''}`, () => {
@@ -37,21 +45,33 @@ describe.skipIf(missing !== null && !inCI)(`local end to end${missing ? ` (skipp
     return e;
   };
 
-  it.runIf(missing === null)('runs the local matrix through scripts/matrix.mjs', () => {
-    const r = spawnSync('npx', ['zx', 'scripts/matrix.mjs', '--backend', 'local', '--variants', 'upstream,scoped,no-fallback', '--modes', 'interleaved', '--scenarios', 'preexisting,baseline', '--iterations', String(ITERATIONS), '--trials', '1', '--out', out], { encoding: 'utf8', timeout: 600_000, env: { ...process.env, CI: 'true' } });
-    expect(existsSync(join(out, 'summary.json')), `no summary.json; stderr:\n${r.stderr}`).toBe(true);
-    entries = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as Entry[];
+  it.runIf(missing === null)('runs the local matrix through scripts/matrix.mjs (every libssl user traced, as upstream)', () => {
+    const r = runLocal(out, ['--variants', 'upstream,scoped,no-fallback', '--scenarios', 'preexisting,baseline']);
+    entries = r.entries;
     expect(entries).toHaveLength(6);
-    for (const e of entries) expect(e.status, `${e.scenario}/${e.variant}: ${JSON.stringify(e)}\n${r.stderr.slice(-3000)}`).toBe('ok');
-    expect(r.stdout).toMatch(/misattribution/);
+    for (const e of entries) expect(e.status, `${e.scenario}/${e.variant}: ${JSON.stringify(e)}\n${r.log}`).toBe('ok');
+    expect(r.log).toMatch(/misattribution/);
     // Exit 0 = every cell ran and met MODEL.md's expectation.
-    expect(r.status, r.stdout + r.stderr.slice(-3000)).toBe(0);
+    expect(r.status, r.log).toBe(0);
   }, 900_000);
 
-  it.runIf(missing === null)('upstream, pre-existing connections: >= 50 % of the rows on the wrong connection', () => {
-    const e = get('upstream', 'preexisting');
+  it.runIf(missing === null)('upstream, pre-existing connections, client traced: >= 50 % of the rows on the wrong connection', () => {
+    const r = runLocal(mkdtempSync(join(tmpdir(), 'e2e-local-client-')), ['--variants', 'upstream', '--scenarios', 'preexisting', '--trace', 'client']);
+    const e = r.entries[0]!;
+    expect(e.status, r.log).toBe('ok');
     expect(e.captured).toBeGreaterThan(ITERATIONS); // not luck: many rows
     expect(e.misattribution).toBeGreaterThanOrEqual(0.5);
+  }, 600_000);
+
+  it.runIf(missing === null)('upstream, pre-existing connections, servers traced too: the permanent swap of the client side', () => {
+    const e = get('upstream', 'preexisting');
+    expect(e.captured).toBeGreaterThan(ITERATIONS);
+    // Every client request after the first iteration is written on the other connection's tuple...
+    expect(e.truth.writes.wrong).toBeGreaterThanOrEqual(0.95 * e.expected);
+    expect(e.truth.writes.correct).toBe(0);
+    // ...symmetrically; the servers' own rows (right) collapse beside them: about half the rows.
+    expect(e.symmetry).toBeGreaterThanOrEqual(0.8);
+    expect(e.misattribution).toBeGreaterThanOrEqual(0.45);
   });
 
   it.runIf(missing === null)('scoped, pre-existing connections: 0 rows wrong, >= 95 % of requests captured', () => {
