@@ -737,15 +737,19 @@ static void announce_ready(const struct opts *o)
 }
 
 // Print DONE and the per-connection counts; true if every request was ok.
-static bool report_done(const struct opts *o)
+static bool report_done(const struct opts *o, double elapsed_s)
 {
     bool all_ok = true;
+    long requests = 0;
     printf("DONE\n");
     for (int k = 0; k < o->nconns; k++) {
         const struct conn *c = o->conns[k];
         printf("conn%d ok=%ld fail=%ld local=%d remote=%d\n", c->k, c->ok, c->fail, c->lport, c->port);
         all_ok = all_ok && c->fail == 0 && c->ok == o->iterations;
+        requests += c->ok;
     }
+    // Machine-readable timing of the run (SIGUSR1 to the last response), for benchmarks.
+    printf("elapsed_ms=%.3f requests=%ld\n", elapsed_s * 1000.0, requests);
     fflush(stdout);
     return all_ok;
 }
@@ -818,9 +822,10 @@ int main(int argc, char **argv)
         run_interleaved(&o, record);
     else
         run_writes_only(&o, record);
-    fprintf(stderr, "Finished in %.3f s\n", now_s() - t0);
+    double elapsed = now_s() - t0;
+    fprintf(stderr, "Finished in %.3f s\n", elapsed);
 
-    bool all_ok = report_done(&o);
+    bool all_ok = report_done(&o, elapsed);
     if (record != NULL && fclose(record) != 0) {
         fprintf(stderr, "failed to write record file %s: %s\n", o.record, strerror(errno));
         all_ok = false;

@@ -199,7 +199,8 @@ function expectedRecord(ready: Ready, iterations: number): RecordLine[] {
   return out;
 }
 
-const stdoutLines = (p: Proc) => p.out.split('\n').filter((l) => l !== '');
+/** stdout's protocol lines; the timing line (checked on its own) is left out. */
+const stdoutLines = (p: Proc) => p.out.split('\n').filter((l) => l !== '' && !l.startsWith('elapsed_ms='));
 
 // ---------------------------------------------------------------------------------------------
 
@@ -259,6 +260,8 @@ describe('race_client with https_server.py', () => {
       expect(exit, proc.err).toEqual({ code: 0, signal: null });
       expect(ready.rports).toEqual(ports);
       expect(stdoutLines(proc)).toEqual(expectedStdout(ready, ITER));
+      // The timing line benchmarks read: after the counts, requests = all ok requests.
+      expect(proc.out.trimEnd().split('\n').at(-1)).toMatch(new RegExp(`^elapsed_ms=\\d+\\.\\d{3} requests=${ITER * ready.lports.length}$`));
       expect(proc.err).toMatch(/Establishing connection 1 to 127\.0\.0\.1:\d+/);
       expect(proc.err).toMatch(new RegExp(`Starting ${c.mode} run: ${ITER} iterations x 2 connections \\(api=${c.api}\\)`));
       expect(readRecord(record)).toEqual(expectedRecord(ready, ITER));
