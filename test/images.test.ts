@@ -35,6 +35,7 @@ describe('recipe', () => {
     ['a changed init script', { scripts: { ...scripts, 'init.sh': scripts['init.sh'] + '\n# changed\n' } }],
     ['a changed initrd /init', { scripts: { ...scripts, 'initrd-init.sh': scripts['initrd-init.sh'] + ' ' } }],
     ['another module list', { initrdModules: ['virtio_pci'] }],
+    ['another busybox applet list', { initrdApplets: ['sh'] }],
     ['more free space', { freeSpaceMiB: r.freeSpaceMiB + 1 }],
     ['a new build code version', { buildCodeVersion: r.buildCodeVersion + 1 }],
   ])('changes with %s', (_name, over) => {

@@ -115,7 +115,7 @@ export async function buildImage(opts: BuildOptions): Promise<ImageManifest> {
     const versions = await packageVersions(tree, log, signal, env);
     await step(emit, target, 'initrd', async () => {
       await copyFile(join(tree, 'boot', `vmlinuz-${kver}`), join(tmp, 'vmlinuz'));
-      const plan = await buildBootInitrd({ tree, kver, out: join(tmp, 'initrd.img'), initScript: recipe.scripts['initrd-init.sh'] ?? '', modules: recipe.initrdModules });
+      const plan = await buildBootInitrd({ tree, kver, out: join(tmp, 'initrd.img'), initScript: recipe.scripts['initrd-init.sh'] ?? '', modules: recipe.initrdModules, applets: recipe.initrdApplets });
       await writeFile(log, `initrd modules (load order): ${plan.load.join(' ')}; built in: ${plan.builtin.join(' ')}\n`, { flag: 'a' });
     }, kver);
 

@@ -8,7 +8,7 @@ import { buildImage, removeBuildDir } from './build.ts';
 import { buildFloorInitrd } from './initrd.ts';
 import { ensureClientKey, type KeyPair } from './keys.ts';
 import { cachePaths, checkImage, imagePaths, readManifest, type ImageManifest, type ImagePaths, type ImageState } from './manifest.ts';
-import { SUITES, recipeFor, recipeHash, readGuestScripts, type Suite } from './recipe.ts';
+import { INITRD_APPLETS, SUITES, recipeFor, recipeHash, readGuestScripts, type Suite } from './recipe.ts';
 
 export { SUITES, parseSuite, recipeFor, recipeHash, type Suite, type Recipe } from './recipe.ts';
 export { resolveCacheRoot, cachePaths, imagePaths, type ImageManifest, type ImagePaths } from './manifest.ts';
@@ -168,12 +168,12 @@ export async function cleanImages(cacheDir: string, suite?: Suite): Promise<stri
 export async function ensureFloorInitrd(cacheDir: string): Promise<string> {
   const path = cachePaths(cacheDir).floorInitrd;
   const scripts = readGuestScripts();
-  const want = scripts['floor-init.sh'] ?? '';
+  const want = `${scripts['floor-init.sh'] ?? ''}\n# applets: ${INITRD_APPLETS.join(' ')}\n`;
   const stamp = `${path}.src`;
   if ((await readFile(stamp, 'utf8').catch(() => null)) === want && (await stat(path).catch(() => null))) return path;
   await mkdir(cachePaths(cacheDir).images, { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
-  await buildFloorInitrd({ out: tmp, initScript: want });
+  await buildFloorInitrd({ out: tmp, initScript: scripts['floor-init.sh'] ?? '', applets: INITRD_APPLETS });
   await rename(tmp, path);
   await writeFile(stamp, want);
   return path;

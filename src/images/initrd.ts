@@ -98,8 +98,6 @@ export function planModules(modulesDep: string, modulesBuiltin: string, wanted: 
 
 // ---------- building ----------
 
-const BUSYBOX_APPLETS = ['sh', 'mount', 'umount', 'insmod', 'switch_root', 'usleep', 'sleep', 'cat', 'mkdir', 'poweroff', 'echo', 'ls'];
-
 /** True when an ELF64 file has no PT_INTERP program header (statically linked). */
 export function isStaticElf(data: Buffer): boolean {
   if (data.length < 64 || data.readUInt32BE(0) !== 0x7f454c46 || data[4] !== 2) return false;
@@ -110,7 +108,7 @@ export function isStaticElf(data: Buffer): boolean {
   return true;
 }
 
-async function busyboxEntries(busybox: string): Promise<CpioEntry[]> {
+async function busyboxEntries(busybox: string, applets: readonly string[]): Promise<CpioEntry[]> {
   const data = await readFile(busybox).catch(() => {
     throw new LabError('build-failed', `${busybox} not found: install busybox-static (see provision/host-deps-images.txt)`);
   });
@@ -118,7 +116,7 @@ async function busyboxEntries(busybox: string): Promise<CpioEntry[]> {
   return [
     { kind: 'dir', path: 'bin' },
     { kind: 'file', path: 'bin/busybox', data, mode: 0o755 },
-    ...BUSYBOX_APPLETS.map((a): CpioEntry => ({ kind: 'symlink', path: `bin/${a}`, target: 'busybox' })),
+    ...applets.map((a): CpioEntry => ({ kind: 'symlink', path: `bin/${a}`, target: 'busybox' })),
     { kind: 'dir', path: 'dev' },
     { kind: 'char', path: 'dev/console', major: 5, minor: 1 },
     { kind: 'dir', path: 'proc' },
@@ -135,12 +133,12 @@ async function decompressModule(path: string): Promise<Buffer> {
 }
 
 /** Build the boot initrd for the kernel KVER of the root tree TREE; returns the module plan. */
-export async function buildBootInitrd(opts: { tree: string; kver: string; out: string; initScript: string; modules: readonly string[]; busybox?: string }): Promise<ModulePlan> {
+export async function buildBootInitrd(opts: { tree: string; kver: string; out: string; initScript: string; modules: readonly string[]; applets: readonly string[]; busybox?: string }): Promise<ModulePlan> {
   const modDir = join(opts.tree, 'lib/modules', opts.kver);
   const [dep, builtin] = await Promise.all([readFile(join(modDir, 'modules.dep'), 'utf8'), readFile(join(modDir, 'modules.builtin'), 'utf8').catch(() => '')]);
   const plan = planModules(dep, builtin, opts.modules);
   if (plan.missing.length) throw new LabError('build-failed', `kernel ${opts.kver} has neither a module nor a built-in driver for: ${plan.missing.join(', ')}`);
-  const entries = await busyboxEntries(opts.busybox ?? '/bin/busybox');
+  const entries = await busyboxEntries(opts.busybox ?? '/bin/busybox', opts.applets);
   entries.push({ kind: 'dir', path: 'lib' }, { kind: 'dir', path: 'lib/modules' }, { kind: 'dir', path: 'newroot' });
   for (const rel of plan.load) {
     entries.push({ kind: 'file', path: `lib/modules/${moduleName(rel)}.ko`, data: await decompressModule(join(modDir, rel)) });
@@ -152,8 +150,8 @@ export async function buildBootInitrd(opts: { tree: string; kver: string; out: s
 }
 
 /** The floor initrd: busybox + an /init that prints a marker and powers off. Kernel-independent. */
-export async function buildFloorInitrd(opts: { out: string; initScript: string; busybox?: string }): Promise<void> {
-  const entries = await busyboxEntries(opts.busybox ?? '/bin/busybox');
+export async function buildFloorInitrd(opts: { out: string; initScript: string; applets: readonly string[]; busybox?: string }): Promise<void> {
+  const entries = await busyboxEntries(opts.busybox ?? '/bin/busybox', opts.applets);
   entries.push({ kind: 'file', path: 'init', data: Buffer.from(opts.initScript), mode: 0o755 });
   await writeFile(opts.out, gzipSync(cpioNewc(entries), { level: 6 }));
 }

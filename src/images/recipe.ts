@@ -34,6 +34,9 @@ export const PACKAGES: Record<Suite, readonly string[]> = {
 /** Kernel modules the tiny initrd loads (with their dependencies), unless built in. */
 export const INITRD_MODULES = ['virtio_pci', 'virtio_blk', 'virtio_net', 'virtio_rng', 'ext4'] as const;
 
+/** Busybox applets linked in the initrd (what initrd-init.sh and floor-init.sh call). */
+export const INITRD_APPLETS = ['sh', 'mount', 'umount', 'insmod', 'switch_root', 'usleep', 'sleep', 'cat', 'mkdir', 'ln', 'ip', 'poweroff', 'echo', 'ls'] as const;
+
 /** Free space added to the root file system beyond what the tree uses (guest builds, runs). */
 export const FREE_SPACE_MIB = 2048;
 
@@ -54,6 +57,7 @@ export interface Recipe {
   suite: Suite;
   packages: readonly string[];
   initrdModules: readonly string[];
+  initrdApplets: readonly string[];
   freeSpaceMiB: number;
   buildCodeVersion: number;
   /** Contents of the guest-side scripts by file name. */
@@ -72,7 +76,7 @@ export function readGuestScripts(dir = GUEST_DIR): Record<string, string> {
 }
 
 export function recipeFor(suite: Suite, scripts: Record<string, string> = readGuestScripts()): Recipe {
-  return { suite, packages: PACKAGES[suite], initrdModules: INITRD_MODULES, freeSpaceMiB: FREE_SPACE_MIB, buildCodeVersion: BUILD_CODE_VERSION, scripts };
+  return { suite, packages: PACKAGES[suite], initrdModules: INITRD_MODULES, initrdApplets: INITRD_APPLETS, freeSpaceMiB: FREE_SPACE_MIB, buildCodeVersion: BUILD_CODE_VERSION, scripts };
 }
 
 /** sha256 over a canonical form of the recipe (sorted keys): same recipe, same hash. */
@@ -81,6 +85,7 @@ export function recipeHash(r: Recipe): string {
     suite: r.suite,
     packages: [...r.packages],
     initrdModules: [...r.initrdModules],
+    initrdApplets: [...r.initrdApplets],
     freeSpaceMiB: r.freeSpaceMiB,
     buildCodeVersion: r.buildCodeVersion,
     scripts: Object.keys(r.scripts).sort().map((k) => [k, r.scripts[k]]),

@@ -3,23 +3,20 @@
 // host key, hand back an SshMachine. Every VM is registered for stopAllVms().
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { onCleanup } from '../../cli/cleanup.ts';
-import { ConfigError, LabError, asLabError } from '../../errors.ts';
+import { ConfigError, LabError } from '../../errors.ts';
 import { ensureFloorInitrd, ensureImage, parseSuite, type Image } from '../../images/index.ts';
-import { SshMachine } from '../../machine/ssh.ts';
 import { step } from '../../progress/events.ts';
 import type { Backend, BackendContext, Lease, TargetSpec } from '../types.ts';
-import { kernelCmdline, type Accel } from './args.ts';
+import type { Accel } from './args.ts';
+import { bootVm, GUEST_WORKDIR } from './boot.ts';
 import { probeAccel } from './kvm.ts';
-import { Vm } from './vm.ts';
 
 export { stopAllVms, runningVms, Vm } from './vm.ts';
 export { probeAccel, runFloor } from './kvm.ts';
 export { vmArgs, floorArgs, kernelCmdline, accelArgs, netdevArg, overlayArgs, type Accel, type VmArgs } from './args.ts';
 export { reservePort } from './ports.ts';
 
-/** Where the project's sources go on the guest (Machine.workdir). */
-export const GUEST_WORKDIR = '/root/usm-race-lab';
+export { bootVm, GUEST_WORKDIR, type BootOptions, type Booted } from './boot.ts';
 
 export interface QemuBackendOptions {
   /** Rebuild images even when cached (matrix --rebuild). */
@@ -56,37 +53,22 @@ export class QemuBackend implements Backend {
     emit({ type: 'info', target: target.name, message: `accelerator: ${probe.accel} (${probe.reason})` });
     if (signal.aborted) throw new LabError('interrupted', 'interrupted before boot');
 
-    const vm = new Vm({
+    const deadlineMs = ctx.bootTimeoutMs ?? (probe.accel === 'kvm' ? 60_000 : 180_000);
+    const { vm, machine } = await bootVm({
       name: target.name,
+      image,
       accel: probe.accel,
       cpus: target.cpus ?? 1,
       memoryMiB: target.memoryMiB ?? 1024,
-      kernel: image.paths.kernel,
-      initrd: image.paths.initrd,
-      base: image.paths.disk,
-      append: kernelCmdline(this.opts.append ?? []),
       runDir: ctx.runDir,
       keep: ctx.keep,
+      append: this.opts.append ?? [],
+      deadlineMs,
+      signal,
+      emit,
     });
-    const unregister = ctx.keep ? () => {} : onCleanup(() => vm.stop());
-    const stop = async () => {
-      unregister();
-      await vm.stop();
-    };
-    const t0 = Date.now();
-    const deadlineMs = ctx.bootTimeoutMs ?? (probe.accel === 'kvm' ? 60_000 : 180_000);
-    let machine: SshMachine;
-    try {
-      await step(emit, target.name, 'qemu-start', () => vm.start(), probe.accel);
-      machine = await step(emit, target.name, 'ssh-wait', () => waitForSsh(vm, image, target.name, deadlineMs - (Date.now() - t0), signal), `127.0.0.1:${vm.port}`);
-    } catch (err) {
-      const tail = await vm.logsTail();
-      await stop();
-      if (signal.aborted) throw new LabError('interrupted', `${target.name}: interrupted during boot`);
-      const e = asLabError(err, 'boot-failed');
-      throw new LabError(e.kind, e.message, [e.detail, tail].filter(Boolean).join('\n'), { cause: err });
-    }
-    const bootSeconds = Math.round((Date.now() - t0) / 100) / 10;
+    const stop = () => vm.stop();
+    const bootSeconds = Math.round((performance.now() - vm.spawnedAt) / 100) / 10;
 
     let kernel = '';
     try {
@@ -127,38 +109,5 @@ export class QemuBackend implements Backend {
         await stop();
       },
     };
-  }
-}
-
-/** SSH with the pinned host key; fails early when QEMU exits or the kernel panics. */
-async function waitForSsh(vm: Vm, image: Image, name: string, deadlineMs: number, signal: AbortSignal): Promise<SshMachine> {
-  const ac = new AbortController();
-  const onAbort = () => ac.abort();
-  signal.addEventListener('abort', onAbort, { once: true });
-  let failed: (why: string) => void = () => {};
-  const failure = new Promise<never>((_, reject) => {
-    failed = (why) => reject(new LabError('boot-failed', `${name}: ${why} before SSH answered`));
-  });
-  failure.catch(() => {});
-  vm.onFailure((why) => failed(why));
-  const connecting = SshMachine.connect({
-    target: name,
-    workdir: GUEST_WORKDIR,
-    host: '127.0.0.1',
-    port: vm.port,
-    username: 'root',
-    privateKey: image.key.privateKey,
-    hostKey: image.manifest.hostKey,
-    deadlineMs: Math.max(1_000, deadlineMs),
-    signal: ac.signal,
-  });
-  try {
-    return await Promise.race([connecting, failure]);
-  } catch (err) {
-    ac.abort();
-    connecting.then((m) => m.close(), () => {});
-    throw err;
-  } finally {
-    signal.removeEventListener('abort', onAbort);
   }
 }

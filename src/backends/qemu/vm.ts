@@ -7,6 +7,7 @@ import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { onCleanup } from '../../cli/cleanup.ts';
 import { LabError } from '../../errors.ts';
 import { overlayArgs, vmArgs, type Accel } from './args.ts';
 import { QEMU_BIN } from './kvm.ts';
@@ -67,6 +68,8 @@ export class Vm {
   qmpSocket = '';
   port = 0;
   pid = 0;
+  /** performance.now() when QEMU was spawned (boot timing). */
+  spawnedAt = 0;
   /** Set once QEMU has exited, or the console shows a kernel panic. */
   failure: string | null = null;
   private child: ChildProcess | null = null;
@@ -77,6 +80,9 @@ export class Vm {
   private stopping: Promise<void> | null = null;
   private sockDir: string | null = null;
   private failureListeners: ((why: string) => void)[] = [];
+  private unregisterCleanup: () => void = () => {};
+  private consoleText = '';
+  private consoleWaiters = new Set<{ re: RegExp; done: (ok: boolean) => void }>();
 
   constructor(readonly spec: VmSpec) {
     this.overlay = join(spec.runDir, `${spec.name}-overlay.qcow2`);
@@ -101,6 +107,8 @@ export class Vm {
     }
     live.add(this);
     installExitHook();
+    // The entry points' stopAll() (src/cli/cleanup.ts) stops this VM too, unless it is kept.
+    if (!this.spec.keep) this.unregisterCleanup = onCleanup(() => this.stop());
     // The port could be taken by another program between handOff and QEMU's bind: retry.
     for (let i = 0; ; i++) {
       await this.spawnOnce();
@@ -117,6 +125,7 @@ export class Vm {
     this.port = this.reservation.port;
     this.failure = null;
     this.hasExited = false;
+    this.consoleText = '';
     await rm(this.consoleLog, { force: true });
     await rm(this.pidFile, { force: true });
     const args = vmArgs({ ...this.spec, overlay: this.overlay, sshPort: this.port, consoleLog: this.consoleLog, qmpSocket: this.qmpSocket, pidFile: this.pidFile });
@@ -125,6 +134,7 @@ export class Vm {
     // Own process group (the terminal's Ctrl-C does not reach QEMU) only when someone handles
     // SIGINT and stops us; otherwise QEMU dies with us on Ctrl-C. Kept VMs always detach.
     const detached = this.spec.keep || process.listenerCount('SIGINT') > 0;
+    this.spawnedAt = performance.now();
     const child = spawn(this.spec.qemu ?? QEMU_BIN, args, { stdio: ['ignore', log, log], detached });
     closeSync(log);
     this.child = child;
@@ -174,11 +184,13 @@ export class Vm {
     else this.failureListeners.push(fn);
   }
 
-  /** Poll the console for a kernel panic (QEMU exits on its own with -no-reboot, but say why). */
+  /** Poll the console (every 50 ms) for a kernel panic and for the patterns waitConsole asks for. */
   private watch(): void {
     let offset = 0;
-    let carry = '';
+    let busy = false;
     this.watcher = setInterval(async () => {
+      if (busy) return;
+      busy = true;
       try {
         const fh = await open(this.consoleLog, 'r');
         try {
@@ -187,17 +199,39 @@ export class Vm {
           const buf = Buffer.alloc(size - offset);
           await fh.read(buf, 0, buf.length, offset);
           offset = size;
-          const text = carry + buf.toString('utf8');
-          carry = text.slice(-64);
-          if (/Kernel panic/.test(text)) this.fail('kernel panic');
+          // Keep a tail large enough for any line we look for.
+          this.consoleText = (this.consoleText + buf.toString('utf8')).slice(-65536);
+          if (/Kernel panic/.test(this.consoleText)) this.fail('kernel panic');
+          for (const w of [...this.consoleWaiters]) if (w.re.test(this.consoleText)) w.done(true);
         } finally {
           await fh.close();
         }
       } catch {
         /* not created yet */
+      } finally {
+        busy = false;
       }
-    }, 250);
+    }, 50);
     this.watcher.unref();
+  }
+
+  /** Resolves true once the console matches re; false on timeout or when the VM fails. */
+  waitConsole(re: RegExp, timeoutMs: number): Promise<boolean> {
+    if (re.test(this.consoleText)) return Promise.resolve(true);
+    if (this.failure) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const w = {
+        re,
+        done: (ok: boolean) => {
+          clearTimeout(t);
+          this.consoleWaiters.delete(w);
+          resolve(ok);
+        },
+      };
+      const t = setTimeout(() => w.done(false), timeoutMs);
+      this.consoleWaiters.add(w);
+      this.onFailure(() => w.done(false));
+    });
   }
 
   async consoleTail(lines = 40): Promise<string> {
@@ -232,6 +266,7 @@ export class Vm {
     }
     this.reservation?.release();
     live.delete(this);
+    this.unregisterCleanup();
     await rm(this.pidFile, { force: true });
     if (this.sockDir) await rm(this.sockDir, { recursive: true, force: true });
     else await rm(this.qmpSocket, { force: true }).catch(() => {});

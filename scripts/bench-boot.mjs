@@ -1,0 +1,62 @@
+#!/usr/bin/env zx
+// Boot benchmark: per suite, boot-to-SSH (median of --runs) against the floor (same kernel,
+// busybox marker initrd, no disk) measured in the same run; ratio goal <= 2.0. Thin: flags ->
+// src/backends/qemu/bench.ts -> table on stdout, JSON to --out.
+//   npx zx scripts/bench-boot.mjs [--suite S,...|all] [--runs 3] [--cold] [--out FILE] [--cache DIR]
+import { register } from 'tsx/esm/api';
+import { parseArgs } from 'node:util';
+import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+
+register();
+const { benchBoot, formatBench } = await import('../src/backends/qemu/bench.ts');
+const { stopAllVms } = await import('../src/backends/qemu/vm.ts');
+const { SUITES, parseSuite, resolveCacheRoot } = await import('../src/images/index.ts');
+const { createReporter } = await import('../src/progress/reporter.ts');
+
+const HELP = `Usage: npx zx scripts/bench-boot.mjs [flags]
+  --suite S,...   ${SUITES.join(', ')} or all (default all)
+  --runs N        boots per suite, median reported (default 3)
+  --cold          rebuild each image first and report the cold build time
+  --out FILE      write the results as JSON
+  --cache DIR     cache root (default $USM_LAB_CACHE or ~/.cache/usm-race-lab)
+  -h, --help
+`;
+
+let flags;
+try {
+  const argv = process.argv.slice(process.argv.findIndex((a) => a.endsWith('bench-boot.mjs')) + 1);
+  const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { suite: { type: 'string', default: 'all' }, runs: { type: 'string', default: '3' }, cold: { type: 'boolean', default: false }, out: { type: 'string' }, cache: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } } });
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got '${values.runs}'`);
+  const suites = values.suite === 'all' ? [...SUITES] : values.suite.split(',').map((s) => parseSuite(s.trim()));
+  flags = { ...values, runs, suites };
+} catch (err) {
+  process.stderr.write(`bench-boot: ${err.message.replace(/\. To specify a positional.*$/s, '')} (allowed: --suite, --runs, --cold, --out, --cache, --help)\n\n${HELP}`);
+  process.exit(2);
+}
+
+const ac = new AbortController();
+process.on('SIGINT', () => {
+  ac.abort();
+  stopAllVms().finally(() => process.exit(130));
+});
+const reporter = createReporter(process.stderr);
+const workDir = await mkdtemp(join(tmpdir(), 'bench-boot-'));
+const result = await benchBoot({ suites: flags.suites, runs: flags.runs, cold: flags.cold, cacheDir: resolveCacheRoot({ flag: flags.cache }), workDir, emit: reporter.emit, signal: ac.signal });
+reporter.stop();
+await stopAllVms();
+await rm(workDir, { recursive: true, force: true });
+process.stdout.write(formatBench(result));
+if (flags.out) {
+  const out = resolve(flags.out);
+  await mkdir(dirname(out), { recursive: true });
+  await writeFile(out, JSON.stringify(result, null, 2) + '\n');
+  process.stdout.write(`wrote ${out}\n`);
+}
+process.exit(result.suites.some((s) => s.error) ? 3 : 0);

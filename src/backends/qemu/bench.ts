@@ -1,0 +1,126 @@
+// Boot benchmark (scripts/bench-boot.mjs): per suite, QEMU spawn -> authenticated SSH (median
+// of N) against the floor measured in the same run (the same kernel with the busybox marker
+// initrd, no disk: spawn -> marker on the console). Runs alternate floor and full boot so
+// both see the same host load. Optionally the cold image build time.
+import { mkdir, rm } from 'node:fs/promises';
+import { availableParallelism, cpus } from 'node:os';
+import { join } from 'node:path';
+import { ensureFloorInitrd, ensureImage, type Suite } from '../../images/index.ts';
+import { silent, type Emit } from '../../progress/events.ts';
+import type { Accel } from './args.ts';
+import { bootVm } from './boot.ts';
+import { probeAccel, runFloor } from './kvm.ts';
+
+export const GOAL_RATIO = 2.0;
+
+export interface SuiteBench {
+  suite: Suite;
+  kernel: string;
+  bootMs: number[];
+  floorMs: number[];
+  bootMedianMs: number;
+  floorMedianMs: number;
+  /** bootMedian / floorMedian. */
+  ratio: number;
+  /** Seconds of the cold build (--cold), else null. */
+  coldBuildSeconds: number | null;
+  imageBytes: number;
+  error?: string;
+}
+
+export interface BenchResult {
+  at: string;
+  accel: Accel;
+  accelReason: string;
+  runs: number;
+  memoryMiB: number;
+  host: { cpus: number; model: string };
+  goalRatio: number;
+  suites: SuiteBench[];
+}
+
+export function median(xs: readonly number[]): number {
+  if (!xs.length) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export interface BenchOptions {
+  suites: readonly Suite[];
+  runs: number;
+  cold: boolean;
+  cacheDir: string;
+  workDir: string;
+  memoryMiB?: number;
+  emit?: Emit;
+  signal: AbortSignal;
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function benchBoot(o: BenchOptions): Promise<BenchResult> {
+  const emit = o.emit ?? silent;
+  const memoryMiB = o.memoryMiB ?? 1024;
+  await mkdir(o.workDir, { recursive: true });
+  const floorInitrd = await ensureFloorInitrd(o.cacheDir);
+  const out: SuiteBench[] = [];
+  let accel: Accel = 'tcg';
+  let accelReason = '';
+  for (const suite of o.suites) {
+    if (o.signal.aborted) break;
+    const row: SuiteBench = { suite, kernel: '', bootMs: [], floorMs: [], bootMedianMs: NaN, floorMedianMs: NaN, ratio: NaN, coldBuildSeconds: null, imageBytes: 0 };
+    out.push(row);
+    try {
+      const image = await ensureImage(suite, { cacheDir: o.cacheDir, emit, signal: o.signal, rebuild: o.cold, target: suite, ...(o.env ? { env: o.env } : {}) });
+      row.kernel = image.manifest.kernel;
+      row.imageBytes = image.manifest.size;
+      if (o.cold) row.coldBuildSeconds = image.manifest.buildSeconds;
+      const probe = await probeAccel({ kernel: image.paths.kernel, initrd: floorInitrd, workDir: o.workDir, ...(o.env ? { env: o.env } : {}) });
+      accel = probe.accel;
+      accelReason = probe.reason;
+      for (let i = 0; i < o.runs && !o.signal.aborted; i++) {
+        const f = await runFloor({ accel, kernel: image.paths.kernel, initrd: floorInitrd, workDir: o.workDir, timeoutMs: 60_000, tag: suite });
+        if (!f.ok) throw new Error(`floor boot failed: ${f.reason}`);
+        row.floorMs.push(Math.round(f.ms));
+        const runDir = join(o.workDir, `${suite}-${i + 1}`);
+        await mkdir(runDir, { recursive: true });
+        const b = await bootVm({ name: suite, image, accel, cpus: 1, memoryMiB, runDir, keep: false, deadlineMs: 180_000, signal: o.signal, emit });
+        row.bootMs.push(Math.round(b.bootMs));
+        await b.machine.close();
+        await b.vm.stop();
+        await rm(runDir, { recursive: true, force: true });
+        emit({ type: 'info', target: suite, message: `run ${i + 1}/${o.runs}: floor ${(f.ms / 1000).toFixed(2)} s, boot to SSH ${(b.bootMs / 1000).toFixed(2)} s` });
+      }
+    } catch (err) {
+      row.error = err instanceof Error ? err.message : String(err);
+    }
+    row.bootMedianMs = median(row.bootMs);
+    row.floorMedianMs = median(row.floorMs);
+    row.ratio = Math.round((row.bootMedianMs / row.floorMedianMs) * 100) / 100;
+  }
+  return {
+    at: new Date().toISOString(),
+    accel,
+    accelReason,
+    runs: o.runs,
+    memoryMiB,
+    host: { cpus: availableParallelism(), model: cpus()[0]?.model ?? 'unknown' },
+    goalRatio: GOAL_RATIO,
+    suites: out,
+  };
+}
+
+export function formatBench(r: BenchResult): string {
+  const head = ['suite', 'kernel', 'floor s', 'boot->SSH s', 'ratio', 'cold build s', 'image'];
+  const s = (ms: number) => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : '-');
+  const body = r.suites.map((x) => [x.suite, x.kernel || '-', s(x.floorMedianMs), s(x.bootMedianMs), Number.isFinite(x.ratio) ? `${x.ratio.toFixed(2)}${x.ratio <= r.goalRatio ? '' : ' (>goal)'}` : '-', x.coldBuildSeconds === null ? '-' : x.coldBuildSeconds.toFixed(1), x.imageBytes ? `${Math.round(x.imageBytes / 2 ** 20)} MiB` : '-']);
+  const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (c: string[]) => c.map((v, i) => v.padEnd(w[i]!)).join('  ').trimEnd();
+  const errors = r.suites.filter((x) => x.error).map((x) => `${x.suite}: ${x.error}`);
+  return [
+    `boot to SSH vs floor, median of ${r.runs}, accel ${r.accel} (${r.accelReason}), ${r.memoryMiB} MiB, 1 vCPU, goal ratio <= ${r.goalRatio}`,
+    line(head),
+    ...body.map(line),
+    ...errors.map((e) => `error: ${e}`),
+  ].join('\n') + '\n';
+}
