@@ -6,7 +6,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=provision/common.sh
 . "$here/common.sh"
 
-btf=/sys/kernel/btf/vmlinux
+btf=${USM_LAB_BTF_PATH:-/sys/kernel/btf/vmlinux}   # override: tests
 kernel=$(uname -r)
 if [ -r "$btf" ]; then
   size=$(wc -c <"$btf" | tr -d ' ')

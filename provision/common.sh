@@ -26,10 +26,12 @@ need_root() {
 
 # Prints the distribution family: debian (Debian, Ubuntu and derivatives) or fedora (Fedora,
 # RHEL, Rocky, Alma, CentOS Stream). Exits 3 for anything else.
+# USM_LAB_OS_RELEASE replaces /etc/os-release (tests).
 distro_family() {
-  [ -r /etc/os-release ] || die "$PROVISION_EX_DISTRO" "no /etc/os-release: cannot tell the distribution"
-  # shellcheck disable=SC1091
-  id=$(. /etc/os-release && printf '%s %s' "${ID:-}" "${ID_LIKE:-}")
+  osr=${USM_LAB_OS_RELEASE:-/etc/os-release}
+  [ -r "$osr" ] || die "$PROVISION_EX_DISTRO" "no $osr: cannot tell the distribution"
+  # shellcheck disable=SC1090
+  id=$(. "$osr" && printf '%s %s' "${ID:-}" "${ID_LIKE:-}")
   case " $id " in
     *" debian "*|*" ubuntu "*) echo debian ;;
     *" fedora "*|*" rhel "*|*" centos "*|*" rocky "*|*" almalinux "*) echo fedora ;;

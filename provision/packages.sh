@@ -23,8 +23,8 @@ case "$family" in
     want="gcc make pkg-config clang llvm libbpf-dev libssl-dev libelf-dev zlib1g-dev python3 openssl ca-certificates"
     # bpftool: its own package on Debian (bullseye and later); on Ubuntu it ships in
     # linux-tools-<running kernel> (linux-tools-common holds the /usr/sbin/bpftool wrapper).
-    # shellcheck disable=SC1091
-    if (. /etc/os-release && [ "${ID:-}" = ubuntu ]); then
+    # shellcheck disable=SC1090
+    if (. "${USM_LAB_OS_RELEASE:-/etc/os-release}" && [ "${ID:-}" = ubuntu ]); then
       want="$want linux-tools-common linux-tools-$kernel"
     else
       want="$want bpftool"

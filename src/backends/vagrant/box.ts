@@ -13,9 +13,10 @@ import { mkdir, readFile, rename, rm, stat, writeFile, copyFile, link } from 'no
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { LabError } from '../../errors.ts';
-import { run, uploadToPool } from './libvirt.ts';
+import { deleteVolume, run, uploadToPool } from './libvirt.ts';
 import { parseBoxList } from './parse.ts';
 import { runVagrant, vagrantError } from './cli.ts';
+import { baseVolumeName } from './env.ts';
 
 export const BOOT_FILE = 'usm-lab-boxes.json';
 
@@ -132,8 +133,28 @@ export async function addBox(v: VagrantEnvBase, o: { name: string; version: stri
   return true;
 }
 
-export async function removeBox(v: VagrantEnvBase, name: string, version: string): Promise<void> {
-  await runVagrant(['box', 'remove', '--force', '--provider', 'libvirt', '--box-version', version, name], { cwd: v.cwd, env: v.env, timeoutMs: 120_000 });
+/** `vagrant box remove`; without force Vagrant refuses while a machine it knows uses the box. */
+export async function removeBox(v: VagrantEnvBase, name: string, version: string, force = true): Promise<boolean> {
+  const r = await runVagrant(['box', 'remove', ...(force ? ['--force'] : []), '--provider', 'libvirt', '--box-version', version, name], { cwd: v.cwd, env: v.env, timeoutMs: 120_000 });
+  return r.code === 0;
+}
+
+/**
+ * Remove older versions of NAME (box, base volume, kernel/initrd volumes). A version some
+ * machine still uses is kept (Vagrant refuses to remove it), and so are its volumes.
+ */
+export async function pruneOldVersions(v: VagrantEnvBase & { pool: string }, name: string, keep: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const b of await listBoxes(v)) {
+    if (b.name !== name || b.version === keep || b.provider !== 'libvirt') continue;
+    if (!(await removeBox(v, name, b.version, false))) continue;
+    await deleteVolume(v.pool, baseVolumeName(name, b.version));
+    const vols = bootVolumeNames(name, b.version);
+    await deleteVolume(v.pool, vols.kernel);
+    await deleteVolume(v.pool, vols.initrd);
+    removed.push(b.version);
+  }
+  return removed;
 }
 
 export async function readBootFile(vagrantHome: string): Promise<Record<string, BootEntry>> {
@@ -190,12 +211,16 @@ export async function ensureLocalBox(v: VagrantEnvBase & { boxesDir: string; poo
       await rm(boxFile, { force: true });
     }
   }
+  // The base volume vagrant-libvirt would upload on the first `up` (same name, same content):
+  // done here so that `vagrant up` times are boot times, and parallel ups never race for it.
+  await uploadToPool(v.pool, baseVolumeName(src.name, src.version), src.disk, 'qcow2', await qcow2VirtualSize(src.disk));
   const vols = bootVolumeNames(src.name, src.version);
   const kernel = await uploadToPool(v.pool, vols.kernel, src.kernel);
   const initrd = await uploadToPool(v.pool, vols.initrd, src.initrd);
   const entry: BootEntry = { version: src.version, kernel, initrd, cmdline: src.cmdline, user: src.user, key: src.keyPath, hostKey: src.hostKey, restrict: true };
   const old = (await readBootFile(v.vagrantHome))[src.name];
   if (JSON.stringify(old) !== JSON.stringify(entry)) await writeBootEntry(v.vagrantHome, src.name, entry);
+  if (added) await pruneOldVersions(v, src.name, src.version);
   return { added };
 }
 

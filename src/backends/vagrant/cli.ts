@@ -80,9 +80,14 @@ export function watchChild(child: ChildProcess, argv: string[], o: Pick<VagrantR
       const done = () => resolve(r);
       if (!o.logFile) return done();
       const head = `\n$ vagrant ${argv.join(' ')}   [exit ${timedOut ? 'timeout' : aborted ? 'aborted' : code}, ${(r.ms / 1000).toFixed(1)} s]\n`;
-      appendFile(o.logFile, head + stdout + (stderr ? `--- stderr\n${stderr}` : '')).then(done, done);
+      appendFile(o.logFile, head + squashProgress(stdout) + (stderr ? `--- stderr\n${squashProgress(stderr)}` : '')).then(done, done);
     });
   });
+}
+
+/** Vagrant redraws "Progress: N%" thousands of times per upload: keep the last one. */
+export function squashProgress(text: string): string {
+  return text.replace(/(?:\x1b\[K)?(?:\r)?Progress: [^\n\r\x1b]*(?=(?:\x1b\[K)?\r?Progress: )/g, '');
 }
 
 function killGroup(child: ChildProcess, sig: NodeJS.Signals): void {

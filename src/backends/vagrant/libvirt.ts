@@ -192,11 +192,11 @@ export async function listDomains(): Promise<string[]> {
  * Put a host file into the pool as a raw volume (kernel, initrd: QEMU must be able to read
  * them, which a file in the cache is not, see choosePoolDir). Skipped when it is there already.
  */
-export async function uploadToPool(pool: string, volName: string, file: string): Promise<string> {
+export async function uploadToPool(pool: string, volName: string, file: string, format: 'raw' | 'qcow2' = 'raw', capacity?: number): Promise<string> {
   const have = await virsh(['vol-path', '--pool', pool, volName], 30_000);
   if (have.code === 0) return have.stdout.trim();
-  const size = (await stat(file)).size;
-  await virshOk(['vol-create-as', pool, volName, String(size), '--format', 'raw'], `create volume ${volName}`);
+  const size = capacity ?? (await stat(file)).size;
+  await virshOk(['vol-create-as', pool, volName, String(size), '--format', format], `create volume ${volName}`);
   await virshOk(['vol-upload', '--pool', pool, volName, file], `upload ${file} to volume ${volName}`, 300_000);
   return (await virshOk(['vol-path', '--pool', pool, volName], `find volume ${volName}`)).trim();
 }
