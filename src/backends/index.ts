@@ -31,7 +31,10 @@ async function load(name: BackendName, repoRoot: string, opts: BackendOptions): 
       const { QemuBackend } = await import('./qemu/index.ts');
       return new QemuBackend({ rebuild: opts.rebuild ?? false });
     }
-    case 'vagrant':
-      throw new LabError('internal', 'backend vagrant is not available in this build');
+    case 'vagrant': {
+      if (!opts.cacheDir) throw new LabError('internal', 'the vagrant backend needs the cache folder');
+      const { VagrantBackend } = await import('./vagrant/index.ts');
+      return new VagrantBackend({ repoRoot, cacheDir: opts.cacheDir, sandboxed: opts.sandboxed ?? true });
+    }
   }
 }
