@@ -231,7 +231,7 @@ static __always_inline bool tuple_from_fd(__u32 pid, __s32 fd, struct conn_tuple
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	unsigned int max_fds = BPF_CORE_READ(fdt, max_fds);
 	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *file = NULL;
+	struct file *file = 0; /* no NULL: libbpf 0.3's bpf_helpers.h does not define it */
 	struct socket *sock;
 	umode_t mode;
 

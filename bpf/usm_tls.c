@@ -502,11 +502,12 @@ static int attach_kernel(struct usm_tls_bpf *skel, enum hook_mode mode, struct l
 }
 
 /* On a load failure: save libbpf's messages (the verifier log among them) and name the
- * program they blame. */
+ * program they blame; no program is blamed when the object as a whole failed (kernel BTF,
+ * maps), as with libbpf 0.3 on a kernel whose BTF is newer than it can parse. */
 static void report_load_failure(const char *log, const char *path, int err)
 {
-	const char *p = NULL, *q, *prog = "unknown program";
-	char name[128];
+	const char *p = NULL, *q, *saved;
+	char name[128] = "";
 	FILE *f;
 	int len;
 
@@ -518,17 +519,18 @@ static void report_load_failure(const char *log, const char *path, int err)
 		if (p)
 			break;
 	}
-	if (p && (q = strchr(p, '\'')) && (len = q - p) < (int)sizeof(name)) {
+	if (p && (q = strchr(p, '\'')) && (len = q - p) < (int)sizeof(name))
 		snprintf(name, sizeof(name), "%.*s", len, p);
-		prog = name;
-	}
 	f = fopen(path, "w");
 	if (f) {
 		fputs(log ? log : "", f);
 		fclose(f);
 	}
-	fprintf(stderr, "failed to load BPF program %s: %s (libbpf and verifier log in %s)\n",
-		prog, strerror(-err), f ? path : "nowhere: cannot write it");
+	saved = f ? path : "nowhere: cannot write it";
+	if (name[0])
+		fprintf(stderr, "failed to load BPF program %s: %s (verifier log in %s)\n", name, strerror(-err), saved);
+	else
+		fprintf(stderr, "failed to load BPF object: %s (libbpf log in %s)\n", strerror(-err), saved);
 }
 
 static void json_string(FILE *f, const char *s, size_t n)
