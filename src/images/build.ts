@@ -97,7 +97,10 @@ export async function buildImage(opts: BuildOptions): Promise<ImageManifest> {
   const sh = (argv: string[], timeoutMs: number) => runLogged(argv, { log, timeoutMs, signal, env });
   try {
     const mirror = opts.mirror ?? (await hostMirror(env));
-    await step(emit, target, 'debootstrap', () => sh(['debootstrap', '--variant=minbase', `--include=${recipe.packages.join(',')}`, suite, tree, mirror], 30 * 60_000), `${suite} from ${mirror}`);
+    // INITRD=No: the kernel's postinst hooks (initramfs-tools, dracut) skip building the distro
+    // initrd, which the lab never boots (it builds its own tiny one below).
+    const bootstrap = ['debootstrap', '--variant=minbase', `--include=${recipe.packages.join(',')}`, suite, tree, mirror];
+    await step(emit, target, 'debootstrap', () => runLogged(bootstrap, { log, timeoutMs: 30 * 60_000, signal, env: { ...env, INITRD: 'No' } }), `${suite} from ${mirror}`);
 
     const hostKey = generateEd25519(`root@lab-${suite}`);
     await step(emit, target, 'configure', async () => {

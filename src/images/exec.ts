@@ -23,6 +23,20 @@ export async function logTail(file: string, lines = 30): Promise<string> {
   }
 }
 
+const live = new Set<number>();
+process.on('exit', () => {
+  for (const pid of live) killGroup(pid, 'SIGKILL');
+});
+
+function killGroup(pid: number | undefined, sig: NodeJS.Signals): void {
+  if (!pid) return;
+  try {
+    process.kill(-pid, sig);
+  } catch {
+    /* gone */
+  }
+}
+
 /** Run argv, appending output to opts.log; resolves with stdout (also logged). */
 export async function runLogged(argv: readonly string[], opts: RunOptions): Promise<string> {
   const [cmd, ...args] = argv;
@@ -30,7 +44,10 @@ export async function runLogged(argv: readonly string[], opts: RunOptions): Prom
   if (opts.signal?.aborted) throw new LabError('interrupted', `interrupted before ${cmd}`);
   await appendFile(opts.log, `\n$ ${argv.join(' ')}\n`);
   return new Promise<string>((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd });
+    // Own process group: a timeout or abort stops the tool and everything it started (debootstrap
+    // runs dpkg in a chroot), not just the tool itself.
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd, detached: true });
+    live.add(child.pid ?? 0);
     let stdout = '';
     let pending = Promise.resolve();
     const log = (d: Buffer) => {
@@ -44,8 +61,8 @@ export async function runLogged(argv: readonly string[], opts: RunOptions): Prom
     let why: 'timeout' | 'abort' | null = null;
     const kill = (w: 'timeout' | 'abort') => {
       why ??= w;
-      child.kill('SIGTERM');
-      setTimeout(() => child.kill('SIGKILL'), 5_000).unref();
+      killGroup(child.pid, 'SIGTERM');
+      setTimeout(() => killGroup(child.pid, 'SIGKILL'), 5_000).unref();
     };
     const timer = setTimeout(() => kill('timeout'), opts.timeoutMs);
     const onAbort = () => kill('abort');
@@ -61,6 +78,7 @@ export async function runLogged(argv: readonly string[], opts: RunOptions): Prom
     });
     child.on('close', async (code, signal) => {
       done();
+      live.delete(child.pid ?? 0);
       await pending;
       await appendFile(opts.log, `[exit ${code ?? signal}]\n`).catch(() => {});
       if (why === 'abort') return reject(Object.assign(new LabError('interrupted', `${cmd} interrupted`), { logFile: opts.log }));

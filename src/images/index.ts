@@ -38,13 +38,21 @@ export interface Image {
 }
 
 // One build per (cache, suite) at a time inside this process; a lock file across processes.
+// --rebuild means once per process: targets sharing a suite do not rebuild it twice.
 const inFlight = new Map<string, Promise<Image>>();
+const rebuilt = new Set<string>();
 
 export function ensureImage(suite: Suite, opts: EnsureOptions): Promise<Image> {
   const key = `${opts.cacheDir}\0${suite}`;
   const running = inFlight.get(key);
-  if (running && !opts.rebuild) return running;
-  const p = ensureImageOnce(suite, opts).finally(() => inFlight.delete(key));
+  if (running) return running;
+  const rebuild = Boolean(opts.rebuild) && !rebuilt.has(key);
+  const p = ensureImageOnce(suite, { ...opts, rebuild })
+    .then((img) => {
+      if (img.built) rebuilt.add(key);
+      return img;
+    })
+    .finally(() => inFlight.delete(key));
   inFlight.set(key, p);
   return p;
 }
