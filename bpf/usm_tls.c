@@ -276,6 +276,16 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
+static bool kernel_older_than(int major, int minor)
+{
+	struct utsname u;
+	int ma = 0, mi = 0;
+
+	if (uname(&u) || sscanf(u.release, "%d.%d", &ma, &mi) != 2)
+		return true; /* unknown: assume the worst */
+	return ma < major || (ma == major && mi < minor);
+}
+
 static int find_in_lib_dirs(const char *name, char *path, size_t size)
 {
 	for (size_t i = 0; i < sizeof(lib_dirs) / sizeof(lib_dirs[0]); i++) {
@@ -679,10 +689,15 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	/* kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK */
-	if (setrlimit(RLIMIT_MEMLOCK, &unlimited))
-		fprintf(stderr, "failed to raise RLIMIT_MEMLOCK: %s (only kernels < 5.11 need it)\n",
-			strerror(errno));
+	/* kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; later ones to the memory cgroup */
+	if (setrlimit(RLIMIT_MEMLOCK, &unlimited)) {
+		if (kernel_older_than(5, 11))
+			fprintf(stderr, "failed to raise RLIMIT_MEMLOCK: %s (this kernel needs it: map creation may fail)\n",
+				strerror(errno));
+		else
+			fprintf(stderr, "memlock: RLIMIT_MEMLOCK not raised (%s), not needed on kernels >= 5.11\n",
+				strerror(errno));
+	}
 	libbpf_log = open_memstream(&log_buf, &log_size);
 	libbpf_set_print(libbpf_print);
 

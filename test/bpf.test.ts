@@ -30,6 +30,15 @@ function missingRequirement(): string | null {
 // The kernel can take kprobes when the kprobe PMU exists; otherwise --hook auto must fall back.
 const expectedHook = existsSync('/sys/bus/event_source/devices/kprobe') ? 'kprobe' : 'tracepoint';
 
+// The libssl python3's ssl module really uses (its _ssl extension's dependency), so the uprobes
+// sit where the test's TLS traffic is; null: let the tracer find one itself.
+function pythonLibssl(): string | null {
+  const mod = spawnSync('python3', ['-c', 'import _ssl; print(_ssl.__file__)'], { encoding: 'utf8', timeout: 10_000 });
+  if (mod.status !== 0) return null;
+  const ldd = spawnSync('ldd', [mod.stdout.trim()], { encoding: 'utf8', timeout: 10_000 });
+  return ldd.stdout.match(/libssl\.so[^\s]* => (\/\S+)/)?.[1] ?? null;
+}
+
 // ---- TLS peers: a threaded echo server and a client with two modes ----
 
 const SERVER_PY = `
@@ -218,6 +227,7 @@ const missing = missingRequirement();
 describe.skipIf(missing !== null && !inCI)(`bpf/ usm_tls on this kernel${missing ? ` (skipped: ${missing})` : ''}`, () => {
   let build: { status: number | null; output: string } = { status: null, output: 'not built' };
   let scripts = '';
+  let libssl: string[] = [];
   let cert = '';
   let key = '';
   let server: Proc | undefined;
@@ -235,6 +245,8 @@ describe.skipIf(missing !== null && !inCI)(`bpf/ usm_tls on this kernel${missing
     writeFileSync(join(dir, 'server.py'), SERVER_PY);
     writeFileSync(join(dir, 'client.py'), CLIENT_PY);
     scripts = dir;
+    const lib = pythonLibssl();
+    libssl = lib ? ['--libssl', lib] : [];
   }, 360_000);
 
   // A fresh server per test (afterEach kills it), listening on an ephemeral port.
@@ -254,7 +266,7 @@ describe.skipIf(missing !== null && !inCI)(`bpf/ usm_tls on this kernel${missing
     const srv = await startServer();
     const client = startClient(nconn, order);
     if (order === 'pre') await waitFor(client, 'stdout', /CONNECTED/, 'client');
-    const tracer = await startTracer(['--variant', variant, '--pid', String(client.child.pid), '--pid', String(srv.child.pid)]);
+    const tracer = await startTracer([...libssl, '--variant', variant, '--pid', String(client.child.pid), '--pid', String(srv.child.pid)]);
     client.child.stdin?.write('go\n');
     await waitFor(client, 'stdout', /DONE/, 'client', 30_000);
     expect(await exited(client, 'client'), `client stderr:\n${client.stderr}`).toBe(0);
