@@ -163,6 +163,9 @@ describe.skipIf(missing !== null && !inCI)(`qemu end to end (bookworm)${missing 
       expect(uname.code).toBe(0);
       expect(uname.stdout.trim()).toMatch(/^6\.1\.\d+.*cloud-amd64$/);
       expect(lease.facts.kernel).toBe(uname.stdout.trim());
+      const env = await m.exec(['sh', '-c', 'hostname; umask; ip -4 -o addr show eth0; mount'], { timeoutMs: 30_000 });
+      expect(env.stdout).toMatch(/^lab-bookworm\n0022\n.*inet 10\.0\.2\.15\/24/);
+      for (const fs of ['proc', 'sysfs', 'devtmpfs', 'devpts', 'tracefs', 'debugfs', 'bpf', 'cgroup2']) expect(env.stdout).toContain(` type ${fs} `);
       const ssl = await m.exec(['python3', '-c', 'import ssl; print(ssl.OPENSSL_VERSION)'], { timeoutMs: 60_000 });
       expect(ssl.code, ssl.stderr).toBe(0);
       expect(ssl.stdout).toMatch(/^OpenSSL 3\.0\./);

@@ -158,7 +158,8 @@ export async function buildImage(opts: BuildOptions): Promise<ImageManifest> {
   } catch (err) {
     // Keep the log of a failed build beside the cache for the report, then drop the rest.
     const failedLog = join(images, `${suite}.failed-build.log`);
-    await copyFile(log, failedLog).catch(() => {});
+    const interrupted = err instanceof LabError && err.kind === 'interrupted';
+    if (!interrupted) await copyFile(log, failedLog).catch(() => {});
     await removeBuildDir(tmp).catch(() => {});
     if (err instanceof LabError && (err as { logFile?: string }).logFile) Object.assign(err, { logFile: failedLog });
     throw err;
