@@ -4,12 +4,12 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { accelArgs, floorArgs, kernelCmdline, netdevArg, overlayArgs, qemuPath, vmArgs, type VmArgs } from '../src/backends/qemu/args.ts';
-import { QemuBackend, runningVms, stopAllVms } from '../src/backends/qemu/index.ts';
+import { QemuBackend, Vm, runningVms, stopAllVms } from '../src/backends/qemu/index.ts';
 import { reservePort, reservedPorts } from '../src/backends/qemu/ports.ts';
 import type { Lease } from '../src/backends/types.ts';
 import { LabError } from '../src/errors.ts';
@@ -17,6 +17,8 @@ import { checkImage, imagePaths, resolveCacheRoot } from '../src/images/manifest
 import { recipeFor, recipeHash } from '../src/images/recipe.ts';
 import type { ProgressEvent } from '../src/progress/events.ts';
 import { inCI } from './helpers/requirements.ts';
+
+const has = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8', timeout: 5_000 }).status === 0 || existsSync(`/usr/sbin/${bin}`);
 
 const base: VmArgs = {
   accel: 'tcg',
@@ -108,10 +110,74 @@ describe('port allocation on 127.0.0.1', () => {
   }, 15_000);
 });
 
+// ---------- the VM process, with a fake qemu-system (a shell script) ----------
+
+const FAKE_QEMU = `#!/bin/sh
+# Fake qemu-system-x86_64: first call fails like a taken port, later calls write the pid file,
+# put $FAKE_CONSOLE on the console and sleep.
+while [ $# -gt 0 ]; do
+  case "$1" in -pidfile) pid=$2; shift ;; -serial) con=\${2#file:}; shift ;; esac
+  shift
+done
+n=$(cat "$FAKE_STATE" 2>/dev/null || echo 0)
+echo $((n + 1)) >"$FAKE_STATE"
+if [ "$n" = 0 ]; then echo "qemu: Could not set up host forwarding rule" >&2; exit 1; fi
+echo $$ >"$pid"
+printf '%s\\n' "$FAKE_CONSOLE" >"$con"
+exec sleep 60
+`;
+
+describe.skipIf(!has('qemu-img'))('Vm process handling (fake QEMU)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fake-qemu-'));
+  const fake = join(dir, 'qemu');
+  const baseImg = join(dir, 'base.qcow2');
+  writeFileSync(fake, FAKE_QEMU, { mode: 0o755 });
+  spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', baseImg, '16M'], { timeout: 10_000 });
+  const spec = (name: string) => ({ name, accel: 'tcg' as const, cpus: 1, memoryMiB: 256, kernel: '/k', initrd: '/i', base: baseImg, append: kernelCmdline(), runDir: join(dir, name), keep: false, qemu: fake });
+
+  afterAll(async () => {
+    await stopAllVms();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('retries with a new port when the forward cannot bind, stops by pid, removes the overlay', async () => {
+    process.env.FAKE_STATE = join(dir, 'state-retry');
+    process.env.FAKE_CONSOLE = 'lab-init: sshd started';
+    await mkdir(join(dir, 'retry'), { recursive: true });
+    const vm = new Vm(spec('retry'));
+    await vm.start();
+    expect(readFileSync(process.env.FAKE_STATE, 'utf8').trim()).toBe('2');
+    expect(vm.running).toBe(true);
+    expect(existsSync(vm.overlay)).toBe(true);
+    expect(await vm.waitConsole(/sshd started/, 5_000)).toBe(true);
+    expect(runningVms()).toContain(vm);
+    const pid = vm.pid;
+    await vm.stop(500);
+    await vm.stop(500);
+    expect(existsSync(`/proc/${pid}`)).toBe(false);
+    expect(existsSync(vm.overlay)).toBe(false);
+    expect(runningVms()).not.toContain(vm);
+  }, 30_000);
+
+  it('notices a kernel panic on the console', async () => {
+    process.env.FAKE_STATE = join(dir, 'state-panic');
+    writeFileSync(process.env.FAKE_STATE, '1');
+    process.env.FAKE_CONSOLE = 'Kernel panic - not syncing: VFS: Unable to mount root fs';
+    await mkdir(join(dir, 'panic'), { recursive: true });
+    const vm = new Vm(spec('panic'));
+    await vm.start();
+    const why = await new Promise<string>((res) => vm.onFailure(res));
+    expect(why).toBe('kernel panic');
+    expect(await vm.waitConsole(/never printed/, 5_000)).toBe(false);
+    expect(await vm.consoleTail()).toMatch(/Unable to mount root fs/);
+    await vm.stop(500);
+    expect(runningVms()).toHaveLength(0);
+  }, 30_000);
+});
+
 // ---------- end to end ----------
 
 const cacheDir = resolveCacheRoot();
-const has = (bin: string) => spawnSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8', timeout: 5_000 }).status === 0 || existsSync(`/usr/sbin/${bin}`);
 
 async function missingForQemuE2e(): Promise<string | null> {
   if (process.platform !== 'linux') return 'needs Linux';

@@ -79,7 +79,7 @@ export async function benchBoot(o: BenchOptions): Promise<BenchResult> {
       accel = probe.accel;
       accelReason = probe.reason;
       for (let i = 0; i < o.runs && !o.signal.aborted; i++) {
-        const f = await runFloor({ accel, kernel: image.paths.kernel, initrd: floorInitrd, workDir: o.workDir, timeoutMs: 60_000, tag: suite });
+        const f = await runFloor({ accel, kernel: image.paths.kernel, initrd: floorInitrd, workDir: o.workDir, timeoutMs: 60_000, memoryMiB, tag: suite });
         if (!f.ok) throw new Error(`floor boot failed: ${f.reason}`);
         row.floorMs.push(Math.round(f.ms));
         const runDir = join(o.workDir, `${suite}-${i + 1}`);

@@ -19,10 +19,10 @@ export interface FloorRun {
 }
 
 /** Boot kernel + floor initrd until the marker shows on the console; QEMU is killed either way. */
-export async function runFloor(opts: { accel: Accel; kernel: string; initrd: string; workDir: string; timeoutMs: number; qemu?: string; tag?: string }): Promise<FloorRun> {
+export async function runFloor(opts: { accel: Accel; kernel: string; initrd: string; workDir: string; timeoutMs: number; memoryMiB?: number; qemu?: string; tag?: string }): Promise<FloorRun> {
   const consoleLog = join(opts.workDir, `floor-${opts.tag ?? opts.accel}-${process.pid}-${Date.now()}.log`);
   const t0 = performance.now();
-  const child = spawn(opts.qemu ?? QEMU_BIN, floorArgs({ accel: opts.accel, kernel: opts.kernel, initrd: opts.initrd, consoleLog }), { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(opts.qemu ?? QEMU_BIN, floorArgs({ accel: opts.accel, kernel: opts.kernel, initrd: opts.initrd, consoleLog, ...(opts.memoryMiB ? { memoryMiB: opts.memoryMiB } : {}) }), { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
     if (stderr.length < 64 * 1024) stderr += d.toString('utf8');

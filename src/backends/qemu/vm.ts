@@ -152,16 +152,21 @@ export class Vm {
     });
   }
 
-  /** False when QEMU died right away because the forwarded port was taken. */
+  /**
+   * False when QEMU died right away because the forwarded port was taken. QEMU sets up its
+   * network after writing the pid file, so watch a little past it (this does not delay the
+   * guest: the SSH wait starts much later).
+   */
   private async waitBindOk(): Promise<boolean> {
     const t0 = Date.now();
-    while (Date.now() - t0 < 1_500) {
+    let pidSeenAt = 0;
+    while (Date.now() - t0 < 3_000) {
       if (this.hasExited) {
         const log = await readFile(this.qemuLog, 'utf8').catch(() => '');
-        if (/host forwarding rule|Address already in use/i.test(log)) return false;
-        return true; // another failure: reported by the boot watcher
+        return !/host forwarding rule|Address already in use/i.test(log);
       }
-      if (await stat(this.pidFile).catch(() => null)) return true;
+      if (!pidSeenAt && (await stat(this.pidFile).catch(() => null))) pidSeenAt = Date.now();
+      if (pidSeenAt && Date.now() - pidSeenAt > 200) return true;
       await new Promise((r) => setTimeout(r, 25));
     }
     return true;
