@@ -9,8 +9,8 @@
 // reads (one entry per box name).
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile, copyFile, link } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, open, readFile, rename, rm, stat, unlink, writeFile, copyFile, link } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { LabError } from '../../errors.ts';
 import { deleteVolume, run, uploadToPool } from './libvirt.ts';
@@ -91,7 +91,7 @@ export async function qcow2VirtualSize(path: string): Promise<number> {
  * with metadata.json, Vagrantfile, box.img, vmlinuz, initrd.img.
  */
 export async function packageBox(o: { disk: string; kernel: string; initrd: string; outFile: string; signal?: AbortSignal }): Promise<void> {
-  const stage = `${o.outFile}.stage`;
+  const stage = `${o.outFile}.${process.pid}.stage`;
   await rm(stage, { recursive: true, force: true });
   await mkdir(stage, { recursive: true });
   try {
@@ -101,7 +101,7 @@ export async function packageBox(o: { disk: string; kernel: string; initrd: stri
     for (const [src, name] of [[o.disk, 'box.img'], [o.kernel, 'vmlinuz'], [o.initrd, 'initrd.img']] as const) {
       await link(src, join(stage, name)).catch(() => copyFile(src, join(stage, name)));
     }
-    const tmp = `${o.outFile}.tmp`;
+    const tmp = `${o.outFile}.${process.pid}.tmp`;
     const r = await run('tar', ['-C', stage, '-cf', tmp, 'metadata.json', 'Vagrantfile', 'box.img', 'vmlinuz', 'initrd.img'], 600_000);
     if (r.code !== 0) throw new LabError('internal', `tar of box ${o.outFile} failed`, r.stderr);
     await rename(tmp, o.outFile);
@@ -127,7 +127,8 @@ export async function listBoxes(v: VagrantEnvBase): Promise<{ name: string; prov
 /** `vagrant box add CATALOG` unless NAME VERSION (libvirt) is there already. */
 export async function addBox(v: VagrantEnvBase, o: { name: string; version: string; catalog: string }): Promise<boolean> {
   if ((await listBoxes(v)).some((b) => b.name === o.name && b.version === o.version && b.provider === 'libvirt')) return false;
-  const r = await runVagrant(['box', 'add', '--machine-readable', '--provider', 'libvirt', o.catalog], { cwd: v.cwd, env: v.env, timeoutMs: 20 * 60_000, ...(v.logFile ? { logFile: v.logFile } : {}), ...(v.signal ? { signal: v.signal } : {}) });
+  // --clean: a partial download left by an interrupted add would be "resumed" and fail its checksum.
+  const r = await runVagrant(['box', 'add', '--clean', '--machine-readable', '--provider', 'libvirt', o.catalog], { cwd: v.cwd, env: v.env, timeoutMs: 20 * 60_000, ...(v.logFile ? { logFile: v.logFile } : {}), ...(v.signal ? { signal: v.signal } : {}) });
   if (r.code !== 0) throw vagrantError('boot-failed', `vagrant box add ${o.name} ${o.version} failed`, r);
   if (!(await listBoxes(v)).some((b) => b.name === o.name && b.version === o.version)) throw new LabError('boot-failed', `vagrant box add ${o.name} said ok but the box is not listed`, r.stdout.slice(-2000));
   return true;
@@ -194,6 +195,56 @@ export interface BoxSource {
  * and initrd into the pool, record the boot entry. Idempotent; returns whether the box was added.
  */
 export async function ensureLocalBox(v: VagrantEnvBase & { boxesDir: string; pool: string }, src: BoxSource): Promise<{ added: boolean }> {
+  // One at a time per box name: in this process (parallel ups of one suite) and across
+  // processes (a lock file holding the pid; a dead holder's lock is taken over).
+  const key = `${v.vagrantHome}\0${src.name}`;
+  const before = inFlight.get(key) ?? Promise.resolve();
+  const mine = before.catch(() => {}).then(async () => {
+    const release = await lockFile(join(v.boxesDir, `.lock-${src.name.replace(/\//g, '-')}`), v.signal);
+    try {
+      return await ensureLocalBoxLocked(v, src);
+    } finally {
+      await release();
+    }
+  });
+  inFlight.set(key, mine);
+  try {
+    return await mine;
+  } finally {
+    if (inFlight.get(key) === mine) inFlight.delete(key);
+  }
+}
+
+const inFlight = new Map<string, Promise<unknown>>();
+
+async function lockFile(path: string, signal?: AbortSignal): Promise<() => Promise<void>> {
+  await mkdir(dirname(path), { recursive: true });
+  for (;;) {
+    try {
+      const fh = await open(path, 'wx');
+      await fh.writeFile(String(process.pid));
+      await fh.close();
+      return () => unlink(path).catch(() => {});
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+    let alive = false;
+    try {
+      if (holder > 0) { process.kill(holder, 0); alive = true; }
+    } catch (e) {
+      alive = (e as NodeJS.ErrnoException).code === 'EPERM';
+    }
+    if (!alive) {
+      await unlink(path).catch(() => {});
+      continue;
+    }
+    if (signal?.aborted) throw new LabError('interrupted', `interrupted while waiting for ${path}`);
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+}
+
+async function ensureLocalBoxLocked(v: VagrantEnvBase & { boxesDir: string; pool: string }, src: BoxSource): Promise<{ added: boolean }> {
   const have = (await listBoxes(v)).some((b) => b.name === src.name && b.version === src.version && b.provider === 'libvirt');
   let added = false;
   if (!have) {

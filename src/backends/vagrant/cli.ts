@@ -135,9 +135,10 @@ export class VagrantMachineCtl {
     this.nv = nodeVagrant.create({ cwd: o.cwd, env: o.env });
   }
 
-  /** Through node-vagrant: `vagrant up NAME ARGS...`. */
+  /** Through node-vagrant: `vagrant up NAME ARGS...`. The only command the abort signal stops:
+   * teardown (destroy, status) must still run after Ctrl-C. */
   up(args: string[], timeoutMs: number): Promise<VagrantRunResult> {
-    return this.queue.run(() => this.viaNodeVagrant(['up', this.name, ...args], timeoutMs));
+    return this.queue.run(() => this.viaNodeVagrant(['up', this.name, ...args], timeoutMs, this.o.signal));
   }
 
   /** Through node-vagrant: `vagrant destroy -f NAME` (it adds -f itself). */
@@ -186,16 +187,16 @@ export class VagrantMachineCtl {
   }
 
   private cli(argv: string[], timeoutMs: number): Promise<VagrantRunResult> {
-    return runVagrant(argv, { ...this.o, timeoutMs });
+    return runVagrant(argv, { cwd: this.o.cwd, env: this.o.env, timeoutMs, ...(this.o.logFile ? { logFile: this.o.logFile } : {}) });
   }
 
-  private viaNodeVagrant(argv: string[], timeoutMs: number): Promise<VagrantRunResult> {
+  private viaNodeVagrant(argv: string[], timeoutMs: number, signal?: AbortSignal): Promise<VagrantRunResult> {
     if (this.nv._runningCommand) throw new LabError('internal', `node-vagrant is busy on ${this.name} (commands must go through the queue)`);
     // node-vagrant spawns without a process group; its callback hides exit codes when stderr is
     // empty, so the child's own 'close' event is what we trust.
     const child = this.nv._run(argv, () => {});
     if (!child) throw new LabError('internal', `node-vagrant queued vagrant ${argv.join(' ')} instead of running it`);
-    return watchChild(child, argv, { ...this.o, timeoutMs });
+    return watchChild(child, argv, { timeoutMs, ...(signal ? { signal } : {}), ...(this.o.logFile ? { logFile: this.o.logFile } : {}) });
   }
 }
 

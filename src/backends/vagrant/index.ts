@@ -42,6 +42,8 @@ export interface VagrantBackendOptions {
   accel?: 'auto' | 'kvm' | 'tcg';
   /** Save and restore build snapshots (default true). */
   snapshots?: boolean;
+  /** Upload the sources and run provision/setup.sh after a fresh up (default true). */
+  provision?: boolean;
   /** Run `bash provision/host-deps.sh vagrant` before the first target (default true). */
   installHostDeps?: boolean;
   env?: NodeJS.ProcessEnv;
@@ -99,6 +101,12 @@ export class VagrantBackend implements Backend {
       await lease.stop().catch(() => {});
       throw err;
     }
+  }
+
+  /** The daemons (virtlogd, libvirtd) this backend started; shutdown() stops exactly these. */
+  async startedDaemons(): Promise<StartedDaemon[]> {
+    const h = await this.host?.catch(() => null);
+    return [...(h?.started ?? [])];
   }
 
   /** Destroy every lease still up, then stop the daemons this backend started. Idempotent. */
@@ -245,7 +253,8 @@ class VagrantLease implements Lease {
     }
 
     // A build snapshot of this target with the same box and sources?
-    const snapshots = this.b.opts.snapshots !== false && src !== null;
+    const provision = this.b.opts.provision !== false;
+    const snapshots = provision && this.b.opts.snapshots !== false && src !== null;
     const store = new SnapshotStore({ dir: join(ctx.cacheDir, 'vagrant', 'snapshots'), pool: host.pool, v: base });
     const key = snapshots ? snapshotKey({ sources: await sourcesHash(this.b.opts.repoRoot), box, boxVersion }) : '';
     const snap = snapshots ? await store.find(name, key) : null;
@@ -285,7 +294,7 @@ class VagrantLease implements Lease {
     const kernel = (await this.machine.exec(['uname', '-r'], { timeoutMs: 30_000, cwd: '/' })).stdout.trim();
     this.facts = { kernel, accel: host.accel, image: t.suite ?? box, box: useBox, boxVersion: useVersion, snapshot: snapshots ? (snap ? 'restored' : 'saved') : 'off', domain: this.domain, sshPort: this.port.port, upMs: Math.round(upMs), provider: 'libvirt', baseBox: box, baseBoxVersion: boxVersion };
 
-    if (!snap) {
+    if (!snap && provision) {
       const p0 = performance.now();
       await step(this.emit, name, 'provision', () => this.provision());
       this.facts.provisionMs = Math.round(performance.now() - p0);
