@@ -42,10 +42,16 @@ try {
 }
 
 const ac = new AbortController();
-process.on('SIGINT', () => {
+let interrupts = 0;
+const onSignal = (sig) => {
+  // First: abort (a build removes its temporary folder, VMs stop); second: leave at once.
+  if (++interrupts > 1) process.exit(130);
+  process.stderr.write(`\n${sig}: stopping (again to force)...\n`);
   ac.abort();
-  stopAllVms().finally(() => process.exit(130));
-});
+  void stopAllVms();
+};
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
 const reporter = createReporter(process.stderr);
 const workDir = await mkdtemp(join(tmpdir(), 'bench-boot-'));
 const result = await benchBoot({ suites: flags.suites, runs: flags.runs, cold: flags.cold, cacheDir: resolveCacheRoot({ flag: flags.cache }), workDir, emit: reporter.emit, signal: ac.signal });
@@ -59,4 +65,4 @@ if (flags.out) {
   await writeFile(out, JSON.stringify(result, null, 2) + '\n');
   process.stdout.write(`wrote ${out}\n`);
 }
-process.exit(result.suites.some((s) => s.error) ? 3 : 0);
+process.exit(ac.signal.aborted ? 130 : result.suites.some((s) => s.error) ? 3 : 0);

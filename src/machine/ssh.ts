@@ -143,7 +143,7 @@ export class SshMachine implements Machine {
     else ch.end();
   }
 
-  /** Kill a remote process group on a fresh channel (best effort, 10 s). */
+  /** Kill a remote process group on a fresh channel (best effort, 10 s). `kill -9 -PGID` is the form dash and bash both accept. */
   private killGroup(pid: number): Promise<void> {
     return new Promise((resolve) => {
       const t = setTimeout(resolve, 10_000);
