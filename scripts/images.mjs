@@ -1,5 +1,6 @@
 #!/usr/bin/env zx
-// Images for the qemu backend: list | build --suite S [--rebuild] | clean [--suite S]. Thin:
+// Images for the qemu backend: list | build --suite S [--rebuild] | clean [--suite S]; and
+// box --suite S: the image as a versioned Vagrant box for the vagrant backend. Thin:
 // load the TypeScript library, map Ctrl-C to an abort (the build removes its temporary folder),
 // exit with the code it returns. See --help.
 import { register } from 'tsx/esm/api';
@@ -19,9 +20,13 @@ const onSignal = (sig) => {
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 
+const argv = process.argv.slice(process.argv.findIndex((a) => a.endsWith('images.mjs')) + 1);
 const reporter = createReporter(process.stderr);
-const code = await imagesMain({
-  argv: process.argv.slice(process.argv.findIndex((a) => a.endsWith('images.mjs')) + 1),
+// `box --suite S`: the suite's image as a versioned Vagrant box (src/backends/vagrant/boxcli.ts).
+const main = argv[0] === 'box' ? (await import('../src/backends/vagrant/boxcli.ts')).boxMain : imagesMain;
+const code = await main({
+  argv: argv[0] === 'box' ? argv.slice(1) : argv,
+  repoRoot: new URL('..', import.meta.url).pathname.replace(/\/$/, ''),
   cwd: process.cwd(),
   env: process.env,
   stdout: process.stdout,
