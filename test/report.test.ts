@@ -102,3 +102,28 @@ describe('reports', () => {
     writeFileSync(join(out, 'x'), '');
   });
 });
+
+describe('merge of shard folders', () => {
+  it('merges the cells and targets of several report folders into one summary; refuses a target twice', async () => {
+    const { mergeRuns } = await import('../src/report/merge.ts');
+    const root = mkdtempSync(join(tmpdir(), 'merge-test-'));
+    const mk = async (name: string, target: string) => {
+      const dir = join(root, name);
+      const c = cell({ target });
+      const manifest: Manifest = { runId: name, tool: { commit: 'abc', dirty: false, node: 'v20' }, startedAt: `2026-11-24T0${name.at(-1)}:00:00Z`, argv: [], seed: 1, iterations: 2, trials: 1, variants: ['upstream'], modes: ['interleaved'], scenarios: ['preexisting'], targets: [{ name: target, backend: 'qemu', status: 'ok', facts: {} }] };
+      await writeSummary(dir, manifest, [c]);
+      await writeCellReport(join(dir, target, 'preexisting-interleaved-upstream'), { cell: c, trials: [] });
+      return dir;
+    };
+    const a = await mk('shard-1', 'bullseye');
+    const b = await mk('shard-2', 'sid');
+    const out = join(root, 'merged');
+    const { cells, manifest } = await mergeRuns([a, b], out);
+    expect(cells.map((c) => c.target)).toEqual(['bullseye', 'sid']);
+    expect(manifest.targets.map((t) => t.name)).toEqual(['bullseye', 'sid']);
+    expect(JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'))).toHaveLength(2);
+    expect(readFileSync(join(out, 'summary.md'), 'utf8')).toContain('| sid |');
+    await expect(mergeRuns([a, a], join(root, 'm2'))).rejects.toThrow(/target 'bullseye' appears in more than one folder/);
+    await expect(mergeRuns([join(root, 'nothing')], join(root, 'm3'))).rejects.toThrow(/not a report folder/);
+  });
+});

@@ -1,0 +1,51 @@
+// Merge report folders of several shards (or runs) into one summary: the cells come from each
+// folder's <target>/<cell>/report.json, the targets from each manifest.json.
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CellSummary } from '../analysis/cell.ts';
+import { ConfigError } from '../errors.ts';
+import type { CellReport } from './cell.ts';
+import { writeSummary, type Manifest } from './summary.ts';
+
+export async function readRun(dir: string): Promise<{ manifest: Manifest; cells: CellSummary[] }> {
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as Manifest;
+  } catch (err) {
+    throw new ConfigError(`${dir} is not a report folder (manifest.json: ${(err as Error).message})`);
+  }
+  const cells: CellSummary[] = [];
+  for (const t of manifest.targets) {
+    const tdir = join(dir, t.name);
+    const entries = await readdir(tdir, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const r = await readFile(join(tdir, e.name, 'report.json'), 'utf8').catch(() => null);
+      if (r) cells.push((JSON.parse(r) as CellReport).cell);
+    }
+  }
+  return { manifest, cells };
+}
+
+export async function mergeRuns(dirs: readonly string[], outDir: string): Promise<{ manifest: Manifest; cells: CellSummary[] }> {
+  if (dirs.length === 0) throw new ConfigError('merge: name at least one report folder');
+  const runs = await Promise.all(dirs.map(readRun));
+  const seen = new Set<string>();
+  for (const r of runs) {
+    for (const t of r.manifest.targets) {
+      if (seen.has(t.name)) throw new ConfigError(`merge: target '${t.name}' appears in more than one folder`);
+      seen.add(t.name);
+    }
+  }
+  const first = runs[0]!.manifest;
+  const manifest: Manifest = {
+    ...first,
+    runId: `merged-${runs.map((r) => r.manifest.runId).join('+')}`,
+    startedAt: runs.map((r) => r.manifest.startedAt).sort()[0]!,
+    finishedAt: runs.map((r) => r.manifest.finishedAt ?? '').sort().at(-1),
+    targets: runs.flatMap((r) => r.manifest.targets),
+  };
+  const cells = runs.flatMap((r) => r.cells).sort((a, b) => `${a.target}/${a.scenario}/${a.mode}/${a.variant}`.localeCompare(`${b.target}/${b.scenario}/${b.mode}/${b.variant}`));
+  await writeSummary(outDir, manifest, cells);
+  return { manifest, cells };
+}
