@@ -3,7 +3,7 @@
 // initrd, no disk: spawn -> marker on the console). Runs alternate floor and full boot so
 // both see the same host load. Optionally the cold image build time.
 import { mkdir, rm } from 'node:fs/promises';
-import { availableParallelism, cpus } from 'node:os';
+import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { ensureFloorInitrd, ensureImage, type Suite } from '../../images/index.ts';
 import { silent, type Emit } from '../../progress/events.ts';
@@ -34,7 +34,8 @@ export interface BenchResult {
   accelReason: string;
   runs: number;
   memoryMiB: number;
-  host: { cpus: number; model: string };
+  /** Load averages (1 min) at start and end: other work on the host skews the figures. */
+  host: { cpus: number; model: string; loadStart: number; loadEnd: number };
   goalRatio: number;
   suites: SuiteBench[];
 }
@@ -61,6 +62,7 @@ export interface BenchOptions {
 export async function benchBoot(o: BenchOptions): Promise<BenchResult> {
   const emit = o.emit ?? silent;
   const memoryMiB = o.memoryMiB ?? 1024;
+  const loadStart = loadavg()[0]!;
   await mkdir(o.workDir, { recursive: true });
   const floorInitrd = await ensureFloorInitrd(o.cacheDir);
   const out: SuiteBench[] = [];
@@ -104,7 +106,7 @@ export async function benchBoot(o: BenchOptions): Promise<BenchResult> {
     accelReason,
     runs: o.runs,
     memoryMiB,
-    host: { cpus: availableParallelism(), model: cpus()[0]?.model ?? 'unknown' },
+    host: { cpus: availableParallelism(), model: cpus()[0]?.model ?? 'unknown', loadStart, loadEnd: loadavg()[0]! },
     goalRatio: GOAL_RATIO,
     suites: out,
   };
@@ -118,7 +120,7 @@ export function formatBench(r: BenchResult): string {
   const line = (c: string[]) => c.map((v, i) => v.padEnd(w[i]!)).join('  ').trimEnd();
   const errors = r.suites.filter((x) => x.error).map((x) => `${x.suite}: ${x.error}`);
   return [
-    `boot to SSH vs floor, median of ${r.runs}, accel ${r.accel} (${r.accelReason}), ${r.memoryMiB} MiB, 1 vCPU, goal ratio <= ${r.goalRatio}`,
+    `boot to SSH vs floor, median of ${r.runs}, accel ${r.accel} (${r.accelReason}), ${r.memoryMiB} MiB, 1 vCPU, goal ratio <= ${r.goalRatio}; host load ${r.host.loadStart.toFixed(1)} -> ${r.host.loadEnd.toFixed(1)}`,
     line(head),
     ...body.map(line),
     ...errors.map((e) => `error: ${e}`),
