@@ -14,6 +14,8 @@ import { squashProgress, parseSnapshotList } from '../src/backends/vagrant/cli.t
 import { inCI } from './helpers/requirements.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
+// On a fresh machine (CI) the host packages come first, as the backend itself would do.
+if (spawnSync('vagrant', ['--version']).status !== 0 && process.getuid?.() === 0) spawnSync('bash', [join(ROOT, 'provision', 'host-deps.sh'), 'vagrant'], { stdio: 'inherit', timeout: 40 * 60_000 });
 const haveVagrant = spawnSync('vagrant', ['--version'], { encoding: 'utf8' }).status === 0;
 const missing = haveVagrant ? null : 'vagrant is not installed (bash provision/host-deps.sh vagrant)';
 

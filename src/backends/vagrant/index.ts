@@ -18,7 +18,8 @@ import { probeAccel } from '../qemu/kvm.ts';
 import { reservePort, type PortReservation } from '../qemu/ports.ts';
 import type { Backend, BackendContext, Lease, TargetSpec, TargetFacts } from '../types.ts';
 import { ensureLocalBox, localBoxName, boxVersionFromDate, readBootFile, type BoxSource, type VagrantEnvBase } from './box.ts';
-import { VagrantMachineCtl, vagrantError } from './cli.ts';
+import { VagrantMachineCtl, vagrantError, type VagrantRunResult } from './cli.ts';
+import type { SshConfigEntry } from './parse.ts';
 import { baseVolumeName, domainName, targetEntry, vagrantEnv } from './env.ts';
 import { choosePoolDir, ensureDaemons, ensurePool, fixKvmPermissions, listDomains, listVolumes, stopDaemons, virsh, deleteVolume, type StartedDaemon } from './libvirt.ts';
 import { hostKeyOf } from './hostkey.ts';
@@ -277,19 +278,28 @@ class VagrantLease implements Lease {
     this.ctl = new VagrantMachineCtl(name, { cwd: this.b.opts.repoRoot, env, logFile: this.log, signal: ctx.signal });
 
     const t0 = performance.now();
+    const upFailed = async (r: VagrantRunResult | null, state: string, why?: unknown): Promise<never> => {
+      const e = r ? vagrantError(r.timedOut ? 'boot-timeout' : 'boot-failed', `vagrant up ${name}: state ${state}`, r) : asLabError(why, 'boot-failed');
+      throw Object.assign(new LabError(e.kind, e.message, [e.detail, await consoleTail(join(ctx.runDir, 'console.log'))].filter(Boolean).join('\n--- console\n')), { logFile: this.log });
+    };
     await step(this.emit, name, 'vagrant-up', async () => {
       await this.port!.handOff();
       this.created = true;
       const r = await this.b.gate(useBox, useVersion, host.pool, () => this.ctl.up(['--provider', 'libvirt', '--no-provision'], this.bootTimeoutMs()));
-      // Exit code and state both: node-vagrant alone would call a silent failure a success.
-      const state = await this.ctl.status().catch(() => 'unknown');
-      if (r.code !== 0 || state !== 'running') {
-        const e = vagrantError(r.timedOut ? 'boot-timeout' : 'boot-failed', `vagrant up ${name}: state ${state}`, r);
-        throw Object.assign(new LabError(e.kind, e.message, [e.detail, await consoleTail(join(ctx.runDir, 'console.log'))].filter(Boolean).join('\n--- console\n')), { logFile: this.log });
-      }
+      // node-vagrant alone would call a silent failure a success: the exit code here, the state
+      // from `vagrant status --machine-readable` below.
+      if (r.code !== 0) await upFailed(r, await this.ctl.status().catch(() => 'unknown'));
     }, `${useBox} ${useVersion}`.trim());
 
-    this.machine = await step(this.emit, name, 'ssh', () => this.connect(src?.hostKey ?? null));
+    this.machine = await step(this.emit, name, 'ssh', async () => {
+      const sc = await this.ctl.sshConfig().catch(async (err) => upFailed(null, await this.ctl.status().catch(() => 'unknown'), err));
+      // The state check and the SSH handshake overlap: one is vagrant, the other ssh2.
+      const [state, m] = await Promise.allSettled([this.ctl.status(), this.connect(sc, src?.hostKey ?? null)]);
+      if (state.status === 'fulfilled' && state.value === 'running' && m.status === 'fulfilled') return m.value;
+      if (m.status === 'fulfilled') await m.value.close();
+      if (state.status === 'fulfilled' && state.value !== 'running') return upFailed(null, state.value, new LabError('boot-failed', `vagrant up ${name} exited 0 but the machine is ${state.value}`));
+      throw state.status === 'rejected' ? state.reason : (m as PromiseRejectedResult).reason;
+    });
     const upMs = performance.now() - t0;
     const kernel = (await this.machine.exec(['uname', '-r'], { timeoutMs: 30_000, cwd: '/' })).stdout.trim();
     this.facts = { kernel, accel: host.accel, image: t.suite ?? box, box: useBox, boxVersion: useVersion, snapshot: snapshots ? (snap ? 'restored' : 'saved') : 'off', domain: this.domain, sshPort: this.port.port, upMs: Math.round(upMs), provider: 'libvirt', baseBox: box, baseBoxVersion: boxVersion };
@@ -318,8 +328,7 @@ class VagrantLease implements Lease {
   }
 
   /** ssh2 with ssh-config's host, port, user and key; host key pinned (local) or recorded. */
-  private async connect(pinned: string | null): Promise<SshMachine> {
-    const sc = await this.ctl.sshConfig();
+  private async connect(sc: SshConfigEntry, pinned: string | null): Promise<SshMachine> {
     const keyFile = sc.identityFiles[0];
     if (!keyFile) throw new LabError('boot-failed', `${this.t.name}: vagrant ssh-config names no IdentityFile`);
     const privateKey = await readFile(keyFile);

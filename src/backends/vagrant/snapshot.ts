@@ -14,7 +14,7 @@ import { join, relative } from 'node:path';
 import { LabError } from '../../errors.ts';
 import { SOURCE_DIRS } from '../../scenario/prepare.ts';
 import { ensureLocalBox, readBootFile, removeBox, writeBootEntry, type BoxSource, type VagrantEnvBase } from './box.ts';
-import { bootVolumeNames } from './box.ts';
+import { bootVolumeNames, boxDir, fileSize } from './box.ts';
 import type { VagrantMachineCtl } from './cli.ts';
 import { baseVolumeName } from './env.ts';
 import { deleteVolume, run, volumePath } from './libvirt.ts';
@@ -90,6 +90,7 @@ export class SnapshotStore {
     if (!rec || rec.key !== key) return null;
     const boot = (await readBootFile(this.o.v.vagrantHome))[rec.box];
     if (!boot || boot.version !== rec.version) return null;
+    if ((await fileSize(join(boxDir(this.o.v.vagrantHome, rec.box, rec.version), 'box.img'))) === null) return null;
     return rec;
   }
 

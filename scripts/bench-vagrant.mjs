@@ -1,0 +1,74 @@
+#!/usr/bin/env zx
+// Vagrant benchmark, in one run on the same image: time to a ready SSH machine through Vagrant
+// vs through the qemu backend (goal: Vagrant <= 1.5x), first up (provision + build + snapshot)
+// vs snapshot restore, destroy. Thin: flags -> src/backends/vagrant/bench.ts -> figures on
+// stdout, JSON to --out. Exit 0 when measured (the ratio is a figure, not a verdict), 2 usage,
+// 3 failure, 130 interrupted.
+//   npx zx scripts/bench-vagrant.mjs [--suite bookworm] [--runs 3] [--out FILE] [--cache DIR]
+import { register } from 'tsx/esm/api';
+import { parseArgs } from 'node:util';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+register();
+const { benchVagrant, formatVagrantBench } = await import('../src/backends/vagrant/bench.ts');
+const { SUITES, parseSuite, resolveCacheRoot } = await import('../src/images/index.ts');
+const { createReporter } = await import('../src/progress/reporter.ts');
+const { stopAll } = await import('../src/cli/cleanup.ts');
+const { asLabError } = await import('../src/errors.ts');
+
+const HELP = `Usage: npx zx scripts/bench-vagrant.mjs [flags]
+  --suite S     ${SUITES.join(', ')} (default bookworm)
+  --runs N      ready-SSH measurements per backend, median reported (default 3)
+  --out FILE    write the results as JSON
+  --cache DIR   cache root (default $USM_LAB_CACHE or ~/.cache/usm-race-lab)
+  -h, --help
+`;
+
+let flags;
+try {
+  const argv = process.argv.slice(process.argv.findIndex((a) => a.endsWith('bench-vagrant.mjs')) + 1);
+  const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { suite: { type: 'string', default: 'bookworm' }, runs: { type: 'string', default: '3' }, out: { type: 'string' }, cache: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } } });
+  if (values.help) {
+    process.stdout.write(HELP);
+    process.exit(0);
+  }
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got '${values.runs}'`);
+  flags = { ...values, runs, suite: parseSuite(values.suite) };
+} catch (err) {
+  process.stderr.write(`bench-vagrant: ${err.message.replace(/\. To specify a positional.*$/s, '')} (allowed: --suite, --runs, --out, --cache, --help)\n\n${HELP}`);
+  process.exit(2);
+}
+
+const ac = new AbortController();
+const onSignal = () => {
+  if (ac.signal.aborted) process.exit(130);
+  ac.abort();
+  process.stderr.write('\ninterrupted: destroying the benchmark machines (again to force)...\n');
+};
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const reporter = createReporter(process.stderr);
+let code = 0;
+try {
+  const r = await benchVagrant({ repoRoot, cacheDir: resolveCacheRoot({ flag: flags.cache }), suite: flags.suite, runs: flags.runs, emit: reporter.emit, signal: ac.signal });
+  reporter.stop();
+  process.stdout.write(`${formatVagrantBench(r)}\n`);
+  if (flags.out) {
+    await mkdir(dirname(resolve(flags.out)), { recursive: true });
+    await writeFile(flags.out, JSON.stringify(r, null, 2) + '\n');
+    process.stdout.write(`wrote ${flags.out}\n`);
+  }
+} catch (err) {
+  reporter.stop();
+  const e = asLabError(err);
+  process.stderr.write(`bench-vagrant: ${e.kind}: ${e.message}\n${e.detail ? `${e.detail}\n` : ''}`);
+  code = ac.signal.aborted ? 130 : 3;
+} finally {
+  await stopAll();
+}
+process.exit(code);
