@@ -62,6 +62,8 @@ export interface VagrantFacts extends TargetFacts {
   upMs: number;
   provisionMs?: number;
   snapshotMs?: number;
+  /** sha256 of bpf/, client/, provision/ built in the guest's workdir (provisioned or restored). */
+  sourcesHash?: string;
 }
 
 interface HostState {
@@ -257,7 +259,8 @@ class VagrantLease implements Lease {
     const provision = this.b.opts.provision !== false;
     const snapshots = provision && this.b.opts.snapshots !== false && src !== null;
     const store = new SnapshotStore({ dir: join(ctx.cacheDir, 'vagrant', 'snapshots'), pool: host.pool, v: base });
-    const key = snapshots ? snapshotKey({ sources: await sourcesHash(this.b.opts.repoRoot), box, boxVersion }) : '';
+    const sources = provision ? await sourcesHash(this.b.opts.repoRoot) : '';
+    const key = snapshots ? snapshotKey({ sources, box, boxVersion }) : '';
     const snap = snapshots ? await store.find(name, key) : null;
     const useBox = snap ? snap.box : box;
     const useVersion = snap ? snap.version : boxVersion;
@@ -320,6 +323,9 @@ class VagrantLease implements Lease {
         }
       }
     }
+    // bpf/ and client/ of these sources are built in GUEST_WORKDIR (provisioned or restored):
+    // the scenario may skip its own upload + build when the hash matches.
+    if (provision && this.facts.snapshot !== 'failed') this.facts.sourcesHash = sources;
     if (ctx.keep) this.hints = this.keepHints();
   }
 
