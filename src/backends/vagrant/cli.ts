@@ -146,9 +146,13 @@ export class VagrantMachineCtl {
     return this.queue.run(() => this.viaNodeVagrant(['destroy', '-f', this.name], timeoutMs));
   }
 
-  /** Through node-vagrant, with our own flags (its halt() always forces). */
-  halt(force: boolean, timeoutMs: number): Promise<VagrantRunResult> {
-    return this.queue.run(() => this.viaNodeVagrant(['halt', ...(force ? ['-f'] : []), this.name], timeoutMs));
+  /** Through node-vagrant, with our own flags (its halt() always forces); then the state must
+   * be shutoff per `vagrant status --machine-readable`. */
+  async halt(force: boolean, timeoutMs: number): Promise<VagrantRunResult> {
+    const r = await this.queue.run(() => this.viaNodeVagrant(['halt', ...(force ? ['-f'] : []), this.name], timeoutMs));
+    const state = await this.status();
+    if (r.code !== 0 || state !== 'shutoff') throw vagrantError('internal', `vagrant halt ${this.name}: state ${state}`, r);
+    return r;
   }
 
   /** CLI: the machine's state from `vagrant status NAME --machine-readable`. */
