@@ -175,7 +175,8 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
     lease = await step(emit, t.name, 'boot', () => backend.up(t, { runDir: targetDir, emit, signal, keep: run.keep, cacheDir: run.cacheDir }), t.backend);
     Object.assign(rec.facts, lease.facts);
     const slow = t.backend === 'local' ? 1 : String(lease.facts.accel ?? '').includes('kvm') ? 3 : 10;
-    prepared = await prepareMachine({ machine: lease.machine, repoRoot: deps.repoRoot, logDir: targetDir, emit, buildTimeoutMs: 60_000 * Math.max(5, slow) });
+    const built = typeof lease.facts.sourcesHash === 'string' ? { builtSources: lease.facts.sourcesHash } : {};
+    prepared = await prepareMachine({ machine: lease.machine, repoRoot: deps.repoRoot, logDir: targetDir, emit, buildTimeoutMs: 60_000 * Math.max(5, slow), ...built });
     Object.assign(rec.facts, prepared.facts);
     const timeouts = scaleTimeouts(DEFAULT_TIMEOUTS, slow);
     const out: CellSummary[] = [];

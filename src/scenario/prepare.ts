@@ -1,8 +1,9 @@
 // Get a Machine ready for runs: upload the sources (remote machines), build bpf/ and client/
 // with the machine's own toolchain, read its versions, and find the libssl the client uses.
-import { cp, mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { cp, mkdtemp, readdir, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, sep } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { LabError } from '../errors.ts';
 import type { Machine } from '../machine/types.ts';
 import { step, type Emit } from '../progress/events.ts';
@@ -28,6 +29,29 @@ export interface MachineFacts {
 export interface Prepared {
   tools: Tools;
   facts: MachineFacts;
+}
+
+/** sha256 over bpf/, client/, provision/ (paths + contents, build/ output excluded). */
+export async function sourcesHash(repoRoot: string): Promise<string> {
+  const h = createHash('sha256');
+  const files: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) {
+        if (e.name === 'build' || e.name.startsWith('.')) continue;
+        await walk(p);
+      } else if (e.isFile()) files.push(p);
+    }
+  };
+  for (const d of SOURCE_DIRS) await walk(join(repoRoot, d));
+  files.sort();
+  for (const f of files) {
+    h.update(relative(repoRoot, f)).update('\0');
+    h.update(await readFile(f)).update('\0');
+  }
+  return h.digest('hex');
 }
 
 /** Copy the project's guest-side sources to the machine, without build output. */
@@ -59,12 +83,16 @@ export async function prepareMachine(opts: {
   logDir: string;
   emit: Emit;
   buildTimeoutMs: number;
+  /** sourcesHash() of what the backend already built in the machine's workdir (vagrant snapshots). */
+  builtSources?: string;
 }): Promise<Prepared> {
   const { machine: m, emit, logDir } = opts;
   await mkdir(logDir, { recursive: true });
-  await step(emit, m.target, 'upload', () => uploadSources(m, opts.repoRoot, opts.buildTimeoutMs));
+  const prebuilt = opts.builtSources !== undefined && m.workdir !== opts.repoRoot && opts.builtSources === (await sourcesHash(opts.repoRoot));
+  if (prebuilt) emit({ type: 'info', target: m.target, message: 'bpf/ and client/ of these sources are already built in the guest: no upload, no build' });
+  else await step(emit, m.target, 'upload', () => uploadSources(m, opts.repoRoot, opts.buildTimeoutMs));
 
-  await step(emit, m.target, 'build', async () => {
+  if (!prebuilt) await step(emit, m.target, 'build', async () => {
     let log = '';
     for (const d of ['bpf', 'client']) {
       const r = await m.exec(['make', '-C', `${m.workdir}/${d}`], { timeoutMs: opts.buildTimeoutMs });

@@ -12,7 +12,6 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { LabError } from '../../errors.ts';
-import { SOURCE_DIRS } from '../../scenario/prepare.ts';
 import { ensureLocalBox, readBootFile, removeBox, writeBootEntry, type BoxSource, type VagrantEnvBase } from './box.ts';
 import { bootVolumeNames, boxDir, fileSize } from './box.ts';
 import type { VagrantMachineCtl } from './cli.ts';
@@ -21,28 +20,7 @@ import { deleteVolume, run, volumePath } from './libvirt.ts';
 
 export const SNAPSHOT_NAME = 'usm-built';
 
-/** sha256 over bpf/, client/, provision/ (paths + contents, build/ output excluded). */
-export async function sourcesHash(repoRoot: string): Promise<string> {
-  const h = createHash('sha256');
-  const files: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-    for (const e of entries) {
-      const p = join(dir, e.name);
-      if (e.isDirectory()) {
-        if (e.name === 'build' || e.name.startsWith('.')) continue;
-        await walk(p);
-      } else if (e.isFile()) files.push(p);
-    }
-  };
-  for (const d of SOURCE_DIRS) await walk(join(repoRoot, d));
-  files.sort();
-  for (const f of files) {
-    h.update(relative(repoRoot, f)).update('\0');
-    h.update(await readFile(f)).update('\0');
-  }
-  return h.digest('hex');
-}
+export { sourcesHash } from '../../scenario/prepare.ts';
 
 export function snapshotKey(o: { sources: string; box: string; boxVersion: string }): string {
   return createHash('sha256').update(`${o.box}\0${o.boxVersion}\0${o.sources}`).digest('hex').slice(0, 16);
