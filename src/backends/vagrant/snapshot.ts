@@ -9,8 +9,8 @@
 // The key covers the base box (name + version) and the contents of bpf/, client/, provision/:
 // change any of them and the snapshot is rebuilt (and the old one removed).
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join, relative } from 'node:path';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { LabError } from '../../errors.ts';
 import { ensureLocalBox, readBootFile, removeBox, writeBootEntry, type BoxSource, type VagrantEnvBase } from './box.ts';
 import { bootVolumeNames, boxDir, fileSize } from './box.ts';
