@@ -132,6 +132,24 @@ struct {
 	__uint(max_entries, 4 << 20);
 } events SEC(".maps");
 
+/* Never filled, never jumped to: see no_private_stack(). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} no_progs SEC(".maps");
+
+const volatile bool never = false; /* no_private_stack()'s branch; the loader leaves it false */
+
+/* Trap: kernels >= 6.14 put a kprobe-type prog with >= 64 B of stack on a PER-CPU private stack, */
+/* shared by preempted uprobe runs (sid 7.2: one server got the other's ctx/tuple); a tail call opts out. */
+static __always_inline void no_private_stack(void *ctx)
+{
+	if (never)
+		bpf_tail_call(ctx, &no_progs, 0);
+}
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
@@ -553,6 +571,7 @@ static __always_inline void on_tcp_close(struct sock *sk)
 SEC("uprobe/SSL_set_fd")
 int BPF_KPROBE(uprobe__SSL_set_fd, void *ssl, int fd)
 {
+	no_private_stack(ctx);
 	if (!traced())
 		return 0;
 	count(USM_C_SSL_SET_FD);
@@ -565,6 +584,7 @@ int BPF_KPROBE(uprobe__BIO_new_socket, int fd)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
+	no_private_stack(ctx);
 	if (!traced())
 		return 0;
 	count(USM_C_BIO_NEW_SOCKET);
@@ -579,6 +599,7 @@ int BPF_KRETPROBE(uretprobe__BIO_new_socket, void *bio)
 	__u64 key = (__u64)bio;
 	__s32 *fd = bpf_map_lookup_elem(&bio_new_socket_args, &pid_tgid);
 
+	no_private_stack(ctx);
 	if (!fd)
 		return 0;
 	if (bio)
@@ -593,6 +614,7 @@ int BPF_KPROBE(uprobe__SSL_set_bio, void *ssl, void *rbio)
 	__u64 key = (__u64)rbio;
 	__s32 *fd;
 
+	no_private_stack(ctx);
 	if (!traced())
 		return 0;
 	count(USM_C_SSL_SET_BIO);
@@ -607,6 +629,7 @@ int BPF_KPROBE(uprobe__SSL_set_bio, void *ssl, void *rbio)
 SEC("uprobe/SSL_do_handshake")
 int BPF_KPROBE(uprobe__SSL_do_handshake, void *ssl)
 {
+	no_private_stack(ctx);
 	if (!traced())
 		return 0;
 	count(USM_C_SSL_DO_HANDSHAKE);
@@ -617,6 +640,7 @@ int BPF_KPROBE(uprobe__SSL_do_handshake, void *ssl)
 SEC("uretprobe/SSL_do_handshake")
 int BPF_KRETPROBE(uretprobe__SSL_do_handshake)
 {
+	no_private_stack(ctx);
 	handshake_return();
 	return 0;
 }
@@ -624,6 +648,7 @@ int BPF_KRETPROBE(uretprobe__SSL_do_handshake)
 SEC("uprobe/SSL_connect")
 int BPF_KPROBE(uprobe__SSL_connect, void *ssl)
 {
+	no_private_stack(ctx);
 	if (!traced())
 		return 0;
 	count(USM_C_SSL_CONNECT);
@@ -634,6 +659,7 @@ int BPF_KPROBE(uprobe__SSL_connect, void *ssl)
 SEC("uretprobe/SSL_connect")
 int BPF_KRETPROBE(uretprobe__SSL_connect)
 {
+	no_private_stack(ctx);
 	handshake_return();
 	return 0;
 }
@@ -641,6 +667,7 @@ int BPF_KRETPROBE(uretprobe__SSL_connect)
 SEC("uprobe/SSL_write")
 int BPF_KPROBE(uprobe__SSL_write, void *ssl, const void *buf)
 {
+	no_private_stack(ctx);
 	if (traced())
 		ssl_call_enter(&ssl_write_args, USM_C_SSL_WRITE, (__u64)ssl, (__u64)buf, 0, false);
 	return 0;
@@ -649,6 +676,7 @@ int BPF_KPROBE(uprobe__SSL_write, void *ssl, const void *buf)
 SEC("uretprobe/SSL_write")
 int BPF_KRETPROBE(uretprobe__SSL_write, int ret)
 {
+	no_private_stack(ctx);
 	ssl_call_return(&ssl_write_args, USM_FN_SSL_WRITE, ret, false);
 	return 0;
 }
@@ -656,6 +684,7 @@ int BPF_KRETPROBE(uretprobe__SSL_write, int ret)
 SEC("uprobe/SSL_write_ex")
 int BPF_KPROBE(uprobe__SSL_write_ex, void *ssl, const void *buf, __u64 num, __u64 *written)
 {
+	no_private_stack(ctx);
 	if (traced())
 		ssl_call_enter(&ssl_write_ex_args, USM_C_SSL_WRITE_EX, (__u64)ssl, (__u64)buf, (__u64)written, false);
 	return 0;
@@ -664,6 +693,7 @@ int BPF_KPROBE(uprobe__SSL_write_ex, void *ssl, const void *buf, __u64 num, __u6
 SEC("uretprobe/SSL_write_ex")
 int BPF_KRETPROBE(uretprobe__SSL_write_ex, int ret)
 {
+	no_private_stack(ctx);
 	ssl_call_return(&ssl_write_ex_args, USM_FN_SSL_WRITE_EX, ret, true);
 	return 0;
 }
@@ -671,6 +701,7 @@ int BPF_KRETPROBE(uretprobe__SSL_write_ex, int ret)
 SEC("uprobe/SSL_read")
 int BPF_KPROBE(uprobe__SSL_read, void *ssl, void *buf)
 {
+	no_private_stack(ctx);
 	if (traced())
 		ssl_call_enter(&ssl_read_args, USM_C_SSL_READ, (__u64)ssl, (__u64)buf, 0, true);
 	return 0;
@@ -679,6 +710,7 @@ int BPF_KPROBE(uprobe__SSL_read, void *ssl, void *buf)
 SEC("uretprobe/SSL_read")
 int BPF_KRETPROBE(uretprobe__SSL_read, int ret)
 {
+	no_private_stack(ctx);
 	ssl_call_return(&ssl_read_args, USM_FN_SSL_READ, ret, false);
 	return 0;
 }
@@ -686,6 +718,7 @@ int BPF_KRETPROBE(uretprobe__SSL_read, int ret)
 SEC("uprobe/SSL_read_ex")
 int BPF_KPROBE(uprobe__SSL_read_ex, void *ssl, void *buf, __u64 num, __u64 *readbytes)
 {
+	no_private_stack(ctx);
 	if (traced())
 		ssl_call_enter(&ssl_read_ex_args, USM_C_SSL_READ_EX, (__u64)ssl, (__u64)buf, (__u64)readbytes, true);
 	return 0;
@@ -694,6 +727,7 @@ int BPF_KPROBE(uprobe__SSL_read_ex, void *ssl, void *buf, __u64 num, __u64 *read
 SEC("uretprobe/SSL_read_ex")
 int BPF_KRETPROBE(uretprobe__SSL_read_ex, int ret)
 {
+	no_private_stack(ctx);
 	ssl_call_return(&ssl_read_ex_args, USM_FN_SSL_READ_EX, ret, true);
 	return 0;
 }
@@ -701,6 +735,7 @@ int BPF_KRETPROBE(uretprobe__SSL_read_ex, int ret)
 SEC("uprobe/SSL_shutdown")
 int BPF_KPROBE(uprobe__SSL_shutdown, void *ssl)
 {
+	no_private_stack(ctx);
 	if (traced())
 		ssl_shutdown((__u64)ssl);
 	return 0;

@@ -3,7 +3,7 @@
 // missing one skips with its reason, under CI=true it FAILS with its reason.
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -285,6 +285,15 @@ describe.skipIf(missing !== null && !inCI)(`bpf/ usm_tls on this kernel${missing
     for (const f of ['vmlinux.h', 'usm_tls.bpf.o', 'usm_tls.skel.h', 'usm_tls']) {
       expect(existsSync(join(ROOT, 'bpf', 'build', f)), f).toBe(true);
     }
+  });
+
+  // Regression (sid 7.2): kernels >= 6.14 give a big kprobe-type program a per-CPU private stack,
+  // which preemptible uprobes share across tasks: one server's events carried the other's tuple.
+  it('every uprobe/uretprobe program opts out of the per-CPU private stack (no_private_stack)', () => {
+    const src = readFileSync(join(ROOT, 'bpf', 'usm_tls.bpf.c'), 'utf8');
+    const progs = [...src.matchAll(/SEC\("(uprobe|uretprobe)\/(\w+)"\)\n[^\n]*\n\{\n([\s\S]*?)\n\}/g)];
+    expect(progs.length).toBeGreaterThanOrEqual(17);
+    for (const m of progs) expect(m[3], `${m[1]}/${m[2]}`).toMatch(/\bno_private_stack\(ctx\);/);
   });
 
   it.runIf(missing === null)('an unknown flag or a bad value prints usage and exits 2', () => {
