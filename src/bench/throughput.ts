@@ -87,7 +87,7 @@ async function oneRun(m: LocalMachine, o: { repoRoot: string; iterations: number
     const st = await waitExit(m, client, 600_000);
     if (st.rc !== 0) throw new LabError('client-failed', `client exited ${st.rc}`, st.err);
     const e = parseElapsed(st.out);
-    if (!e) throw new LabError('client-failed', 'client printed no elapsed_ms line');
+    if (!e) throw new LabError('client-failed', `client printed no elapsed_ms line (stdout: ${JSON.stringify(st.out.slice(-300))})`);
     return e.requests / (e.ms / 1000);
   } finally {
     if (tracer) await stopProc(m, tracer, { signal: 'INT' });
