@@ -197,7 +197,10 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
   } finally {
     if (lease) {
       if (run.keep && lease.hints) hints.push(...lease.hints.map((h) => `${t.name}: ${h}`));
-      else await step(emit, t.name, 'stop', () => lease!.stop()).catch(() => {});
+      else {
+        await step(emit, t.name, 'stop', () => lease!.stop()).catch(() => {});
+        Object.assign(rec.facts, lease.facts); // what the backend learned while stopping (peak memory)
+      }
     }
   }
 }

@@ -69,6 +69,13 @@ export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[
   for (const c of cells) {
     out.push(`| ${c.target} | ${c.kernel} | ${c.openssl} | ${c.scenario} | ${c.mode} | ${c.variant} | ${c.expected} | ${c.captured} | ${c.correct} | ${c.wrong} | ${c.lost} | ${pct(c.misattribution)} | ${pct(c.capture)} | ${c.status} | ${verdictWord(c.verdict.pass)} |`);
   }
+  if (manifest.targets.length) {
+    out.push('', '## Targets', '', '| target | backend | status | kernel | OpenSSL | clang | libbpf | accel | boot s | peak MiB |', '|---|---|---|---|---|---|---|---|---|---|');
+    const f = (t: TargetRecord, k: string) => (t.facts[k] === undefined ? '-' : String(t.facts[k]));
+    for (const t of manifest.targets) {
+      out.push(`| ${t.name} | ${t.backend} | ${t.status} | ${f(t, 'kernel')} | ${f(t, 'openssl')} | ${f(t, 'clang')} | ${f(t, 'libbpf')} | ${f(t, 'accel')} | ${f(t, 'bootSeconds')} | ${f(t, 'peakRssMiB')} |`);
+    }
+  }
   const failed = manifest.targets.filter((t) => t.status !== 'ok');
   if (failed.length) {
     out.push('', '## Targets that failed', '');

@@ -1,7 +1,7 @@
 // The qemu backend: ensure the suite's image, pick the accelerator (a real KVM boot, else TCG),
 // boot the image's kernel + tiny initrd on a throw-away overlay, wait for SSH with the pinned
 // host key, hand back an SshMachine. Every VM is registered for stopAllVms().
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ConfigError, LabError } from '../../errors.ts';
 import { ensureFloorInitrd, ensureImage, parseSuite, type Image } from '../../images/index.ts';
@@ -105,9 +105,20 @@ export class QemuBackend implements Backend {
       stop: async () => {
         if (stopped) return;
         stopped = true;
+        // Peak memory of this VM's qemu over the whole run (VmHWM), before it goes away.
+        const peak = await peakRssMiB(vm.pid);
+        if (peak !== null) facts.peakRssMiB = peak;
         await machine.close().catch(() => {});
         await stop();
       },
     };
   }
+}
+
+/** VmHWM of a live process in MiB, or null when it cannot be read. */
+export async function peakRssMiB(pid: number): Promise<number | null> {
+  if (!pid) return null;
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const kib = /^VmHWM:\s+(\d+) kB$/m.exec(status)?.[1];
+  return kib ? Math.round(Number(kib) / 1024) : null;
 }
