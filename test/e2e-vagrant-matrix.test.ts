@@ -8,22 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { leftovers } from '../src/backends/vagrant/index.ts';
 import { inCI } from './helpers/requirements.ts';
+import { expectPermanentSwap, expectScopedFix, type SummaryCell } from './helpers/cells.ts';
 
 const ITERATIONS = 60;
 const missing = process.platform !== 'linux' ? 'needs Linux' : process.getuid?.() !== 0 ? 'needs root (libvirt, image build, BPF in the guest)' : null;
 
-interface Entry {
-  variant: string;
-  kernel: string;
-  expected: number;
-  captured: number;
-  wrong: number;
-  misattribution: number | null;
-  capture: number | null;
-  symmetry: number | null;
-  status: string;
-  truth: { writes: { correct: number; wrong: number } };
-}
+type Entry = SummaryCell;
 
 describe.skipIf(missing !== null && !inCI)(`vagrant end to end (bookworm box)${missing ? ` (skipped: ${missing})` : ''}`, () => {
   it('requirements: root', () => {
@@ -57,17 +47,10 @@ describe.skipIf(missing !== null && !inCI)(`vagrant end to end (bookworm box)${m
   }, 45 * 60_000);
 
   it.runIf(missing === null)('upstream: the client side is permanently swapped, symmetrically; about half the rows wrong', () => {
-    const e = get('upstream');
-    expect(e.captured).toBeGreaterThan(ITERATIONS);
-    expect(e.truth.writes.wrong).toBeGreaterThanOrEqual(0.9 * e.expected);
-    expect(e.truth.writes.correct).toBe(0);
-    expect(e.symmetry).toBeGreaterThanOrEqual(0.8);
-    expect(e.misattribution).toBeGreaterThanOrEqual(0.45);
+    expectPermanentSwap(get('upstream'), ITERATIONS);
   });
 
   it.runIf(missing === null)('scoped: 0 rows wrong, >= 95 % of the requests captured', () => {
-    const e = get('scoped');
-    expect(e.wrong).toBe(0);
-    expect(e.capture).toBeGreaterThanOrEqual(0.95);
+    expectScopedFix(get('scoped'));
   });
 });

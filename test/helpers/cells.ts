@@ -1,0 +1,34 @@
+// The properties every end-to-end test asserts on a summary.json cell, in one place.
+import { expect } from 'vitest';
+
+export interface SummaryCell {
+  variant: string;
+  mode: string;
+  scenario: string;
+  kernel: string;
+  expected: number;
+  captured: number;
+  correct: number;
+  wrong: number;
+  misattribution: number | null;
+  capture: number | null;
+  symmetry: number | null;
+  status: string;
+  truth: { writes: { correct: number; wrong: number; lost: number } };
+}
+
+/** upstream on pre-existing connections, every libssl user traced: the client side is
+ * permanently swapped, symmetrically; the servers' own (right) rows sit beside: about half. */
+export function expectPermanentSwap(e: SummaryCell, iterations: number): void {
+  expect(e.captured).toBeGreaterThan(iterations); // not luck: many rows
+  expect(e.truth.writes.wrong).toBeGreaterThanOrEqual(0.9 * e.expected);
+  expect(e.truth.writes.correct).toBe(0);
+  expect(e.symmetry).toBeGreaterThanOrEqual(0.8);
+  expect(e.misattribution).toBeGreaterThanOrEqual(0.45);
+}
+
+/** scoped on pre-existing connections: nothing wrong, (nearly) everything captured. */
+export function expectScopedFix(e: SummaryCell): void {
+  expect(e.wrong).toBe(0);
+  expect(e.capture).toBeGreaterThanOrEqual(0.95);
+}
