@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { leftovers } from '../src/backends/vagrant/index.ts';
+import { ensureDaemons, stopDaemons } from '../src/backends/vagrant/libvirt.ts';
 import { inCI } from './helpers/requirements.ts';
 import { expectPermanentSwap, expectScopedFix, type SummaryCell } from './helpers/cells.ts';
 
@@ -42,8 +43,14 @@ describe.skipIf(missing !== null && !inCI)(`vagrant end to end (bookworm box)${m
     const facts = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')).targets[0].facts as { domain: string; provider: string };
     expect(facts.provider).toBe('libvirt');
     expect(facts.domain).toMatch(/-bookworm$/);
-    const left = await leftovers(facts.domain.slice(0, -'bookworm'.length));
-    expect(left, 'libvirt domains or volumes of the run are left').toEqual({ domains: [], volumes: [] });
+    // The run stopped the libvirt daemons it started: start them (only if down) to look, then stop those.
+    const started = await ensureDaemons(out, () => {}, 'e2e');
+    try {
+      const left = await leftovers(facts.domain.slice(0, -'bookworm'.length));
+      expect(left, 'libvirt domains or volumes of the run are left').toEqual({ domains: [], volumes: [] });
+    } finally {
+      await stopDaemons(started);
+    }
   }, 45 * 60_000);
 
   it.runIf(missing === null)('upstream: the client side is permanently swapped, symmetrically; about half the rows wrong', () => {
