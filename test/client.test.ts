@@ -642,10 +642,13 @@ describe('https_server.py', () => {
     }
   }, 60_000);
 
-  it('SIGTERM: the children stop and the server exits 0; --cert-dir keeps the generated certificate', async () => {
+  it('SIGTERM: the children stop and the server exits 0; --cert-dir keeps the generated P-256 certificate', async () => {
     const dir = join(work, 'certdir');
     const { proc, ports } = await startPyServers(perTest, ['--cert-dir', dir, '--quiet']);
     expect(readFileSync(join(dir, 'cert.pem'), 'utf8')).toMatch(/BEGIN CERTIFICATE/);
+    // P-256, not RSA: RSA key generation costs seconds per server per trial in a TCG guest.
+    const key = execFileSync('openssl', ['pkey', '-in', join(dir, 'key.pem'), '-noout', '-text'], { encoding: 'utf8', timeout: 10_000 });
+    expect(key).toMatch(/ASN1 OID: prime256v1/);
     const children = execFileSync('ps', ['-o', 'pid=', '--ppid', String(proc.pid)], { encoding: 'utf8', timeout: 10_000 })
       .split('\n')
       .map((s) => Number(s.trim()))
