@@ -1,10 +1,11 @@
 #!/usr/bin/env zx
 // Vagrant benchmark, in one run on the same image: time to a ready SSH machine through Vagrant
 // vs through the qemu backend (goal: Vagrant <= 1.5x), first up (provision + build + snapshot)
-// vs snapshot restore, destroy. Thin: flags -> src/backends/vagrant/bench.ts -> figures on
+// vs snapshot restore, destroy; time per target (up, prepare, every cell, stop) through runMatrix
+// with each backend (goal: Vagrant <= 1.5x). Thin: flags -> src/backends/vagrant/bench.ts -> figures on
 // stdout, JSON to --out. Exit 0 when measured (the ratio is a figure, not a verdict), 2 usage,
 // 3 failure, 130 interrupted.
-//   npx zx scripts/bench-vagrant.mjs [--suite bookworm] [--runs 3] [--out FILE] [--cache DIR]
+//   npx zx scripts/bench-vagrant.mjs [--suite bookworm] [--runs 3] [--cells default|quick|none] [--out FILE] [--cache DIR]
 import { register } from 'tsx/esm/api';
 import { parseArgs } from 'node:util';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -17,10 +18,13 @@ const { SUITES, parseSuite, resolveCacheRoot } = await import('../src/images/ind
 const { createReporter } = await import('../src/progress/reporter.ts');
 const { stopAll } = await import('../src/cli/cleanup.ts');
 const { asLabError } = await import('../src/errors.ts');
+const { loadMatrix } = await import('../src/config/matrix.ts');
 
 const HELP = `Usage: npx zx scripts/bench-vagrant.mjs [flags]
   --suite S     ${SUITES.join(', ')} (default bookworm)
   --runs N      ready-SSH measurements per backend, median reported (default 3)
+  --cells C     cells of the time-per-target comparison: default (matrix.yaml's defaults,
+                16 cells), quick (upstream + scoped, interleaved, preexisting), none (skip)
   --out FILE    write the results as JSON
   --cache DIR   cache root (default $USM_LAB_CACHE or ~/.cache/usm-race-lab)
   -h, --help
@@ -29,16 +33,17 @@ const HELP = `Usage: npx zx scripts/bench-vagrant.mjs [flags]
 let flags;
 try {
   const argv = process.argv.slice(process.argv.findIndex((a) => a.endsWith('bench-vagrant.mjs')) + 1);
-  const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { suite: { type: 'string', default: 'bookworm' }, runs: { type: 'string', default: '3' }, out: { type: 'string' }, cache: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } } });
+  const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { suite: { type: 'string', default: 'bookworm' }, cells: { type: 'string', default: 'default' }, runs: { type: 'string', default: '3' }, out: { type: 'string' }, cache: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } } });
   if (values.help) {
     process.stdout.write(HELP);
     process.exit(0);
   }
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got '${values.runs}'`);
+  if (!['default', 'quick', 'none'].includes(values.cells)) throw new Error(`--cells must be default, quick or none, got '${values.cells}'`);
   flags = { ...values, runs, suite: parseSuite(values.suite) };
 } catch (err) {
-  process.stderr.write(`bench-vagrant: ${err.message.replace(/\. To specify a positional.*$/s, '')} (allowed: --suite, --runs, --out, --cache, --help)\n\n${HELP}`);
+  process.stderr.write(`bench-vagrant: ${err.message.replace(/\. To specify a positional.*$/s, '')} (allowed: --suite, --runs, --cells, --out, --cache, --help)\n\n${HELP}`);
   process.exit(2);
 }
 
@@ -55,7 +60,13 @@ const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const reporter = createReporter(process.stderr);
 let code = 0;
 try {
-  const r = await benchVagrant({ repoRoot, cacheDir: resolveCacheRoot({ flag: flags.cache }), suite: flags.suite, runs: flags.runs, emit: reporter.emit, signal: ac.signal });
+  let targetCells;
+  if (flags.cells === 'quick') targetCells = { variants: ['upstream', 'scoped'], modes: ['interleaved'], scenarios: ['preexisting'], iterations: 200 };
+  else if (flags.cells === 'default') {
+    const d = (await loadMatrix(resolve(repoRoot, 'matrix.yaml'))).defaults;
+    targetCells = { variants: d.variants, modes: d.modes, scenarios: d.scenarios, iterations: d.iterations };
+  }
+  const r = await benchVagrant({ repoRoot, cacheDir: resolveCacheRoot({ flag: flags.cache }), suite: flags.suite, runs: flags.runs, ...(targetCells ? { targetCells } : {}), emit: reporter.emit, signal: ac.signal });
   reporter.stop();
   process.stdout.write(`${formatVagrantBench(r)}\n`);
   if (flags.out) {

@@ -3,13 +3,18 @@
 //    the qemu backend and through the vagrant backend (no provisioning), median of N; the goal
 //    is vagrant <= 1.5x qemu;
 // 2. first up with provision + build (cold, snapshot saved) vs a later up restoring that build
-//    snapshot; 3. destroy times. Box add and image build happen in a warm-up, outside the timings.
+//    snapshot; 3. destroy times; 4. time per target: the same cells run through runMatrix (what
+//    `scripts/matrix.mjs --targets S` does: up, prepare, every cell, stop) with the qemu backend
+//    and with the vagrant backend restoring its build snapshot; the goal is vagrant <= 1.5x qemu.
+// Box add and image build happen in a warm-up, outside the timings.
 import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Suite } from '../../images/index.ts';
+import type { Mode, Scenario, Variant } from '../../analysis/cell.ts';
+import { runMatrix, type ResolvedRun } from '../../matrix.ts';
 import type { Emit, ProgressEvent } from '../../progress/events.ts';
-import type { BackendContext, Lease, TargetSpec } from '../types.ts';
+import type { Backend, BackendContext, Lease, TargetSpec } from '../types.ts';
 import { QemuBackend } from '../qemu/index.ts';
 import { VagrantBackend, leftovers, type VagrantFacts } from './index.ts';
 
@@ -25,7 +30,26 @@ export interface VagrantBench {
   ratio: number;
   goal: number;
   snapshot: { firstUpMs: number; provisionMs: number; snapshotSaveMs: number; restoreUpMs: number; ratio: number };
+  /** Time per target (up + prepare + cells + stop) through runMatrix; absent with no cells. */
+  target?: { cells: TargetCells; qemu: TargetTiming; vagrant: TargetTiming; ratio: number; goal: number };
   leftovers: { domains: string[]; volumes: string[] };
+}
+
+export interface TargetCells {
+  variants: Variant[];
+  modes: Mode[];
+  scenarios: Scenario[];
+  iterations: number;
+}
+
+export interface TargetTiming {
+  ms: number;
+  /** Summed step times: boot (up to SSH), upload + build (0 when the guest already had them), cells, stop. */
+  bootMs: number;
+  prepareMs: number;
+  cellsMs: number;
+  stopMs: number;
+  cells: number;
 }
 
 export function median(xs: readonly number[]): number {
@@ -44,7 +68,40 @@ function frozenRepo(repoRoot: string, marker: string): string {
   return dir;
 }
 
-export async function benchVagrant(o: { repoRoot: string; cacheDir: string; suite: Suite; runs: number; emit: Emit; signal: AbortSignal }): Promise<VagrantBench> {
+/** One target's cells through runMatrix on `backend`, timed; throws when a cell is not ok. */
+async function timeTarget(o: { backend: Backend; repoRoot: string; target: TargetSpec; cells: TargetCells; cacheDir: string; emit: Emit; signal: AbortSignal }): Promise<TargetTiming> {
+  const steps = new Map<string, number>();
+  const emit: Emit = (e) => {
+    if (e.type === 'step-end') steps.set(e.step, (steps.get(e.step) ?? 0) + e.ms);
+    o.emit(e);
+  };
+  const runId = `bench-${o.backend.name}`;
+  const run: ResolvedRun = {
+    targets: [{ ...o.target, backend: o.backend.name }],
+    ...o.cells,
+    trials: 1,
+    ports: [18001, 18002],
+    trace: 'all',
+    api: 'classic',
+    hook: 'auto',
+    seed: 1,
+    parallel: 1,
+    keep: false,
+    outDir: join(mkdtempSync(join(tmpdir(), 'bench-vagrant-target-')), runId),
+    runId,
+    cacheDir: o.cacheDir,
+    rebuild: false,
+  };
+  const t0 = performance.now();
+  const r = await runMatrix(run, { repoRoot: o.repoRoot, backends: async () => o.backend, emit, signal: o.signal, argv: ['bench-vagrant'] });
+  const ms = performance.now() - t0;
+  const bad = r.cells.filter((c) => c.status !== 'ok');
+  if (bad.length) throw new Error(`${o.backend.name}: ${bad.length} cell(s) not ok (${bad.map((c) => `${c.scenario}-${c.mode}-${c.variant}: ${c.status}`).join(', ')}); see ${r.outDir}`);
+  const sum = (...names: string[]) => Math.round(names.reduce((a, n) => a + (steps.get(n) ?? 0), 0));
+  return { ms: Math.round(ms), bootMs: sum('boot'), prepareMs: sum('upload', 'build'), cellsMs: sum('run'), stopMs: sum('stop'), cells: r.cells.length };
+}
+
+export async function benchVagrant(o: { repoRoot: string; cacheDir: string; suite: Suite; runs: number; targetCells?: TargetCells; emit: Emit; signal: AbortSignal }): Promise<VagrantBench> {
   const target: TargetSpec = { name: o.suite, backend: 'vagrant', suite: o.suite, memoryMiB: 1024, cpus: 1 };
   const stepMs = new Map<string, number[]>();
   const emit: Emit = (e: ProgressEvent) => {
@@ -97,6 +154,16 @@ export async function benchVagrant(o: { repoRoot: string; cacheDir: string; suit
     await again.lease.stop();
     if (rf.snapshot !== 'restored') throw new Error(`the second up did not restore the build snapshot (snapshot: ${rf.snapshot})`);
 
+    // Time per target, on the frozen sources: qemu boots a fresh overlay and builds; vagrant
+    // restores the build snapshot saved above (as every run after a target's first does).
+    let perTarget: VagrantBench['target'];
+    if (o.targetCells) {
+      const common = { repoRoot: snapRepo, target, cells: o.targetCells, cacheDir: o.cacheDir, emit, signal: o.signal };
+      const tq = await timeTarget({ ...common, backend: qemu });
+      const tv = await timeTarget({ ...common, backend: snapBackend });
+      perTarget = { cells: o.targetCells, qemu: tq, vagrant: tv, ratio: Math.round((tv.ms / tq.ms) * 100) / 100, goal: GOAL_RATIO };
+    }
+
     const qm = median(q);
     const vm = median(v);
     return {
@@ -108,6 +175,7 @@ export async function benchVagrant(o: { repoRoot: string; cacheDir: string; suit
       ratio: Math.round((vm / qm) * 100) / 100,
       goal: GOAL_RATIO,
       snapshot: { firstUpMs: Math.round(first.ms), provisionMs: ff.provisionMs ?? 0, snapshotSaveMs: ff.snapshotMs ?? 0, restoreUpMs: Math.round(again.ms), ratio: Math.round((again.ms / first.ms) * 100) / 100 },
+      ...(perTarget ? { target: perTarget } : {}),
       leftovers: await leftovers(vagrant.prefix).then(async (a) => {
         const b = await leftovers(snapBackend.prefix);
         return { domains: [...a.domains, ...b.domains], volumes: [...a.volumes, ...b.volumes] };
@@ -129,6 +197,18 @@ export function formatVagrantBench(r: VagrantBench): string {
     `  vagrant destroy  ${s(r.vagrant.destroyMedianMs)} (median)`,
     `  first up with provision + build + snapshot save ${s(r.snapshot.firstUpMs)} (provision ${s(r.snapshot.provisionMs)}, snapshot save ${s(r.snapshot.snapshotSaveMs)})`,
     `  up restoring the build snapshot ${s(r.snapshot.restoreUpMs)}  (restore/first ${r.snapshot.ratio.toFixed(2)}x)`,
+    ...(r.target ? formatTarget(r.target) : []),
     `  left behind: ${r.leftovers.domains.length} domain(s), ${r.leftovers.volumes.length} volume(s)`,
   ].join('\n');
+}
+
+function formatTarget(t: NonNullable<VagrantBench['target']>): string[] {
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  const line = (name: string, x: TargetTiming) => `    ${name.padEnd(8)} ${s(x.ms).padStart(8)}  (boot ${s(x.bootMs)}, upload + build ${s(x.prepareMs)}, ${x.cells} cells ${s(x.cellsMs)}, stop ${s(x.stopMs)})`;
+  return [
+    `  time per target, ${t.qemu.cells} cells (${t.cells.variants.join(',')} x ${t.cells.modes.join(',')} x ${t.cells.scenarios.join(',')}, ${t.cells.iterations} iterations):`,
+    line('qemu', t.qemu),
+    line('vagrant', t.vagrant),
+    `  ratio vagrant/qemu per target ${t.ratio.toFixed(2)}x (goal <= ${t.goal}x: ${t.ratio <= t.goal ? 'met' : 'NOT met'})`,
+  ];
 }
