@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalMachine } from '../src/machine/local.ts';
 import { shellJoin } from '../src/machine/types.ts';
-import { readProc, signalProc, startProc, stopProc, waitExit, waitForLine, type BgProc } from '../src/scenario/procs.ts';
+import { readProc, signalProc, startProc, stopProc, toEre, waitExit, waitForLine, type BgProc } from '../src/scenario/procs.ts';
+import type { Machine } from '../src/machine/types.ts';
 import { LabError } from '../src/errors.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'procs-test-'));
@@ -94,6 +95,37 @@ describe('background processes over Machine.exec', () => {
     expect(alive(child) && !zombie(child)).toBe(false);
     expect((await readProc(m, p)).rc).not.toBeNull();
   }, 30_000);
+
+  it('waits on the machine: one exec per wait, not one per check', async () => {
+    // Over SSH into a TCG guest an exec costs 0.2-0.9 s: polling from the host would need one
+    // per check. Count the execs a wait makes on a machine that forwards to the real shell.
+    let execs = 0;
+    const counting: Machine = {
+      target: m.target,
+      workdir: m.workdir,
+      exec: (argv, o) => (execs++, m.exec(argv, o)),
+      put: (a, b) => m.put(a, b),
+      get: (a, b) => m.get(a, b),
+      close: () => m.close(),
+    };
+    const p = await startProc(m, { name: 'slow', dir, kind: 'client-failed', argv: ['sh', '-c', 'sleep 1.5; echo READY:1:2; sleep 1.5; exit 3'] });
+    started.push(p);
+    const t0 = Date.now();
+    await waitForLine(counting, p, /^READY(:\d+)+$/, 20_000);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1_000); // it did wait for the line
+    expect(execs).toBe(1);
+    execs = 0;
+    const st = await waitExit(counting, p, 20_000);
+    expect(st.rc).toBe(3);
+    expect(execs).toBe(1);
+  }, 30_000);
+
+  it('toEre: a grep -E wake-up hint for the ready lines, or none when unsure', () => {
+    expect(toEre(/^READY(:\d+)+$/)).toBe('^READY(:[0-9]+)+$');
+    expect(toEre(/^LISTENING 18001$/)).toBe('^LISTENING 18001$');
+    expect(toEre(/^a\sb$/)).toBe('');
+    expect(toEre(/ready/i)).toBe('');
+  });
 
   it('exec times out and kills the command', async () => {
     const r = await m.exec(['sleep', '20'], { timeoutMs: 300 });

@@ -53,39 +53,63 @@ export async function readProc(m: Machine, p: BgProc): Promise<ProcState> {
   return { out, err, rc: code };
 }
 
-const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
+// Waiting happens on the machine, not by polling from here: one exec loops in the machine's shell
+// (10 checks a second) until the exit-code file is written or, for a ready line, grep finds it,
+// or SLICE_S passes; then it prints the three files like READ. Over SSH into a TCG guest every
+// exec costs 0.2-0.9 s, so host-side polling added about a second per wait and loaded the
+// guest's one vCPU while the client ran. The host re-checks with the JS RegExp (the ERE given to
+// grep is only a wake-up hint) and checks the abort signal and deadline between slices.
+const WAIT = [
+  'o=$1; e=$2; r=$3; pat=$4; n=$5; i=0',
+  'while [ "$i" -lt "$n" ]; do',
+  '  [ -s "$r" ] && break',
+  '  if [ -n "$pat" ] && grep -E -q -e "$pat" "$o" "$e" 2>/dev/null; then break; fi',
+  '  sleep 0.1; i=$((i+1))',
+  'done',
+  READ.replace(/\$1/g, '$o').replace(/\$2/g, '$e').replace(/\$3/g, '$r'),
+].join('\n');
+const SLICE_S = 5;
+
+/** A POSIX ERE that matches at least what `re` matches on one line (\d -> [0-9]); '' when unsure. */
+export function toEre(re: RegExp): string {
+  const src = re.source.replace(/\\d/g, '[0-9]');
+  return /\\[a-zA-Z]|\(\?/.test(src) || re.flags.includes('i') ? '' : src;
+}
+
+async function waitOnMachine(m: Machine, p: BgProc, ere: string, remainingMs: number): Promise<ProcState> {
+  const checks = Math.max(1, Math.min(SLICE_S * 10, Math.ceil(remainingMs / 100)));
+  const r = await m.exec(['sh', '-c', WAIT, 'sh', p.out, p.err, p.rc, ere, String(checks)], { timeoutMs: checks * 100 + 15_000 });
+  if (r.code !== 0 && r.code !== 1) throw new LabError(p.kind, `cannot read the state of ${p.name}: ${r.timedOut ? 'timed out' : r.stderr.trim() || `exit ${r.code}`}`);
+  const [out = '', err = '', rc = ''] = r.stdout.split('\n\x1e');
+  return { out, err, rc: rc.trim() === '' ? null : Number(rc.trim()) };
+}
 
 /** Wait until `re` matches a line of the process's stdout or stderr; fail if it exits first. */
 export async function waitForLine(m: Machine, p: BgProc, re: RegExp, timeoutMs: number, signal?: AbortSignal): Promise<ProcState> {
   const deadline = Date.now() + timeoutMs;
-  let delay = 50;
+  const ere = toEre(re);
   for (;;) {
     if (signal?.aborted) throw new LabError('interrupted', `interrupted while waiting for ${p.name}`);
-    const st = await readProc(m, p);
+    const st = await waitOnMachine(m, p, ere, deadline - Date.now());
     const lines = `${st.out}\n${st.err}`.split('\n');
     if (lines.some((l) => re.test(l))) return st;
     if (st.rc !== null) {
       throw new LabError(p.kind, `${p.name} exited with code ${st.rc} before printing ${re}`, tail(st.err || st.out));
     }
-    if (Date.now() > deadline) {
+    if (Date.now() >= deadline) {
       throw new LabError(p.kind === 'client-failed' || p.kind === 'tracer-failed' || p.kind === 'server-failed' ? p.kind : 'timeout', `${p.name} did not print ${re} within ${Math.round(timeoutMs / 1000)} s`, tail(st.err || st.out));
     }
-    await sleep(delay);
-    delay = Math.min(delay * 2, 500);
   }
 }
 
 /** Wait for the process to exit; returns its state, or throws on timeout. */
 export async function waitExit(m: Machine, p: BgProc, timeoutMs: number, signal?: AbortSignal): Promise<ProcState> {
   const deadline = Date.now() + timeoutMs;
-  let delay = 50;
   for (;;) {
     if (signal?.aborted) throw new LabError('interrupted', `interrupted while waiting for ${p.name}`);
-    const st = await readProc(m, p);
+    const st = await waitOnMachine(m, p, '', deadline - Date.now());
     if (st.rc !== null) return st;
-    if (Date.now() > deadline) throw new LabError(p.kind, `${p.name} did not exit within ${Math.round(timeoutMs / 1000)} s`, tail(st.err || st.out));
-    await sleep(delay);
-    delay = Math.min(delay * 2, 500);
+    if (Date.now() >= deadline) throw new LabError(p.kind, `${p.name} did not exit within ${Math.round(timeoutMs / 1000)} s`, tail(st.err || st.out));
   }
 }
 
