@@ -2,7 +2,7 @@
 // Boot benchmark: per suite, boot-to-SSH (median of --runs) against the floor (same kernel,
 // busybox marker initrd, no disk) measured in the same run; ratio goal <= 2.0. Thin: flags ->
 // src/backends/qemu/bench.ts -> table on stdout, JSON to --out.
-//   npx zx scripts/bench-boot.mjs [--suite S,...|all] [--runs 3] [--cold] [--out FILE] [--cache DIR]
+//   npx zx scripts/bench-boot.mjs [--suite S,...|all] [--runs 3] [--cold [--parallel N]] [--out FILE] [--cache DIR]
 import { register } from 'tsx/esm/api';
 import { parseArgs } from 'node:util';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
@@ -18,7 +18,9 @@ const { createReporter } = await import('../src/progress/reporter.ts');
 const HELP = `Usage: npx zx scripts/bench-boot.mjs [flags]
   --suite S,...   ${SUITES.join(', ')} or all (default all)
   --runs N        boots per suite, median reported (default 3)
-  --cold          rebuild each image first and report the cold build time
+  --cold          rebuild every image first (N at a time) and report the cold build times:
+                  wall time for all, and each image's own
+  --parallel N    cold builds at once (default: the number of cores, as matrix.mjs)
   --out FILE      write the results as JSON
   --cache DIR     cache root (default $USM_LAB_CACHE or ~/.cache/usm-race-lab)
   -h, --help
@@ -27,17 +29,20 @@ const HELP = `Usage: npx zx scripts/bench-boot.mjs [flags]
 let flags;
 try {
   const argv = process.argv.slice(process.argv.findIndex((a) => a.endsWith('bench-boot.mjs')) + 1);
-  const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { suite: { type: 'string', default: 'all' }, runs: { type: 'string', default: '3' }, cold: { type: 'boolean', default: false }, out: { type: 'string' }, cache: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } } });
+  const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { suite: { type: 'string', default: 'all' }, runs: { type: 'string', default: '3' }, cold: { type: 'boolean', default: false }, parallel: { type: 'string' }, out: { type: 'string' }, cache: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } } });
   if (values.help) {
     process.stdout.write(HELP);
     process.exit(0);
   }
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got '${values.runs}'`);
+  const parallel = values.parallel === undefined ? undefined : Number(values.parallel);
+  if (parallel !== undefined && (!Number.isInteger(parallel) || parallel < 1)) throw new Error(`--parallel must be a positive integer, got '${values.parallel}'`);
+  if (parallel !== undefined && !values.cold) throw new Error('--parallel only applies with --cold');
   const suites = values.suite === 'all' ? [...SUITES] : values.suite.split(',').map((s) => parseSuite(s.trim()));
-  flags = { ...values, runs, suites };
+  flags = { ...values, runs, suites, parallel };
 } catch (err) {
-  process.stderr.write(`bench-boot: ${err.message.replace(/\. To specify a positional.*$/s, '')} (allowed: --suite, --runs, --cold, --out, --cache, --help)\n\n${HELP}`);
+  process.stderr.write(`bench-boot: ${err.message.replace(/\. To specify a positional.*$/s, '')} (allowed: --suite, --runs, --cold, --parallel, --out, --cache, --help)\n\n${HELP}`);
   process.exit(2);
 }
 
@@ -54,7 +59,7 @@ process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 const reporter = createReporter(process.stderr);
 const workDir = await mkdtemp(join(tmpdir(), 'bench-boot-'));
-const result = await benchBoot({ suites: flags.suites, runs: flags.runs, cold: flags.cold, cacheDir: resolveCacheRoot({ flag: flags.cache }), workDir, emit: reporter.emit, signal: ac.signal });
+const result = await benchBoot({ suites: flags.suites, runs: flags.runs, cold: flags.cold, ...(flags.parallel ? { parallel: flags.parallel } : {}), cacheDir: resolveCacheRoot({ flag: flags.cache }), workDir, emit: reporter.emit, signal: ac.signal });
 reporter.stop();
 await stopAllVms();
 await rm(workDir, { recursive: true, force: true });
