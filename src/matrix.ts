@@ -100,8 +100,10 @@ export interface MatrixDeps {
 
 function toolCommit(repoRoot: string): { commit: string; dirty: boolean } {
   try {
-    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: repoRoot, encoding: 'utf8', timeout: 10_000 }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: repoRoot, encoding: 'utf8', timeout: 10_000 }).trim() !== '';
+    // stderr ignored: a copy of the sources outside git (benchmarks) is 'unknown', not a 'fatal:' line.
+    const git = (args: string[]) => execFileSync('git', args, { cwd: repoRoot, encoding: 'utf8', timeout: 10_000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const commit = git(['rev-parse', 'HEAD']);
+    const dirty = git(['status', '--porcelain']) !== '';
     return { commit, dirty };
   } catch {
     return { commit: 'unknown', dirty: false };
