@@ -7,6 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseTracerOutput, type TlsEvent } from '../src/analysis/events.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const TRACER = join(ROOT, 'bpf', 'build', 'usm_tls');
@@ -153,24 +154,6 @@ afterEach(() => {
 
 // ---- tracer output ----
 
-interface TlsEvent {
-  ts: number;
-  pid: number;
-  tid: number;
-  comm: string;
-  fn: string;
-  ctx: string;
-  len: number;
-  family: number;
-  saddr: string;
-  sport: number;
-  daddr: string;
-  dport: number;
-  via: string;
-  data: string;
-  truncated: boolean;
-}
-
 interface Stats {
   calls: Record<string, number>;
   attributed: number;
@@ -187,17 +170,14 @@ interface Run {
   stats: Stats;
 }
 
+/** The tracer's stdout through the analysis' own parser; meta must come first and stats last. */
 function parseRun(stdout: string): Run {
-  const lines = stdout.split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as Record<string, unknown>);
-  const first = lines[0];
-  const last = lines[lines.length - 1];
-  if (!first || !('meta' in first)) throw new Error(`first line is not meta:\n${stdout.slice(0, 500)}`);
-  if (!last || !('stats' in last)) throw new Error(`last line is not stats:\n${stdout.slice(-500)}`);
-  return {
-    meta: first.meta as Run['meta'],
-    events: lines.slice(1, -1) as unknown as TlsEvent[],
-    stats: last.stats as Stats,
-  };
+  const out = parseTracerOutput(stdout);
+  const lines = stdout.split('\n').filter((l) => l.length > 0);
+  if (!out.meta || !('meta' in JSON.parse(lines[0] ?? '{}'))) throw new Error(`first line is not meta:\n${stdout.slice(0, 500)}`);
+  if (!out.stats || !('stats' in JSON.parse(lines[lines.length - 1] ?? '{}'))) throw new Error(`last line is not stats:\n${stdout.slice(-500)}`);
+  if (out.badLines.length) throw new Error(`lines ${out.badLines.join(', ')} are neither meta, stats nor an event:\n${stdout.slice(0, 500)}`);
+  return { meta: out.meta as Run['meta'], events: out.events, stats: out.stats as Stats };
 }
 
 async function startTracer(args: string[]): Promise<Proc> {
