@@ -14,6 +14,7 @@ const { benchBoot, formatBench } = await import('../src/backends/qemu/bench.ts')
 const { stopAllVms } = await import('../src/backends/qemu/vm.ts');
 const { SUITES, parseSuite, resolveCacheRoot } = await import('../src/images/index.ts');
 const { createReporter } = await import('../src/progress/reporter.ts');
+const { int } = await import('../src/cli/flags.ts');
 
 const HELP = `Usage: npx zx scripts/bench-boot.mjs [flags]
   --suite S,...   ${SUITES.join(', ')} or all (default all)
@@ -34,10 +35,8 @@ try {
     process.stdout.write(HELP);
     process.exit(0);
   }
-  const runs = Number(values.runs);
-  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got '${values.runs}'`);
-  const parallel = values.parallel === undefined ? undefined : Number(values.parallel);
-  if (parallel !== undefined && (!Number.isInteger(parallel) || parallel < 1)) throw new Error(`--parallel must be a positive integer, got '${values.parallel}'`);
+  const runs = int('runs', values.runs, 1, 100);
+  const parallel = int('parallel', values.parallel, 1, 64);
   if (parallel !== undefined && !values.cold) throw new Error('--parallel only applies with --cold');
   const suites = values.suite === 'all' ? [...SUITES] : values.suite.split(',').map((s) => parseSuite(s.trim()));
   flags = { ...values, runs, suites, parallel };

@@ -19,6 +19,7 @@ const { createReporter } = await import('../src/progress/reporter.ts');
 const { stopAll } = await import('../src/cli/cleanup.ts');
 const { asLabError } = await import('../src/errors.ts');
 const { loadMatrix } = await import('../src/config/matrix.ts');
+const { int, one } = await import('../src/cli/flags.ts');
 
 const HELP = `Usage: npx zx scripts/bench-vagrant.mjs [flags]
   --suite S     ${SUITES.join(', ')} (default bookworm)
@@ -38,10 +39,7 @@ try {
     process.stdout.write(HELP);
     process.exit(0);
   }
-  const runs = Number(values.runs);
-  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got '${values.runs}'`);
-  if (!['default', 'quick', 'none'].includes(values.cells)) throw new Error(`--cells must be default, quick or none, got '${values.cells}'`);
-  flags = { ...values, runs, suite: parseSuite(values.suite) };
+  flags = { ...values, runs: int('runs', values.runs, 1, 100), cells: one('cells', values.cells, ['default', 'quick', 'none']), suite: parseSuite(values.suite) };
 } catch (err) {
   process.stderr.write(`bench-vagrant: ${err.message.replace(/\. To specify a positional.*$/s, '')} (allowed: --suite, --runs, --cells, --out, --cache, --help)\n\n${HELP}`);
   process.exit(2);

@@ -8,8 +8,7 @@ import { parseArgs } from 'node:util';
 import { pct } from '../analysis/cell.ts';
 import { backendLoader } from '../backends/index.ts';
 import { loadMatrix } from '../config/matrix.ts';
-import { parseMatrixFlags } from '../cli/flags.ts';
-import { ConfigError } from '../errors.ts';
+import { int, parseMatrixFlags } from '../cli/flags.ts';
 import { resolveRun, runMatrix } from '../matrix.ts';
 import { createReporter } from '../progress/reporter.ts';
 import { INVESTIGATION, renderTable } from '../report/summary.ts';
@@ -34,14 +33,15 @@ export async function benchMain(argv: string[], repoRoot: string, signal: AbortS
     process.stdout.write(BENCH_HELP);
     return 0;
   }
-  const num = (s: string | undefined, d: number) => {
-    if (s === undefined) return d;
-    if (!/^\d+$/.test(s)) throw new ConfigError(`'${s}' is not a whole number`);
-    return Number(s);
-  };
-  const iterations = num(v.iterations, 2000);
-  const repeats = num(v.repeats, 5);
-  const matrixIterations = num(v['matrix-iterations'], 200);
+  let iterations: number, repeats: number, matrixIterations: number;
+  try {
+    iterations = int('iterations', v.iterations, 1, 1_000_000) ?? 2000;
+    repeats = int('repeats', v.repeats, 1, 1000) ?? 5;
+    matrixIterations = int('matrix-iterations', v['matrix-iterations'], 0, 100_000) ?? 200;
+  } catch (err) {
+    process.stderr.write(`error: ${(err as Error).message}\n${BENCH_HELP}`);
+    return 2;
+  }
   const out = v.out ?? join(repoRoot, 'reports', 'bench-local.json');
 
   for (const d of ['bpf', 'client']) execFileSync('make', ['-C', join(repoRoot, d)], { stdio: 'inherit', timeout: 600_000 });

@@ -77,13 +77,15 @@ function list<T extends string>(flag: string, raw: string | undefined, allowed?:
   return [...new Set(items)] as T[];
 }
 
-function one<T extends string>(flag: string, raw: string | undefined, allowed: readonly T[]): T | undefined {
+/** --flag's value, one of `allowed` (undefined when absent); a ConfigError listing them otherwise. */
+export function one<T extends string>(flag: string, raw: string | undefined, allowed: readonly T[]): T | undefined {
   if (raw === undefined) return undefined;
   if (!allowed.includes(raw as T)) throw new ConfigError(`--${flag}: unknown value '${raw}' (allowed: ${allowed.join(', ')})`);
   return raw as T;
 }
 
-function int(flag: string, raw: string | undefined, min: number, max: number): number | undefined {
+/** --flag's value as a whole number in min..max (undefined when absent); a ConfigError saying the range otherwise. */
+export function int(flag: string, raw: string | undefined, min: number, max: number): number | undefined {
   if (raw === undefined) return undefined;
   if (!/^\d+$/.test(raw)) throw new ConfigError(`--${flag}: '${raw}' is not a whole number (allowed: ${min}..${max})`);
   const n = Number(raw);
