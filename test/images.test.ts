@@ -11,6 +11,7 @@ import { LabError } from '../src/errors.ts';
 import { parseMirror } from '../src/images/build.ts';
 import { formatList, parseImagesFlags } from '../src/images/cli.ts';
 import { ensureImage } from '../src/images/index.ts';
+import { pidLock } from '../src/images/lock.ts';
 import { cpioNewc, isStaticElf, moduleName, planModules } from '../src/images/initrd.ts';
 import { ensureClientKey, publicKeyBlob } from '../src/images/keys.ts';
 import { cachePaths, checkImage, imagePaths, resolveCacheRoot, sha256File, type ImageManifest } from '../src/images/manifest.ts';
@@ -156,6 +157,40 @@ describe('keys', () => {
     const b = await ensureClientKey(path);
     expect(b.publicKey).toBe(a.publicKey);
     expect(publicKeyBlob(a.publicKey).length).toBeGreaterThan(30);
+  });
+});
+
+describe('pidLock (image and box caches)', () => {
+  it('a second taker waits for the release, says once who holds it, and gets it', async () => {
+    const path = join(tmp(), '.lock-x');
+    const release = await pidLock(path, { pollMs: 20, waitingFor: 'x' });
+    expect(readFileSync(path, 'utf8')).toBe(String(process.pid));
+    const waits: number[] = [];
+    let got = false;
+    const second = pidLock(path, { pollMs: 20, waitingFor: 'x', onWait: (h) => waits.push(h) }).then((r) => ((got = true), r));
+    await new Promise((r) => setTimeout(r, 150));
+    expect(got).toBe(false);
+    await release();
+    const release2 = await second;
+    expect(waits).toEqual([process.pid]);
+    await release2();
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it("a dead holder's lock is taken over; an abort while waiting is 'interrupted'", async () => {
+    const dir = tmp();
+    const dead = spawnSync('true').pid!;
+    await writeFile(join(dir, '.lock-dead'), String(dead));
+    const release = await pidLock(join(dir, '.lock-dead'), { pollMs: 20, waitingFor: 'dead' });
+    expect(readFileSync(join(dir, '.lock-dead'), 'utf8')).toBe(String(process.pid));
+    const ac = new AbortController();
+    const waiting = pidLock(join(dir, '.lock-dead'), { pollMs: 20, waitingFor: 'the dead image', signal: ac.signal });
+    ac.abort();
+    const err = await waiting.catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LabError);
+    expect((err as LabError).kind).toBe('interrupted');
+    expect((err as LabError).message).toMatch(/the dead image/);
+    await release();
   });
 });
 

@@ -1,11 +1,11 @@
 // The image cache's public API: ensureImage (build on demand, reuse when the recipe is
 // unchanged and the checksum matches), listImages, cleanImages, and the floor initrd.
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LabError } from '../errors.ts';
 import { silent, step, type Emit } from '../progress/events.ts';
 import { buildImage, removeBuildDir } from './build.ts';
 import { buildFloorInitrd } from './initrd.ts';
+import { pidLock } from './lock.ts';
 import { ensureClientKey, type KeyPair } from './keys.ts';
 import { cachePaths, checkImage, imagePaths, readManifest, type ImageManifest, type ImagePaths, type ImageState } from './manifest.ts';
 import { INITRD_APPLETS, SUITES, recipeFor, recipeHash, readGuestScripts, type Suite } from './recipe.ts';
@@ -71,7 +71,12 @@ async function ensureImageOnce(suite: Suite, opts: EnsureOptions): Promise<Image
   let state = await step(emit, target, 'image-check', cached, suite);
   if (state.ok) return { suite, paths, manifest: state.manifest, key, keyPath: cp.clientKey, built: false };
 
-  const release = await lockSuite(cp.images, suite, signal, emit, target);
+  const release = await pidLock(join(cp.images, `.lock-${suite}`), {
+    signal,
+    pollMs: 2_000,
+    waitingFor: `the ${suite} image`,
+    onWait: (holder) => emit({ type: 'info', target, message: `waiting for process ${holder} to finish building the ${suite} image` }),
+  });
   try {
     // Another process may have built it while we waited for the lock.
     if (!opts.rebuild) {
@@ -86,41 +91,6 @@ async function ensureImageOnce(suite: Suite, opts: EnsureOptions): Promise<Image
     return { suite, paths, manifest, key, keyPath: cp.clientKey, built: true };
   } finally {
     await release();
-  }
-}
-
-/** Exclusive per-suite lock (O_EXCL file holding our pid); a dead holder's lock is taken over. */
-async function lockSuite(images: string, suite: Suite, signal: AbortSignal, emit: Emit, target: string): Promise<() => Promise<void>> {
-  await mkdir(images, { recursive: true });
-  const lock = join(images, `.lock-${suite}`);
-  let told = false;
-  for (;;) {
-    try {
-      const fh = await open(lock, 'wx');
-      await fh.writeFile(String(process.pid));
-      await fh.close();
-      return () => unlink(lock).catch(() => {});
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const holder = Number((await readFile(lock, 'utf8').catch(() => '')).trim());
-    if (!holder || !alive(holder)) {
-      await unlink(lock).catch(() => {});
-      continue;
-    }
-    if (!told) emit({ type: 'info', target, message: `waiting for process ${holder} to finish building the ${suite} image` });
-    told = true;
-    if (signal.aborted) throw new LabError('interrupted', `interrupted while waiting for the ${suite} image`);
-    await new Promise((r) => setTimeout(r, 2_000));
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

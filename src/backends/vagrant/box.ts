@@ -9,10 +9,11 @@
 // reads (one entry per box name).
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, unlink, writeFile, copyFile, link } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, readFile, rename, rm, stat, writeFile, copyFile, link } from 'node:fs/promises';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { LabError } from '../../errors.ts';
+import { pidLock } from '../../images/lock.ts';
 import { deleteVolume, run, uploadToPool } from './libvirt.ts';
 import { parseBoxList } from './parse.ts';
 import { runVagrant, vagrantError } from './cli.ts';
@@ -200,7 +201,8 @@ export async function ensureLocalBox(v: VagrantEnvBase & { boxesDir: string; poo
   const key = `${v.vagrantHome}\0${src.name}`;
   const before = inFlight.get(key) ?? Promise.resolve();
   const mine = before.catch(() => {}).then(async () => {
-    const release = await lockFile(join(v.boxesDir, `.lock-${src.name.replace(/\//g, '-')}`), v.signal);
+    const lock = join(v.boxesDir, `.lock-${src.name.replace(/\//g, '-')}`);
+    const release = await pidLock(lock, { ...(v.signal ? { signal: v.signal } : {}), pollMs: 1_000, waitingFor: lock });
     try {
       return await ensureLocalBoxLocked(v, src);
     } finally {
@@ -216,33 +218,6 @@ export async function ensureLocalBox(v: VagrantEnvBase & { boxesDir: string; poo
 }
 
 const inFlight = new Map<string, Promise<unknown>>();
-
-async function lockFile(path: string, signal?: AbortSignal): Promise<() => Promise<void>> {
-  await mkdir(dirname(path), { recursive: true });
-  for (;;) {
-    try {
-      const fh = await open(path, 'wx');
-      await fh.writeFile(String(process.pid));
-      await fh.close();
-      return () => unlink(path).catch(() => {});
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const holder = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-    let alive = false;
-    try {
-      if (holder > 0) { process.kill(holder, 0); alive = true; }
-    } catch (e) {
-      alive = (e as NodeJS.ErrnoException).code === 'EPERM';
-    }
-    if (!alive) {
-      await unlink(path).catch(() => {});
-      continue;
-    }
-    if (signal?.aborted) throw new LabError('interrupted', `interrupted while waiting for ${path}`);
-    await new Promise((r) => setTimeout(r, 1_000));
-  }
-}
 
 /** Vagrant's own layout of an added box (a file check instead of a 1 s `vagrant box list`). */
 export function boxDir(vagrantHome: string, name: string, version: string): string {
