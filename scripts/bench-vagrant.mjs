@@ -58,12 +58,9 @@ const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const reporter = createReporter(process.stderr);
 let code = 0;
 try {
-  let targetCells;
-  if (flags.cells === 'quick') targetCells = { variants: ['upstream', 'scoped'], modes: ['interleaved'], scenarios: ['preexisting'], iterations: 200 };
-  else if (flags.cells === 'default') {
-    const d = (await loadMatrix(resolve(repoRoot, 'matrix.yaml'))).defaults;
-    targetCells = { variants: d.variants, modes: d.modes, scenarios: d.scenarios, iterations: d.iterations };
-  }
+  // matrix.yaml's settings (ports, trace, api, hook, iterations ...); quick narrows the cells.
+  const { memory: _memory, ...defaults } = (await loadMatrix(resolve(repoRoot, 'matrix.yaml'))).defaults;
+  const targetCells = flags.cells === 'none' ? undefined : flags.cells === 'quick' ? { ...defaults, variants: ['upstream', 'scoped'], modes: ['interleaved'], scenarios: ['preexisting'] } : defaults;
   const r = await benchVagrant({ repoRoot, cacheDir: resolveCacheRoot({ flag: flags.cache }), suite: flags.suite, runs: flags.runs, ...(targetCells ? { targetCells } : {}), emit: reporter.emit, signal: ac.signal });
   reporter.stop();
   process.stdout.write(`${formatVagrantBench(r)}\n`);

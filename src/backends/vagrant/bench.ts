@@ -11,7 +11,7 @@ import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Suite } from '../../images/index.ts';
-import type { Mode, Scenario, Variant } from '../../analysis/cell.ts';
+import type { MatrixDefaults } from '../../config/matrix.ts';
 import { runMatrix, type ResolvedRun } from '../../matrix.ts';
 import type { Emit, ProgressEvent } from '../../progress/events.ts';
 import type { Backend, BackendContext, Lease, TargetSpec } from '../types.ts';
@@ -35,12 +35,8 @@ export interface VagrantBench {
   leftovers: { domains: string[]; volumes: string[] };
 }
 
-export interface TargetCells {
-  variants: Variant[];
-  modes: Mode[];
-  scenarios: Scenario[];
-  iterations: number;
-}
+/** The settings of the time-per-target run: matrix.yaml's defaults, the cells possibly narrowed. */
+export type TargetCells = Omit<MatrixDefaults, 'memory'>;
 
 export interface TargetTiming {
   ms: number;
@@ -79,12 +75,6 @@ async function timeTarget(o: { backend: Backend; repoRoot: string; target: Targe
   const run: ResolvedRun = {
     targets: [{ ...o.target, backend: o.backend.name }],
     ...o.cells,
-    trials: 1,
-    ports: [18001, 18002],
-    trace: 'all',
-    api: 'classic',
-    hook: 'auto',
-    seed: 1,
     parallel: 1,
     keep: false,
     outDir: join(mkdtempSync(join(tmpdir(), 'bench-vagrant-target-')), runId),
