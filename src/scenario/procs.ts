@@ -48,9 +48,13 @@ const READ = 'cat "$1" 2>/dev/null; printf "\\n\\036"; cat "$2" 2>/dev/null; pri
 
 export async function readProc(m: Machine, p: BgProc): Promise<ProcState> {
   const r = await m.exec(['sh', '-c', READ, 'sh', p.out, p.err, p.rc], { timeoutMs: 15_000 });
-  const [out = '', err = '', rc = ''] = r.stdout.split('\n\x1e');
-  const code = rc.trim() === '' ? null : Number(rc.trim());
-  return { out, err, rc: code };
+  return parseState(r.stdout);
+}
+
+/** READ's output: stdout, stderr and the exit code, separated by \n\x1e. */
+function parseState(text: string): ProcState {
+  const [out = '', err = '', rc = ''] = text.split('\n\x1e');
+  return { out, err, rc: rc.trim() === '' ? null : Number(rc.trim()) };
 }
 
 // Waiting happens on the machine, not by polling from here: one exec loops in the machine's shell
@@ -66,7 +70,8 @@ const WAIT = [
   '  if [ -n "$pat" ] && grep -E -q -e "$pat" "$o" "$e" 2>/dev/null; then break; fi',
   '  sleep 0.1; i=$((i+1))',
   'done',
-  READ.replace(/\$1/g, '$o').replace(/\$2/g, '$e').replace(/\$3/g, '$r'),
+  'set -- "$o" "$e" "$r"',
+  READ,
 ].join('\n');
 const SLICE_S = 5;
 
@@ -80,8 +85,7 @@ async function waitOnMachine(m: Machine, p: BgProc, ere: string, remainingMs: nu
   const checks = Math.max(1, Math.min(SLICE_S * 10, Math.ceil(remainingMs / 100)));
   const r = await m.exec(['sh', '-c', WAIT, 'sh', p.out, p.err, p.rc, ere, String(checks)], { timeoutMs: checks * 100 + 15_000 });
   if (r.code !== 0 && r.code !== 1) throw new LabError(p.kind, `cannot read the state of ${p.name}: ${r.timedOut ? 'timed out' : r.stderr.trim() || `exit ${r.code}`}`);
-  const [out = '', err = '', rc = ''] = r.stdout.split('\n\x1e');
-  return { out, err, rc: rc.trim() === '' ? null : Number(rc.trim()) };
+  return parseState(r.stdout);
 }
 
 /** Wait until `re` matches a line of the process's stdout or stderr; fail if it exits first. */
