@@ -1,9 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseMatrixFlags } from '../src/cli/flags.ts';
 import { parseMatrix, BUILTIN_DEFAULTS } from '../src/config/matrix.ts';
 import { resolveRun } from '../src/matrix.ts';
-import { ConfigError } from '../src/errors.ts';
+import { ConfigError, LabError } from '../src/errors.ts';
+import { ensureHostPackages } from '../src/hostdeps.ts';
 import { planMatrix } from '../src/plan/plan.ts';
 
 describe('flags', () => {
@@ -96,5 +99,16 @@ describe('resolveRun and plan', () => {
     expect(again[0]!.cells).toEqual(p[0]!.cells);
     const shards = [1, 2].map((k) => planMatrix({ targets, variants: ['upstream'], modes: ['interleaved'], scenarios: ['preexisting'], trials: 1, seed: 1, shard: { k, n: 2 } }).map((x) => x.target.name));
     expect(shards).toEqual([['bullseye', 'trixie'], ['bookworm', 'sid']]);
+  });
+});
+
+describe('host packages (provision/host-deps.sh)', () => {
+  const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+  it('a failing host-deps.sh is an error of the kind asked for, with the script\'s own words', async () => {
+    const err = await ensureHostPackages(root, ['no-such-group'], { kind: 'boot-failed' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LabError);
+    expect((err as LabError).kind).toBe('boot-failed');
+    expect((err as LabError).message).toBe('host packages are missing (provision/host-deps.sh no-such-group exited 2)');
+    expect((err as LabError).detail).toMatch(/unknown group 'no-such-group' \(allowed: build images vagrant\)/);
   });
 });

@@ -3,19 +3,12 @@ import { homedir } from 'node:os';
 import { join, relative } from 'node:path';
 import { loadMatrix } from '../config/matrix.ts';
 import { backendLoader } from '../backends/index.ts';
-import { spawnSync } from 'node:child_process';
-import { ConfigError, LabError, asLabError } from '../errors.ts';
+import { ConfigError, asLabError } from '../errors.ts';
+import { ensureHostPackages } from '../hostdeps.ts';
 import { resolveRun, runMatrix } from '../matrix.ts';
 import { createReporter } from '../progress/reporter.ts';
 import { renderTable } from '../report/summary.ts';
 import { HELP, parseMatrixFlags } from './flags.ts';
-
-/** Install missing host packages (provision/host-deps.sh is idempotent and says what it does). */
-export async function ensureHostPackages(repoRoot: string, groups: string[], out: NodeJS.WritableStream): Promise<void> {
-  const r = spawnSync('bash', [join(repoRoot, 'provision', 'host-deps.sh'), ...groups], { encoding: 'utf8', timeout: 40 * 60_000 });
-  out.write(r.stdout ?? '');
-  if (r.status !== 0) throw new LabError('build-failed', `host packages are missing (provision/host-deps.sh ${groups.join(' ')} exited ${r.status ?? r.signal})`, r.stderr);
-}
 
 export interface CliEnv {
   argv: string[];
@@ -38,7 +31,7 @@ export async function matrixMain(e: CliEnv): Promise<number> {
     const run = resolveRun(cfg, flags, { cwd: e.cwd, home: e.env.HOME ?? homedir(), ...(e.env.USM_LAB_CACHE ? { cacheEnv: e.env.USM_LAB_CACHE } : {}) });
     const groups = new Set(['build']);
     for (const t of run.targets) if (t.backend !== 'local') groups.add('images').add(t.backend === 'vagrant' ? 'vagrant' : 'images');
-    await ensureHostPackages(e.repoRoot, [...groups], e.stderr);
+    await ensureHostPackages(e.repoRoot, [...groups], { kind: 'build-failed', out: e.stderr });
     const reporter = createReporter(e.stderr);
     let result;
     try {

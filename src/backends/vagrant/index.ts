@@ -7,9 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
 import { onCleanup } from '../../cli/cleanup.ts';
 import { LabError } from '../../errors.ts';
+import { ensureHostPackages } from '../../hostdeps.ts';
 import { ensureFloorInitrd, ensureImage } from '../../images/index.ts';
 import { step } from '../../progress/events.ts';
 import { probeAccel } from '../qemu/kvm.ts';
@@ -107,7 +107,7 @@ export class VagrantBackend implements Backend {
 
   private async doPrepareHost(ctx: BackendContext, target: string): Promise<HostState> {
     const { emit } = ctx;
-    if (this.opts.installHostDeps !== false) await step(emit, target, 'host-deps', () => hostDeps(this.opts.repoRoot), 'vagrant');
+    if (this.opts.installHostDeps !== false) await step(emit, target, 'host-deps', () => ensureHostPackages(this.opts.repoRoot, ['vagrant'], { kind: 'boot-failed' }), 'vagrant');
     const kvmFix = await fixKvmPermissions();
     if (kvmFix) emit({ type: 'info', target, message: kvmFix });
     const started = await step(emit, target, 'libvirtd', () => ensureDaemons(ctx.runDir, emit, target));
@@ -128,17 +128,6 @@ export class VagrantBackend implements Backend {
     }
     return { pool: POOL_NAME, poolDir: pool.dir, driver: accel === 'kvm' ? 'kvm' : 'qemu', accel, started };
   }
-}
-
-function hostDeps(repoRoot: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', [join(repoRoot, 'provision', 'host-deps.sh'), 'vagrant'], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 40 * 60_000 });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    child.on('error', (e) => reject(new LabError('boot-failed', `cannot run provision/host-deps.sh: ${e.message}`)));
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new LabError('boot-failed', `host packages for the vagrant backend are missing (provision/host-deps.sh vagrant exited ${code})`, out.trim()))));
-  });
 }
 
 /** Leftovers of one backend instance (tests, bench): domains and volumes named with its prefix. */
