@@ -5,6 +5,7 @@ import { LocalMachine } from '../machine/local.ts';
 import { VARIANTS, type Variant } from '../analysis/cell.ts';
 import { startProc, stopProc, signalProc, waitExit, waitForLine, type BgProc } from '../scenario/procs.ts';
 import { LabError } from '../errors.ts';
+import { median } from './stats.ts';
 
 export interface ThroughputRow {
   tracer: 'none' | Variant;
@@ -13,11 +14,6 @@ export interface ThroughputRow {
   ratio: number;
 }
 
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
 
 /** `elapsed_ms=<n> requests=<n>` printed by race_client after DONE. */
 export function parseElapsed(out: string): { ms: number; requests: number } | null {

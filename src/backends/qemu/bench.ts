@@ -11,6 +11,7 @@ import { silent, type Emit } from '../../progress/events.ts';
 import type { Accel } from './args.ts';
 import { bootVm } from './boot.ts';
 import { probeAccel, runFloor } from './kvm.ts';
+import { median } from '../../bench/stats.ts';
 
 export const GOAL_RATIO = 2.0;
 
@@ -45,12 +46,6 @@ export interface BenchResult {
 
 export const COLD_BUILD_GOAL_S = 360;
 
-export function median(xs: readonly number[]): number {
-  if (!xs.length) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 export interface BenchOptions {
   suites: readonly Suite[];

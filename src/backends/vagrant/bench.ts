@@ -17,6 +17,7 @@ import type { Emit, ProgressEvent } from '../../progress/events.ts';
 import type { Backend, BackendContext, Lease, TargetSpec } from '../types.ts';
 import { QemuBackend } from '../qemu/index.ts';
 import { VagrantBackend, leftovers, type VagrantFacts } from './index.ts';
+import { median } from '../../bench/stats.ts';
 
 export const GOAL_RATIO = 1.5;
 
@@ -48,12 +49,6 @@ export interface TargetTiming {
   cells: number;
 }
 
-export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  if (!s.length) return NaN;
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 /** A frozen copy of what the vagrant backend reads; `marker` changes the sources hash. */
 function frozenRepo(repoRoot: string, marker: string): string {
