@@ -1,6 +1,9 @@
 // race_client: open N TLS connections, wait for SIGUSR1, then run HTTP/1.1 keep-alive requests on
 // all of them from ONE thread (sequential, interleaved or writes-only). This is the access pattern
 // behind the USM ssl_ctx_by_pid_tgid misattribution; CLI compatible with ssl_ctx_race{,_v2}.
+// --reads full (default) reads each response whole by its HTTP framing; --reads single does what
+// the investigation's clients do: ONE SSL_read per request, whatever it returns, so the client
+// falls behind a server that sends headers and body as two TLS records.
 //
 // stdout carries machine lines only: READY:<l1>:<r1>[:<l2>:<r2>...], DONE, conn<k> ok=.. fail=..
 // Everything human-readable goes to stderr.
@@ -32,10 +35,12 @@
 #define DEFAULT_TIMEOUT_S 10.0
 #define EXPECTED_STATUS 200 // the status every request path asks for (/200/...)
 #define RBUF_SIZE 16384     // per-connection response buffer (headers must fit)
+#define SINGLE_READ_MAX 4095 // --reads single: the investigation's SSL_read(ssl, buf, 4095)
 #define MAX_HOST 255
 
 enum mode { MODE_SEQUENTIAL, MODE_INTERLEAVED, MODE_WRITES_ONLY };
 enum api { API_CLASSIC, API_EX };
+enum reads { READS_FULL, READS_SINGLE };
 
 struct conn {
     int k;            // 1-based connection number, as in the path conn<k>
@@ -57,6 +62,7 @@ struct opts {
     bool iterations_set;
     enum mode mode;
     enum api api;
+    enum reads reads;
     const char *record;
     double timeout_s;
     const char **conn_specs; // --conn values, added after the positional pairs
@@ -85,12 +91,19 @@ static void print_usage(FILE *f)
             "  --conn HOST:PORT    add a connection (repeatable; [v6addr]:PORT for IPv6)\n"
             "  --iterations N      same as the positional ITERATIONS (default %d)\n"
             "  --api classic|ex    SSL_write/SSL_read (default) or SSL_write_ex/SSL_read_ex\n"
-            "  --record FILE       write one JSON line per request to FILE\n"
+            "  --reads full|single full (default): read each response whole (Content-Length);\n"
+            "                      single: ONE read of at most %d bytes per request, whatever it\n"
+            "                      returns, no HTTP framing (the investigation's clients; falls\n"
+            "                      behind a server that sends headers and body apart). Counts:\n"
+            "                      ok = reads that returned data, fail = reads that returned <= 0\n"
+            "                      or timed out, and reads skipped after a connection failed\n"
+            "  --record FILE       write one JSON line per request to FILE (single reads add\n"
+            "                      \"bytes\" and \"chunk\": status, body, none or skipped)\n"
             "  --timeout SECONDS   per-socket I/O timeout (default %g)\n"
             "  --help              show this help\n"
             "\n"
             "exit status: 0 all requests ok, 1 a request or connection failed, 2 bad usage\n",
-            DEFAULT_ITERATIONS, DEFAULT_TIMEOUT_S);
+            DEFAULT_ITERATIONS, SINGLE_READ_MAX, DEFAULT_TIMEOUT_S);
 }
 
 // Report a command-line problem with the usage text and exit 2.
@@ -203,7 +216,7 @@ static int parse_option(struct opts *o, const char *arg, const char *next)
         exit(0);
     }
 
-    static const char *const valued[] = {"--conn", "--iterations", "--api", "--record", "--timeout"};
+    static const char *const valued[] = {"--conn", "--iterations", "--api", "--reads", "--record", "--timeout"};
     bool known = false;
     for (size_t i = 0; i < sizeof(valued) / sizeof(valued[0]); i++)
         known = known || strcmp(name, valued[i]) == 0;
@@ -224,6 +237,13 @@ static int parse_option(struct opts *o, const char *arg, const char *next)
             o->api = API_EX;
         else
             usage_error("bad --api '%s' (want classic or ex)", val);
+    } else if (strcmp(name, "--reads") == 0) {
+        if (strcmp(val, "full") == 0)
+            o->reads = READS_FULL;
+        else if (strcmp(val, "single") == 0)
+            o->reads = READS_SINGLE;
+        else
+            usage_error("bad --reads '%s' (want full or single)", val);
     } else if (strcmp(name, "--record") == 0) {
         if (*val == '\0')
             usage_error("--record needs a file name");
@@ -473,7 +493,10 @@ static bool open_conn(struct conn *c, SSL_CTX *ctx, double timeout_s)
     return true;
 }
 
-// Send close_notify where the connection is healthy, then free everything.
+// Send close_notify where the connection is healthy, then free everything. Called for every
+// connection at the end of every run (both read modes). With --reads single, responses are still
+// unread: SSL_shutdown only sends close_notify (it returns 0, we do not wait for the peer's), and
+// close() with unread bytes in the socket makes the kernel answer with RST instead of FIN.
 static void close_conn(struct conn *c)
 {
     if (c->ssl != NULL) {
@@ -516,22 +539,10 @@ static bool tls_write_all(struct conn *c, const struct opts *o, const char *buf,
     return good;
 }
 
-// Read more response bytes into c->rbuf (compacting first); false (connection dead) on failure.
-static bool tls_fill(struct conn *c, const struct opts *o)
+// ONE SSL_read / SSL_read_ex of at most room bytes into dst; returns the bytes read, or 0 (a
+// message was printed, the connection is dead) on an error, EOF or timeout.
+static size_t tls_read(struct conn *c, const struct opts *o, char *dst, size_t room)
 {
-    if (c->rpos > 0) {
-        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
-        c->rlen -= c->rpos;
-        c->rpos = 0;
-    }
-    if (c->rlen == sizeof(c->rbuf)) {
-        fprintf(stderr, "failed to read response on conn%d (%s:%d): headers exceed %d bytes\n", c->k, c->host,
-                c->port, RBUF_SIZE);
-        c->dead = true;
-        return false;
-    }
-    char *dst = c->rbuf + c->rlen;
-    size_t room = sizeof(c->rbuf) - c->rlen;
     ERR_clear_error();
     errno = 0;
     int r;
@@ -547,10 +558,27 @@ static bool tls_fill(struct conn *c, const struct opts *o)
     if (got == 0) {
         report_ssl_failure(c, "read response", r, errno, o->timeout_s);
         c->dead = true;
+    }
+    return got;
+}
+
+// Read more response bytes into c->rbuf (compacting first); false (connection dead) on failure.
+static bool tls_fill(struct conn *c, const struct opts *o)
+{
+    if (c->rpos > 0) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+    }
+    if (c->rlen == sizeof(c->rbuf)) {
+        fprintf(stderr, "failed to read response on conn%d (%s:%d): headers exceed %d bytes\n", c->k, c->host,
+                c->port, RBUF_SIZE);
+        c->dead = true;
         return false;
     }
+    size_t got = tls_read(c, o, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen);
     c->rlen += got;
-    return true;
+    return got > 0;
 }
 
 // Offset of "\r\n\r\n" in buf[0, len), or -1.
@@ -562,16 +590,24 @@ static long find_header_end(const char *buf, size_t len)
     return -1;
 }
 
+// Does buf[0, len) begin with a status line "HTTP/1.x NNN"? Sets *status if so.
+static bool parse_status(const char *buf, size_t len, int *status)
+{
+    if (len < 12 || memcmp(buf, "HTTP/1.", 7) != 0 || buf[7] < '0' || buf[7] > '9' || buf[8] != ' ' ||
+        buf[9] < '1' || buf[9] > '5' || buf[10] < '0' || buf[10] > '9' || buf[11] < '0' || buf[11] > '9')
+        return false;
+    *status = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+    return true;
+}
+
 // Parse the status line and Content-Length out of head[0, len); false if malformed.
 static bool parse_head(const char *head, size_t len, int *status, long *clen, const char **why)
 {
     *clen = -1;
-    if (len < 12 || memcmp(head, "HTTP/1.", 7) != 0 || head[7] < '0' || head[7] > '9' || head[8] != ' ' ||
-        head[9] < '1' || head[9] > '5' || head[10] < '0' || head[10] > '9' || head[11] < '0' || head[11] > '9') {
+    if (!parse_status(head, len, status)) {
         *why = "malformed status line";
         return false;
     }
-    *status = (head[9] - '0') * 100 + (head[10] - '0') * 10 + (head[11] - '0');
     const char *end = head + len;
     for (const char *line = memchr(head, '\n', len); line != NULL && line + 1 < end;) {
         line++;
@@ -664,8 +700,21 @@ static void send_request(struct conn *c, const struct opts *o, long i)
     tls_write_all(c, o, req, (size_t)n);
 }
 
-// Read the response to request i on c, count it and record it.
-static void recv_response(struct conn *c, const struct opts *o, long i, FILE *record)
+// Write the record line of request i on c; extra is appended inside the object ("" or ",...").
+static void record_request(FILE *record, const struct conn *c, long i, int status, bool ok, const char *extra)
+{
+    char path[64], st[16];
+    request_path(path, sizeof(path), c->k, i);
+    if (status > 0)
+        snprintf(st, sizeof(st), "%d", status);
+    else
+        snprintf(st, sizeof(st), "null");
+    fprintf(record, "{\"conn\":%d,\"iter\":%ld,\"path\":\"%s\",\"lport\":%d,\"rport\":%d,\"status\":%s,\"ok\":%s%s}\n", c->k,
+            i, path, c->lport, c->port, st, ok ? "true" : "false", extra);
+}
+
+// --reads full: read the whole response to request i on c; ok means status 200.
+static void recv_full(struct conn *c, const struct opts *o, long i, FILE *record)
 {
     int status = c->dead ? -1 : read_response(c, o);
     bool ok = status == EXPECTED_STATUS;
@@ -673,16 +722,42 @@ static void recv_response(struct conn *c, const struct opts *o, long i, FILE *re
         c->ok++;
     else
         c->fail++;
-    if (record != NULL) {
-        char path[64], st[16];
-        request_path(path, sizeof(path), c->k, i);
-        if (status > 0)
-            snprintf(st, sizeof(st), "%d", status);
-        else
-            snprintf(st, sizeof(st), "null");
-        fprintf(record, "{\"conn\":%d,\"iter\":%ld,\"path\":\"%s\",\"lport\":%d,\"rport\":%d,\"status\":%s,\"ok\":%s}\n",
-                c->k, i, path, c->lport, c->port, st, ok ? "true" : "false");
+    if (record != NULL)
+        record_request(record, c, i, status, ok, "");
+}
+
+// --reads single: ONE read in request i's slot, whatever it returns (the investigation's
+// SSL_read(ssl, buf, 4095), no framing). ok means the read returned data. The record says what
+// it was: "status" (began with a status line; "status" holds it), "body" (data without a status
+// line at its start, e.g. an earlier response's 2-byte body), "none" (returned <= 0: error, EOF
+// or timeout; the connection is then dead, as with full reads) or "skipped" (dead before: no read).
+static void recv_single(struct conn *c, const struct opts *o, long i, FILE *record)
+{
+    const char *chunk = "skipped";
+    size_t got = 0;
+    int status = -1;
+    if (!c->dead) {
+        got = tls_read(c, o, c->rbuf, SINGLE_READ_MAX);
+        chunk = got == 0 ? "none" : parse_status(c->rbuf, got, &status) ? "status" : "body";
     }
+    if (got > 0)
+        c->ok++;
+    else
+        c->fail++;
+    if (record != NULL) {
+        char extra[64];
+        snprintf(extra, sizeof(extra), ",\"bytes\":%zu,\"chunk\":\"%s\"", got, chunk);
+        record_request(record, c, i, status, got > 0, extra);
+    }
+}
+
+// Read in request i's slot on c as --reads says, count it and record it.
+static void recv_response(struct conn *c, const struct opts *o, long i, FILE *record)
+{
+    if (o->reads == READS_SINGLE)
+        recv_single(c, o, i, record);
+    else
+        recv_full(c, o, i, record);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -777,7 +852,7 @@ static double now_s(void)
 
 int main(int argc, char **argv)
 {
-    struct opts o = {.iterations = DEFAULT_ITERATIONS, .mode = MODE_SEQUENTIAL, .api = API_CLASSIC,
+    struct opts o = {.iterations = DEFAULT_ITERATIONS, .mode = MODE_SEQUENTIAL, .api = API_CLASSIC, .reads = READS_FULL,
                      .timeout_s = DEFAULT_TIMEOUT_S};
     parse_args(argc, argv, &o);
 
@@ -813,8 +888,8 @@ int main(int argc, char **argv)
         }
     }
 
-    fprintf(stderr, "Starting %s run: %ld iterations x %d connections (api=%s)...\n", mode_names[o.mode],
-            o.iterations, o.nconns, o.api == API_EX ? "ex" : "classic");
+    fprintf(stderr, "Starting %s run: %ld iterations x %d connections (api=%s%s)...\n", mode_names[o.mode],
+            o.iterations, o.nconns, o.api == API_EX ? "ex" : "classic", o.reads == READS_SINGLE ? ", reads=single" : "");
     double t0 = now_s();
     if (o.mode == MODE_SEQUENTIAL)
         run_sequential(&o, record);
