@@ -3,7 +3,9 @@
 
 Like the investigation's server: one single-threaded http.server.HTTPServer per port, each in
 its own process (forked per port; no fork with one port), HTTP/1.1 keep-alive, body "OK".
-GET /<code>/anything answers <code> (100-599, else 400).
+GET /<code>/anything answers <code> (100-599, else 400). Headers and body are two sends, so two
+TLS records; --nagle on leaves Nagle's algorithm on as the investigation's server does (Python's
+default), --nagle off (the default) sets TCP_NODELAY on every connection.
 
 stdout: one line "LISTENING <port>" per port once it accepts connections. Access log on stderr.
 """
@@ -41,8 +43,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
     """Status from the first path segment; Content-Length: 2, Connection: keep-alive, body OK."""
 
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body are two sends: no 40 ms delayed-ACK stall
+    disable_nagle_algorithm = True  # --nagle off: headers and body are two sends, no 40 ms delayed-ACK stall
     quiet = False
+
+    def setup(self):
+        super().setup()  # sets TCP_NODELAY if disable_nagle_algorithm
+        if not self.quiet:  # what the socket really has, read back from the kernel
+            nodelay = self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            self.log_message("connection: Nagle's algorithm %s (TCP_NODELAY=%d)", "off" if nodelay else "on", nodelay)
+
+    def handle(self):
+        try:
+            super().handle()
+        except (ConnectionError, ssl.SSLEOFError) as e:
+            # A --reads single client closes with responses unread, so its kernel answers our next
+            # send with RST: part of that read pattern, a log line rather than a traceback.
+            self.close_connection = True
+            if not self.quiet:
+                self.log_message("connection: client went away while answering (%s)", e)
 
     def do_GET(self):
         code = status_for(self.path)
@@ -91,6 +109,7 @@ def parse_args(argv):
     ap.add_argument("--cert", help="certificate (PEM); with --key")
     ap.add_argument("--key", help="private key (PEM); with --cert")
     ap.add_argument("--cert-dir", help="generate the certificate here (default: a temp dir, removed again)")
+    ap.add_argument("--nagle", choices=("on", "off"), default="off", help="Nagle's algorithm on accepted connections: on (Python's default, as the investigation's server) or off, TCP_NODELAY (default)")
     ap.add_argument("--quiet", action="store_true", help="no access log lines")
     args = ap.parse_args(argv)
     if (args.cert is None) != (args.key is None):
@@ -255,6 +274,7 @@ def supervise_stop(children):
 def main(argv):
     args = parse_args(argv)
     Handler.quiet = args.quiet
+    Handler.disable_nagle_algorithm = args.nagle == "off"
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     try:
