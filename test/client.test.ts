@@ -1,6 +1,7 @@
 // The race client (client/race_client.c) and the HTTPS test server (client/https_server.py) on
 // real sockets with real OpenSSL: build, READY/SIGUSR1 protocol, the three modes and both APIs,
-// --record, usage errors, signals, a server that dies or hangs mid-run. A Node TLS "observer"
+// both read patterns (--reads full|single), --record, usage errors, signals, a server that dies or
+// hangs mid-run, the server's --nagle. A Node TLS "observer"
 // server checks the order of writes and reads that each mode promises, and the response parser.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -173,6 +174,9 @@ interface RecordLine {
   rport: number;
   status: number | null;
   ok: boolean;
+  // --reads single only: what the one read in this request's slot returned.
+  bytes?: number;
+  chunk?: 'status' | 'body' | 'none' | 'skipped';
 }
 
 const readRecord = (file: string): RecordLine[] =>
@@ -271,6 +275,62 @@ describe('race_client with https_server.py', () => {
     }, 60_000);
   }
 
+  it('--reads full is the default: the same counts and record, no single-read fields', async () => {
+    const record = join(work, 'record-reads-full.jsonl');
+    const { proc, ready, exit } = await runClient(['--conn', `127.0.0.1:${ports[0]}`, '--conn', `127.0.0.1:${ports[1]}`, String(ITER), '--interleaved', '--reads', 'full', '--record', record, '--timeout', '5'], ports);
+    expect(exit, proc.err).toEqual({ code: 0, signal: null });
+    expect(stdoutLines(proc)).toEqual(expectedStdout(ready, ITER));
+    expect(proc.err).toMatch(new RegExp(`Starting interleaved run: ${ITER} iterations x 2 connections \\(api=classic\\)`));
+    expect(readRecord(record)).toEqual(expectedRecord(ready, ITER));
+  }, 60_000);
+
+  // The server sends headers and the 2-byte body as two TLS records and one SSL_read returns at
+  // most one record, so with one read per request read j on a connection returns record j of its
+  // stream, H0 B0 H1 B1 ...: whatever the timing, even slots get a status line and odd slots the
+  // body of the response to request (j-1)/2. The client ends with half the responses unread.
+  const singleCases: { mode: Mode; api: 'classic' | 'ex' }[] = [
+    { mode: 'interleaved', api: 'classic' },
+    { mode: 'sequential', api: 'ex' },
+    { mode: 'writes-only', api: 'classic' },
+  ];
+  for (const c of singleCases) {
+    it(`--reads single, ${c.mode}, --api ${c.api}: one read per request, the reads fall behind (body-only chunks)`, async () => {
+      const record = join(work, `record-single-${c.mode}-${c.api}.jsonl`);
+      const before = gets().length;
+      const { proc, ready, exit } = await runClient(['127.0.0.1', String(ports[0]), '127.0.0.1', String(ports[1]), String(ITER), `--${c.mode}`, '--api', c.api, '--reads', 'single', '--record', record, '--timeout', '5'], ports);
+      expect(exit, proc.err).toEqual({ code: 0, signal: null });
+      // ok counts reads that returned data: every one did.
+      expect(stdoutLines(proc)).toEqual(expectedStdout(ready, ITER));
+      expect(proc.err).toMatch(new RegExp(`Starting ${c.mode} run: ${ITER} iterations x 2 connections \\(api=${c.api}, reads=single\\)`));
+      const rec = readRecord(record);
+      // One record line per request, in the mode's order, each one read that returned data.
+      expect(rec.map(({ conn, iter, path, lport, rport }) => ({ conn, iter, path, lport, rport }))).toEqual(
+        expectedRecord(ready, ITER).map(({ conn, iter, path, lport, rport }) => ({ conn, iter, path, lport, rport })),
+      );
+      for (const r of rec) expect(r.ok && r.bytes! > 0, JSON.stringify(r)).toBe(true);
+      // The mechanism: body-only chunks, so fewer status lines than requests.
+      const bodies = rec.filter((r) => r.chunk === 'body');
+      expect(bodies.length).toBeGreaterThan(0);
+      for (const r of bodies) expect(r).toMatchObject({ bytes: 2, status: null });
+      expect(rec.filter((r) => r.chunk === 'status').length).toBeLessThan(rec.length);
+      // Exactly: record j of each connection's stream (see above).
+      for (const r of rec) {
+        const want = r.iter % 2 === 0 ? { chunk: 'status', status: 200 } : { chunk: 'body', status: null, bytes: 2 };
+        expect(r, JSON.stringify(r)).toMatchObject(want);
+      }
+      // The server answered at least the ITER/2 responses whose records were read, in order, each
+      // once; the rest may be cut off: the client leaves without waiting for them.
+      const answered = (k: number) => gets().slice(before).map((l) => /GET \/200\/conn(\d+)-iter(\d+) /.exec(l)).filter((m) => m?.[1] === String(k)).map((m) => Number(m![2]));
+      await server.until(() => answered(1).length >= ITER / 2 && answered(2).length >= ITER / 2, 5_000, 'the access log of the responses read');
+      for (const k of [1, 2]) expect(answered(k)).toEqual(Array.from({ length: answered(k).length }, (_, i) => i));
+    }, 60_000);
+  }
+
+  it('the default server has Nagle off: TCP_NODELAY=1 on its connections', () => {
+    expect(server.err).toMatch(/connection: Nagle's algorithm off \(TCP_NODELAY=1\)/);
+    expect(server.err).not.toMatch(/TCP_NODELAY=0/);
+  });
+
   it('SIGTERM while waiting for SIGUSR1: exits promptly, non-zero, no DONE', async () => {
     const proc = startClient(['127.0.0.1', String(ports[0]), '127.0.0.1', String(ports[1]), '5']);
     await proc.line(/^READY/, 15_000);
@@ -342,6 +402,30 @@ describe('race_client when the server fails mid-run', () => {
     expect(readRecord(record)).toEqual(expectedRecord(ready, 50).map((r) => ({ ...r, status: null, ok: false })));
   }, 60_000);
 
+  it('--reads single, servers stopped (SIGSTOP): a read that times out fails and ends its connection; bounded, exit 1', async () => {
+    const { proc: srv, ports } = await startPyServers(perTest, ['--quiet']);
+    const record = join(work, 'record-stopped-single.jsonl');
+    const proc = startClient(['127.0.0.1', String(ports[0]), '127.0.0.1', String(ports[1]), '50', '--interleaved', '--reads', 'single', '--timeout', '1', '--record', record]);
+    await proc.line(/^READY/, 15_000);
+    process.kill(-srv.pid, 'SIGSTOP');
+    proc.signal('SIGUSR1');
+    const t0 = Date.now();
+    const exit = await proc.waitExit(10_000);
+    expect(Date.now() - t0).toBeLessThan(8_000); // one timeout per connection, not one per request
+    expect(exit).toEqual({ code: 1, signal: null });
+    expect(proc.err).toMatch(/failed to read response on conn2 \(127\.0\.0\.1:\d+\): timed out after 1 s/);
+    expect(stdoutLines(proc).slice(1)).toEqual([
+      'DONE',
+      expect.stringMatching(/^conn1 ok=0 fail=50 /) as unknown as string,
+      expect.stringMatching(/^conn2 ok=0 fail=50 /) as unknown as string,
+    ]);
+    const ready = parseReady(stdoutLines(proc)[0]!);
+    // The first read on each connection was made and returned nothing; the rest were not made.
+    expect(readRecord(record)).toEqual(
+      expectedRecord(ready, 50).map((r) => ({ ...r, status: null, ok: false, bytes: 0, chunk: r.iter === 0 ? 'none' : 'skipped' })),
+    );
+  }, 60_000);
+
   it('no server listening: exit 1 before READY, naming the address', async () => {
     const [port] = await freePorts(1);
     const proc = startClient(['--conn', `127.0.0.1:${port}`]);
@@ -362,6 +446,8 @@ describe('race_client command line', () => {
     ['negative iterations', ['--conn', '127.0.0.1:1', '--iterations', '-3'], /iterations must be a positive integer/],
     ['no connection', ['--interleaved'], /need at least one connection/],
     ['bad api', ['--conn', '127.0.0.1:1', '--api', 'fast'], /bad --api 'fast'/],
+    ['bad reads', ['--conn', '127.0.0.1:1', '--reads', 'one'], /bad --reads 'one' \(want full or single\)/],
+    ['empty reads', ['--conn', '127.0.0.1:1', '--reads='], /bad --reads '' \(want full or single\)/],
     ['bad timeout', ['--conn', '127.0.0.1:1', '--timeout', '0'], /bad --timeout '0'/],
     ['missing value', ['--conn', '127.0.0.1:1', '--record'], /option --record needs a value/],
   ];
@@ -389,7 +475,7 @@ describe('race_client command line', () => {
   it('--help: usage on stdout, exit 0', () => {
     const out = execFileSync(CLIENT, ['--help'], { timeout: 10_000, encoding: 'utf8' });
     expect(out).toMatch(/^usage: race_client/);
-    for (const f of ['--sequential', '--interleaved', '--writes-only', '--conn', '--api', '--record', '--timeout']) expect(out).toContain(f);
+    for (const f of ['--sequential', '--interleaved', '--writes-only', '--conn', '--api', '--reads full|single', '--record', '--timeout']) expect(out).toContain(f);
   }, 15_000);
 });
 
@@ -527,13 +613,13 @@ describe('race_client modes, seen from the server side (Node TLS observer)', () 
     await Promise.all(observers.splice(0).map((o) => o.stop()));
   });
 
-  async function observe(policy: Policy, mode: Mode, api: 'classic' | 'ex', statusFor?: (conn: number, iter: number) => number) {
+  async function observe(policy: Policy, mode: Mode, api: 'classic' | 'ex', statusFor?: (conn: number, iter: number) => number, reads: 'full' | 'single' = 'full') {
     const obs = new Observer(policy, 2, N, statusFor);
     observers.push(obs);
     await obs.start(key, cert);
-    const record = join(work, `observe-${policy}-${mode}-${api}.jsonl`);
+    const record = join(work, `observe-${policy}-${mode}-${api}-${reads}.jsonl`);
     const conns = obs.ports.flatMap((p) => ['--conn', `127.0.0.1:${p}`]);
-    const run = await runClient([...conns, String(N), `--${mode}`, '--api', api, '--timeout', '3', '--record', record], obs.ports);
+    const run = await runClient([...conns, String(N), `--${mode}`, '--api', api, '--reads', reads, '--timeout', '3', '--record', record], obs.ports);
     expect(obs.bad).toEqual([]);
     return { obs, ...run, record: readRecord(record) };
   }
@@ -551,6 +637,23 @@ describe('race_client modes, seen from the server side (Node TLS observer)', () 
       expect(e.kind).toBe(j % 2 === 0 ? 'recv' : 'send');
       if (j % 2 === 1) expect({ conn: e.conn, iter: e.iter }).toEqual({ conn: obs.events[j - 1]!.conn, iter: obs.events[j - 1]!.iter });
     });
+  }, 60_000);
+
+  it('sequential --reads single: every request written, in order; each read takes at most 4095 bytes of what is there, unframed', async () => {
+    const { obs, exit, proc, ready, record } = await observe('delay', 'sequential', 'classic', undefined, 'single');
+    expect(exit, proc.err).toEqual({ code: 0, signal: null });
+    expect(stdoutLines(proc)).toEqual(expectedStdout(ready, N));
+    // Reads do not wait for the response to the request just written, so the client gets ahead
+    // and no write/read alternation holds; but every request is written, in order per connection.
+    for (const k of [1, 2]) {
+      expect(recvOrder(obs.events.filter((e) => e.kind === 'recv' && e.conn === k))).toEqual(inOrder.filter((x) => x.startsWith(`${k}/`)));
+    }
+    for (const r of record) expect(r.ok && r.bytes! > 0 && r.bytes! <= 4095, JSON.stringify(r)).toBe(true);
+    // One read takes from one TLS record: the first gets the 10-byte partial status line the
+    // observer sends first (no complete status line: not "status"); a 17,000-byte body, sent in
+    // 16 KiB records, is read 4095 bytes at a time.
+    for (const k of [1, 2]) expect(record.find((r) => r.conn === k && r.iter === 0)).toMatchObject({ bytes: 10, chunk: 'body', status: null });
+    expect(record.some((r) => r.bytes === 4095)).toBe(true);
   }, 60_000);
 
   for (const api of ['classic', 'ex'] as const) {
@@ -624,6 +727,36 @@ describe('https_server.py', () => {
       expect(r.headers.connection).toBe('keep-alive');
       expect(r.body).toBe('OK');
     }
+  }, 60_000);
+
+  it('--nagle on: serves, with Nagle left on (TCP_NODELAY=0 read back on every connection)', async () => {
+    const { proc, ports } = await startPyServers(perTest, ['--nagle', 'on']);
+    for (const port of ports) {
+      const r = await fetch(port, '/200/nagle');
+      expect(r.status).toBe(200);
+      expect(r.body).toBe('OK');
+    }
+    await proc.until(() => (proc.err.match(/connection: Nagle's algorithm on \(TCP_NODELAY=0\)/g) ?? []).length >= 2, 5_000, 'two connection lines');
+    expect(proc.err).not.toMatch(/TCP_NODELAY=1/);
+    expect(proc.out.split('\n').filter((l) => l !== '')).toEqual(expect.arrayContaining(ports.map((p) => `LISTENING ${p}`)));
+    expect(proc.out.split('\n').filter((l) => l !== '')).toHaveLength(2);
+  }, 60_000);
+
+  it('--nagle off: TCP_NODELAY=1 on every connection', async () => {
+    const { proc, ports } = await startPyServers(perTest, ['--nagle', 'off']);
+    expect((await fetch(ports[0]!, '/200/x')).status).toBe(200);
+    await proc.until(() => /connection: Nagle's algorithm off \(TCP_NODELAY=1\)/.test(proc.err), 5_000, 'the connection line');
+    expect(proc.err).not.toMatch(/TCP_NODELAY=0/);
+  }, 60_000);
+
+  it('--nagle x: usage error naming on and off, exit 2, nothing served', async () => {
+    const [port] = await freePorts(1);
+    const proc = new Proc(PYTHON, [SERVER, '--ports', String(port), '--nagle', 'x'], perTest);
+    const exit = await proc.waitExit(30_000);
+    expect(exit.code).toBe(2);
+    expect(proc.err).toMatch(/argument --nagle: invalid choice: '?x'?/);
+    expect(proc.err).toMatch(/on.*off/);
+    expect(proc.out).toBe('');
   }, 60_000);
 
   it('a port that cannot be bound: message naming the port, exit 1, no server left', async () => {
