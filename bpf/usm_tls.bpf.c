@@ -420,21 +420,21 @@ static __always_inline void ssl_call_enter(void *args_map, __u32 counter, __u64 
 		tup_from_ssl_ctx(ctx, pid_tgid, &t, &via);
 }
 
-static __always_inline void emit(__u8 fn, const struct ssl_args *a, __u64 len,
-				 const struct conn_tuple *t, __u8 via)
+/* Reserve an event and fill all but the payload; 0 (counted) when the ring buffer is full. */
+static __always_inline struct tls_event *event_start(__u8 fn, __u64 ctx, __u64 len,
+						     const struct conn_tuple *t, __u8 via)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct tls_event *e;
-	__u64 n = len;
 
 	/* the event is ~330 bytes: reserve it in the ring buffer, the BPF stack is 512 */
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(USM_C_RINGBUF_DROPS);
-		return;
+		return 0;
 	}
 	e->ts = bpf_ktime_get_ns();
-	e->ctx = a->ctx;
+	e->ctx = ctx;
 	e->len = len;
 	e->tup = *t;
 	e->pid = pid_tgid >> 32;
@@ -443,6 +443,17 @@ static __always_inline void emit(__u8 fn, const struct ssl_args *a, __u64 len,
 	e->via = via;
 	e->pad = 0;
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+	return e;
+}
+
+static __always_inline void emit(__u8 fn, const struct ssl_args *a, __u64 len,
+				 const struct conn_tuple *t, __u8 via)
+{
+	struct tls_event *e = event_start(fn, a->ctx, len, t, via);
+	__u64 n = len;
+
+	if (!e)
+		return;
 	/* Verifier trap: the copy size needs a provable bound. Left alone, clang clamps a copy of
 	 * the value but passes the caller's unclamped int register ("R2 min value is negative").
 	 * opaque() makes the clamped register the one passed. */
@@ -453,6 +464,18 @@ static __always_inline void emit(__u8 fn, const struct ssl_args *a, __u64 len,
 		n = 0;
 	e->data_len = n;
 	e->truncated = n < len;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* SSL_shutdown / tcp_close: the connection's end, for user space to flush its transaction. */
+static __always_inline void emit_termination(__u8 fn, __u64 ctx, const struct conn_tuple *t, __u8 via)
+{
+	struct tls_event *e = event_start(fn, ctx, 0, t, via);
+
+	if (!e)
+		return;
+	e->data_len = 0;
+	e->truncated = 0;
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -490,19 +513,28 @@ out:
 		bpf_map_delete_elem(&ssl_ctx_by_pid_tgid, &pid_tgid);
 }
 
+/* Report the connection's end if its tuple is known (resolved from the fd table like
+ * tup_from_ssl_ctx, but a miss writes no slot), then drop the entry. */
 static __always_inline void ssl_shutdown(__u64 ctx)
 {
-	struct ssl_ctx_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .ctx = ctx };
-	struct ssl_sock *s = bpf_map_lookup_elem(&ssl_sock_by_ctx, &key);
-	struct conn_tuple rkey;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct ssl_ctx_key key = { .pid_tgid = pid_tgid, .ctx = ctx };
+	struct conn_tuple t;
+	__u8 via;
+	int r;
 
 	count(USM_C_SSL_SHUTDOWN);
-	if (!s)
+	r = lookup_conn(ctx, pid_tgid, &t, &via);
+	if (r == CONN_MISS) {
+		count(USM_C_SHUTDOWN_NO_TUPLE);
 		return;
-	if (s->tup.family) {
-		rkey = s->tup;
-		rkey.pid = 0;
-		bpf_map_delete_elem(&ssl_ctx_by_tuple, &rkey);
+	}
+	if (r == CONN_FOUND) {
+		emit_termination(USM_FN_SSL_SHUTDOWN, ctx, &t, via);
+		t.pid = 0;
+		bpf_map_delete_elem(&ssl_ctx_by_tuple, &t);
+	} else {
+		count(USM_C_SHUTDOWN_NO_TUPLE);
 	}
 	bpf_map_delete_elem(&ssl_sock_by_ctx, &key);
 }
@@ -531,16 +563,17 @@ static __always_inline void on_tcp_recv(struct sock *sk)
 		map_ssl_ctx_to_sock(sk, USM_VIA_SCOPED);
 }
 
-/* Forget a closed connection. Keyed by tuple, not by thread: in tracepoint mode the TCP_CLOSE
- * transition usually runs in softirq, so the current task is not the owner. Counted only when
- * the connection was known. */
-static __always_inline void on_tcp_close(struct sock *sk)
+/* Forget a closed connection and report its end. Keyed by tuple, not by thread: in tracepoint
+ * mode the TCP_CLOSE transition usually runs in softirq, so the current task is not the owner;
+ * a connection the maps know is reported whoever runs the hook. Counted only when known. */
+static __always_inline void on_tcp_close(struct sock *sk, bool report)
 {
 	struct conn_tuple t, *cur;
-	struct ssl_ctx_key ck, *ckp;
+	struct ssl_ctx_key ck = {}, *ckp;
 	struct ssl_sock *s;
 	struct pid_fd pf, *pfp;
 	bool known = false;
+	__u8 via = USM_VIA_NONE;
 
 	if (!read_tuple(sk, 0, &t))
 		return;
@@ -557,13 +590,18 @@ static __always_inline void on_tcp_close(struct sock *sk)
 	if (ckp) {
 		ck = *ckp;
 		s = bpf_map_lookup_elem(&ssl_sock_by_ctx, &ck);
-		if (s && same_conn(&s->tup, &t)) /* the SSL * may already be reused */
+		if (s && same_conn(&s->tup, &t)) { /* the SSL * may already be reused */
+			via = s->via;
 			bpf_map_delete_elem(&ssl_sock_by_ctx, &ck);
+		}
 		bpf_map_delete_elem(&ssl_ctx_by_tuple, &t);
 		known = true;
 	}
 	if (known)
 		count(USM_C_TCP_CLOSE);
+	/* port 0: a listener, or a socket that never had a peer; nothing to terminate */
+	if (report && t.sport && t.dport && (known || traced()))
+		emit_termination(USM_FN_TCP_CLOSE, ck.ctx, &t, via);
 }
 
 /* ---- uprobes on libssl (BIO_new_socket: libcrypto) ---- */
@@ -762,7 +800,7 @@ int BPF_KPROBE(kprobe__tcp_recvmsg, struct sock *sk)
 SEC("kprobe/tcp_close")
 int BPF_KPROBE(kprobe__tcp_close, struct sock *sk)
 {
-	on_tcp_close(sk);
+	on_tcp_close(sk, true);
 	return 0;
 }
 
@@ -794,7 +832,8 @@ int raw_tp__sock_recv_length(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tracepoint/inet_sock_set_state")
 int raw_tp__inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 {
+	/* a transition to TCP_CLOSE from TCP_CLOSE is not a second end of the connection */
 	if ((int)ctx->args[2] == K_TCP_CLOSE)
-		on_tcp_close((struct sock *)ctx->args[0]);
+		on_tcp_close((struct sock *)ctx->args[0], (int)ctx->args[1] != K_TCP_CLOSE);
 	return 0;
 }

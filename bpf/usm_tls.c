@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* usm_tls - loader for usm_tls.bpf.c: picks the variant, attaches every probe by hand (works
- * from libbpf 0.3 on), and prints one JSON line per attributed TLS buffer on stdout, then a
- * stats line on SIGINT/SIGTERM. Human log lines, and READY once attached, go to stderr. */
+ * from libbpf 0.3 on), and prints one JSON line per attributed TLS buffer or connection end on
+ * stdout, then a stats line on SIGINT/SIGTERM. Human log lines, and READY once attached, go to
+ * stderr. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <sys/resource.h>
@@ -83,10 +85,13 @@ static const char *const fn_names[] = {
 	[USM_FN_SSL_READ_EX] = "SSL_read_ex",
 	[USM_FN_SSL_WRITE] = "SSL_write",
 	[USM_FN_SSL_WRITE_EX] = "SSL_write_ex",
+	[USM_FN_SSL_SHUTDOWN] = "SSL_shutdown",
+	[USM_FN_TCP_CLOSE] = "tcp_close",
 };
 
 /* calls.tcp_* count the kernel hook of the mode taken (kprobe or raw tracepoint); tcp_close
- * counts closes of connections the maps knew. */
+ * counts closes of connections the maps knew; shutdown_no_tuple counts SSL_shutdown calls that
+ * emitted no event. */
 static const char *const counter_names[] = {
 	[USM_C_SSL_READ] = "SSL_read",
 	[USM_C_SSL_READ_EX] = "SSL_read_ex",
@@ -107,6 +112,7 @@ static const char *const counter_names[] = {
 	[USM_C_SLOT_OVERWRITES] = "slot_overwrites",
 	[USM_C_SLOT_CONSUMED] = "slot_consumed",
 	[USM_C_RINGBUF_DROPS] = "ringbuf_drops",
+	[USM_C_SHUTDOWN_NO_TUPLE] = "shutdown_no_tuple",
 };
 
 static const struct uprobe_spec uprobes[] = {
@@ -160,7 +166,8 @@ static void usage(FILE *f)
 		"               [--verifier-log FILE] [--help]\n"
 		"Trace OpenSSL through uprobes and attribute each SSL_read/SSL_write buffer to a TCP\n"
 		"connection as Datadog USM does. stdout (or --out): a meta line, one JSON line per\n"
-		"attributed buffer, a stats line on SIGINT/SIGTERM. stderr: log, READY once attached.\n"
+		"attributed buffer or connection end (SSL_shutdown, tcp_close), a stats line on\n"
+		"SIGINT/SIGTERM. stderr: log, READY once attached.\n"
 		"  --variant        fallback-slot behaviour (default upstream)\n"
 		"  --libssl         libssl to probe (default: found in the usual library dirs)\n"
 		"  --pid            trace only this process (repeatable, up to %d)\n"
@@ -581,7 +588,7 @@ static int on_event(void *ctx, void *data, size_t size)
 	json_string(out, e->comm, strnlen(e->comm, sizeof(e->comm)));
 	fprintf(out, ",\"fn\":\"%s\",\"ctx\":\"0x%llx\",\"len\":%llu,\"family\":%u,"
 		     "\"saddr\":\"%s\",\"sport\":%u,\"daddr\":\"%s\",\"dport\":%u,\"via\":\"%s\",\"data\":",
-		e->fn < 4 ? fn_names[e->fn] : "?", (unsigned long long)e->ctx, (unsigned long long)e->len,
+		e->fn < USM_FN_MAX ? fn_names[e->fn] : "?", (unsigned long long)e->ctx, (unsigned long long)e->len,
 		e->tup.family, saddr, e->tup.sport, daddr, e->tup.dport,
 		e->via <= USM_VIA_SCOPED ? via_names[e->via] : "?");
 	json_string(out, e->data, n);
@@ -616,6 +623,7 @@ static int print_stats(FILE *out, struct usm_tls_bpf *skel)
 {
 	int ncpus = libbpf_num_possible_cpus(), fd = bpf_map__fd(skel->maps.counters);
 	unsigned long long totals[USM_C_MAX] = {};
+	struct timespec now;
 	__u64 *values;
 	__u32 key;
 
@@ -631,13 +639,17 @@ static int print_stats(FILE *out, struct usm_tls_bpf *skel)
 			totals[key] += values[cpu];
 	}
 	free(values);
+	/* Called after the drain, so every event printed is older. bpf_ktime_get_ns is
+	 * CLOCK_MONOTONIC outside a time namespace (inside one, user space's is offset). */
+	if (clock_gettime(CLOCK_MONOTONIC, &now))
+		return -errno;
 	fprintf(out, "{\"stats\":{\"calls\":{");
 	for (key = 0; key < USM_C_CALLS_END; key++)
 		fprintf(out, "%s\"%s\":%llu", key ? "," : "", counter_names[key], totals[key]);
 	fprintf(out, "}");
 	for (key = USM_C_CALLS_END; key < USM_C_MAX; key++)
 		fprintf(out, ",\"%s\":%llu", counter_names[key], totals[key]);
-	fprintf(out, "}}\n");
+	fprintf(out, ",\"ktime_ns\":%llu}}\n", (unsigned long long)now.tv_sec * 1000000000ULL + now.tv_nsec);
 	return fflush(out) ? -errno : 0;
 }
 

@@ -30,6 +30,9 @@ enum usm_fn {
 	USM_FN_SSL_READ_EX = 1,
 	USM_FN_SSL_WRITE = 2,
 	USM_FN_SSL_WRITE_EX = 3,
+	USM_FN_SSL_SHUTDOWN = 4, /* termination events: len 0, no data */
+	USM_FN_TCP_CLOSE = 5,
+	USM_FN_MAX,
 };
 
 /* Indexes into the per-CPU counters map; names in usm_tls.c's counter_names[]. */
@@ -54,6 +57,7 @@ enum usm_counter {
 	USM_C_SLOT_OVERWRITES,
 	USM_C_SLOT_CONSUMED,
 	USM_C_RINGBUF_DROPS,
+	USM_C_SHUTDOWN_NO_TUPLE,
 	USM_C_MAX,
 };
 
@@ -96,7 +100,7 @@ struct ssl_args {
 	__u64 size_out; /* size_t * of the _ex calls, else 0 */
 };
 
-/* One attributed TLS buffer, through the ring buffer. */
+/* One attributed TLS buffer, or a connection's termination (len 0), through the ring buffer. */
 struct tls_event {
 	__u64 ts;  /* bpf_ktime_get_ns */
 	__u64 ctx; /* the SSL * */
