@@ -36,7 +36,13 @@ function swappedIteration(i: number, withServers: boolean): TlsEvent[] {
   return evs;
 }
 
-function analyse(events: TlsEvent[], iterations: number) {
+/** The client's SSL_shutdown/close on both connections: upstream enqueues what is still in flight. */
+function closeAll(): TlsEvent[] {
+  return [1, 2].map((on) => ({ ...cli('tcp_close', 1, on, ''), len: 0 }));
+}
+
+function analyse(events: TlsEvent[], iterations: number, close = true) {
+  if (close) events = [...events, ...closeAll()];
   const tx = formTransactions(events);
   const rows = toHttpMonitoring(tx.transactions);
   return { tx, rows, a: attributeTrial({ rows, events, conns, iterations, clientPid: CLIENT }) };
@@ -70,6 +76,7 @@ describe('classify', () => {
     ['OK', null],
     ['', null],
     ['GARBAGE /x HTTP/1.1', null],
+    ['CONNECT host:443 HTTP/1.1', null],
   ])('%j -> %s', (data, kind) => {
     expect(classify(data)?.kind ?? null).toBe(kind);
   });
@@ -129,9 +136,11 @@ describe('transactions and attribution', () => {
   it('lost reads: writes attributed, reads never seen', () => {
     clock = 0;
     const events = [cli('SSL_write', 1, 1, req(1, 0)), cli('SSL_write', 2, 2, req(2, 0))];
+    expect(analyse(events, 1, false).tx.counters.inFlightAtQuery).toBe(2); // not even enqueued without a close
     const { a, tx } = analyse(events, 1);
     expect(a.captured).toBe(0); // requests without a response make no row
     expect(tx.incompleteRequests).toBe(2);
+    expect(tx.counters.joinHeldRequests).toBe(2);
     expect(a.truth.writes.correct).toBe(2);
     expect(a.truth.reads).toEqual({ correct: 0, wrong: 0, lost: 2 });
   });

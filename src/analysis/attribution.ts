@@ -97,7 +97,7 @@ export function clientTruth(events: readonly TlsEvent[], conns: readonly Conn[],
   const mine = events.filter((e) => e.pid === clientPid);
   for (const ev of mine) {
     const c = classify(ev.data ?? '');
-    if (c?.kind !== 'request' || !/write/i.test(ev.fn)) continue;
+    if (c?.kind !== 'request' || !/write/i.test(ev.fn) || c.path === null) continue;
     const p = parsePath(c.path);
     if (!p || p.k < 1 || p.k > conns.length) continue;
     const id = `${p.k}/${p.iter}`;
