@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { normalize, tupleKey } from '../src/analysis/normalize.ts';
 import { classify, formTransactions, toHttpMonitoring } from '../src/analysis/transactions.ts';
-import { attributeTrial, symmetry } from '../src/analysis/attribution.ts';
+import { attributeTrial, clientTruth, symmetry } from '../src/analysis/attribution.ts';
+import type { HttpMonitoringRow } from '../src/analysis/transactions.ts';
 import { parseClientOutput, parseTracerOutput, type Conn, type TlsEvent } from '../src/analysis/events.ts';
 import { summarizeCell, type TrialResult } from '../src/analysis/cell.ts';
 
@@ -187,6 +188,18 @@ describe('cells and verdicts', () => {
     expect(c.verdict.pass).toBe(pass);
   });
 
+  it('scoped: capture exactly 95 % passes, just below fails', () => {
+    const a = (capturedRequests: number) => ({
+      expected: 20, captured: capturedRequests, correct: capturedRequests, wrong: 0, lost: 20 - capturedRequests, capturedRequests,
+      byConn: [{ k: 1, rport: 18001, rightRows: capturedRequests, wrongRows: 0 }],
+      truth: { writes: { correct: 20, wrong: 0, lost: 0 }, reads: { correct: 20, wrong: 0, lost: 0 } },
+    });
+    const at = (n: number) => summarizeCell(id('scoped'), {}, [{ trial: 1, status: 'ok', attribution: a(n) }]);
+    expect(at(19).capture).toBe(0.95);
+    expect(at(19).verdict.pass).toBe(true);
+    expect(at(18).verdict.pass).toBe(false);
+  });
+
   it('a failed trial marks the cell with what failed, keeping the other trials', () => {
     const trials: TrialResult[] = [
       { trial: 1, status: 'ok', attribution: attribution(5, 5, 5, 10) },
@@ -198,6 +211,56 @@ describe('cells and verdicts', () => {
     expect(c.trialsOk).toBe(1);
     expect(c.wrong).toBe(5);
     expect(c.verdict.pass).toBe(false);
+  });
+});
+
+describe('attribution: the two denominators', () => {
+  const row = (path: string, clientPort: number, serverPort: number): HttpMonitoringRow => ({
+    Client: { IP: '127.0.0.1', Port: clientPort }, Server: { IP: '127.0.0.1', Port: serverPort }, DNS: '', Path: path, Method: 'GET',
+    ByStatus: { '200': { Count: 1, FirstLatencySample: 1 } }, StaticTags: 2, DynamicTags: null,
+  });
+  const at = (rows: HttpMonitoringRow[], iterations = 2) => attributeTrial({ rows, events: [], conns, iterations, clientPid: null });
+
+  it('misattribution is per row (wrong / rows naming a connection): 2 rows per request, captured != expected', () => {
+    const a = at([row('/200/conn1-iter0', 40001, 18001), row('/200/conn1-iter0', 40002, 18002), row('/200/conn1-iter1', 40001, 18001), row('/200/conn1-iter1', 40002, 18002),
+      row('/200/conn2-iter0', 40002, 18002), row('/200/conn2-iter0', 40001, 18001), row('/200/conn2-iter1', 40002, 18002), row('/200/conn2-iter1', 40001, 18001)]);
+    expect(a).toMatchObject({ expected: 4, captured: 8, correct: 4, wrong: 4, lost: 0, capturedRequests: 4 });
+    expect(a.wrong / a.captured).toBe(0.5);
+  });
+
+  it('capture counts requests, not rows: two right rows of one request make capturedRequests 1, correct 2', () => {
+    const a = at([row('/200/conn1-iter0', 40001, 18001), row('/200/conn1-iter0', 40003, 18001), row('/200/conn2-iter0', 40001, 18001)]);
+    expect(a).toMatchObject({ expected: 4, captured: 3, correct: 2, wrong: 1, capturedRequests: 1, lost: 2 });
+  });
+
+  it('rows naming no connection of the run, or an iteration beyond it, are not counted', () => {
+    const a = at([row('/200/conn1-iter0', 40001, 19999), row('/200/conn3-iter0', 40001, 18001), row('/200/conn1-iter9', 40001, 18001), row('/other', 40001, 18001)]);
+    expect(a).toMatchObject({ captured: 0, correct: 0, wrong: 0, lost: 4 });
+  });
+});
+
+describe('client truth with a client that reads once per request (the investigation\'s)', () => {
+  const HEAD = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n';
+  it('a body-only read is neither a status read nor an error: it is unclassified', () => {
+    clock = 0;
+    // swapped contexts; the first read returns the headers, the second the previous body, the third a status line of the earlier request
+    const events = [
+      cli('SSL_write', 1, 2, req(1, 0)), cli('SSL_write', 2, 1, req(2, 0)),
+      cli('SSL_read', 1, 2, HEAD), cli('SSL_read', 2, 1, 'OK'),
+      cli('SSL_write', 1, 2, req(1, 1)), cli('SSL_write', 2, 1, req(2, 1)),
+      cli('SSL_read', 1, 2, 'OK'), cli('SSL_read', 2, 1, HEAD),
+      { ...cli('SSL_shutdown', 1, 2, ''), len: 0 },
+    ];
+    const t = clientTruth(events, conns, 2, CLIENT);
+    expect(t.writes).toEqual({ correct: 0, wrong: 4, lost: 0 });
+    expect(t.reads).toEqual({ correct: 0, wrong: 2, lost: 2 });
+    expect(t.unclassifiedReads).toBe(2);
+  });
+
+  it('a full-reading client: headers are status reads, bodies unclassified', () => {
+    clock = 0;
+    const events = [cli('SSL_write', 1, 1, req(1, 0)), cli('SSL_read', 1, 1, HEAD), cli('SSL_read', 1, 1, 'OK')];
+    expect(clientTruth(events, conns.slice(0, 1), 1, CLIENT)).toEqual({ writes: { correct: 1, wrong: 0, lost: 0 }, reads: { correct: 1, wrong: 0, lost: 0 }, unclassifiedReads: 1 });
   });
 });
 

@@ -58,7 +58,7 @@ export interface CellSummary extends CellId {
   /** expected requests with a correct row / expected; null when nothing ran. */
   capture: number | null;
   symmetry: number | null;
-  truth: { writes: PathCounts; reads: PathCounts };
+  truth: { writes: PathCounts; reads: PathCounts; unclassifiedReads: number };
   byConn: { k: number; rport: number; rightRows: number; wrongRows: number }[];
   status: Status;
   error?: string;
@@ -108,7 +108,7 @@ export function summarizeCell(id: CellId, facts: { kernel?: string; openssl?: st
     misattribution: captured > 0 ? wrong / captured : null,
     capture: expected > 0 ? sum((a) => a.capturedRequests) / expected : null,
     symmetry: symmetry(conns),
-    truth: { writes: pc((a) => a.truth.writes), reads: pc((a) => a.truth.reads) },
+    truth: { writes: pc((a) => a.truth.writes), reads: pc((a) => a.truth.reads), unclassifiedReads: sum((a) => a.truth.unclassifiedReads ?? 0) },
     byConn: conns,
     status,
     ...(failed?.error ? { error: failed.error } : {}),
