@@ -1,10 +1,15 @@
 import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { analyzeTrial, pickQueryTime } from '../src/analysis/trial.ts';
 import { normalize, tupleKey } from '../src/analysis/normalize.ts';
 import { classify, formTransactions, toHttpMonitoring } from '../src/analysis/transactions.ts';
 import { attributeTrial, clientTruth, symmetry } from '../src/analysis/attribution.ts';
 import type { HttpMonitoringRow } from '../src/analysis/transactions.ts';
 import { parseClientOutput, parseTracerOutput, type Conn, type TlsEvent } from '../src/analysis/events.ts';
 import { summarizeCell, type TrialResult } from '../src/analysis/cell.ts';
+import { zeroCounters } from '../src/analysis/transactions.ts';
 
 const CLIENT = 100;
 const SRV1 = 201;
@@ -200,6 +205,32 @@ describe('cells and verdicts', () => {
     expect(at(18).verdict.pass).toBe(false);
   });
 
+  it('zero trials: status internal, never ok, no figures', () => {
+    const c = summarizeCell(id('scoped'), {}, []);
+    expect(c.status).toBe('internal');
+    expect(c.verdict.pass).toBe(false);
+    expect(c).toMatchObject({ trials: 0, trialsOk: 0, misattribution: null, misattributionCI: null, trialSpread: null, capture: null, http: null });
+  });
+
+  it('intervals: Wilson over the pooled rows, t over the per-trial rates; counters summed', () => {
+    const http = (joined: number) => ({ ...zeroCounters(), joined, accepted: joined });
+    const trials: TrialResult[] = [
+      { trial: 1, status: 'ok', attribution: attribution(5, 5, 5, 10), http: http(1) },
+      { trial: 2, status: 'ok', attribution: attribution(6, 4, 4, 10), http: http(2) },
+      { trial: 3, status: 'ok', attribution: attribution(0, 0, 0, 10) }, // no row: not a rate
+    ];
+    const c = summarizeCell(id('upstream'), {}, trials);
+    expect(c.misattribution).toBeCloseTo(11 / 20);
+    expect(c.misattributionCI!.method).toBe('wilson');
+    expect(c.misattributionCI!.lo).toBeCloseTo(0.3421, 4);
+    expect(c.misattributionCI!.hi).toBeCloseTo(0.7418, 4);
+    expect(c.trialSpread).toMatchObject({ n: 2, mean: 0.55 });
+    expect(c.trialSpread!.lo).toBe(0); // 0.55 -/+ 12.706 * 0.0707 / sqrt 2, clamped
+    expect(c.trialSpread!.hi).toBeCloseTo(1, 6);
+    expect(c.http).toMatchObject({ joined: 3, accepted: 3 });
+    expect(summarizeCell(id('upstream'), {}, trials.slice(0, 1)).trialSpread).toBeNull();
+  });
+
   it('a failed trial marks the cell with what failed, keeping the other trials', () => {
     const trials: TrialResult[] = [
       { trial: 1, status: 'ok', attribution: attribution(5, 5, 5, 10) },
@@ -261,6 +292,34 @@ describe('client truth with a client that reads once per request (the investigat
     clock = 0;
     const events = [cli('SSL_write', 1, 1, req(1, 0)), cli('SSL_read', 1, 1, HEAD), cli('SSL_read', 1, 1, 'OK')];
     expect(clientTruth(events, conns.slice(0, 1), 1, CLIENT)).toEqual({ writes: { correct: 1, wrong: 0, lost: 0 }, reads: { correct: 1, wrong: 0, lost: 0 }, unclassifiedReads: 1 });
+  });
+});
+
+describe('analyzeTrial: the query time and the counters reach the result', () => {
+  it.each([
+    [undefined, 5e9, [{ ts: 1 }], { ns: 5e9, source: 'stats.ktime_ns' }],
+    [7e9, 5e9, [{ ts: 1 }], { ns: 7e9, source: 'option' }],
+    [undefined, undefined, [{ ts: 3e9 }, { ts: 1e9 }], { ns: 5e9, source: 'last-event+2s' }],
+    [undefined, 'x', [], { ns: null, source: 'none' }],
+  ] as const)('option %s, stats %s -> %o', (opt, stats, events, want) => {
+    expect(pickQueryTime(opt, stats, events)).toEqual(want);
+  });
+
+  it('reads the files, writes http_monitoring.json, records the query time and the HTTP counters', async () => {
+    clock = 0;
+    const dir = mkdtempSync(join(tmpdir(), 'trial-test-'));
+    const evs = [cli('SSL_write', 1, 1, req(1, 0)), srv('SSL_read_ex', 1, req(1, 0)), srv('SSL_write_ex', 1, RESP), cli('SSL_read', 1, 1, RESP), { ...cli('tcp_close', 1, 1, ''), len: 0 }];
+    const stats = { stats: { calls: { SSL_write: 2, SSL_read: 2 }, ktime_ns: 40e9 } };
+    writeFileSync(join(dir, 'events.jsonl'), [...evs.map((e) => JSON.stringify(e)), JSON.stringify(stats)].join('\n') + '\n');
+    writeFileSync(join(dir, 'client.out'), 'READY:40001:18001:40002:18002\nDONE\n');
+    const r = await analyzeTrial({ dir, trial: 1, iterations: 1, conns, clientPid: CLIENT });
+    expect(r.status).toBe('ok');
+    expect(r.queryTime).toEqual({ ns: 40e9, source: 'stats.ktime_ns' });
+    expect(r.http).toMatchObject({ enqueuedComplete: 1, joined: 1, accepted: 2, joinHeldRequests: 0 });
+    expect(r.attribution).toMatchObject({ correct: 1, wrong: 0 });
+    const rows = JSON.parse(readFileSync(join(dir, 'http_monitoring.json'), 'utf8'));
+    expect(rows).toHaveLength(1);
+    expect(rows[0].ByStatus['200'].Count).toBe(2);
   });
 });
 
