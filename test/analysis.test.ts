@@ -1,9 +1,15 @@
 import { describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { analyzeTrial, pickQueryTime } from '../src/analysis/trial.ts';
 import { normalize, tupleKey } from '../src/analysis/normalize.ts';
 import { classify, formTransactions, toHttpMonitoring } from '../src/analysis/transactions.ts';
-import { attributeTrial, symmetry } from '../src/analysis/attribution.ts';
+import { attributeTrial, clientTruth, symmetry } from '../src/analysis/attribution.ts';
+import type { HttpMonitoringRow } from '../src/analysis/transactions.ts';
 import { parseClientOutput, parseTracerOutput, type Conn, type TlsEvent } from '../src/analysis/events.ts';
 import { summarizeCell, type TrialResult } from '../src/analysis/cell.ts';
+import { zeroCounters } from '../src/analysis/transactions.ts';
 
 const CLIENT = 100;
 const SRV1 = 201;
@@ -36,7 +42,13 @@ function swappedIteration(i: number, withServers: boolean): TlsEvent[] {
   return evs;
 }
 
-function analyse(events: TlsEvent[], iterations: number) {
+/** The client's SSL_shutdown/close on both connections: upstream enqueues what is still in flight. */
+function closeAll(): TlsEvent[] {
+  return [1, 2].map((on) => ({ ...cli('tcp_close', 1, on, ''), len: 0 }));
+}
+
+function analyse(events: TlsEvent[], iterations: number, close = true) {
+  if (close) events = [...events, ...closeAll()];
   const tx = formTransactions(events);
   const rows = toHttpMonitoring(tx.transactions);
   return { tx, rows, a: attributeTrial({ rows, events, conns, iterations, clientPid: CLIENT }) };
@@ -70,6 +82,7 @@ describe('classify', () => {
     ['OK', null],
     ['', null],
     ['GARBAGE /x HTTP/1.1', null],
+    ['CONNECT host:443 HTTP/1.1', null],
   ])('%j -> %s', (data, kind) => {
     expect(classify(data)?.kind ?? null).toBe(kind);
   });
@@ -129,9 +142,11 @@ describe('transactions and attribution', () => {
   it('lost reads: writes attributed, reads never seen', () => {
     clock = 0;
     const events = [cli('SSL_write', 1, 1, req(1, 0)), cli('SSL_write', 2, 2, req(2, 0))];
+    expect(analyse(events, 1, false).tx.counters.inFlightAtQuery).toBe(2); // not even enqueued without a close
     const { a, tx } = analyse(events, 1);
     expect(a.captured).toBe(0); // requests without a response make no row
     expect(tx.incompleteRequests).toBe(2);
+    expect(tx.counters.joinHeldRequests).toBe(2);
     expect(a.truth.writes.correct).toBe(2);
     expect(a.truth.reads).toEqual({ correct: 0, wrong: 0, lost: 2 });
   });
@@ -178,6 +193,44 @@ describe('cells and verdicts', () => {
     expect(c.verdict.pass).toBe(pass);
   });
 
+  it('scoped: capture exactly 95 % passes, just below fails', () => {
+    const a = (capturedRequests: number) => ({
+      expected: 20, captured: capturedRequests, correct: capturedRequests, wrong: 0, lost: 20 - capturedRequests, capturedRequests,
+      byConn: [{ k: 1, rport: 18001, rightRows: capturedRequests, wrongRows: 0 }],
+      truth: { writes: { correct: 20, wrong: 0, lost: 0 }, reads: { correct: 20, wrong: 0, lost: 0 } },
+    });
+    const at = (n: number) => summarizeCell(id('scoped'), {}, [{ trial: 1, status: 'ok', attribution: a(n) }]);
+    expect(at(19).capture).toBe(0.95);
+    expect(at(19).verdict.pass).toBe(true);
+    expect(at(18).verdict.pass).toBe(false);
+  });
+
+  it('zero trials: status internal, never ok, no figures', () => {
+    const c = summarizeCell(id('scoped'), {}, []);
+    expect(c.status).toBe('internal');
+    expect(c.verdict.pass).toBe(false);
+    expect(c).toMatchObject({ trials: 0, trialsOk: 0, misattribution: null, misattributionCI: null, trialSpread: null, capture: null, http: null });
+  });
+
+  it('intervals: Wilson over the pooled rows, t over the per-trial rates; counters summed', () => {
+    const http = (joined: number) => ({ ...zeroCounters(), joined, accepted: joined });
+    const trials: TrialResult[] = [
+      { trial: 1, status: 'ok', attribution: attribution(5, 5, 5, 10), http: http(1) },
+      { trial: 2, status: 'ok', attribution: attribution(6, 4, 4, 10), http: http(2) },
+      { trial: 3, status: 'ok', attribution: attribution(0, 0, 0, 10) }, // no row: not a rate
+    ];
+    const c = summarizeCell(id('upstream'), {}, trials);
+    expect(c.misattribution).toBeCloseTo(11 / 20);
+    expect(c.misattributionCI!.method).toBe('wilson');
+    expect(c.misattributionCI!.lo).toBeCloseTo(0.3421, 4);
+    expect(c.misattributionCI!.hi).toBeCloseTo(0.7418, 4);
+    expect(c.trialSpread).toMatchObject({ n: 2, mean: 0.55 });
+    expect(c.trialSpread!.lo).toBe(0); // 0.55 -/+ 12.706 * 0.0707 / sqrt 2, clamped
+    expect(c.trialSpread!.hi).toBeCloseTo(1, 6);
+    expect(c.http).toMatchObject({ joined: 3, accepted: 3 });
+    expect(summarizeCell(id('upstream'), {}, trials.slice(0, 1)).trialSpread).toBeNull();
+  });
+
   it('a failed trial marks the cell with what failed, keeping the other trials', () => {
     const trials: TrialResult[] = [
       { trial: 1, status: 'ok', attribution: attribution(5, 5, 5, 10) },
@@ -189,6 +242,84 @@ describe('cells and verdicts', () => {
     expect(c.trialsOk).toBe(1);
     expect(c.wrong).toBe(5);
     expect(c.verdict.pass).toBe(false);
+  });
+});
+
+describe('attribution: the two denominators', () => {
+  const row = (path: string, clientPort: number, serverPort: number): HttpMonitoringRow => ({
+    Client: { IP: '127.0.0.1', Port: clientPort }, Server: { IP: '127.0.0.1', Port: serverPort }, DNS: '', Path: path, Method: 'GET',
+    ByStatus: { '200': { Count: 1, FirstLatencySample: 1 } }, StaticTags: 2, DynamicTags: null,
+  });
+  const at = (rows: HttpMonitoringRow[], iterations = 2) => attributeTrial({ rows, events: [], conns, iterations, clientPid: null });
+
+  it('misattribution is per row (wrong / rows naming a connection): 2 rows per request, captured != expected', () => {
+    const a = at([row('/200/conn1-iter0', 40001, 18001), row('/200/conn1-iter0', 40002, 18002), row('/200/conn1-iter1', 40001, 18001), row('/200/conn1-iter1', 40002, 18002),
+      row('/200/conn2-iter0', 40002, 18002), row('/200/conn2-iter0', 40001, 18001), row('/200/conn2-iter1', 40002, 18002), row('/200/conn2-iter1', 40001, 18001)]);
+    expect(a).toMatchObject({ expected: 4, captured: 8, correct: 4, wrong: 4, lost: 0, capturedRequests: 4 });
+    expect(a.wrong / a.captured).toBe(0.5);
+  });
+
+  it('capture counts requests, not rows: two right rows of one request make capturedRequests 1, correct 2', () => {
+    const a = at([row('/200/conn1-iter0', 40001, 18001), row('/200/conn1-iter0', 40003, 18001), row('/200/conn2-iter0', 40001, 18001)]);
+    expect(a).toMatchObject({ expected: 4, captured: 3, correct: 2, wrong: 1, capturedRequests: 1, lost: 2 });
+  });
+
+  it('rows naming no connection of the run, or an iteration beyond it, are not counted', () => {
+    const a = at([row('/200/conn1-iter0', 40001, 19999), row('/200/conn3-iter0', 40001, 18001), row('/200/conn1-iter9', 40001, 18001), row('/other', 40001, 18001)]);
+    expect(a).toMatchObject({ captured: 0, correct: 0, wrong: 0, lost: 4 });
+  });
+});
+
+describe('client truth with a client that reads once per request (the investigation\'s)', () => {
+  const HEAD = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n';
+  it('a body-only read is neither a status read nor an error: it is unclassified', () => {
+    clock = 0;
+    // swapped contexts; the first read returns the headers, the second the previous body, the third a status line of the earlier request
+    const events = [
+      cli('SSL_write', 1, 2, req(1, 0)), cli('SSL_write', 2, 1, req(2, 0)),
+      cli('SSL_read', 1, 2, HEAD), cli('SSL_read', 2, 1, 'OK'),
+      cli('SSL_write', 1, 2, req(1, 1)), cli('SSL_write', 2, 1, req(2, 1)),
+      cli('SSL_read', 1, 2, 'OK'), cli('SSL_read', 2, 1, HEAD),
+      { ...cli('SSL_shutdown', 1, 2, ''), len: 0 },
+    ];
+    const t = clientTruth(events, conns, 2, CLIENT);
+    expect(t.writes).toEqual({ correct: 0, wrong: 4, lost: 0 });
+    expect(t.reads).toEqual({ correct: 0, wrong: 2, lost: 2 });
+    expect(t.unclassifiedReads).toBe(2);
+  });
+
+  it('a full-reading client: headers are status reads, bodies unclassified', () => {
+    clock = 0;
+    const events = [cli('SSL_write', 1, 1, req(1, 0)), cli('SSL_read', 1, 1, HEAD), cli('SSL_read', 1, 1, 'OK')];
+    expect(clientTruth(events, conns.slice(0, 1), 1, CLIENT)).toEqual({ writes: { correct: 1, wrong: 0, lost: 0 }, reads: { correct: 1, wrong: 0, lost: 0 }, unclassifiedReads: 1 });
+  });
+});
+
+describe('analyzeTrial: the query time and the counters reach the result', () => {
+  it.each([
+    [undefined, 5e9, [{ ts: 1 }], { ns: 5e9, source: 'stats.ktime_ns' }],
+    [7e9, 5e9, [{ ts: 1 }], { ns: 7e9, source: 'option' }],
+    [undefined, undefined, [{ ts: 3e9 }, { ts: 1e9 }], { ns: 5e9, source: 'last-event+2s' }],
+    [undefined, 'x', [], { ns: null, source: 'none' }],
+  ] as const)('option %s, stats %s -> %o', (opt, stats, events, want) => {
+    expect(pickQueryTime(opt, stats, events)).toEqual(want);
+  });
+
+  it('reads the files, writes http_monitoring.json, records the query time and the HTTP counters', async () => {
+    clock = 0;
+    const dir = mkdtempSync(join(tmpdir(), 'trial-test-'));
+    const evs = [cli('SSL_write', 1, 1, req(1, 0)), srv('SSL_read_ex', 1, req(1, 0)), srv('SSL_write_ex', 1, RESP), cli('SSL_read', 1, 1, RESP), { ...cli('tcp_close', 1, 1, ''), len: 0 }];
+    const stats = { stats: { calls: { SSL_write: 2, SSL_read: 2 }, ktime_ns: 40e9 } };
+    writeFileSync(join(dir, 'events.jsonl'), [...evs.map((e) => JSON.stringify(e)), JSON.stringify(stats)].join('\n') + '\n');
+    writeFileSync(join(dir, 'client.out'), 'READY:40001:18001:40002:18002\nDONE\n');
+    const r = await analyzeTrial({ dir, trial: 1, iterations: 1, conns, clientPid: CLIENT });
+    expect(r.status).toBe('ok');
+    expect(r.queryTime).toEqual({ ns: 40e9, source: 'stats.ktime_ns' });
+    expect(r.http).toMatchObject({ enqueuedComplete: 1, joined: 1, accepted: 2, joinHeldRequests: 0 });
+    expect(r.attribution).toMatchObject({ correct: 1, wrong: 0 });
+    const rows = JSON.parse(readFileSync(join(dir, 'http_monitoring.json'), 'utf8'));
+    expect(rows).toHaveLength(1);
+    expect(rows[0].ByStatus['200'].Count).toBe(2);
   });
 });
 

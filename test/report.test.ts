@@ -45,7 +45,7 @@ describe('http_monitoring.json', () => {
       tx(40002, 18002, '/200/conn2-iter1', 404),
     ]);
     expect(rows).toHaveLength(4);
-    expect(rows[0]).toEqual({ Client: { IP: '127.0.0.1', Port: 40001 }, Server: { IP: '127.0.0.1', Port: 18001 }, DNS: '', Path: '/200/conn1-iter0', Method: 'GET', ByStatus: { '200': { Count: 2, FirstLatencySample: 2 } }, StaticTags: 0, DynamicTags: null });
+    expect(rows[0]).toEqual({ Client: { IP: '127.0.0.1', Port: 40001 }, Server: { IP: '127.0.0.1', Port: 18001 }, DNS: '', Path: '/200/conn1-iter0', Method: 'GET', ByStatus: { '200': { Count: 2, FirstLatencySample: 2 } }, StaticTags: 2, DynamicTags: null }); // StaticTags 2: LIBSSL
     expect(rows[3]!.ByStatus).toHaveProperty('404');
     expect(rows[3]).not.toHaveProperty('Status');
     const out = execFileSync('python3', ['-c', SEED_ANALYSIS], { input: JSON.stringify(rows), encoding: 'utf8', timeout: 10_000 });

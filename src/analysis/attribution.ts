@@ -32,8 +32,8 @@ export interface TrialAttribution {
   /** Expected requests with a correctly attributed row. */
   capturedRequests: number;
   byConn: ConnAttribution[];
-  /** Per-request truth of the client's side: its request writes and response reads. */
-  truth: { writes: PathCounts; reads: PathCounts };
+  /** Per-request truth of the client's side: its request writes and response reads (see clientTruth). */
+  truth: ClientTruth;
 }
 
 export function parsePath(path: string): { k: number; iter: number } | null {
@@ -85,19 +85,39 @@ export function attributeTrial(input: {
   };
 }
 
-/** Which connection each client-side request write and response read was attributed to. */
-export function clientTruth(events: readonly TlsEvent[], conns: readonly Conn[], iterations: number, clientPid: number | null): { writes: PathCounts; reads: PathCounts } {
+export interface ClientTruth {
+  writes: PathCounts;
+  reads: PathCounts;
+  /** Client reads the tracer reported that did not begin with a status line (e.g. a body `OK`). Optional for older results. */
+  unclassifiedReads?: number;
+}
+
+/**
+ * Which connection each client-side request write and response read was attributed to.
+ *
+ * Writes: the first write of each request line `conn<k>-iter<i>`; right when its tuple is conn k's.
+ * Reads: only reads whose data begins with a status line count as response reads, one per such
+ * read, right when its tuple is the connection of the read's SSL context (learned from that
+ * context's request writes). A client that reads with one SSL_read per request (the
+ * investigation's) gets back a status line of an earlier request or the previous response's body
+ * `OK`: a body-only read is neither a status nor an error, it is counted in unclassifiedReads and
+ * nowhere else. reads.lost = expected - status-line reads (floored at 0): with such a client it
+ * also counts the status lines the client never read before closing, not only reads the tracer
+ * missed; with a full-reading client it is the tracer's loss.
+ */
+export function clientTruth(events: readonly TlsEvent[], conns: readonly Conn[], iterations: number, clientPid: number | null): Required<ClientTruth> {
   const writes: PathCounts = { correct: 0, wrong: 0, lost: 0 };
   const reads: PathCounts = { correct: 0, wrong: 0, lost: 0 };
+  let unclassifiedReads = 0;
   const expected = iterations * conns.length;
-  if (clientPid === null) return { writes: { ...writes, lost: expected }, reads: { ...reads, lost: expected } };
+  if (clientPid === null) return { writes: { ...writes, lost: expected }, reads: { ...reads, lost: expected }, unclassifiedReads };
   const connOf = (ev: TlsEvent): Conn | undefined => conns.find((c) => c.lport === ev.sport && c.rport === ev.dport);
   const ctxConn = new Map<string, number>(); // ctx -> k, learned from request writes
   const seenWrites = new Set<string>();
   const mine = events.filter((e) => e.pid === clientPid);
   for (const ev of mine) {
     const c = classify(ev.data ?? '');
-    if (c?.kind !== 'request' || !/write/i.test(ev.fn)) continue;
+    if (c?.kind !== 'request' || !/write/i.test(ev.fn) || c.path === null) continue;
     const p = parsePath(c.path);
     if (!p || p.k < 1 || p.k > conns.length) continue;
     const id = `${p.k}/${p.iter}`;
@@ -109,15 +129,19 @@ export function clientTruth(events: readonly TlsEvent[], conns: readonly Conn[],
   }
   writes.lost = expected - writes.correct - writes.wrong;
   for (const ev of mine) {
-    const c = classify(ev.data ?? '');
-    if (c?.kind !== 'response' || !/read/i.test(ev.fn)) continue;
+    if (!/read/i.test(ev.fn) || !ev.data) continue;
+    const c = classify(ev.data);
+    if (c?.kind !== 'response') {
+      unclassifiedReads++;
+      continue;
+    }
     const k = ctxConn.get(ev.ctx);
     if (k === undefined) continue; // cannot tell which connection the read was for
     if (connOf(ev)?.k === k) reads.correct++;
     else reads.wrong++;
   }
   reads.lost = Math.max(0, expected - reads.correct - reads.wrong);
-  return { writes, reads };
+  return { writes, reads, unclassifiedReads };
 }
 
 /** min/max of the per-connection wrong rows: 1 = perfectly symmetric swap; null = no wrong rows. */

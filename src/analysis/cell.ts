@@ -4,6 +4,8 @@ import type { FailureKind } from '../errors.ts';
 import type { TrialAttribution, PathCounts } from './attribution.ts';
 import { symmetry } from './attribution.ts';
 import type { TracerMeta, TracerStats } from './events.ts';
+import { trialSpread, wilson, type Interval, type Spread } from './interval.ts';
+import { zeroCounters, type HttpCounters } from './transactions.ts';
 
 export const VARIANTS = ['upstream', 'no-fallback', 'recv-hook', 'scoped'] as const;
 export const MODES = ['sequential', 'interleaved', 'writes-only'] as const;
@@ -21,11 +23,20 @@ export interface TrialResult {
   attribution?: TrialAttribution;
   incompleteRequests?: number;
   orphanResponses?: number;
+  /** The HTTP layer's counters: what was enqueued, joined, dropped and why (transactions.ts). */
+  http?: HttpCounters;
+  /** The debug query time the joiner used. */
+  queryTime?: QueryTime;
   tracerMeta?: TracerMeta | null;
   tracerStats?: TracerStats | null;
   clientOk?: number;
   clientFail?: number;
   durationMs?: number;
+}
+
+export interface QueryTime {
+  ns: number | null;
+  source: 'option' | 'stats.ktime_ns' | 'last-event+2s' | 'none';
 }
 
 export interface CellId {
@@ -55,11 +66,17 @@ export interface CellSummary extends CellId {
   lost: number;
   /** wrong rows / rows naming a connection; null when no row named one. */
   misattribution: number | null;
+  /** Wilson 95 % interval of the pooled rows (wrong of captured); null when no row. */
+  misattributionCI: (Interval & { method: 'wilson' }) | null;
+  /** t-based 95 % interval of the per-trial misattribution rates; null with fewer than 2 such trials. */
+  trialSpread: Spread | null;
   /** expected requests with a correct row / expected; null when nothing ran. */
   capture: number | null;
   symmetry: number | null;
-  truth: { writes: PathCounts; reads: PathCounts };
+  truth: { writes: PathCounts; reads: PathCounts; unclassifiedReads: number };
   byConn: { k: number; rport: number; rightRows: number; wrongRows: number }[];
+  /** The HTTP layer's counters summed over the trials that ran; null when none reported them. */
+  http: HttpCounters | null;
   status: Status;
   error?: string;
   verdict: Verdict;
@@ -90,6 +107,14 @@ export function summarizeCell(id: CellId, facts: { kernel?: string; openssl?: st
   const captured = sum((a) => a.captured);
   const correct = sum((a) => a.correct);
   const wrong = sum((a) => a.wrong);
+  const withHttp = ok.filter((t) => t.http);
+  let http: HttpCounters | null = null;
+  if (withHttp.length) {
+    http = zeroCounters();
+    for (const t of withHttp) for (const k of Object.keys(http) as (keyof HttpCounters)[]) http[k] += t.http![k] ?? 0;
+  }
+  const ci = wilson(wrong, captured);
+  const perTrial = ok.filter((t) => t.attribution!.captured > 0).map((t) => t.attribution!.wrong / t.attribution!.captured);
   const failed = trials.find((t) => t.status !== 'ok');
   const status: Status = trials.length === 0 ? 'internal' : failed ? failed.status : 'ok';
   const conns = [...byConn.values()].sort((a, b) => a.k - b.k);
@@ -106,10 +131,13 @@ export function summarizeCell(id: CellId, facts: { kernel?: string; openssl?: st
     wrong,
     lost: sum((a) => a.lost),
     misattribution: captured > 0 ? wrong / captured : null,
+    misattributionCI: ci ? { ...ci, method: 'wilson' } : null,
+    trialSpread: trialSpread(perTrial),
     capture: expected > 0 ? sum((a) => a.capturedRequests) / expected : null,
     symmetry: symmetry(conns),
-    truth: { writes: pc((a) => a.truth.writes), reads: pc((a) => a.truth.reads) },
+    truth: { writes: pc((a) => a.truth.writes), reads: pc((a) => a.truth.reads), unclassifiedReads: sum((a) => a.truth.unclassifiedReads ?? 0) },
     byConn: conns,
+    http,
     status,
     ...(failed?.error ? { error: failed.error } : {}),
   };

@@ -1,5 +1,10 @@
 // Parsing of the tracer's JSON lines (bpf/usm_tls) and the client's stdout.
 
+/**
+ * One tracer line: a TLS buffer (SSL_read/SSL_write data, at most 208 bytes, each byte one char
+ * U+0000-U+00FF after JSON.parse) or a termination (fn SSL_shutdown or tcp_close, len 0,
+ * data ''), with the tuple the tracer attributed it to. ts is bpf_ktime_get_ns.
+ */
 export interface TlsEvent {
   ts: number;
   pid: number;
@@ -35,6 +40,8 @@ export interface TracerStats {
   slot_overwrites?: number;
   slot_consumed?: number;
   ringbuf_drops?: number;
+  /** bpf_ktime_get_ns() when the stats line was written (the flush): the debug query's "now". */
+  ktime_ns?: number;
   [k: string]: unknown;
 }
 
@@ -44,6 +51,13 @@ export interface TracerOutput {
   stats: TracerStats | null;
   /** Lines that were not valid JSON of a known shape (1-based line numbers). */
   badLines: number[];
+}
+
+/** Event fns that end a connection's HTTP state (upstream: SSL_shutdown, and FIN/RST via tcp_close). */
+export const TERMINATION_FNS: readonly string[] = ['SSL_shutdown', 'tcp_close'];
+
+export function isTermination(ev: Pick<TlsEvent, 'fn'>): boolean {
+  return TERMINATION_FNS.includes(ev.fn);
 }
 
 const EVENT_KEYS = ['ts', 'pid', 'tid', 'fn', 'sport', 'dport', 'saddr', 'daddr', 'data'] as const;

@@ -1,20 +1,210 @@
-// Events -> HTTP transactions -> rows of upstream's /network_tracer/debug/http_monitoring.
+// Events -> HTTP transactions -> rows of upstream's /network_tracer/debug/http_monitoring,
+// rule by rule as upstream's HTTP layer (MODEL.md, "The HTTP layer, exactly").
 //
-// As upstream: a transaction is keyed by the normalised tuple; a request line opens it, a status
-// line completes it, a new request on the same key flushes the open one. Flushed requests and
-// responses that found no open request are "incomplete parts"; like upstream's incomplete
-// buffer they are joined per key in time order (a response goes to the earliest unpaired
-// request that started before it). This join is where a request sent on the wrong socket meets
-// that socket's response and becomes a complete, wrongly attributed row.
-import type { TlsEvent } from './events.ts';
-import { normalize, tupleKey, type NormTuple } from './normalize.ts';
+// Two halves, as upstream:
+// - the kernel side (http.h): one in-flight state per normalised key, fed by every TLS buffer
+//   of that key, whichever process saw it; a flush or a termination enqueues a copy of the state;
+// - user space (statkeeper.go, incomplete_stats.go): complete transactions become rows at once,
+//   incomplete parts wait for the debug query, where they are joined per client endpoint.
+// This join is where a request sent on the wrong socket meets that socket's response and becomes
+// a complete, wrongly attributed row.
+import { isTermination, type TlsEvent } from './events.ts';
+import { clientKey, normalize, tupleKey, type NormTuple } from './normalize.ts';
 
-/** Upstream inspects only the first bytes of each buffer. */
-export const HTTP_INSPECT_BYTES = 160;
+/** Upstream's HTTP_BUFFER_SIZE (8 * 26): the bytes of a buffer it keeps and inspects. */
+export const HTTP_BUFFER_SIZE = 208;
+/** Former name, kept for callers. */
+export const HTTP_INSPECT_BYTES = HTTP_BUFFER_SIZE;
+/** Methods upstream recognises (http_parse_data). CONNECT is not one of them. */
+export const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH', 'TRACE'] as const;
+export type HttpMethod = (typeof METHODS)[number];
+/** StaticTags bit of a transaction seen through libssl (upstream's LIBSSL tag). */
+export const STATIC_TAG_LIBSSL = 2;
+/** Incomplete requests younger than this at a query are kept for the next one (defaultMinAge). */
+export const INCOMPLETE_MIN_AGE_NS = 30e9;
+/** Where a query time is not known: the investigation queries 2 s after the client exits. */
+export const QUERY_SETTLE_NS = 2e9;
+const HTTP_STATUS_OFFSET = 9;
 
-const REQUEST_RE = /^(GET|POST|PUT|DELETE|HEAD|OPTIONS|PATCH|CONNECT|TRACE) (\S+) HTTP\/1\.[01]/;
-const RESPONSE_RE = /^HTTP\/1\.[01] (\d{3})/;
+type Packet = { type: 'request'; method: HttpMethod } | { type: 'response' } | { type: 'unknown' };
 
+/** http_parse_data: only the first bytes decide. `HTTP` = response; `<METHOD> /` = request. */
+export function parsePacket(fragment: string): Packet {
+  if (fragment.startsWith('HTTP')) return { type: 'response' };
+  for (const m of METHODS) {
+    // upstream also takes `OPTIONS *` (the asterisk-form of RFC 9110), no other method with `*`
+    if (fragment.startsWith(`${m} /`) || (m === 'OPTIONS' && fragment.startsWith('OPTIONS *'))) return { type: 'request', method: m };
+  }
+  return { type: 'unknown' };
+}
+
+/**
+ * http_begin_response: the three bytes at offset 9 as digits, unchecked, in a u16 with C's signed
+ * char arithmetic. "HTTP/1.0 200" and "HTTP/1.1 200" give 200; a short or odd buffer gives
+ * what the kernel computes from its zero-padded copy (possibly 0, i.e. "no status").
+ */
+export function statusOf(fragment: string): number {
+  const b = (i: number) => {
+    const c = fragment.charCodeAt(HTTP_STATUS_OFFSET + i);
+    const u = Number.isNaN(c) ? 0 : c & 0xff;
+    return u >= 0x80 ? u - 0x100 : u;
+  };
+  const s = (b(0) - 48) * 100 + (b(1) - 48) * 10 + (b(2) - 48);
+  return ((s % 0x10000) + 0x10000) % 0x10000;
+}
+
+/**
+ * EbpfEvent.Path: up to the first NUL, after the first space, a path must begin with `/` or `*`;
+ * it ends at a space or `?` (the query is ignored). fullPath: a terminator was found before the
+ * end of the fragment.
+ */
+export function requestPath(fragment: string): { path: string; fullPath: boolean } | null {
+  const nul = fragment.indexOf('\0');
+  const b = nul === -1 ? fragment : fragment.slice(0, nul);
+  const i = b.indexOf(' ') + 1;
+  if (i === 0 || i === b.length || (b[i] !== '/' && b[i] !== '*')) return null;
+  const rest = b.slice(i);
+  let j = 0;
+  while (j < rest.length && rest[j] !== ' ' && rest[j] !== '?') j++;
+  return { path: rest.slice(0, j), fullPath: j < rest.length };
+}
+
+/** strconv.IsPrint(rune(b)) for each byte b, as pathIsMalformed: Latin-1 above 0xA0 is printable, except U+00AD. */
+export function isPrintablePath(path: string): boolean {
+  for (let i = 0; i < path.length; i++) {
+    const c = path.charCodeAt(i);
+    if (!((c >= 0x20 && c <= 0x7e) || (c >= 0xa1 && c <= 0xff && c !== 0xad))) return false;
+  }
+  return true;
+}
+
+/** A buffer as upstream classifies it (what the client-side truth also uses). */
+export function classify(data: string): { kind: 'request'; method: HttpMethod; path: string | null } | { kind: 'response'; status: number } | null {
+  const fragment = data.slice(0, HTTP_BUFFER_SIZE);
+  const p = parsePacket(fragment);
+  if (p.type === 'request') return { kind: 'request', method: p.method, path: requestPath(fragment)?.path ?? null };
+  if (p.type === 'response') return { kind: 'response', status: statusOf(fragment) };
+  return null;
+}
+
+/** http_transaction_t: one in-flight state, and what a flush or termination enqueues. */
+export interface KernelTx {
+  tuple: NormTuple;
+  fragment: string;
+  method: HttpMethod | null;
+  requestStarted: number;
+  responseLastSeen: number;
+  status: number;
+  tags: number;
+  /** Ours, not upstream's: pid of the request's event (0 when none). */
+  pid: number;
+}
+
+export interface HttpCounters {
+  // kernel side
+  requestBuffers: number;
+  responseBuffers: number;
+  /** Buffers neither request nor response (e.g. the body `OK`); of them, lastSeenRefreshes refreshed a responding state. */
+  otherBuffers: number;
+  lastSeenRefreshes: number;
+  /** Termination events (SSL_shutdown, tcp_close) that found a state to enqueue. */
+  terminations: number;
+  enqueuedComplete: number;
+  enqueuedRequestParts: number;
+  enqueuedResponseParts: number;
+  /** States never enqueued by the query (upstream lags one transaction per key); of them, complete ones. */
+  inFlightAtQuery: number;
+  inFlightCompleteAtQuery: number;
+  // user space: the joiner at the query
+  joined: number;
+  joinDroppedEarlyResponse: number;
+  joinLeftoverResponses: number;
+  joinHeldRequests: number;
+  joinDroppedOldRequests: number;
+  // user space: StatKeeper.add, for complete and joined transactions
+  droppedNoPath: number;
+  droppedNonPrintable: number;
+  droppedUnknownMethod: number;
+  droppedLatency: number;
+  /** Transactions that reached a row (the sum of the rows' Counts). */
+  accepted: number;
+}
+
+export function zeroCounters(): HttpCounters {
+  return {
+    requestBuffers: 0, responseBuffers: 0, otherBuffers: 0, lastSeenRefreshes: 0, terminations: 0,
+    enqueuedComplete: 0, enqueuedRequestParts: 0, enqueuedResponseParts: 0, inFlightAtQuery: 0, inFlightCompleteAtQuery: 0,
+    joined: 0, joinDroppedEarlyResponse: 0, joinLeftoverResponses: 0, joinHeldRequests: 0, joinDroppedOldRequests: 0,
+    droppedNoPath: 0, droppedNonPrintable: 0, droppedUnknownMethod: 0, droppedLatency: 0, accepted: 0,
+  };
+}
+
+const incomplete = (tx: KernelTx) => tx.requestStarted === 0 || tx.status === 0;
+
+/** The kernel side (http_process / tls termination) over all events, in ts order. */
+export function runKernel(events: readonly TlsEvent[], counters: HttpCounters = zeroCounters()): { enqueued: KernelTx[]; inFlight: KernelTx[] } {
+  const sorted = [...events].sort((a, b) => a.ts - b.ts); // stable: equal ts keep file order
+  const states = new Map<string, KernelTx>();
+  const enqueued: KernelTx[] = [];
+  const enqueue = (tx: KernelTx) => {
+    enqueued.push({ ...tx });
+    if (!incomplete(tx)) counters.enqueuedComplete++;
+    else if (tx.status === 0) counters.enqueuedRequestParts++;
+    else counters.enqueuedResponseParts++;
+  };
+  for (const ev of sorted) {
+    const tuple = normalize(ev);
+    const key = tupleKey(tuple);
+    if (isTermination(ev)) {
+      const st = states.get(key);
+      if (st) {
+        counters.terminations++;
+        enqueue(st);
+        states.delete(key);
+      }
+      continue;
+    }
+    const fragment = (ev.data ?? '').slice(0, HTTP_BUFFER_SIZE);
+    const p = parsePacket(fragment);
+    const fresh = (): KernelTx => ({ tuple, fragment, method: null, requestStarted: 0, responseLastSeen: 0, status: 0, tags: 0, pid: 0 });
+    let st = states.get(key);
+    if (p.type === 'unknown') {
+      counters.otherBuffers++;
+      // never creates state; refreshes last_seen only of a state that is responding
+      if (st && st.status !== 0) {
+        st.responseLastSeen = ev.ts;
+        st.tags |= STATIC_TAG_LIBSSL;
+        counters.lastSeenRefreshes++;
+      }
+      continue;
+    }
+    if (!st) {
+      st = fresh();
+      states.set(key, st);
+    }
+    const flush = p.type === 'request' ? st.requestStarted !== 0 || st.status !== 0 : st.status !== 0;
+    if (flush) {
+      enqueue(st);
+      st = fresh();
+      states.set(key, st);
+    }
+    if (p.type === 'request') {
+      counters.requestBuffers++;
+      Object.assign(st, { method: p.method, requestStarted: ev.ts, responseLastSeen: 0, status: 0, fragment, pid: ev.pid });
+    } else {
+      counters.responseBuffers++;
+      st.status = statusOf(fragment);
+    }
+    st.tags |= STATIC_TAG_LIBSSL;
+    if (st.status !== 0) st.responseLastSeen = ev.ts;
+  }
+  const inFlight = [...states.values()].map((s) => ({ ...s }));
+  counters.inFlightAtQuery += inFlight.length;
+  counters.inFlightCompleteAtQuery += inFlight.filter((s) => !incomplete(s)).length;
+  return { enqueued, inFlight };
+}
+
+/** One accepted transaction: what a row counts. */
 export interface Transaction {
   tuple: NormTuple;
   method: string;
@@ -24,92 +214,99 @@ export interface Transaction {
   responseTs: number;
   /** pid that sent or saw the request line (client or server side). */
   pid: number;
+  /** Made by the joiner from a request part and a response part. */
   joined: boolean;
+  /** Part of upstream's row key; absent = true. */
+  fullPath?: boolean;
+}
+
+/**
+ * User space: StatKeeper.Process for each enqueued part in order, then, at the debug query
+ * (queryTimeNs, same clock as the events), incompleteBuffer.Flush and StatKeeper.add of the joined.
+ * Returns the accepted transactions and the requests held for a next query.
+ */
+export function runUserSpace(parts: readonly KernelTx[], queryTimeNs: number, counters: HttpCounters = zeroCounters()): { transactions: Transaction[]; held: KernelTx[] } {
+  const transactions: Transaction[] = [];
+  const add = (tx: KernelTx, joined: boolean) => {
+    const p = requestPath(tx.fragment);
+    if (!p) return void counters.droppedNoPath++;
+    const q = p.path;
+    if (!isPrintablePath(q)) return void counters.droppedNonPrintable++;
+    if (tx.method === null) return void counters.droppedUnknownMethod++;
+    if (tx.responseLastSeen - tx.requestStarted <= 0 || tx.requestStarted === 0 || tx.responseLastSeen === 0) return void counters.droppedLatency++;
+    counters.accepted++;
+    transactions.push({ tuple: tx.tuple, method: tx.method, path: q, status: tx.status, requestTs: tx.requestStarted, responseTs: tx.responseLastSeen, pid: tx.pid, joined, fullPath: p.fullPath });
+  };
+  // the incomplete buffer: per client endpoint, status 0 = request part, else response part
+  const buffer = new Map<string, { requests: KernelTx[]; responses: KernelTx[] }>();
+  for (const tx of parts) {
+    if (!incomplete(tx)) {
+      add(tx, false);
+      continue;
+    }
+    const k = clientKey(tx.tuple);
+    const b = buffer.get(k) ?? { requests: [], responses: [] };
+    buffer.set(k, b);
+    (tx.status === 0 ? b.requests : b.responses).push({ ...tx });
+  }
+  const held: KernelTx[] = [];
+  for (const { requests, responses } of buffer.values()) {
+    requests.sort((a, b) => a.requestStarted - b.requestStarted);
+    responses.sort((a, b) => a.responseLastSeen - b.responseLastSeen);
+    let i = 0;
+    let j = 0;
+    while (i < requests.length && j < responses.length) {
+      const req = requests[i]!;
+      const resp = responses[j]!;
+      if (req.requestStarted > resp.responseLastSeen) {
+        counters.joinDroppedEarlyResponse++;
+        j++;
+        continue;
+      }
+      counters.joined++;
+      add({ ...req, status: resp.status, responseLastSeen: resp.responseLastSeen }, true);
+      i++;
+      j++;
+    }
+    counters.joinLeftoverResponses += responses.length - j;
+    // the first request young enough is kept with all later ones; older ones are dropped
+    for (; i < requests.length; i++) {
+      if (queryTimeNs - requests[i]!.requestStarted < INCOMPLETE_MIN_AGE_NS) {
+        held.push(...requests.slice(i));
+        counters.joinHeldRequests += requests.length - i;
+        break;
+      }
+      counters.joinDroppedOldRequests++;
+    }
+  }
+  return { transactions, held };
 }
 
 export interface TransactionResult {
   transactions: Transaction[];
-  /** Request parts that never met a response, and responses that never met a request. */
+  counters: HttpCounters;
+  /** The query time the joiner used (ns, the events' clock); null when there were no events. */
+  queryTimeNs: number | null;
+  /** Request parts that met no response (held + dropped as old), and response parts that met no request. */
   incompleteRequests: number;
   orphanResponses: number;
 }
 
-interface ReqPart {
-  tuple: NormTuple;
-  method: string;
-  path: string;
-  ts: number;
-  pid: number;
-}
-
-export function classify(data: string): { kind: 'request'; method: string; path: string } | { kind: 'response'; status: number } | null {
-  const head = data.slice(0, HTTP_INSPECT_BYTES);
-  const req = REQUEST_RE.exec(head);
-  if (req) return { kind: 'request', method: req[1]!, path: req[2]! };
-  const resp = RESPONSE_RE.exec(head);
-  if (resp) return { kind: 'response', status: Number(resp[1]) };
-  return null;
-}
-
-export function formTransactions(events: readonly TlsEvent[]): TransactionResult {
-  const sorted = [...events].sort((a, b) => a.ts - b.ts);
-  const open = new Map<string, ReqPart>();
-  const pendingReq = new Map<string, ReqPart[]>();
-  const pendingResp = new Map<string, { ts: number; status: number }[]>();
-  const transactions: Transaction[] = [];
-  const push = <T>(m: Map<string, T[]>, k: string, v: T) => {
-    const arr = m.get(k);
-    if (arr) arr.push(v);
-    else m.set(k, [v]);
-  };
-
-  for (const ev of sorted) {
-    const c = classify(ev.data ?? '');
-    if (!c) continue;
-    const tuple = normalize(ev);
-    const key = tupleKey(tuple);
-    if (c.kind === 'request') {
-      const prev = open.get(key);
-      if (prev) push(pendingReq, key, prev);
-      open.set(key, { tuple, method: c.method, path: c.path, ts: ev.ts, pid: ev.pid });
-    } else {
-      const req = open.get(key);
-      if (req) {
-        open.delete(key);
-        transactions.push({ tuple, method: req.method, path: req.path, status: c.status, requestTs: req.ts, responseTs: ev.ts, pid: req.pid, joined: false });
-      } else {
-        push(pendingResp, key, { ts: ev.ts, status: c.status });
-      }
-    }
-  }
-  for (const [key, req] of open) push(pendingReq, key, req);
-
-  let incompleteRequests = 0;
-  let orphanResponses = 0;
-  for (const [key, reqs] of pendingReq) {
-    const resps = (pendingResp.get(key) ?? []).sort((a, b) => a.ts - b.ts);
-    reqs.sort((a, b) => a.ts - b.ts);
-    let i = 0;
-    let j = 0;
-    while (i < reqs.length && j < resps.length) {
-      const r = reqs[i]!;
-      const s = resps[j]!;
-      if (r.ts > s.ts) {
-        j++;
-        orphanResponses++;
-        continue;
-      }
-      transactions.push({ tuple: r.tuple, method: r.method, path: r.path, status: s.status, requestTs: r.ts, responseTs: s.ts, pid: r.pid, joined: true });
-      i++;
-      j++;
-    }
-    incompleteRequests += reqs.length - i;
-    orphanResponses += resps.length - j;
-    pendingResp.delete(key);
-  }
-  for (const resps of pendingResp.values()) orphanResponses += resps.length;
+/** The whole HTTP layer over one trial's events, queried once at queryTimeNs (default: last event + 2 s). */
+export function formTransactions(events: readonly TlsEvent[], opts: { queryTimeNs?: number } = {}): TransactionResult {
+  const counters = zeroCounters();
+  const lastTs = events.reduce((m, e) => Math.max(m, e.ts), -Infinity);
+  const queryTimeNs = opts.queryTimeNs ?? (events.length ? lastTs + QUERY_SETTLE_NS : null);
+  const { enqueued } = runKernel(events, counters);
+  const { transactions } = runUserSpace(enqueued, queryTimeNs ?? 0, counters);
   transactions.sort((a, b) => a.requestTs - b.requestTs);
-  return { transactions, incompleteRequests, orphanResponses };
+  return {
+    transactions,
+    counters,
+    queryTimeNs,
+    incompleteRequests: counters.joinHeldRequests + counters.joinDroppedOldRequests,
+    orphanResponses: counters.joinDroppedEarlyResponse + counters.joinLeftoverResponses,
+  };
 }
 
 /** One row of upstream's debug endpoint. Status codes are keys of ByStatus. */
@@ -124,10 +321,14 @@ export interface HttpMonitoringRow {
   DynamicTags: string[] | null;
 }
 
+/**
+ * Rows keyed as upstream's http.Key: (connection, path, fullPath, method). Client is the
+ * normalised source (the ephemeral side). FirstLatencySample is in ms here (upstream: ns).
+ */
 export function toHttpMonitoring(txs: readonly Transaction[]): HttpMonitoringRow[] {
   const rows = new Map<string, HttpMonitoringRow>();
   for (const tx of txs) {
-    const key = `${tupleKey(tx.tuple)} ${tx.method} ${tx.path}`;
+    const key = `${tupleKey(tx.tuple)} ${tx.method} ${tx.fullPath ?? true} ${tx.path}`;
     let row = rows.get(key);
     if (!row) {
       row = {
@@ -137,7 +338,7 @@ export function toHttpMonitoring(txs: readonly Transaction[]): HttpMonitoringRow
         Path: tx.path,
         Method: tx.method,
         ByStatus: {},
-        StaticTags: 0,
+        StaticTags: STATIC_TAG_LIBSSL,
         DynamicTags: null,
       };
       rows.set(key, row);

@@ -2,9 +2,9 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { attributeTrial } from './attribution.ts';
-import type { TrialResult } from './cell.ts';
+import type { QueryTime, TrialResult } from './cell.ts';
 import { parseClientOutput, parseTracerOutput, type Conn } from './events.ts';
-import { formTransactions, toHttpMonitoring } from './transactions.ts';
+import { formTransactions, QUERY_SETTLE_NS, toHttpMonitoring } from './transactions.ts';
 
 async function readOr(path: string, fallback = ''): Promise<string> {
   try {
@@ -23,12 +23,18 @@ export async function analyzeTrial(opts: {
   /** The protocol's failure, if any: it wins over what the files say. */
   failure?: { kind: TrialResult['status']; message: string };
   durationMs?: number;
+  /**
+   * The debug query's time (ns, bpf_ktime_get_ns like the events' ts). Default: the stats line's
+   * ktime_ns (the tracer's flush, 2 s after the client exits), else the last event + 2 s.
+   */
+  queryTimeNs?: number;
 }): Promise<TrialResult> {
   const { dir, trial, iterations, clientPid } = opts;
   const tracer = parseTracerOutput(await readOr(join(dir, 'events.jsonl')));
   const client = parseClientOutput(await readOr(join(dir, 'client.out')));
   const conns = opts.conns.length ? opts.conns : client.conns;
-  const tx = formTransactions(tracer.events);
+  const queryTime = pickQueryTime(opts.queryTimeNs, tracer.stats?.ktime_ns, tracer.events);
+  const tx = formTransactions(tracer.events, queryTime.ns === null ? {} : { queryTimeNs: queryTime.ns });
   const rows = toHttpMonitoring(tx.transactions);
   await writeFile(join(dir, 'http_monitoring.json'), JSON.stringify(rows, null, 2) + '\n');
   const attribution = attributeTrial({ rows, events: tracer.events, conns, iterations, clientPid });
@@ -38,6 +44,8 @@ export async function analyzeTrial(opts: {
     attribution,
     incompleteRequests: tx.incompleteRequests,
     orphanResponses: tx.orphanResponses,
+    http: tx.counters,
+    queryTime,
     tracerMeta: tracer.meta,
     tracerStats: tracer.stats,
     clientOk: client.ok.reduce((a, b) => a + (b ?? 0), 0),
@@ -52,4 +60,12 @@ export async function analyzeTrial(opts: {
     .reduce((s, [, v]) => s + (Number(v) || 0), 0);
   if (sslCalls === 0) return { ...base, status: 'no-traffic', error: 'the tracer saw no SSL_read/SSL_write call: probes did not fire' };
   return base;
+}
+
+/** Which query time the joiner used, and where it came from (recorded in the trial's result). */
+export function pickQueryTime(explicit: number | undefined, statsKtime: unknown, events: readonly { ts: number }[]): QueryTime {
+  if (explicit !== undefined) return { ns: explicit, source: 'option' };
+  if (typeof statsKtime === 'number' && Number.isFinite(statsKtime) && statsKtime > 0) return { ns: statsKtime, source: 'stats.ktime_ns' };
+  if (events.length) return { ns: events.reduce((m, e) => Math.max(m, e.ts), -Infinity) + QUERY_SETTLE_NS, source: 'last-event+2s' };
+  return { ns: null, source: 'none' };
 }
