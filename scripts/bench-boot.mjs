@@ -12,7 +12,8 @@ import { dirname, join, resolve } from 'node:path';
 register();
 const { benchBoot, formatBench } = await import('../src/backends/qemu/bench.ts');
 const { stopAllVms } = await import('../src/backends/qemu/vm.ts');
-const { SUITES, parseSuite, resolveCacheRoot } = await import('../src/images/index.ts');
+const { SUITES } = await import('../src/domain.ts');
+const { parseSuite, resolveCacheRoot } = await import('../src/images/index.ts');
 const { createReporter } = await import('../src/progress/reporter.ts');
 const { int } = await import('../src/cli/flags.ts');
 

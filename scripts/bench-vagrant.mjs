@@ -14,7 +14,8 @@ import { fileURLToPath } from 'node:url';
 
 register();
 const { benchVagrant, formatVagrantBench } = await import('../src/backends/vagrant/bench.ts');
-const { SUITES, parseSuite, resolveCacheRoot } = await import('../src/images/index.ts');
+const { SUITES } = await import('../src/domain.ts');
+const { parseSuite, resolveCacheRoot } = await import('../src/images/index.ts');
 const { createReporter } = await import('../src/progress/reporter.ts');
 const { stopAll } = await import('../src/cli/cleanup.ts');
 const { asLabError } = await import('../src/errors.ts');

@@ -4,13 +4,7 @@ import type { FailureKind } from '../errors.ts';
 import type { TrialAttribution, PathCounts } from './attribution.ts';
 import { symmetry } from './attribution.ts';
 import type { TracerMeta, TracerStats } from './events.ts';
-
-export const VARIANTS = ['upstream', 'no-fallback', 'recv-hook', 'scoped'] as const;
-export const MODES = ['sequential', 'interleaved', 'writes-only'] as const;
-export const SCENARIOS = ['preexisting', 'baseline'] as const;
-export type Variant = (typeof VARIANTS)[number];
-export type Mode = (typeof MODES)[number];
-export type Scenario = (typeof SCENARIOS)[number];
+import type { CellId } from '../domain.ts';
 
 export type Status = 'ok' | Exclude<FailureKind, 'config'>;
 
@@ -26,13 +20,6 @@ export interface TrialResult {
   clientOk?: number;
   clientFail?: number;
   durationMs?: number;
-}
-
-export interface CellId {
-  target: string;
-  variant: Variant;
-  mode: Mode;
-  scenario: Scenario;
 }
 
 export interface Verdict {

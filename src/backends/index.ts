@@ -1,7 +1,8 @@
 // Backend registry: loaded on demand, so `--backend local` needs nothing of QEMU or Vagrant.
 import { LabError } from '../errors.ts';
 import { LocalBackend } from './local.ts';
-import type { Backend, BackendName } from './types.ts';
+import type { BackendName } from '../domain.ts';
+import type { Backend } from './types.ts';
 
 export interface BackendOptions {
   /** Rebuild images even when cached. */

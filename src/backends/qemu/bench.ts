@@ -6,7 +6,8 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { ensureFloorInitrd, ensureImage, type Suite } from '../../images/index.ts';
+import type { Suite } from '../../domain.ts';
+import { ensureFloorInitrd, ensureImage } from '../../images/index.ts';
 import { silent, type Emit } from '../../progress/events.ts';
 import type { Accel } from './args.ts';
 import { bootVm } from './boot.ts';

@@ -8,7 +8,8 @@ import { ensureFloorInitrd, ensureImage, parseSuite, type Image } from '../../im
 import { step } from '../../progress/events.ts';
 import type { Backend, BackendContext, Lease, TargetSpec } from '../types.ts';
 import type { Accel } from './args.ts';
-import { bootVm, GUEST_WORKDIR } from './boot.ts';
+import { GUEST_WORKDIR } from '../../domain.ts';
+import { bootVm } from './boot.ts';
 import { probeAccel } from './kvm.ts';
 
 export { stopAllVms, runningVms, Vm } from './vm.ts';
@@ -16,7 +17,7 @@ export { probeAccel, runFloor } from './kvm.ts';
 export { vmArgs, floorArgs, kernelCmdline, accelArgs, netdevArg, overlayArgs, type Accel, type VmArgs } from './args.ts';
 export { reservePort } from './ports.ts';
 
-export { bootVm, GUEST_WORKDIR, type BootOptions, type Booted } from './boot.ts';
+export { bootVm, type BootOptions, type Booted } from './boot.ts';
 
 export interface QemuBackendOptions {
   /** Rebuild images even when cached (matrix --rebuild). */

@@ -10,7 +10,7 @@
 import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Suite } from '../../images/index.ts';
+import type { Suite } from '../../domain.ts';
 import type { MatrixDefaults } from '../../config/matrix.ts';
 import { runMatrix, type ResolvedRun } from '../../matrix.ts';
 import type { Emit, ProgressEvent } from '../../progress/events.ts';

@@ -24,7 +24,7 @@ export { parseMachineReadable, parseSshConfig, parseStatus, parseBoxList } from 
 export { CommandQueue } from './queue.ts';
 export { vagrantEnv, targetEntry, domainName } from './env.ts';
 export { provisionFailure } from './lease.ts';
-export { GUEST_WORKDIR, POOL_NAME, type VagrantBackendOptions, type VagrantFacts } from './options.ts';
+export { POOL_NAME, type VagrantBackendOptions, type VagrantFacts } from './options.ts';
 
 export class VagrantBackend implements Backend {
   readonly name = 'vagrant' as const;

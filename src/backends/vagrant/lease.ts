@@ -3,6 +3,7 @@
 import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { onCleanup } from '../../cli/cleanup.ts';
+import { GUEST_WORKDIR } from '../../domain.ts';
 import { LabError, asLabError } from '../../errors.ts';
 import { ensureImage, parseSuite } from '../../images/index.ts';
 import { SshMachine } from '../../machine/ssh.ts';
@@ -18,7 +19,7 @@ import { domainName, targetEntry, vagrantEnv } from './env.ts';
 import { hostKeyOf } from './hostkey.ts';
 import type { VagrantBackend } from './index.ts';
 import { deleteVolume, listDomains, listVolumes, virsh } from './libvirt.ts';
-import { GUEST_WORKDIR, type HostState, type VagrantFacts } from './options.ts';
+import { type HostState, type VagrantFacts } from './options.ts';
 import type { SshConfigEntry } from './parse.ts';
 import { SnapshotStore, snapshotKey, sourcesHash } from './snapshot.ts';
 

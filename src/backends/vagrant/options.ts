@@ -2,8 +2,6 @@
 import type { TargetFacts } from '../types.ts';
 import type { StartedDaemon } from './libvirt.ts';
 
-/** Where the project's sources go on the guest (Machine.workdir); as the qemu backend. */
-export const GUEST_WORKDIR = '/root/usm-race-lab';
 export const POOL_NAME = 'usm-race-lab';
 
 export interface VagrantBackendOptions {
