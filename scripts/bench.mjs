@@ -8,7 +8,7 @@ import { dirname } from 'node:path';
 register();
 const repoRoot = dirname(dirname(fileURLToPath(import.meta.url)));
 const { benchMain } = await import('../src/bench/local.ts');
-const { stopAll } = await import('../src/cli/cleanup.ts');
+const { stopAll } = await import('../src/cleanup.ts');
 const ac = new AbortController();
 process.on('SIGINT', () => ac.abort());
 const code = await benchMain(process.argv.slice(process.argv.findIndex((a) => a.endsWith('bench.mjs')) + 1), repoRoot, ac.signal).catch((err) => {

@@ -8,7 +8,7 @@ import { dirname } from 'node:path';
 register();
 const repoRoot = dirname(dirname(fileURLToPath(import.meta.url)));
 const { matrixMain } = await import('../src/cli/matrix.ts');
-const { stopAll } = await import('../src/cli/cleanup.ts');
+const { stopAll } = await import('../src/cleanup.ts');
 
 const ac = new AbortController();
 let interrupts = 0;

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { onCleanup } from '../../cli/cleanup.ts';
+import { onCleanup } from '../../cleanup.ts';
 import { LabError } from '../../errors.ts';
 import { ensureHostPackages } from '../../hostdeps.ts';
 import { ensureFloorInitrd, ensureImage } from '../../images/index.ts';

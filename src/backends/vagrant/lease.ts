@@ -2,7 +2,7 @@
 // ssh-config + status + ssh2, provision + snapshot save, and `vagrant destroy -f` on stop.
 import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { onCleanup } from '../../cli/cleanup.ts';
+import { onCleanup } from '../../cleanup.ts';
 import { GUEST_WORKDIR } from '../../domain.ts';
 import { LabError, asLabError } from '../../errors.ts';
 import { ensureImage, parseSuite } from '../../images/index.ts';
