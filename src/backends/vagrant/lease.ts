@@ -9,7 +9,7 @@ import { ensureImage, parseSuite } from '../../images/index.ts';
 import { SshMachine } from '../../machine/ssh.ts';
 import { shellQuote } from '../../machine/types.ts';
 import { step, type Emit } from '../../progress/events.ts';
-import { uploadSources } from '../../scenario/prepare.ts';
+import { sourcesHash, uploadSources } from '../../sources.ts';
 import { kernelCmdline } from '../qemu/args.ts';
 import { reservePort, type PortReservation } from '../qemu/ports.ts';
 import type { BackendContext, Lease, TargetSpec } from '../types.ts';
@@ -21,7 +21,7 @@ import type { VagrantBackend } from './index.ts';
 import { deleteVolume, listDomains, listVolumes, virsh } from './libvirt.ts';
 import { type HostState, type VagrantFacts } from './options.ts';
 import type { SshConfigEntry } from './parse.ts';
-import { SnapshotStore, snapshotKey, sourcesHash } from './snapshot.ts';
+import { SnapshotStore, snapshotKey } from './snapshot.ts';
 
 /** Exit codes of provision/setup.sh (provision/common.sh) -> what to say. */
 export function provisionFailure(code: number | null, target: string, output: string): LabError {
