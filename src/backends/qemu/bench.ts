@@ -9,9 +9,8 @@ import { join } from 'node:path';
 import type { Suite } from '../../domain.ts';
 import { ensureFloorInitrd, ensureImage } from '../../images/index.ts';
 import { silent, type Emit } from '../../progress/events.ts';
-import type { Accel } from './args.ts';
+import { probeAccel, runFloor, type Accel } from '../shared/accel.ts';
 import { bootVm } from './boot.ts';
-import { probeAccel, runFloor } from './kvm.ts';
 import { median } from '../../bench/stats.ts';
 
 export const GOAL_RATIO = 2.0;

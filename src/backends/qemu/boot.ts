@@ -5,7 +5,8 @@ import { LabError, asLabError } from '../../errors.ts';
 import type { Image } from '../../images/index.ts';
 import { SshMachine } from '../../machine/ssh.ts';
 import { silent, step, type Emit } from '../../progress/events.ts';
-import { kernelCmdline, type Accel } from './args.ts';
+import type { Accel } from '../shared/accel.ts';
+import { kernelCmdline } from '../shared/cmdline.ts';
 import { Vm } from './vm.ts';
 
 /** sshd -D -e logs this when it listens (OpenSSH 8.4 to 10.x). */

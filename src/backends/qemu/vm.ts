@@ -9,10 +9,10 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { killOnExit, onCleanup } from '../../cleanup.ts';
 import { LabError } from '../../errors.ts';
-import { overlayArgs, vmArgs, type Accel } from './args.ts';
-import { QEMU_BIN } from './kvm.ts';
+import { QEMU_BIN, type Accel } from '../shared/accel.ts';
+import { reservePort, type PortReservation } from '../shared/ports.ts';
+import { overlayArgs, vmArgs } from './args.ts';
 import { qmpCommand } from './qmp.ts';
-import { reservePort, type PortReservation } from './ports.ts';
 
 const run = promisify(execFile);
 

@@ -12,7 +12,7 @@ import { LabError } from '../../errors.ts';
 import { ensureHostPackages } from '../../hostdeps.ts';
 import { ensureFloorInitrd, ensureImage } from '../../images/index.ts';
 import { step } from '../../progress/events.ts';
-import { probeAccel } from '../qemu/kvm.ts';
+import { probeAccel } from '../shared/accel.ts';
 import type { Backend, BackendContext, Lease, TargetSpec } from '../types.ts';
 import { readBootFile, type VagrantEnvBase } from './box.ts';
 import { baseVolumeName, vagrantEnv } from './env.ts';
