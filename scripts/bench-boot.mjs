@@ -1,7 +1,7 @@
 #!/usr/bin/env zx
 // Boot benchmark: per suite, boot-to-SSH (median of --runs) against the floor (same kernel,
 // busybox marker initrd, no disk) measured in the same run; ratio goal <= 2.0. Thin: flags ->
-// src/backends/qemu/bench.ts -> table on stdout, JSON to --out.
+// src/bench/boot.ts -> table on stdout, JSON to --out.
 //   npx zx scripts/bench-boot.mjs [--suite S,...|all] [--runs 3] [--cold [--parallel N]] [--out FILE] [--cache DIR]
 import { register } from 'tsx/esm/api';
 import { parseArgs } from 'node:util';
@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 
 register();
-const { benchBoot, formatBench } = await import('../src/backends/qemu/bench.ts');
+const { benchBoot, formatBench } = await import('../src/bench/boot.ts');
 const { stopAllVms } = await import('../src/backends/qemu/vm.ts');
 const { SUITES } = await import('../src/domain.ts');
 const { parseSuite, resolveCacheRoot } = await import('../src/images/index.ts');

@@ -2,7 +2,7 @@
 // Vagrant benchmark, in one run on the same image: time to a ready SSH machine through Vagrant
 // vs through the qemu backend (goal: Vagrant <= 1.5x), first up (provision + build + snapshot)
 // vs snapshot restore, destroy; time per target (up, prepare, every cell, stop) through runMatrix
-// with each backend (goal: Vagrant <= 1.5x). Thin: flags -> src/backends/vagrant/bench.ts -> figures on
+// with each backend (goal: Vagrant <= 1.5x). Thin: flags -> src/bench/vagrant.ts -> figures on
 // stdout, JSON to --out. Exit 0 when measured (the ratio is a figure, not a verdict), 2 usage,
 // 3 failure, 130 interrupted.
 //   npx zx scripts/bench-vagrant.mjs [--suite bookworm] [--runs 3] [--cells default|quick|none] [--out FILE] [--cache DIR]
@@ -13,7 +13,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 register();
-const { benchVagrant, formatVagrantBench } = await import('../src/backends/vagrant/bench.ts');
+const { benchVagrant, formatVagrantBench } = await import('../src/bench/vagrant.ts');
 const { SUITES } = await import('../src/domain.ts');
 const { parseSuite, resolveCacheRoot } = await import('../src/images/index.ts');
 const { createReporter } = await import('../src/progress/reporter.ts');
