@@ -1,16 +1,13 @@
 // The matrix run: for each target (N at once) bring it up, prepare it, run every cell's trials,
 // analyse, report; a failure in one target never loses another's results.
 import { mkdir, writeFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { summarizeCell, cellDir, type CellSummary, type TrialResult } from './analysis/cell.ts';
 import { analyzeTrial } from './analysis/trial.ts';
 import type { Backend, Lease, TargetSpec } from './backends/types.ts';
 import type { BackendName, CellId } from './domain.ts';
-import type { MatrixConfig } from './config/matrix.ts';
-import type { MatrixFlags } from './cli/flags.ts';
-import { ConfigError, LabError, asLabError } from './errors.ts';
+import { LabError, asLabError } from './errors.ts';
 import { planMatrix, type TargetPlan } from './plan/plan.ts';
 import { step, type Emit } from './progress/events.ts';
 import { writeCellReport } from './report/cell.ts';
@@ -18,6 +15,7 @@ import { pointLatest, writeSummary, type Manifest, type TargetRecord } from './r
 import { prepareMachine, type Prepared } from './scenario/prepare.ts';
 import { DEFAULT_TIMEOUTS, runTrial, scaleTimeouts, type TrialSpec } from './scenario/run.ts';
 
+/** A run with every name checked and every path absolute (src/cli/run.ts makes it from flags + matrix.yaml). */
 export interface ResolvedRun {
   targets: TargetSpec[];
   variants: TrialSpec['variant'][];
@@ -37,50 +35,6 @@ export interface ResolvedRun {
   cacheDir: string;
   rebuild: boolean;
   shard?: { k: number; n: number };
-}
-
-export function makeRunId(now = new Date()): string {
-  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-}
-
-/** Merge matrix.yaml and flags; check every name before the first VM boots. */
-export function resolveRun(cfg: MatrixConfig, f: MatrixFlags, env: { cwd: string; home: string; cacheEnv?: string; now?: Date }): ResolvedRun {
-  const byName = new Map(cfg.targets.map((t) => [t.name, t]));
-  let names: string[];
-  if (f.targets) names = f.targets;
-  else if (f.backend === 'local') names = ['local'];
-  else names = cfg.defaultTargets;
-  const targets = names.map((n) => {
-    const t = byName.get(n);
-    if (!t) throw new ConfigError(`--targets: unknown target '${n}' (defined in ${cfg.file}: ${[...byName.keys()].join(', ')})`);
-    if (f.backend && f.backend !== t.backend) {
-      if (f.backend === 'local' || t.backend === 'local') throw new ConfigError(`--backend ${f.backend} cannot run target '${n}' (backend ${t.backend}); use --targets local or a VM target`);
-      if (!t.suite && !t.box) throw new ConfigError(`target '${n}' has no suite or box to run with backend ${f.backend}`);
-      return { ...t, backend: f.backend as BackendName };
-    }
-    return t;
-  });
-  const runId = makeRunId(env.now);
-  return {
-    targets,
-    variants: f.variants ?? cfg.defaults.variants,
-    modes: f.modes ?? cfg.defaults.modes,
-    scenarios: f.scenarios ?? cfg.defaults.scenarios,
-    iterations: f.iterations ?? cfg.defaults.iterations,
-    trials: f.trials ?? cfg.defaults.trials,
-    ports: f.ports ?? cfg.defaults.ports,
-    trace: f.trace ?? cfg.defaults.trace,
-    api: f.api ?? cfg.defaults.api,
-    hook: f.hook ?? cfg.defaults.hook,
-    seed: f.seed ?? cfg.defaults.seed,
-    parallel: f.parallel ?? Math.max(1, availableParallelism()),
-    keep: f.keep,
-    outDir: resolve(env.cwd, f.out ?? join('reports', runId)),
-    runId,
-    cacheDir: resolve(env.cwd, f.cache ?? env.cacheEnv ?? join(env.home, '.cache', 'usm-race-lab')),
-    rebuild: f.rebuild,
-    ...(f.shard ? { shard: f.shard } : {}),
-  };
 }
 
 export interface MatrixResult {
