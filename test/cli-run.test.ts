@@ -48,3 +48,13 @@ describe('path flags', () => {
     expect(text).not.toContain('cannot read matrix file');
   });
 });
+
+describe('report.mjs arguments', () => {
+  it('merge DIR... --out DIR, in any order; anything else is a usage error', async () => {
+    const { parseReportFlags } = await import('../src/cli/report.ts');
+    expect(parseReportFlags(['merge', 'a', '--out', 'o', 'b'])).toEqual({ help: false, dirs: ['a', 'b'], out: 'o' });
+    expect(parseReportFlags(['-h'])).toEqual({ help: true });
+    expect(() => parseReportFlags(['merge', 'a'])).toThrow('expected: merge DIR... --out DIR');
+    expect(() => parseReportFlags(['merge', 'a', '--bogus', '--out', 'o'])).toThrow(/--bogus/);
+  });
+});
