@@ -1,18 +1,21 @@
 #!/usr/bin/env zx
 // Boot benchmark: per suite, boot-to-SSH (median of --runs) against the floor (same kernel,
 // busybox marker initrd, no disk) measured in the same run; ratio goal <= 2.0. Thin: flags ->
-// src/backends/qemu/bench.ts -> table on stdout, JSON to --out.
+// src/bench/boot.ts -> table on stdout, JSON to --out.
 //   npx zx scripts/bench-boot.mjs [--suite S,...|all] [--runs 3] [--cold [--parallel N]] [--out FILE] [--cache DIR]
-import { register } from 'tsx/esm/api';
 import { parseArgs } from 'node:util';
 import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { launch } from './launch.mjs';
 
-register();
-const { benchBoot, formatBench } = await import('../src/backends/qemu/bench.ts');
-const { stopAllVms } = await import('../src/backends/qemu/vm.ts');
-const { SUITES, parseSuite, resolveCacheRoot } = await import('../src/images/index.ts');
+// First signal: abort (a build removes its temporary folder, VMs stop); second: leave at once.
+let stopAll = async () => {};
+const { argv, signal } = launch(import.meta.url, { message: (sig) => `\n${sig}: stopping (again to force)...\n`, onInterrupt: () => void stopAll() });
+const { benchBoot, formatBench } = await import('../src/bench/boot.ts');
+({ stopAll } = await import('../src/cleanup.ts'));
+const { SUITES } = await import('../src/domain.ts');
+const { parseSuite, resolveCacheRoot } = await import('../src/images/index.ts');
 const { createReporter } = await import('../src/progress/reporter.ts');
 const { int } = await import('../src/cli/flags.ts');
 
@@ -29,7 +32,6 @@ const HELP = `Usage: npx zx scripts/bench-boot.mjs [flags]
 
 let flags;
 try {
-  const argv = process.argv.slice(process.argv.findIndex((a) => a.endsWith('bench-boot.mjs')) + 1);
   const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { suite: { type: 'string', default: 'all' }, runs: { type: 'string', default: '3' }, cold: { type: 'boolean', default: false }, parallel: { type: 'string' }, out: { type: 'string' }, cache: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } } });
   if (values.help) {
     process.stdout.write(HELP);
@@ -45,22 +47,11 @@ try {
   process.exit(2);
 }
 
-const ac = new AbortController();
-let interrupts = 0;
-const onSignal = (sig) => {
-  // First: abort (a build removes its temporary folder, VMs stop); second: leave at once.
-  if (++interrupts > 1) process.exit(130);
-  process.stderr.write(`\n${sig}: stopping (again to force)...\n`);
-  ac.abort();
-  void stopAllVms();
-};
-process.on('SIGINT', onSignal);
-process.on('SIGTERM', onSignal);
 const reporter = createReporter(process.stderr);
 const workDir = await mkdtemp(join(tmpdir(), 'bench-boot-'));
-const result = await benchBoot({ suites: flags.suites, runs: flags.runs, cold: flags.cold, ...(flags.parallel ? { parallel: flags.parallel } : {}), cacheDir: resolveCacheRoot({ flag: flags.cache }), workDir, emit: reporter.emit, signal: ac.signal });
+const result = await benchBoot({ suites: flags.suites, runs: flags.runs, cold: flags.cold, ...(flags.parallel ? { parallel: flags.parallel } : {}), cacheDir: resolveCacheRoot({ flag: flags.cache }), workDir, emit: reporter.emit, signal });
 reporter.stop();
-await stopAllVms();
+await stopAll();
 await rm(workDir, { recursive: true, force: true });
 process.stdout.write(formatBench(result));
 if (flags.out) {
@@ -69,4 +60,4 @@ if (flags.out) {
   await writeFile(out, JSON.stringify(result, null, 2) + '\n');
   process.stdout.write(`wrote ${out}\n`);
 }
-process.exit(ac.signal.aborted ? 130 : result.suites.some((s) => s.error) ? 3 : 0);
+process.exit(signal.aborted ? 130 : result.suites.some((s) => s.error) ? 3 : 0);

@@ -2,21 +2,21 @@
 // Vagrant benchmark, in one run on the same image: time to a ready SSH machine through Vagrant
 // vs through the qemu backend (goal: Vagrant <= 1.5x), first up (provision + build + snapshot)
 // vs snapshot restore, destroy; time per target (up, prepare, every cell, stop) through runMatrix
-// with each backend (goal: Vagrant <= 1.5x). Thin: flags -> src/backends/vagrant/bench.ts -> figures on
+// with each backend (goal: Vagrant <= 1.5x). Thin: flags -> src/bench/vagrant.ts -> figures on
 // stdout, JSON to --out. Exit 0 when measured (the ratio is a figure, not a verdict), 2 usage,
 // 3 failure, 130 interrupted.
 //   npx zx scripts/bench-vagrant.mjs [--suite bookworm] [--runs 3] [--cells default|quick|none] [--out FILE] [--cache DIR]
-import { register } from 'tsx/esm/api';
 import { parseArgs } from 'node:util';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { launch } from './launch.mjs';
 
-register();
-const { benchVagrant, formatVagrantBench } = await import('../src/backends/vagrant/bench.ts');
-const { SUITES, parseSuite, resolveCacheRoot } = await import('../src/images/index.ts');
+const { argv, repoRoot, signal } = launch(import.meta.url, { message: () => '\ninterrupted: destroying the benchmark machines (again to force)...\n' });
+const { benchVagrant, formatVagrantBench } = await import('../src/bench/vagrant.ts');
+const { SUITES } = await import('../src/domain.ts');
+const { parseSuite, resolveCacheRoot } = await import('../src/images/index.ts');
 const { createReporter } = await import('../src/progress/reporter.ts');
-const { stopAll } = await import('../src/cli/cleanup.ts');
+const { stopAll } = await import('../src/cleanup.ts');
 const { asLabError } = await import('../src/errors.ts');
 const { loadMatrix } = await import('../src/config/matrix.ts');
 const { int, one } = await import('../src/cli/flags.ts');
@@ -33,7 +33,6 @@ const HELP = `Usage: npx zx scripts/bench-vagrant.mjs [flags]
 
 let flags;
 try {
-  const argv = process.argv.slice(process.argv.findIndex((a) => a.endsWith('bench-vagrant.mjs')) + 1);
   const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { suite: { type: 'string', default: 'bookworm' }, cells: { type: 'string', default: 'default' }, runs: { type: 'string', default: '3' }, out: { type: 'string' }, cache: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } } });
   if (values.help) {
     process.stdout.write(HELP);
@@ -45,23 +44,13 @@ try {
   process.exit(2);
 }
 
-const ac = new AbortController();
-const onSignal = () => {
-  if (ac.signal.aborted) process.exit(130);
-  ac.abort();
-  process.stderr.write('\ninterrupted: destroying the benchmark machines (again to force)...\n');
-};
-process.on('SIGINT', onSignal);
-process.on('SIGTERM', onSignal);
-
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const reporter = createReporter(process.stderr);
 let code = 0;
 try {
   // matrix.yaml's settings (ports, trace, api, hook, iterations ...); quick narrows the cells.
   const { memory: _memory, ...defaults } = (await loadMatrix(resolve(repoRoot, 'matrix.yaml'))).defaults;
   const targetCells = flags.cells === 'none' ? undefined : flags.cells === 'quick' ? { ...defaults, variants: ['upstream', 'scoped'], modes: ['interleaved'], scenarios: ['preexisting'] } : defaults;
-  const r = await benchVagrant({ repoRoot, cacheDir: resolveCacheRoot({ flag: flags.cache }), suite: flags.suite, runs: flags.runs, ...(targetCells ? { targetCells } : {}), emit: reporter.emit, signal: ac.signal });
+  const r = await benchVagrant({ repoRoot, cacheDir: resolveCacheRoot({ flag: flags.cache }), suite: flags.suite, runs: flags.runs, ...(targetCells ? { targetCells } : {}), emit: reporter.emit, signal });
   reporter.stop();
   process.stdout.write(`${formatVagrantBench(r)}\n`);
   if (flags.out) {
@@ -73,7 +62,7 @@ try {
   reporter.stop();
   const e = asLabError(err);
   process.stderr.write(`bench-vagrant: ${e.kind}: ${e.message}\n${e.detail ? `${e.detail}\n` : ''}`);
-  code = ac.signal.aborted ? 130 : 3;
+  code = signal.aborted ? 130 : 3;
 } finally {
   await stopAll();
 }

@@ -3,36 +3,24 @@
 // box --suite S: the image as a versioned Vagrant box for the vagrant backend. Thin:
 // load the TypeScript library, map Ctrl-C to an abort (the build removes its temporary folder),
 // exit with the code it returns. See --help.
-import { register } from 'tsx/esm/api';
+import { launch } from './launch.mjs';
 
-register();
+const { argv, repoRoot, signal } = launch(import.meta.url, { message: (sig) => `\n${sig}: stopping the build and removing its temporary folder (again to force)...\n` });
 const { imagesMain } = await import('../src/images/cli.ts');
 const { createReporter } = await import('../src/progress/reporter.ts');
 
-const ac = new AbortController();
-let interrupts = 0;
-const onSignal = (sig) => {
-  interrupts++;
-  ac.abort();
-  if (interrupts === 1) process.stderr.write(`\n${sig}: stopping the build and removing its temporary folder (again to force)...\n`);
-  else process.exit(130);
-};
-process.on('SIGINT', onSignal);
-process.on('SIGTERM', onSignal);
-
-const argv = process.argv.slice(process.argv.findIndex((a) => a.endsWith('images.mjs')) + 1);
 const reporter = createReporter(process.stderr);
 // `box --suite S`: the suite's image as a versioned Vagrant box (src/backends/vagrant/boxcli.ts).
 const main = argv[0] === 'box' ? (await import('../src/backends/vagrant/boxcli.ts')).boxMain : imagesMain;
 const code = await main({
   argv: argv[0] === 'box' ? argv.slice(1) : argv,
-  repoRoot: new URL('..', import.meta.url).pathname.replace(/\/$/, ''),
+  repoRoot,
   cwd: process.cwd(),
   env: process.env,
   stdout: process.stdout,
   stderr: process.stderr,
   emit: reporter.emit,
-  signal: ac.signal,
+  signal,
 });
 reporter.stop();
 process.exit(code);

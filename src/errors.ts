@@ -1,5 +1,5 @@
 // Typed errors: each names the stage that failed, so a report says what failed instead of 0 %.
-// Only the entry point maps them to exit codes (see src/cli/exit.ts).
+// Only the entry points map them to exit codes (exitCodeFor in src/matrix.ts; see docs/architecture.md).
 
 export type FailureKind =
   | 'config'

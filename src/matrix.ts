@@ -1,15 +1,13 @@
 // The matrix run: for each target (N at once) bring it up, prepare it, run every cell's trials,
 // analyse, report; a failure in one target never loses another's results.
 import { mkdir, writeFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { summarizeCell, cellDir, type CellSummary, type TrialResult, type CellId } from './analysis/cell.ts';
+import { summarizeCell, cellDir, type CellSummary, type Status, type TrialResult } from './analysis/cell.ts';
 import { analyzeTrial } from './analysis/trial.ts';
-import type { Backend, BackendName, Lease, TargetSpec } from './backends/types.ts';
-import type { MatrixConfig } from './config/matrix.ts';
-import type { MatrixFlags } from './cli/flags.ts';
-import { ConfigError, LabError, asLabError } from './errors.ts';
+import type { Backend, Lease, TargetSpec } from './backends/types.ts';
+import type { BackendName, CellId } from './domain.ts';
+import { LabError, asLabError, type FailureKind } from './errors.ts';
 import { planMatrix, type TargetPlan } from './plan/plan.ts';
 import { step, type Emit } from './progress/events.ts';
 import { writeCellReport } from './report/cell.ts';
@@ -17,6 +15,7 @@ import { pointLatest, writeSummary, type Manifest, type TargetRecord } from './r
 import { prepareMachine, type Prepared } from './scenario/prepare.ts';
 import { DEFAULT_TIMEOUTS, runTrial, scaleTimeouts, type TrialSpec } from './scenario/run.ts';
 
+/** A run with every name checked and every path absolute (src/cli/run.ts makes it from flags + matrix.yaml). */
 export interface ResolvedRun {
   targets: TargetSpec[];
   variants: TrialSpec['variant'][];
@@ -38,50 +37,6 @@ export interface ResolvedRun {
   shard?: { k: number; n: number };
 }
 
-export function makeRunId(now = new Date()): string {
-  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
-}
-
-/** Merge matrix.yaml and flags; check every name before the first VM boots. */
-export function resolveRun(cfg: MatrixConfig, f: MatrixFlags, env: { cwd: string; home: string; cacheEnv?: string; now?: Date }): ResolvedRun {
-  const byName = new Map(cfg.targets.map((t) => [t.name, t]));
-  let names: string[];
-  if (f.targets) names = f.targets;
-  else if (f.backend === 'local') names = ['local'];
-  else names = cfg.defaultTargets;
-  const targets = names.map((n) => {
-    const t = byName.get(n);
-    if (!t) throw new ConfigError(`--targets: unknown target '${n}' (defined in ${cfg.file}: ${[...byName.keys()].join(', ')})`);
-    if (f.backend && f.backend !== t.backend) {
-      if (f.backend === 'local' || t.backend === 'local') throw new ConfigError(`--backend ${f.backend} cannot run target '${n}' (backend ${t.backend}); use --targets local or a VM target`);
-      if (!t.suite && !t.box) throw new ConfigError(`target '${n}' has no suite or box to run with backend ${f.backend}`);
-      return { ...t, backend: f.backend as BackendName };
-    }
-    return t;
-  });
-  const runId = makeRunId(env.now);
-  return {
-    targets,
-    variants: f.variants ?? cfg.defaults.variants,
-    modes: f.modes ?? cfg.defaults.modes,
-    scenarios: f.scenarios ?? cfg.defaults.scenarios,
-    iterations: f.iterations ?? cfg.defaults.iterations,
-    trials: f.trials ?? cfg.defaults.trials,
-    ports: f.ports ?? cfg.defaults.ports,
-    trace: f.trace ?? cfg.defaults.trace,
-    api: f.api ?? cfg.defaults.api,
-    hook: f.hook ?? cfg.defaults.hook,
-    seed: f.seed ?? cfg.defaults.seed,
-    parallel: f.parallel ?? Math.max(1, availableParallelism()),
-    keep: f.keep,
-    outDir: resolve(env.cwd, f.out ?? join('reports', runId)),
-    runId,
-    cacheDir: resolve(env.cwd, f.cache ?? env.cacheEnv ?? join(env.home, '.cache', 'usm-race-lab')),
-    rebuild: f.rebuild,
-    ...(f.shard ? { shard: f.shard } : {}),
-  };
-}
-
 export interface MatrixResult {
   outDir: string;
   cells: CellSummary[];
@@ -96,6 +51,13 @@ export interface MatrixDeps {
   emit: Emit;
   signal: AbortSignal;
   argv: string[];
+  /** The scenario's two entry points (default: src/scenario/); tests pass fakes. */
+  scenario?: { prepareMachine: typeof prepareMachine; runTrial: typeof runTrial };
+}
+
+/** A failure's kind as a cell or trial status: a config error this late is an internal one. */
+function statusOf(kind: FailureKind): Status {
+  return kind === 'config' ? 'internal' : kind;
 }
 
 function toolCommit(repoRoot: string): { commit: string; dirty: boolean } {
@@ -169,8 +131,7 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
     rec.status = err.kind;
     rec.error = err.message;
     if (err.detail) rec.detail = err.detail;
-    const status = err.kind === 'config' ? 'internal' : err.kind;
-    return p.cells.map((c) => summarizeCell(c, rec.facts, [{ trial: 1, status, error: err.message }]));
+    return p.cells.map((c) => summarizeCell(c, rec.facts, [{ trial: 1, status: statusOf(err.kind), error: err.message }]));
   };
   try {
     const backend = await deps.backends(t.backend);
@@ -178,7 +139,7 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
     Object.assign(rec.facts, lease.facts);
     const slow = t.backend === 'local' ? 1 : String(lease.facts.accel ?? '').includes('kvm') ? 3 : 10;
     const built = typeof lease.facts.sourcesHash === 'string' ? { builtSources: lease.facts.sourcesHash } : {};
-    prepared = await prepareMachine({ machine: lease.machine, repoRoot: deps.repoRoot, logDir: targetDir, emit, buildTimeoutMs: 60_000 * Math.max(5, slow), ...built });
+    prepared = await (deps.scenario?.prepareMachine ?? prepareMachine)({ machine: lease.machine, repoRoot: deps.repoRoot, logDir: targetDir, emit, buildTimeoutMs: 60_000 * Math.max(5, slow), ...built });
     Object.assign(rec.facts, prepared.facts);
     const timeouts = scaleTimeouts(DEFAULT_TIMEOUTS, slow);
     const out: CellSummary[] = [];
@@ -213,31 +174,30 @@ async function runCell(cell: CellId, run: ResolvedRun, deps: MatrixDeps, lease: 
   for (let k = 1; k <= run.trials; k++) {
     const spec: TrialSpec = { variant: cell.variant, mode: cell.mode, scenario: cell.scenario, iterations: run.iterations, trial: k, ports: run.ports, trace: run.trace, api: run.api, hook: run.hook };
     const label = `${cellDir(cell)}#${k}`;
+    const localDir = join(dir, `trial-${k}`);
     const tr = await step(deps.emit, cell.target, 'run', async () => {
-      const r = await runTrial({
+      const r = await (deps.scenario?.runTrial ?? runTrial)({
         machine: lease.machine,
         tools: prepared.tools,
         spec,
         remoteDir: `/tmp/usm-lab-${run.runId}/${cellDir(cell)}/trial-${k}`,
-        localDir: join(dir, `trial-${k}`),
+        localDir,
         timeouts,
         emit: deps.emit,
         signal: deps.signal,
       });
-      const res = await analyzeTrial({
+      return analyzeTrial({
         dir: r.localDir,
         trial: k,
         iterations: run.iterations,
         conns: r.conns,
         clientPid: r.clientPid,
         durationMs: r.durationMs,
-        ...(r.error ? { failure: { kind: r.error.kind === 'config' ? 'internal' : r.error.kind, message: r.error.message } } : {}),
+        ...(r.error ? { failure: { kind: statusOf(r.error.kind), message: r.error.message } } : {}),
       });
-      if (res.status !== 'ok') throw Object.assign(new LabError(res.status, `${label}: ${res.error ?? res.status}`), { result: res, logFile: join(r.localDir, 'tracer.log') });
-      return res;
-    }, label).catch((err: unknown) => {
-      const res = (err as { result?: TrialResult }).result;
-      return res ?? { trial: k, status: asLabError(err).kind === 'config' ? 'internal' : (asLabError(err).kind as TrialResult['status']), error: asLabError(err).message };
+    }, label, (res) => (res.status === 'ok' ? null : { message: `${label}: ${res.error ?? res.status}`, logFile: join(localDir, 'tracer.log') })).catch((err: unknown): TrialResult => {
+      const e = asLabError(err);
+      return { trial: k, status: statusOf(e.kind), error: e.message };
     });
     trials.push(tr);
   }

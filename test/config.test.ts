@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseMatrixFlags } from '../src/cli/flags.ts';
 import { parseMatrix, BUILTIN_DEFAULTS } from '../src/config/matrix.ts';
-import { resolveRun } from '../src/matrix.ts';
+import { resolveRun } from '../src/cli/run.ts';
 import { ConfigError, LabError } from '../src/errors.ts';
 import { ensureHostPackages } from '../src/hostdeps.ts';
 import { planMatrix } from '../src/plan/plan.ts';

@@ -15,7 +15,8 @@ import { pidLock } from '../src/images/lock.ts';
 import { cpioNewc, isStaticElf, moduleName, planModules } from '../src/images/initrd.ts';
 import { ensureClientKey, publicKeyBlob } from '../src/images/keys.ts';
 import { cachePaths, checkImage, imagePaths, resolveCacheRoot, sha256File, type ImageManifest } from '../src/images/manifest.ts';
-import { PACKAGES, SUITES, readGuestScripts, recipeFor, recipeHash } from '../src/images/recipe.ts';
+import { SUITES } from '../src/domain.ts';
+import { PACKAGES, readGuestScripts, recipeFor, recipeHash } from '../src/images/recipe.ts';
 import type { ProgressEvent } from '../src/progress/events.ts';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'images-test-'));

@@ -12,7 +12,7 @@ import { LabError } from '../src/errors.ts';
 import { generateEd25519, publicKeyBlob } from '../src/images/keys.ts';
 import { SshMachine, remoteCommand } from '../src/machine/ssh.ts';
 import { shellJoin, shellQuote } from '../src/machine/types.ts';
-import { reservePort } from '../src/backends/qemu/ports.ts';
+import { reservePort } from '../src/backends/shared/ports.ts';
 
 const { Server, utils } = ssh2;
 const { STATUS_CODE } = utils.sftp;

@@ -6,13 +6,7 @@ import { symmetry } from './attribution.ts';
 import type { TracerMeta, TracerStats } from './events.ts';
 import { trialSpread, wilson, type Interval, type Spread } from './interval.ts';
 import { zeroCounters, type HttpCounters } from './transactions.ts';
-
-export const VARIANTS = ['upstream', 'no-fallback', 'recv-hook', 'scoped'] as const;
-export const MODES = ['sequential', 'interleaved', 'writes-only'] as const;
-export const SCENARIOS = ['preexisting', 'baseline'] as const;
-export type Variant = (typeof VARIANTS)[number];
-export type Mode = (typeof MODES)[number];
-export type Scenario = (typeof SCENARIOS)[number];
+import type { CellId } from '../domain.ts';
 
 export type Status = 'ok' | Exclude<FailureKind, 'config'>;
 
@@ -37,13 +31,6 @@ export interface TrialResult {
 export interface QueryTime {
   ns: number | null;
   source: 'option' | 'stats.ktime_ns' | 'last-event+2s' | 'none';
-}
-
-export interface CellId {
-  target: string;
-  variant: Variant;
-  mode: Mode;
-  scenario: Scenario;
 }
 
 export interface Verdict {

@@ -1,7 +1,8 @@
 // Backend registry: loaded on demand, so `--backend local` needs nothing of QEMU or Vagrant.
 import { LabError } from '../errors.ts';
 import { LocalBackend } from './local.ts';
-import type { Backend, BackendName } from './types.ts';
+import type { BackendName } from '../domain.ts';
+import type { Backend } from './types.ts';
 
 export interface BackendOptions {
   /** Rebuild images even when cached. */
@@ -9,6 +10,8 @@ export interface BackendOptions {
   /** Vagrant without any libvirt network (QEMU user-mode NIC, hostfwd on 127.0.0.1). */
   sandboxed?: boolean;
   cacheDir?: string;
+  /** The vagrant backend installs its host packages itself unless the caller did (default true). */
+  installHostDeps?: boolean;
 }
 
 export function backendLoader(repoRoot: string, opts: BackendOptions = {}): (name: BackendName) => Promise<Backend> {
@@ -34,7 +37,7 @@ async function load(name: BackendName, repoRoot: string, opts: BackendOptions): 
     case 'vagrant': {
       if (!opts.cacheDir) throw new LabError('internal', 'the vagrant backend needs the cache folder');
       const { VagrantBackend } = await import('./vagrant/index.ts');
-      return new VagrantBackend({ repoRoot, cacheDir: opts.cacheDir, sandboxed: opts.sandboxed ?? true });
+      return new VagrantBackend({ repoRoot, cacheDir: opts.cacheDir, sandboxed: opts.sandboxed ?? true, ...(opts.installHostDeps === false ? { installHostDeps: false } : {}) });
     }
   }
 }

@@ -1,8 +1,7 @@
 // A backend brings a target up and hands back a Machine; it knows nothing of scenarios.
 import type { Machine } from '../machine/types.ts';
+import type { BackendName } from '../domain.ts';
 import type { Emit } from '../progress/events.ts';
-
-export type BackendName = 'qemu' | 'vagrant' | 'local';
 
 export interface TargetSpec {
   /** Unique name in the matrix (e.g. "bookworm", "local"). */

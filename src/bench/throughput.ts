@@ -2,7 +2,7 @@
 // this host, client and servers pinned to one CPU (waking an idle CPU is slow here). Medians of
 // several repetitions, side by side in one run, and the ratio to "no tracer".
 import { LocalMachine } from '../machine/local.ts';
-import { VARIANTS, type Variant } from '../analysis/cell.ts';
+import { VARIANTS, type Variant } from '../domain.ts';
 import { startProc, stopProc, signalProc, waitExit, waitForLine, type BgProc } from '../scenario/procs.ts';
 import { LabError } from '../errors.ts';
 import { median } from './stats.ts';

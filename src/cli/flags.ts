@@ -2,13 +2,7 @@
 // says what is allowed.
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.ts';
-import { MODES, SCENARIOS, VARIANTS, type Mode, type Scenario, type Variant } from '../analysis/cell.ts';
-import type { BackendName } from '../backends/types.ts';
-
-export const BACKENDS = ['qemu', 'vagrant', 'local'] as const;
-export const TRACE_SCOPES = ['all', 'client'] as const;
-export const APIS = ['classic', 'ex'] as const;
-export const HOOKS = ['auto', 'kprobe', 'tracepoint'] as const;
+import { APIS, BACKENDS, HOOKS, MODES, SCENARIOS, TRACE_SCOPES, VARIANTS, type Api, type BackendName, type Hook, type Mode, type Scenario, type TraceScope, type Variant } from '../domain.ts';
 
 export interface MatrixFlags {
   help: boolean;
@@ -23,9 +17,9 @@ export interface MatrixFlags {
   out?: string;
   parallel?: number;
   keep: boolean;
-  trace?: 'all' | 'client';
-  api?: 'classic' | 'ex';
-  hook?: 'auto' | 'kprobe' | 'tracepoint';
+  trace?: TraceScope;
+  api?: Api;
+  hook?: Hook;
   seed?: number;
   ports?: number[];
   cache?: string;

@@ -1,14 +1,15 @@
 // Entry logic of scripts/matrix.mjs: flags -> config -> run -> table; returns an exit code.
 import { homedir } from 'node:os';
-import { join, relative } from 'node:path';
+import { relative } from 'node:path';
 import { loadMatrix } from '../config/matrix.ts';
 import { backendLoader } from '../backends/index.ts';
 import { ConfigError, asLabError } from '../errors.ts';
 import { ensureHostPackages } from '../hostdeps.ts';
-import { resolveRun, runMatrix } from '../matrix.ts';
+import { runMatrix } from '../matrix.ts';
 import { createReporter } from '../progress/reporter.ts';
 import { renderTable } from '../report/summary.ts';
 import { HELP, parseMatrixFlags } from './flags.ts';
+import { matrixFile, resolveRun } from './run.ts';
 
 export interface CliEnv {
   argv: string[];
@@ -27,7 +28,7 @@ export async function matrixMain(e: CliEnv): Promise<number> {
       e.stdout.write(HELP);
       return 0;
     }
-    const cfg = await loadMatrix(flags.config ? join(e.cwd, flags.config) : join(e.repoRoot, 'matrix.yaml'));
+    const cfg = await loadMatrix(matrixFile(flags, e));
     const run = resolveRun(cfg, flags, { cwd: e.cwd, home: e.env.HOME ?? homedir(), ...(e.env.USM_LAB_CACHE ? { cacheEnv: e.env.USM_LAB_CACHE } : {}) });
     const groups = new Set(['build']);
     for (const t of run.targets) if (t.backend !== 'local') groups.add('images').add(t.backend === 'vagrant' ? 'vagrant' : 'images');
@@ -35,7 +36,7 @@ export async function matrixMain(e: CliEnv): Promise<number> {
     const reporter = createReporter(e.stderr);
     let result;
     try {
-      result = await runMatrix(run, { repoRoot: e.repoRoot, backends: backendLoader(e.repoRoot, { rebuild: run.rebuild, sandboxed: cfg.vagrant.sandboxed, cacheDir: run.cacheDir }), emit: reporter.emit, signal: e.signal, argv: e.argv });
+      result = await runMatrix(run, { repoRoot: e.repoRoot, backends: backendLoader(e.repoRoot, { rebuild: run.rebuild, sandboxed: cfg.vagrant.sandboxed, cacheDir: run.cacheDir, installHostDeps: false }), emit: reporter.emit, signal: e.signal, argv: e.argv });
     } finally {
       reporter.stop();
     }

@@ -3,11 +3,8 @@
 import { readFile } from 'node:fs/promises';
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node, type Document } from 'yaml';
 import { ConfigError } from '../errors.ts';
-import { MODES, SCENARIOS, VARIANTS, type Mode, type Scenario, type Variant } from '../analysis/cell.ts';
-import type { BackendName, TargetSpec } from '../backends/types.ts';
-import { APIS, BACKENDS, HOOKS, TRACE_SCOPES } from '../cli/flags.ts';
-
-export const SUITES = ['bullseye', 'bookworm', 'trixie', 'sid'] as const;
+import { APIS, BACKENDS, HOOKS, MODES, SCENARIOS, SUITES, TRACE_SCOPES, VARIANTS, type Api, type BackendName, type Hook, type Mode, type Scenario, type TraceScope, type Variant } from '../domain.ts';
+import type { TargetSpec } from '../backends/types.ts';
 
 export interface MatrixDefaults {
   variants: Variant[];
@@ -16,9 +13,9 @@ export interface MatrixDefaults {
   iterations: number;
   trials: number;
   ports: number[];
-  trace: 'all' | 'client';
-  api: 'classic' | 'ex';
-  hook: 'auto' | 'kprobe' | 'tracepoint';
+  trace: TraceScope;
+  api: Api;
+  hook: Hook;
   memory: number;
   seed: number;
 }

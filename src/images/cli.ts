@@ -3,7 +3,8 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, LabError, asLabError } from '../errors.ts';
 import type { Emit } from '../progress/events.ts';
-import { cleanImages, ensureImage, listImages, parseSuite, resolveCacheRoot, SUITES, type Suite } from './index.ts';
+import { SUITES, type Suite } from '../domain.ts';
+import { cleanImages, ensureImage, listImages, parseSuite, resolveCacheRoot } from './index.ts';
 
 export const COMMANDS = ['list', 'build', 'clean'] as const;
 type Command = (typeof COMMANDS)[number];

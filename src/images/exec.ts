@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, appendFile, readFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
+import { killGroup, killOnExit } from '../cleanup.ts';
 import { LabError } from '../errors.ts';
 
 export interface RunOptions {
@@ -23,20 +24,6 @@ export async function logTail(file: string, lines = 30): Promise<string> {
   }
 }
 
-const live = new Set<number>();
-process.on('exit', () => {
-  for (const pid of live) killGroup(pid, 'SIGKILL');
-});
-
-function killGroup(pid: number | undefined, sig: NodeJS.Signals): void {
-  if (!pid) return;
-  try {
-    process.kill(-pid, sig);
-  } catch {
-    /* gone */
-  }
-}
-
 /** Run argv, appending output to opts.log; resolves with stdout (also logged). */
 export async function runLogged(argv: readonly string[], opts: RunOptions): Promise<string> {
   const [cmd, ...args] = argv;
@@ -47,7 +34,8 @@ export async function runLogged(argv: readonly string[], opts: RunOptions): Prom
     // Own process group: a timeout or abort stops the tool and everything it started (debootstrap
     // runs dpkg in a chroot), not just the tool itself.
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env, cwd: opts.cwd, detached: true });
-    live.add(child.pid ?? 0);
+    // Last resort: a tool still running when the process exits is killed with its group.
+    const forget = killOnExit(() => killGroup(child.pid, 'SIGKILL'));
     let stdout = '';
     let pending = Promise.resolve();
     const log = (d: Buffer) => {
@@ -78,7 +66,7 @@ export async function runLogged(argv: readonly string[], opts: RunOptions): Prom
     });
     child.on('close', async (code, signal) => {
       done();
-      live.delete(child.pid ?? 0);
+      forget();
       await pending;
       await appendFile(opts.log, `[exit ${code ?? signal}]\n`).catch(() => {});
       if (why === 'abort') return reject(new LabError('interrupted', `${cmd} interrupted`));

@@ -8,9 +8,10 @@ import { buildFloorInitrd } from './initrd.ts';
 import { pidLock } from './lock.ts';
 import { ensureClientKey, type KeyPair } from './keys.ts';
 import { cachePaths, checkImage, imagePaths, readManifest, type ImageManifest, type ImagePaths, type ImageState } from './manifest.ts';
-import { INITRD_APPLETS, SUITES, recipeFor, recipeHash, readGuestScripts, type Suite } from './recipe.ts';
+import { SUITES, type Suite } from '../domain.ts';
+import { INITRD_APPLETS, recipeFor, recipeHash, readGuestScripts } from './recipe.ts';
 
-export { SUITES, parseSuite, recipeFor, recipeHash, type Suite, type Recipe } from './recipe.ts';
+export { parseSuite, recipeFor, recipeHash, type Recipe } from './recipe.ts';
 export { resolveCacheRoot, cachePaths, imagePaths, type ImageManifest, type ImagePaths } from './manifest.ts';
 export { FLOOR_MARKER } from './initrd.ts';
 

@@ -5,7 +5,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { Suite } from './recipe.ts';
+import type { Suite } from '../domain.ts';
 
 /**
  * Cache root: --cache DIR, else $USM_LAB_CACHE, else ~/.cache/usm-race-lab (the same root the

@@ -4,10 +4,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { SUITES, type Suite } from '../domain.ts';
 import { ConfigError } from '../errors.ts';
-
-export const SUITES = ['bullseye', 'bookworm', 'trixie', 'sid'] as const;
-export type Suite = (typeof SUITES)[number];
 
 /** Bump when the build code changes what it produces (layout, mkfs options, initrd shape). */
 export const BUILD_CODE_VERSION = 1;

@@ -2,6 +2,7 @@
 import { spawn } from 'node:child_process';
 import { cp, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { killGroup } from '../cleanup.ts';
 import type { ExecOptions, ExecResult, Machine } from './types.ts';
 
 const MAX_CAPTURE = 16 * 1024 * 1024;
@@ -63,14 +64,5 @@ export class LocalMachine implements Machine {
   async close(): Promise<void> {
     for (const pid of this.live) killGroup(pid, 'SIGKILL');
     this.live.clear();
-  }
-}
-
-function killGroup(pid: number | undefined, sig: NodeJS.Signals): void {
-  if (!pid) return;
-  try {
-    process.kill(-pid, sig);
-  } catch {
-    /* already gone */
   }
 }

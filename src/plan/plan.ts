@@ -1,5 +1,5 @@
 // Expand targets x scenarios x modes x variants x trials into runs, in a seeded order.
-import type { CellId, Mode, Scenario, Variant } from '../analysis/cell.ts';
+import type { CellId, Mode, Scenario, Variant } from '../domain.ts';
 import type { TargetSpec } from '../backends/types.ts';
 
 export interface PlanInput {

@@ -4,7 +4,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { LabError, asLabError } from '../errors.ts';
 import type { Machine } from '../machine/types.ts';
-import type { Mode, Scenario, Variant } from '../analysis/cell.ts';
+import type { Api, Hook, Mode, Scenario, TraceScope, Variant } from '../domain.ts';
 import { parseClientOutput, type Conn } from '../analysis/events.ts';
 import type { Emit } from '../progress/events.ts';
 import { startProc, stopProc, signalProc, waitExit, waitForLine, readProc, type BgProc } from './procs.ts';
@@ -26,9 +26,9 @@ export interface TrialSpec {
   trial: number;
   ports: readonly number[];
   /** 'all' traces every process using libssl (as upstream, servers too); 'client' only the client. */
-  trace: 'all' | 'client';
-  api: 'classic' | 'ex';
-  hook: 'auto' | 'kprobe' | 'tracepoint';
+  trace: TraceScope;
+  api: Api;
+  hook: Hook;
 }
 
 export interface Timeouts {

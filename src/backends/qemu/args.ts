@@ -1,7 +1,8 @@
 // QEMU command lines as pure functions (tested with tables). Direct kernel boot of the image's
 // kernel + tiny initrd; the disk is a throw-away overlay; user networking restricted to one
-// port forward on 127.0.0.1.
-export type Accel = 'kvm' | 'tcg';
+// port forward on 127.0.0.1. The accelerator's arguments and the kernel command line are in
+// ../shared/ (the vagrant backend boots the same kernels).
+import { accelArgs, type Accel } from '../shared/accel.ts';
 
 export interface VmArgs {
   accel: Accel;
@@ -17,19 +18,6 @@ export interface VmArgs {
   consoleLog: string;
   qmpSocket: string;
   pidFile: string;
-}
-
-/** -accel/-cpu pair: KVM with the host CPU, or TCG with every emulated feature. */
-export function accelArgs(accel: Accel): string[] {
-  return accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg', '-cpu', 'max'];
-}
-
-/**
- * root=/dev/vda rw: the initrd mounts the virtio disk itself. random.trust_cpu=on with -cpu max
- * avoids entropy stalls (even on 5.10). panic=-1 + -no-reboot: a panic stops QEMU at once.
- */
-export function kernelCmdline(extra: readonly string[] = []): string {
-  return ['root=/dev/vda', 'rw', 'console=ttyS0', 'net.ifnames=0', 'random.trust_cpu=on', 'panic=-1', ...extra].join(' ');
 }
 
 export function netdevArg(sshPort: number): string {
@@ -61,22 +49,6 @@ export function vmArgs(a: VmArgs): string[] {
     '-qmp', `unix:${qemuPath(a.qmpSocket)},server=on,wait=off`,
     '-no-reboot',
     '-pidfile', a.pidFile,
-  ];
-}
-
-/** The floor: the same kernel with the busybox marker initrd, no disk, no network. */
-export function floorArgs(a: { accel: Accel; kernel: string; initrd: string; consoleLog: string; memoryMiB?: number }): string[] {
-  return [
-    ...accelArgs(a.accel),
-    '-smp', '1',
-    '-m', String(a.memoryMiB ?? 512),
-    '-nodefaults',
-    '-display', 'none',
-    '-kernel', a.kernel,
-    '-initrd', a.initrd,
-    '-append', 'console=ttyS0 random.trust_cpu=on panic=-1 rdinit=/init',
-    '-serial', `file:${a.consoleLog}`,
-    '-no-reboot',
   ];
 }
 

@@ -1,19 +1,18 @@
 // Boot an image to SSH: start QEMU on an overlay, connect with the pinned host key, fail early
 // when QEMU exits or the kernel panics. Shared by the backend and bench-boot.
+import { GUEST_WORKDIR } from '../../domain.ts';
 import { LabError, asLabError } from '../../errors.ts';
 import type { Image } from '../../images/index.ts';
 import { SshMachine } from '../../machine/ssh.ts';
 import { silent, step, type Emit } from '../../progress/events.ts';
-import { kernelCmdline, type Accel } from './args.ts';
+import type { Accel } from '../shared/accel.ts';
+import { kernelCmdline } from '../shared/cmdline.ts';
 import { Vm } from './vm.ts';
 
 /** sshd -D -e logs this when it listens (OpenSSH 8.4 to 10.x). */
 export const SSHD_LISTENING = /Server listening on \S+ port 22\b/;
 /** Connect anyway after this long without the console line (a console that says nothing). */
 const SSH_GATE_MS = 60_000;
-
-/** Where the project's sources go on the guest (Machine.workdir). */
-export const GUEST_WORKDIR = '/root/usm-race-lab';
 
 export interface BootOptions {
   name: string;

@@ -1,22 +1,19 @@
 // The qemu backend: ensure the suite's image, pick the accelerator (a real KVM boot, else TCG),
 // boot the image's kernel + tiny initrd on a throw-away overlay, wait for SSH with the pinned
-// host key, hand back an SshMachine. Every VM is registered for stopAllVms().
+// host key, hand back an SshMachine. Every VM is registered with src/cleanup.ts.
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { GUEST_WORKDIR } from '../../domain.ts';
 import { ConfigError, LabError } from '../../errors.ts';
 import { ensureFloorInitrd, ensureImage, parseSuite, type Image } from '../../images/index.ts';
 import { step } from '../../progress/events.ts';
+import { probeAccel, type Accel } from '../shared/accel.ts';
 import type { Backend, BackendContext, Lease, TargetSpec } from '../types.ts';
-import type { Accel } from './args.ts';
-import { bootVm, GUEST_WORKDIR } from './boot.ts';
-import { probeAccel } from './kvm.ts';
+import { bootVm } from './boot.ts';
 
 export { stopAllVms, runningVms, Vm } from './vm.ts';
-export { probeAccel, runFloor } from './kvm.ts';
-export { vmArgs, floorArgs, kernelCmdline, accelArgs, netdevArg, overlayArgs, type Accel, type VmArgs } from './args.ts';
-export { reservePort } from './ports.ts';
 
-export { bootVm, GUEST_WORKDIR, type BootOptions, type Booted } from './boot.ts';
+export { bootVm, type BootOptions, type Booted } from './boot.ts';
 
 export interface QemuBackendOptions {
   /** Rebuild images even when cached (matrix --rebuild). */

@@ -1,18 +1,18 @@
 // One QEMU process: overlay on the cached base image, spawn, watch for exit and kernel panics,
-// stop (QMP quit, then SIGKILL by pid), and a process-wide registry so an entry point's SIGINT
-// handler can stop every VM (stopAllVms).
+// stop (QMP quit, then SIGKILL by pid). Every VM registers with src/cleanup.ts (stopped by the
+// entry points' stopAll()); runningVms/stopAllVms list and stop this process's VMs (tests).
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { onCleanup } from '../../cli/cleanup.ts';
+import { killOnExit, onCleanup } from '../../cleanup.ts';
 import { LabError } from '../../errors.ts';
-import { overlayArgs, vmArgs, type Accel } from './args.ts';
-import { QEMU_BIN } from './kvm.ts';
+import { QEMU_BIN, type Accel } from '../shared/accel.ts';
+import { reservePort, type PortReservation } from '../shared/ports.ts';
+import { overlayArgs, vmArgs } from './args.ts';
 import { qmpCommand } from './qmp.ts';
-import { reservePort, type PortReservation } from './ports.ts';
 
 const run = promisify(execFile);
 
@@ -34,7 +34,6 @@ export interface VmSpec {
 }
 
 const live = new Set<Vm>();
-let exitHookInstalled = false;
 
 /** Stop every VM this process started (for SIGINT handlers and test teardown). */
 export async function stopAllVms(): Promise<void> {
@@ -43,21 +42,6 @@ export async function stopAllVms(): Promise<void> {
 
 export function runningVms(): readonly Vm[] {
   return [...live];
-}
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  // Last resort when the process exits without stopping its VMs (exit handlers must be sync).
-  process.on('exit', () => {
-    for (const vm of live) if (!vm.spec.keep && vm.pid) {
-      try {
-        process.kill(vm.pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-    }
-  });
 }
 
 export class Vm {
@@ -106,9 +90,16 @@ export class Vm {
       this.qmpSocket = join(this.sockDir, 'qmp.sock');
     }
     live.add(this);
-    installExitHook();
-    // The entry points' stopAll() (src/cli/cleanup.ts) stops this VM too, unless it is kept.
-    if (!this.spec.keep) this.unregisterCleanup = onCleanup(() => this.stop());
+    // The entry points' stopAll() (src/cleanup.ts) stops this VM too, unless it is kept; and
+    // if the process exits without stopping it, QEMU is killed by pid.
+    if (!this.spec.keep) {
+      const unregister = onCleanup(() => this.stop());
+      const forget = killOnExit(() => this.killByPid());
+      this.unregisterCleanup = () => {
+        unregister();
+        forget();
+      };
+    }
     // The port could be taken by another program between handOff and QEMU's bind: retry.
     for (let i = 0; ; i++) {
       await this.spawnOnce();

@@ -7,13 +7,12 @@
 // QEMU runs as libvirt-qemu and cannot read files under a 0700 home. Their paths, the kernel
 // command line and the SSH user/key go to $VAGRANT_HOME/usm-lab-boxes.json, which the Vagrantfile
 // reads (one entry per box name).
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, writeFile, copyFile, link } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { LabError } from '../../errors.ts';
 import { pidLock } from '../../images/lock.ts';
+import { sha256File } from '../../images/manifest.ts';
 import { deleteVolume, run, uploadToPool } from './libvirt.ts';
 import { parseBoxList } from './parse.ts';
 import { runVagrant, vagrantError } from './cli.ts';
@@ -74,12 +73,6 @@ Vagrant.configure('2') do |config|
   config.vm.synced_folder '.', '/vagrant', disabled: true
 end
 `;
-
-export async function sha256File(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 })) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
 
 export async function qcow2VirtualSize(path: string): Promise<number> {
   const r = await run('qemu-img', ['info', '--output=json', '-U', path], 60_000);

@@ -5,9 +5,10 @@
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { ConfigError, asLabError } from '../../errors.ts';
-import { ensureImage, parseSuite, resolveCacheRoot, SUITES, type Suite } from '../../images/index.ts';
+import { SUITES, type Suite } from '../../domain.ts';
+import { ensureImage, parseSuite, resolveCacheRoot } from '../../images/index.ts';
 import { step, type Emit } from '../../progress/events.ts';
-import { kernelCmdline } from '../qemu/args.ts';
+import { kernelCmdline } from '../shared/cmdline.ts';
 import { boxVersionFromDate, ensureLocalBox, localBoxName } from './box.ts';
 import { vagrantEnv } from './env.ts';
 import { choosePoolDir, ensureDaemons, ensurePool, fixKvmPermissions } from './libvirt.ts';

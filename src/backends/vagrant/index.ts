@@ -7,24 +7,24 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { onCleanup } from '../../cli/cleanup.ts';
+import { onCleanup } from '../../cleanup.ts';
 import { LabError } from '../../errors.ts';
 import { ensureHostPackages } from '../../hostdeps.ts';
 import { ensureFloorInitrd, ensureImage } from '../../images/index.ts';
 import { step } from '../../progress/events.ts';
-import { probeAccel } from '../qemu/kvm.ts';
+import { probeAccel } from '../shared/accel.ts';
 import type { Backend, BackendContext, Lease, TargetSpec } from '../types.ts';
 import { readBootFile, type VagrantEnvBase } from './box.ts';
 import { baseVolumeName, vagrantEnv } from './env.ts';
 import { VagrantLease } from './lease.ts';
 import { choosePoolDir, ensureDaemons, ensurePool, fixKvmPermissions, listDomains, listVolumes, stopDaemons, type StartedDaemon } from './libvirt.ts';
-import { POOL_NAME, type HostState, type VagrantBackendOptions } from './options.ts';
+import { POOL_NAME, type HostState, type LeaseHost, type VagrantBackendOptions } from './options.ts';
 
 export { parseMachineReadable, parseSshConfig, parseStatus, parseBoxList } from './parse.ts';
 export { CommandQueue } from './queue.ts';
 export { vagrantEnv, targetEntry, domainName } from './env.ts';
 export { provisionFailure } from './lease.ts';
-export { GUEST_WORKDIR, POOL_NAME, type VagrantBackendOptions, type VagrantFacts } from './options.ts';
+export { POOL_NAME, type VagrantBackendOptions, type VagrantFacts } from './options.ts';
 
 export class VagrantBackend implements Backend {
   readonly name = 'vagrant' as const;
@@ -32,14 +32,28 @@ export class VagrantBackend implements Backend {
   /** Names this backend's domains and overlay volumes: usm-lab-<8 hex>-<target>. */
   readonly prefix = `usm-lab-${randomBytes(4).toString('hex')}-`;
   private host: Promise<HostState> | null = null;
-  private readonly leases = new Set<VagrantLease>();
+  private readonly leases = new Set<Lease>();
   private readonly boxGates = new Map<string, Promise<unknown>>();
   private unregisterDaemons: (() => void) | null = null;
   private readonly env: NodeJS.ProcessEnv;
+  /** The narrow view of this backend its leases get. */
+  private readonly leaseHost: LeaseHost;
 
   constructor(readonly opts: VagrantBackendOptions) {
     this.vagrantHome = join(opts.cacheDir, 'vagrant.d');
     this.env = opts.env ?? process.env;
+    this.leaseHost = {
+      prefix: this.prefix,
+      vagrantHome: this.vagrantHome,
+      repoRoot: opts.repoRoot,
+      sandboxed: opts.sandboxed,
+      env: this.env,
+      provision: opts.provision !== false,
+      snapshots: opts.snapshots !== false,
+      vagrantBase: (dotfilePath, extra) => this.vagrantBase(dotfilePath, extra),
+      gate: (box, version, pool, fn) => this.gate(box, version, pool, fn),
+      forget: (l) => this.leases.delete(l),
+    };
   }
 
   async up(target: TargetSpec, ctx: BackendContext): Promise<Lease> {
@@ -47,7 +61,7 @@ export class VagrantBackend implements Backend {
     await mkdir(ctx.runDir, { recursive: true });
     const host = await this.prepareHost(ctx, target.name);
     if (signal.aborted) throw new LabError('interrupted', 'interrupted before boot');
-    const lease = new VagrantLease(this, target, ctx, host);
+    const lease = new VagrantLease(this.leaseHost, target, ctx, host);
     this.leases.add(lease);
     try {
       await lease.start();
@@ -74,13 +88,8 @@ export class VagrantBackend implements Backend {
     this.unregisterDaemons = null;
   }
 
-  /** @internal */
-  forget(l: VagrantLease): void {
-    this.leases.delete(l);
-  }
-
-  /** @internal Run fn alone per box while the box's base volume is not in the pool yet. */
-  async gate<T>(box: string, version: string, pool: string, fn: () => Promise<T>): Promise<T> {
+  /** Run fn alone per box while the box's base volume is not in the pool yet. */
+  private async gate<T>(box: string, version: string, pool: string, fn: () => Promise<T>): Promise<T> {
     const key = `${box}@${version}`;
     const before = this.boxGates.get(key);
     if (before) await before.catch(() => {});
@@ -95,8 +104,7 @@ export class VagrantBackend implements Backend {
     }
   }
 
-  /** @internal */
-  vagrantBase(dotfilePath: string, extra: Partial<VagrantEnvBase> = {}): VagrantEnvBase {
+  private vagrantBase(dotfilePath: string, extra: Partial<VagrantEnvBase> = {}): VagrantEnvBase {
     return { vagrantHome: this.vagrantHome, cwd: this.opts.repoRoot, env: vagrantEnv(this.env, { repoRoot: this.opts.repoRoot, vagrantHome: this.vagrantHome, dotfilePath, targets: [], sandboxed: this.opts.sandboxed, driver: 'qemu', pool: POOL_NAME, prefix: this.prefix }), ...extra };
   }
 

@@ -2,25 +2,25 @@
 // ssh-config + status + ssh2, provision + snapshot save, and `vagrant destroy -f` on stop.
 import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { onCleanup } from '../../cli/cleanup.ts';
+import { onCleanup } from '../../cleanup.ts';
+import { GUEST_WORKDIR } from '../../domain.ts';
 import { LabError, asLabError } from '../../errors.ts';
 import { ensureImage, parseSuite } from '../../images/index.ts';
 import { SshMachine } from '../../machine/ssh.ts';
 import { shellQuote } from '../../machine/types.ts';
 import { step, type Emit } from '../../progress/events.ts';
-import { uploadSources } from '../../scenario/prepare.ts';
-import { kernelCmdline } from '../qemu/args.ts';
-import { reservePort, type PortReservation } from '../qemu/ports.ts';
+import { sourcesHash, uploadSources } from '../../sources.ts';
+import { kernelCmdline } from '../shared/cmdline.ts';
+import { reservePort, type PortReservation } from '../shared/ports.ts';
 import type { BackendContext, Lease, TargetSpec } from '../types.ts';
-import { ensureLocalBox, localBoxName, boxVersionFromDate, type BoxSource } from './box.ts';
+import { ensureLocalBox, localBoxName, boxVersionFromDate, type BoxSource, type VagrantEnvBase } from './box.ts';
 import { VagrantMachineCtl, vagrantError, type VagrantRunResult } from './cli.ts';
 import { domainName, targetEntry, vagrantEnv } from './env.ts';
 import { hostKeyOf } from './hostkey.ts';
-import type { VagrantBackend } from './index.ts';
 import { deleteVolume, listDomains, listVolumes, virsh } from './libvirt.ts';
-import { GUEST_WORKDIR, type HostState, type VagrantFacts } from './options.ts';
+import type { HostState, LeaseHost, VagrantFacts } from './options.ts';
 import type { SshConfigEntry } from './parse.ts';
-import { SnapshotStore, snapshotKey, sourcesHash } from './snapshot.ts';
+import { SnapshotStore, snapshotKey, type SnapshotRecord } from './snapshot.ts';
 
 /** Exit codes of provision/setup.sh (provision/common.sh) -> what to say. */
 export function provisionFailure(code: number | null, target: string, output: string): LabError {
@@ -33,6 +33,16 @@ export function provisionFailure(code: number | null, target: string, output: st
     case 7: return new LabError('build-failed', `${target}: provision/setup.sh must run as root`, tail);
     default: return new LabError('build-failed', `${target}: provision/setup.sh failed (exit ${code})`, tail);
   }
+}
+
+interface SnapshotLookup {
+  /** Snapshots in use for this target (provisioning on, a local box). */
+  snapshots: boolean;
+  store: SnapshotStore;
+  /** sourcesHash() of the repository ('' without provisioning). */
+  sources: string;
+  key: string;
+  snap: SnapshotRecord | null;
 }
 
 export class VagrantLease implements Lease {
@@ -49,7 +59,7 @@ export class VagrantLease implements Lease {
   private readonly log: string;
 
   constructor(
-    private readonly b: VagrantBackend,
+    private readonly b: LeaseHost,
     private readonly t: TargetSpec,
     private readonly ctx: BackendContext,
     private readonly host: HostState,
@@ -66,100 +76,120 @@ export class VagrantLease implements Lease {
   }
 
   async start(): Promise<void> {
-    const { t, ctx, host } = this;
-    const name = t.name;
+    const { t, ctx } = this;
     this.unregister = onCleanup(() => this.stop());
     const base = this.b.vagrantBase(this.dotfilePath, { logFile: this.log, signal: ctx.signal });
-
-    // The box: a local one from the suite's image, or a public one by name.
-    let src: BoxSource | null = null;
-    let box: string;
-    let boxVersion = '';
-    if (t.box) {
-      box = t.box;
-    } else {
-      if (!t.suite) throw new LabError('config', `target '${name}' (backend vagrant) needs a suite or a box`);
-      const suite = parseSuite(t.suite);
-      const image = await ensureImage(suite, { cacheDir: ctx.cacheDir, emit: this.emit, signal: ctx.signal, target: name });
-      box = localBoxName(suite);
-      boxVersion = boxVersionFromDate(image.manifest.builtAt);
-      src = { name: box, version: boxVersion, disk: image.paths.disk, kernel: image.paths.kernel, initrd: image.paths.initrd, cmdline: kernelCmdline(), user: 'root', keyPath: image.keyPath, hostKey: image.manifest.hostKey };
-      const s = src;
-      await step(this.emit, name, 'box', () => ensureLocalBox({ ...base, boxesDir: join(ctx.cacheDir, 'vagrant', 'boxes'), pool: host.pool }, s), `${box} ${boxVersion}`);
-    }
-
-    // A build snapshot of this target with the same box and sources?
-    const provision = this.b.opts.provision !== false;
-    const snapshots = provision && this.b.opts.snapshots !== false && src !== null;
-    const store = new SnapshotStore({ dir: join(ctx.cacheDir, 'vagrant', 'snapshots'), pool: host.pool, v: base });
-    const sources = provision ? await sourcesHash(this.b.opts.repoRoot) : '';
-    const key = snapshots ? snapshotKey({ sources, box, boxVersion }) : '';
-    const snap = snapshots ? await store.find(name, key) : null;
+    const { src, box, boxVersion } = await this.ensureBox(base);
+    const found = await this.findSnapshot(base, src, box, boxVersion);
+    const { snap } = found;
     const useBox = snap ? snap.box : box;
     const useVersion = snap ? snap.version : boxVersion;
-    if (snap) this.emit({ type: 'info', target: name, message: `restoring the build snapshot ${snap.box} ${snap.version} (saved ${snap.savedAt}; sources unchanged)` });
 
     this.port = await reservePort();
-    const env = (this.env = vagrantEnv(this.b.opts.env ?? process.env, {
-      repoRoot: this.b.opts.repoRoot,
+    this.configure(useBox, useVersion);
+    const t0 = performance.now();
+    await this.up(useBox, useVersion);
+    this.machine = await this.ssh(src?.hostKey ?? null);
+    const upMs = performance.now() - t0;
+    const kernel = (await this.machine.exec(['uname', '-r'], { timeoutMs: 30_000, cwd: '/' })).stdout.trim();
+    this.facts = { kernel, accel: this.host.accel, image: t.suite ?? box, box: useBox, boxVersion: useVersion, snapshot: found.snapshots ? (snap ? 'restored' : 'saved') : 'off', domain: this.domain, sshPort: this.port.port, upMs: Math.round(upMs), provider: 'libvirt', baseBox: box, baseBoxVersion: boxVersion };
+
+    if (!snap && this.b.provision) await this.provisionAndSave(found, src, box, boxVersion);
+    // bpf/ and client/ of these sources are built in GUEST_WORKDIR (provisioned or restored):
+    // the scenario may skip its own upload + build when the hash matches.
+    if (this.b.provision && this.facts.snapshot !== 'failed') this.facts.sourcesHash = found.sources;
+    if (ctx.keep) this.hints = this.keepHints();
+  }
+
+  /** The box: a local one from the suite's image (added when missing), or a public one by name. */
+  private async ensureBox(base: VagrantEnvBase): Promise<{ src: BoxSource | null; box: string; boxVersion: string }> {
+    const { t, ctx } = this;
+    if (t.box) return { src: null, box: t.box, boxVersion: '' };
+    if (!t.suite) throw new LabError('config', `target '${t.name}' (backend vagrant) needs a suite or a box`);
+    const suite = parseSuite(t.suite);
+    const image = await ensureImage(suite, { cacheDir: ctx.cacheDir, emit: this.emit, signal: ctx.signal, target: t.name });
+    const box = localBoxName(suite);
+    const boxVersion = boxVersionFromDate(image.manifest.builtAt);
+    const src: BoxSource = { name: box, version: boxVersion, disk: image.paths.disk, kernel: image.paths.kernel, initrd: image.paths.initrd, cmdline: kernelCmdline(), user: 'root', keyPath: image.keyPath, hostKey: image.manifest.hostKey };
+    await step(this.emit, t.name, 'box', () => ensureLocalBox({ ...base, boxesDir: join(ctx.cacheDir, 'vagrant', 'boxes'), pool: this.host.pool }, src), `${box} ${boxVersion}`);
+    return { src, box, boxVersion };
+  }
+
+  /** A build snapshot of this target with the same box and sources? */
+  private async findSnapshot(base: VagrantEnvBase, src: BoxSource | null, box: string, boxVersion: string): Promise<SnapshotLookup> {
+    const name = this.t.name;
+    const provision = this.b.provision;
+    const snapshots = provision && this.b.snapshots && src !== null;
+    const store = new SnapshotStore({ dir: join(this.ctx.cacheDir, 'vagrant', 'snapshots'), pool: this.host.pool, v: base });
+    const sources = provision ? await sourcesHash(this.b.repoRoot) : '';
+    const key = snapshots ? snapshotKey({ sources, box, boxVersion }) : '';
+    const snap = snapshots ? await store.find(name, key) : null;
+    if (snap) this.emit({ type: 'info', target: name, message: `restoring the build snapshot ${snap.box} ${snap.version} (saved ${snap.savedAt}; sources unchanged)` });
+    return { snapshots, store, sources, key, snap };
+  }
+
+  /** This lease's Vagrant environment (one target on the reserved port) and its command runner. */
+  private configure(useBox: string, useVersion: string): void {
+    const { t, ctx, host } = this;
+    const env = (this.env = vagrantEnv(this.b.env, {
+      repoRoot: this.b.repoRoot,
       vagrantHome: this.b.vagrantHome,
       dotfilePath: this.dotfilePath,
-      targets: [targetEntry(t, { box: useBox, ...(useVersion ? { boxVersion: useVersion } : {}), sshPort: this.port.port, console: join(ctx.runDir, 'console.log') })],
-      sandboxed: this.b.opts.sandboxed,
+      targets: [targetEntry(t, { box: useBox, ...(useVersion ? { boxVersion: useVersion } : {}), sshPort: this.port!.port, console: join(ctx.runDir, 'console.log') })],
+      sandboxed: this.b.sandboxed,
       driver: host.driver,
       pool: host.pool,
       prefix: this.b.prefix,
       bootTimeoutS: Math.round(this.bootTimeoutMs() / 1000),
     }));
-    this.ctl = new VagrantMachineCtl(name, { cwd: this.b.opts.repoRoot, env, logFile: this.log, signal: ctx.signal });
+    this.ctl = new VagrantMachineCtl(t.name, { cwd: this.b.repoRoot, env, logFile: this.log, signal: ctx.signal });
+  }
 
-    const t0 = performance.now();
-    const upFailed = async (r: VagrantRunResult | null, state: string, why?: unknown): Promise<never> => {
-      const e = r ? vagrantError(r.timedOut ? 'boot-timeout' : 'boot-failed', `vagrant up ${name}: state ${state}`, r) : asLabError(why, 'boot-failed');
-      throw Object.assign(new LabError(e.kind, e.message, [e.detail, await consoleTail(join(ctx.runDir, 'console.log'))].filter(Boolean).join('\n--- console\n')), { logFile: this.log });
-    };
-    await step(this.emit, name, 'vagrant-up', async () => {
+  private async upFailed(r: VagrantRunResult | null, state: string, why?: unknown): Promise<never> {
+    const e = r ? vagrantError(r.timedOut ? 'boot-timeout' : 'boot-failed', `vagrant up ${this.t.name}: state ${state}`, r) : asLabError(why, 'boot-failed');
+    throw Object.assign(new LabError(e.kind, e.message, [e.detail, await consoleTail(join(this.ctx.runDir, 'console.log'))].filter(Boolean).join('\n--- console\n')), { logFile: this.log });
+  }
+
+  private async up(useBox: string, useVersion: string): Promise<void> {
+    await step(this.emit, this.t.name, 'vagrant-up', async () => {
       await this.port!.handOff();
       this.created = true;
-      const r = await this.b.gate(useBox, useVersion, host.pool, () => this.ctl.up(['--provider', 'libvirt', '--no-provision'], this.bootTimeoutMs()));
+      const r = await this.b.gate(useBox, useVersion, this.host.pool, () => this.ctl.up(['--provider', 'libvirt', '--no-provision'], this.bootTimeoutMs()));
       // node-vagrant alone would call a silent failure a success: the exit code here, the state
       // from `vagrant status --machine-readable` below.
-      if (r.code !== 0) await upFailed(r, await this.ctl.status().catch(() => 'unknown'));
+      if (r.code !== 0) await this.upFailed(r, await this.ctl.status().catch(() => 'unknown'));
     }, `${useBox} ${useVersion}`.trim());
+  }
 
-    this.machine = await step(this.emit, name, 'ssh', async () => {
-      const sc = await this.ctl.sshConfig().catch(async (err) => upFailed(null, await this.ctl.status().catch(() => 'unknown'), err));
+  private ssh(pinned: string | null): Promise<SshMachine> {
+    const name = this.t.name;
+    return step(this.emit, name, 'ssh', async () => {
+      const sc = await this.ctl.sshConfig().catch(async (err) => this.upFailed(null, await this.ctl.status().catch(() => 'unknown'), err));
       // The state check and the SSH handshake overlap: one is vagrant, the other ssh2.
-      const [state, m] = await Promise.allSettled([this.ctl.status(), this.connect(sc, src?.hostKey ?? null)]);
+      const [state, m] = await Promise.allSettled([this.ctl.status(), this.connect(sc, pinned)]);
       if (state.status === 'fulfilled' && state.value === 'running' && m.status === 'fulfilled') return m.value;
       if (m.status === 'fulfilled') await m.value.close();
-      if (state.status === 'fulfilled' && state.value !== 'running') return upFailed(null, state.value, new LabError('boot-failed', `vagrant up ${name} exited 0 but the machine is ${state.value}`));
+      if (state.status === 'fulfilled' && state.value !== 'running') return this.upFailed(null, state.value, new LabError('boot-failed', `vagrant up ${name} exited 0 but the machine is ${state.value}`));
       throw state.status === 'rejected' ? state.reason : (m as PromiseRejectedResult).reason;
     });
-    const upMs = performance.now() - t0;
-    const kernel = (await this.machine.exec(['uname', '-r'], { timeoutMs: 30_000, cwd: '/' })).stdout.trim();
-    this.facts = { kernel, accel: host.accel, image: t.suite ?? box, box: useBox, boxVersion: useVersion, snapshot: snapshots ? (snap ? 'restored' : 'saved') : 'off', domain: this.domain, sshPort: this.port.port, upMs: Math.round(upMs), provider: 'libvirt', baseBox: box, baseBoxVersion: boxVersion };
+  }
 
-    if (!snap && provision) {
-      const p0 = performance.now();
-      await step(this.emit, name, 'provision', () => this.provision());
-      this.facts.provisionMs = Math.round(performance.now() - p0);
-      if (snapshots && src) {
-        const s0 = performance.now();
-        try {
-          await step(this.emit, name, 'snapshot-save', () => store.save({ target: name, key, ctl: this.ctl, domain: this.domain, base: src!, baseBox: box, baseVersion: boxVersion }));
-          this.facts.snapshotMs = Math.round(performance.now() - s0);
-        } catch (err) {
-          // A run does not fail because its snapshot could not be kept; the next run rebuilds.
-          this.facts.snapshot = 'failed';
-          this.emit({ type: 'warn', target: name, message: `build snapshot not saved: ${asLabError(err).message}` });
-        }
-      }
+  /** Provision + build after a fresh up; then save the build snapshot (a failure there is a warning). */
+  private async provisionAndSave(found: SnapshotLookup, src: BoxSource | null, box: string, boxVersion: string): Promise<void> {
+    const name = this.t.name;
+    const p0 = performance.now();
+    await step(this.emit, name, 'provision', () => this.provision());
+    this.facts.provisionMs = Math.round(performance.now() - p0);
+    if (!found.snapshots || !src) return;
+    const s0 = performance.now();
+    try {
+      await step(this.emit, name, 'snapshot-save', () => found.store.save({ target: name, key: found.key, ctl: this.ctl, domain: this.domain, base: src, baseBox: box, baseVersion: boxVersion }));
+      this.facts.snapshotMs = Math.round(performance.now() - s0);
+    } catch (err) {
+      // A run does not fail because its snapshot could not be kept; the next run rebuilds.
+      this.facts.snapshot = 'failed';
+      this.emit({ type: 'warn', target: name, message: `build snapshot not saved: ${asLabError(err).message}` });
     }
-    // bpf/ and client/ of these sources are built in GUEST_WORKDIR (provisioned or restored):
-    // the scenario may skip its own upload + build when the hash matches.
-    if (provision && this.facts.snapshot !== 'failed') this.facts.sourcesHash = sources;
-    if (ctx.keep) this.hints = this.keepHints();
   }
 
   private bootTimeoutMs(): number {
@@ -195,7 +225,7 @@ export class VagrantLease implements Lease {
   /** Upload bpf/, client/, provision/ and run provision/setup.sh (packages, BTF check, build). */
   private async provision(): Promise<void> {
     const m = this.machine;
-    await uploadSources(m, this.b.opts.repoRoot, 10 * 60_000);
+    await uploadSources(m, this.b.repoRoot, 10 * 60_000);
     const r = await m.exec(['sh', `${GUEST_WORKDIR}/provision/setup.sh`, '--workdir', GUEST_WORKDIR], { timeoutMs: 30 * 60_000, cwd: GUEST_WORKDIR });
     const out = `${r.stdout}${r.stderr}`;
     await appendFile(join(this.ctx.runDir, 'provision.log'), out);
@@ -208,7 +238,7 @@ export class VagrantLease implements Lease {
     const e = this.env;
     const vars = ['VAGRANT_HOME', 'VAGRANT_DOTFILE_PATH', 'USM_LAB_VAGRANT_TARGETS', 'USM_LAB_SANDBOXED', 'USM_LAB_LIBVIRT_DRIVER', 'USM_LAB_POOL', 'USM_LAB_PREFIX'].map((k) => `${k}=${shellQuote(e[k] ?? '')}`).join(' ');
     return [
-      `${this.t.name}: ssh -p ${this.port?.port} root@127.0.0.1, or: cd ${this.b.opts.repoRoot} && ${vars} vagrant ssh ${this.t.name}`,
+      `${this.t.name}: ssh -p ${this.port?.port} root@127.0.0.1, or: cd ${this.b.repoRoot} && ${vars} vagrant ssh ${this.t.name}`,
       `${this.t.name}: when done: the same variables + vagrant destroy -f ${this.t.name}`,
     ];
   }

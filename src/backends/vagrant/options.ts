@@ -1,9 +1,8 @@
 // The vagrant backend's options, facts and shared constants.
-import type { TargetFacts } from '../types.ts';
+import type { Lease, TargetFacts } from '../types.ts';
+import type { VagrantEnvBase } from './box.ts';
 import type { StartedDaemon } from './libvirt.ts';
 
-/** Where the project's sources go on the guest (Machine.workdir); as the qemu backend. */
-export const GUEST_WORKDIR = '/root/usm-race-lab';
 export const POOL_NAME = 'usm-race-lab';
 
 export interface VagrantBackendOptions {
@@ -45,4 +44,24 @@ export interface HostState {
   driver: 'kvm' | 'qemu';
   accel: 'kvm' | 'tcg';
   started: StartedDaemon[];
+}
+
+/** What one lease needs of its backend (lease.ts never sees VagrantBackend itself). */
+export interface LeaseHost {
+  /** Names the backend's domains and overlay volumes: usm-lab-<8 hex>-<target>. */
+  readonly prefix: string;
+  readonly vagrantHome: string;
+  readonly repoRoot: string;
+  readonly sandboxed: boolean;
+  readonly env: NodeJS.ProcessEnv;
+  /** Upload the sources and run provision/setup.sh after a fresh up. */
+  readonly provision: boolean;
+  /** Save and restore build snapshots. */
+  readonly snapshots: boolean;
+  /** Vagrant's environment for box commands (no targets), with this lease's dotfile path. */
+  vagrantBase(dotfilePath: string, extra?: Partial<VagrantEnvBase>): VagrantEnvBase;
+  /** Run fn alone per box while the box's base volume is not in the pool yet. */
+  gate<T>(box: string, version: string, pool: string, fn: () => Promise<T>): Promise<T>;
+  /** The lease has stopped: the backend forgets it. */
+  forget(lease: Lease): void;
 }

@@ -20,8 +20,6 @@ import { deleteVolume, run, volumePath } from './libvirt.ts';
 
 export const SNAPSHOT_NAME = 'usm-built';
 
-export { sourcesHash } from '../../scenario/prepare.ts';
-
 export function snapshotKey(o: { sources: string; box: string; boxVersion: string }): string {
   return createHash('sha256').update(`${o.box}\0${o.boxVersion}\0${o.sources}`).digest('hex').slice(0, 16);
 }

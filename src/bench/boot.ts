@@ -6,12 +6,12 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { ensureFloorInitrd, ensureImage, type Suite } from '../../images/index.ts';
-import { silent, type Emit } from '../../progress/events.ts';
-import type { Accel } from './args.ts';
-import { bootVm } from './boot.ts';
-import { probeAccel, runFloor } from './kvm.ts';
-import { median } from '../../bench/stats.ts';
+import type { Suite } from '../domain.ts';
+import { ensureFloorInitrd, ensureImage } from '../images/index.ts';
+import { silent, type Emit } from '../progress/events.ts';
+import { probeAccel, runFloor, type Accel } from '../backends/shared/accel.ts';
+import { bootVm } from '../backends/qemu/boot.ts';
+import { median } from './stats.ts';
 
 export const GOAL_RATIO = 2.0;
 

@@ -10,14 +10,14 @@
 import { cpSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Suite } from '../../images/index.ts';
-import type { MatrixDefaults } from '../../config/matrix.ts';
-import { runMatrix, type ResolvedRun } from '../../matrix.ts';
-import type { Emit, ProgressEvent } from '../../progress/events.ts';
-import type { Backend, BackendContext, Lease, TargetSpec } from '../types.ts';
-import { QemuBackend } from '../qemu/index.ts';
-import { VagrantBackend, leftovers, type VagrantFacts } from './index.ts';
-import { median } from '../../bench/stats.ts';
+import type { Suite } from '../domain.ts';
+import type { MatrixDefaults } from '../config/matrix.ts';
+import { runMatrix, type ResolvedRun } from '../matrix.ts';
+import type { Emit, ProgressEvent } from '../progress/events.ts';
+import type { Backend, BackendContext, Lease, TargetSpec } from '../backends/types.ts';
+import { QemuBackend } from '../backends/qemu/index.ts';
+import { VagrantBackend, leftovers, type VagrantFacts } from '../backends/vagrant/index.ts';
+import { median } from './stats.ts';
 
 export const GOAL_RATIO = 1.5;
 

@@ -1,14 +1,37 @@
 // Which accelerator really runs a guest here? /dev/kvm can exist and open while every guest dies
 // with "KVM internal error" (nested virtualisation): so boot the floor (kernel + busybox marker
-// initrd) under KVM and look for the marker. Cached per process. Also used by bench-boot.mjs.
+// initrd) under KVM and look for the marker. Cached per process. Shared by the qemu and vagrant
+// backends (vagrant-libvirt runs QEMU too) and by the boot benchmark.
 import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FLOOR_MARKER } from '../../images/initrd.ts';
-import { floorArgs, type Accel } from './args.ts';
 
 export const QEMU_BIN = 'qemu-system-x86_64';
+
+export type Accel = 'kvm' | 'tcg';
+
+/** -accel/-cpu pair: KVM with the host CPU, or TCG with every emulated feature. */
+export function accelArgs(accel: Accel): string[] {
+  return accel === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg', '-cpu', 'max'];
+}
+
+/** The floor: the same kernel with the busybox marker initrd, no disk, no network. */
+export function floorArgs(a: { accel: Accel; kernel: string; initrd: string; consoleLog: string; memoryMiB?: number }): string[] {
+  return [
+    ...accelArgs(a.accel),
+    '-smp', '1',
+    '-m', String(a.memoryMiB ?? 512),
+    '-nodefaults',
+    '-display', 'none',
+    '-kernel', a.kernel,
+    '-initrd', a.initrd,
+    '-append', 'console=ttyS0 random.trust_cpu=on panic=-1 rdinit=/init',
+    '-serial', `file:${a.consoleLog}`,
+    '-no-reboot',
+  ];
+}
 
 export interface FloorRun {
   ok: boolean;

@@ -1,0 +1,35 @@
+// The names of the domain (DESIGN.md "Words") and the types derived from them: every union of
+// the project is one of these, so a new variant, mode or backend is added here once.
+
+export const VARIANTS = ['upstream', 'no-fallback', 'recv-hook', 'scoped'] as const;
+export const MODES = ['sequential', 'interleaved', 'writes-only'] as const;
+export const SCENARIOS = ['preexisting', 'baseline'] as const;
+export const BACKENDS = ['qemu', 'vagrant', 'local'] as const;
+/** 'all' traces every process using libssl (as upstream, servers too); 'client' only the client. */
+export const TRACE_SCOPES = ['all', 'client'] as const;
+/** The client's libssl calls: SSL_write/SSL_read or SSL_write_ex/SSL_read_ex. */
+export const APIS = ['classic', 'ex'] as const;
+/** Kernel hooks of the tracer. */
+export const HOOKS = ['auto', 'kprobe', 'tracepoint'] as const;
+/** Debian suites the qemu images (and local Vagrant boxes) are built from. */
+export const SUITES = ['bullseye', 'bookworm', 'trixie', 'sid'] as const;
+
+export type Variant = (typeof VARIANTS)[number];
+export type Mode = (typeof MODES)[number];
+export type Scenario = (typeof SCENARIOS)[number];
+export type BackendName = (typeof BACKENDS)[number];
+export type TraceScope = (typeof TRACE_SCOPES)[number];
+export type Api = (typeof APIS)[number];
+export type Hook = (typeof HOOKS)[number];
+export type Suite = (typeof SUITES)[number];
+
+/** One cell of the matrix: all trials of (target, variant, mode, scenario). */
+export interface CellId {
+  target: string;
+  variant: Variant;
+  mode: Mode;
+  scenario: Scenario;
+}
+
+/** Where the project's sources go on a guest (Machine.workdir), for every VM backend. */
+export const GUEST_WORKDIR = '/root/usm-race-lab';

@@ -1,0 +1,168 @@
+// The orchestrator (src/matrix.ts) without real machines: a fake Backend hands out fake
+// Machines, and the scenario's two entry points are fakes that write what a trial fetches.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Backend, BackendContext, Lease, TargetSpec } from '../src/backends/types.ts';
+import { matrixMain } from '../src/cli/matrix.ts';
+import { LabError } from '../src/errors.ts';
+import type { Machine } from '../src/machine/types.ts';
+import { exitCodeFor, runMatrix, type MatrixDeps, type ResolvedRun } from '../src/matrix.ts';
+import type { ProgressEvent } from '../src/progress/events.ts';
+import type { prepareMachine } from '../src/scenario/prepare.ts';
+import type { runTrial, TrialRun } from '../src/scenario/run.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'usm-lab-matrix-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let runs = 0;
+
+function fakeMachine(target: string): Machine {
+  return {
+    target,
+    workdir: '/fake/workdir',
+    exec: async () => ({ code: 0, signal: null, stdout: '', stderr: '', timedOut: false }),
+    put: async () => {},
+    get: async () => {},
+    close: async () => {},
+  };
+}
+
+class FakeBackend implements Backend {
+  readonly name = 'qemu' as const;
+  readonly ups: string[] = [];
+  readonly stops: string[] = [];
+  constructor(private readonly failBoot: readonly string[] = []) {}
+  async up(t: TargetSpec, ctx: BackendContext): Promise<Lease> {
+    if (ctx.signal.aborted) throw new LabError('interrupted', 'interrupted before boot');
+    this.ups.push(t.name);
+    if (this.failBoot.includes(t.name)) throw new LabError('boot-failed', `${t.name}: the kernel panicked`, 'Kernel panic - not syncing');
+    return { machine: fakeMachine(t.name), facts: { kernel: '6.1.0-fake', accel: 'kvm' }, stop: async () => void this.stops.push(t.name) };
+  }
+}
+
+const fakePrepare: typeof prepareMachine = async () => ({
+  tools: { tracer: '/t', client: '/c', server: '/s', python: '/p', libssl: '/libssl.so.3' },
+  facts: { kernel: '6.1.0-fake', openssl: '3.0.11' },
+});
+
+/** A trial that ran: the client printed READY and DONE, the tracer its stats; no wrong rows. */
+function fakeTrial(o: { fail?: (spec: { target: string; trial: number }) => LabError | undefined; onRun?: () => void } = {}): typeof runTrial {
+  return async (opts) => {
+    o.onRun?.();
+    await mkdir(opts.localDir, { recursive: true });
+    await writeFile(join(opts.localDir, 'client.out'), 'READY:40001:18001:40002:18002\nDONE\nconn1 ok=2 fail=0\nconn2 ok=2 fail=0\n');
+    await writeFile(join(opts.localDir, 'events.jsonl'), `${JSON.stringify({ meta: { hook: 'kprobe' } })}\n${JSON.stringify({ stats: { calls: { SSL_write: 4, SSL_read: 4 } } })}\n`);
+    const run: TrialRun = { localDir: opts.localDir, conns: [], clientPid: 100, clientRc: 0, tracerRc: 0, durationMs: 1 };
+    const error = o.fail?.({ target: opts.machine.target, trial: opts.spec.trial });
+    return error ? { ...run, error } : run;
+  };
+}
+
+function resolved(targets: string[], over: Partial<ResolvedRun> = {}): ResolvedRun {
+  const runId = `run-${++runs}`;
+  return {
+    targets: targets.map((name) => ({ name, backend: 'qemu', suite: 'bookworm' })),
+    variants: ['upstream'],
+    modes: ['sequential', 'interleaved'],
+    scenarios: ['baseline'],
+    iterations: 2,
+    trials: 1,
+    ports: [18001, 18002],
+    trace: 'all',
+    api: 'classic',
+    hook: 'auto',
+    seed: 1,
+    parallel: 1,
+    keep: false,
+    outDir: join(root, runId),
+    runId,
+    cacheDir: join(root, 'cache'),
+    rebuild: false,
+    ...over,
+  };
+}
+
+function deps(backend: Backend, trial: typeof runTrial, signal = new AbortController().signal): MatrixDeps & { events: ProgressEvent[] } {
+  const events: ProgressEvent[] = [];
+  return { repoRoot: root, backends: async () => backend, emit: (e) => events.push(e), signal, argv: [], scenario: { prepareMachine: fakePrepare, runTrial: trial }, events };
+}
+
+describe('runMatrix with a fake backend', () => {
+  it('every cell ok and as expected: exit 0, one report per cell, the lease stopped', async () => {
+    const b = new FakeBackend();
+    const res = await runMatrix(resolved(['a', 'b']), deps(b, fakeTrial()));
+    expect(res.exitCode).toBe(0);
+    expect(res.cells.map((c) => [c.target, c.status, c.verdict.pass])).toEqual([
+      ['a', 'ok', true], ['a', 'ok', true], ['b', 'ok', true], ['b', 'ok', true],
+    ]);
+    expect(b.stops).toEqual(['a', 'b']);
+    expect(res.cells[0]!.kernel).toBe('6.1.0-fake');
+    const summary = JSON.parse(readFileSync(join(res.outDir, 'summary.json'), 'utf8'));
+    expect(summary).toBeTruthy();
+  });
+
+  it('a verdict not as expected (upstream, preexisting, no wrong rows): exit 1', async () => {
+    const res = await runMatrix(resolved(['a'], { scenarios: ['preexisting'] }), deps(new FakeBackend(), fakeTrial()));
+    expect(res.cells.every((c) => c.status === 'ok' && c.verdict.pass === false)).toBe(true);
+    expect(res.exitCode).toBe(1);
+  });
+
+  it('one target fails at boot: its cells say so, the others keep their results; exit 3', async () => {
+    const b = new FakeBackend(['a']);
+    const d = deps(b, fakeTrial());
+    const res = await runMatrix(resolved(['a', 'b', 'c']), d);
+    expect(b.ups).toEqual(['a', 'b', 'c']);
+    expect(res.cells.map((c) => [c.target, c.status])).toEqual([
+      ['a', 'boot-failed'], ['a', 'boot-failed'], ['b', 'ok'], ['b', 'ok'], ['c', 'ok'], ['c', 'ok'],
+    ]);
+    expect(res.cells[0]!.error).toBe('a: the kernel panicked');
+    expect(res.manifest.targets.map((t) => [t.name, t.status])).toEqual([['a', 'boot-failed'], ['b', 'ok'], ['c', 'ok']]);
+    expect(readFileSync(join(res.outDir, 'a', 'boot-failed.txt'), 'utf8')).toBe('Kernel panic - not syncing');
+    expect(d.events).toContainEqual({ type: 'warn', target: 'a', message: 'boot-failed: a: the kernel panicked' });
+    expect(res.exitCode).toBe(3);
+  });
+
+  it('a failed trial fails its cell only, with a failed run step naming the tracer log; exit 3', async () => {
+    const d = deps(new FakeBackend(), fakeTrial({ fail: (s) => (s.target === 'a' && s.trial === 1 ? new LabError('tracer-failed', 'tracer exited with code 1') : undefined) }));
+    const res = await runMatrix(resolved(['a', 'b'], { modes: ['sequential'] }), d);
+    expect(res.cells.map((c) => [c.target, c.status, c.error])).toEqual([['a', 'tracer-failed', 'tracer exited with code 1'], ['b', 'ok', undefined]]);
+    expect(res.manifest.targets.map((t) => t.status)).toEqual(['cells-failed', 'ok']);
+    const failed = d.events.find((e) => e.type === 'step-end' && e.step === 'run' && !e.ok);
+    expect(failed).toMatchObject({ target: 'a', detail: 'baseline-sequential-upstream#1: tracer exited with code 1', logFile: join(res.outDir, 'a', 'baseline-sequential-upstream', 'trial-1', 'tracer.log') });
+    expect(res.exitCode).toBe(3);
+  });
+
+  it('Ctrl-C mid-matrix: the running target stops, the cells left are interrupted, the next target does not boot; exit 130', async () => {
+    const ac = new AbortController();
+    const b = new FakeBackend();
+    let n = 0;
+    const res = await runMatrix(resolved(['a', 'b']), deps(b, fakeTrial({ onRun: () => void (++n === 1 && ac.abort()) }), ac.signal));
+    expect(res.cells.map((c) => [c.target, c.status])).toEqual([['a', 'ok'], ['a', 'interrupted'], ['b', 'interrupted'], ['b', 'interrupted']]);
+    expect(b.ups).toEqual(['a']);
+    expect(b.stops).toEqual(['a']);
+    expect(res.exitCode).toBe(130);
+  });
+});
+
+describe('exit codes (DESIGN.md)', () => {
+  const cell = (status: string, pass: boolean | null) => ({ status, verdict: { pass } }) as unknown as Parameters<typeof exitCodeFor>[0][number];
+  it('0 all ok, 1 a verdict failed, 3 a target or cell failed (or nothing ran), 130 interrupted', () => {
+    expect(exitCodeFor([cell('ok', true), cell('ok', null)], false)).toBe(0);
+    expect(exitCodeFor([cell('ok', true), cell('ok', false)], false)).toBe(1);
+    expect(exitCodeFor([cell('ok', false), cell('boot-failed', false)], false)).toBe(3);
+    expect(exitCodeFor([], false)).toBe(3);
+    expect(exitCodeFor([cell('ok', true)], true)).toBe(130);
+  });
+
+  it('2 bad flags', async () => {
+    const err = new PassThrough();
+    let text = '';
+    err.on('data', (d: Buffer) => (text += d.toString()));
+    const code = await matrixMain({ argv: ['--variants', 'nope'], cwd: root, repoRoot: root, env: {}, stdout: new PassThrough() as unknown as NodeJS.WriteStream, stderr: err as unknown as NodeJS.WriteStream, signal: new AbortController().signal });
+    expect(code).toBe(2);
+    expect(text).toContain("--variants: unknown value 'nope' (allowed: upstream, no-fallback, recv-hook, scoped)");
+  });
+});
