@@ -2,8 +2,10 @@
 // image), one host key per image (recorded in its manifest, pinned by clients). Generated with
 // ssh2 (no ssh-keygen on the host needed).
 import ssh2 from 'ssh2';
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { pidLock } from './lock.ts';
 
 const { utils } = ssh2;
 
@@ -19,28 +21,92 @@ export function generateEd25519(comment: string): KeyPair {
   return { privateKey: k.private, publicKey: k.public.trim() };
 }
 
-/** Writes PATH (0600) and PATH.pub (0644) atomically. */
-export async function writeKeyPair(path: string, kp: KeyPair): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(`${tmp}.pub`, kp.publicKey + '\n', { mode: 0o644 });
-  await writeFile(tmp, kp.privateKey, { mode: 0o600 });
-  await chmod(tmp, 0o600);
-  await rename(`${tmp}.pub`, `${path}.pub`);
-  await rename(tmp, path);
+/** A temporary name beside `path` that no other writer uses (pid alone is shared by a process's callers). */
+const tmpName = (path: string) => `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+
+/** Writes `path` atomically with `mode` (whatever the umask). */
+async function writeAtomic(path: string, data: string, mode: number): Promise<void> {
+  const tmp = tmpName(path);
+  try {
+    await writeFile(tmp, data, { mode });
+    await chmod(tmp, mode);
+    await rename(tmp, path);
+  } finally {
+    await rm(tmp, { force: true });
+  }
 }
 
-/** The cache's client key pair, created on first use. */
-export async function ensureClientKey(path: string): Promise<KeyPair> {
+/** Writes PATH (0600) and PATH.pub (0644) atomically, the private key first. */
+export async function writeKeyPair(path: string, kp: KeyPair): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeAtomic(path, kp.privateKey, 0o600);
+  await writeAtomic(`${path}.pub`, kp.publicKey + '\n', 0o644);
+}
+
+/** The public line of an OpenSSH private key, or null when it is not one. */
+function publicLineOf(privateKey: string): string | null {
+  const k = utils.parseKey(privateKey);
+  const key = Array.isArray(k) ? k[0] : k;
+  if (!key || key instanceof Error || !key.isPrivateKey()) return null;
+  return `${key.type} ${key.getPublicSSH().toString('base64')}${key.comment ? ` ${key.comment}` : ''}`;
+}
+
+const readOrNull = (p: string) =>
+  readFile(p, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw err;
+  });
+
+/**
+ * What is on disk at PATH and PATH.pub: a pair whose halves match; or a usable private key whose
+ * .pub is missing or another key's (left by a crash between the two renames, or edited); or nothing.
+ */
+async function readKeyPair(path: string): Promise<{ pair: KeyPair } | { privateOnly: KeyPair } | null> {
+  const [privateKey, pub] = await Promise.all([readOrNull(path), readOrNull(`${path}.pub`)]);
+  const derived = privateKey === null ? null : publicLineOf(privateKey);
+  if (privateKey === null || derived === null) return null;
+  const publicKey = pub?.trim() ?? '';
+  if (publicKey && sameKey(publicKey, derived)) return { pair: { privateKey, publicKey } };
+  return { privateOnly: { privateKey, publicKey: derived } };
+}
+
+function sameKey(a: string, b: string): boolean {
   try {
-    const [privateKey, publicKey] = await Promise.all([readFile(path, 'utf8'), readFile(`${path}.pub`, 'utf8')]);
-    return { privateKey, publicKey: publicKey.trim() };
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return publicKeyBlob(a).equals(publicKeyBlob(b));
+  } catch {
+    return false;
   }
-  const kp = generateEd25519('usm-race-lab');
-  await writeKeyPair(path, kp);
-  return kp;
+}
+
+// One creation per key path at a time in this process (targets of one run ask together), and a
+// lock file across processes (two runs on one cache): everyone returns the key that is on disk.
+const creating = new Map<string, Promise<KeyPair>>();
+
+/** The cache's client key pair, created on first use; the same pair for every concurrent caller. */
+export function ensureClientKey(path: string): Promise<KeyPair> {
+  const abs = resolve(path);
+  const running = creating.get(abs);
+  if (running) return running;
+  const p = ensureClientKeyOnce(abs).finally(() => creating.delete(abs));
+  creating.set(abs, p);
+  return p;
+}
+
+async function ensureClientKeyOnce(path: string): Promise<KeyPair> {
+  const found = await readKeyPair(path);
+  if (found && 'pair' in found) return found.pair;
+  const release = await pidLock(join(dirname(path), `.lock-${basename(path)}`), { pollMs: 50, waitingFor: 'the cache client key' });
+  try {
+    // Another process may have created it while we waited for the lock: read again, under it.
+    const again = await readKeyPair(path);
+    if (again && 'pair' in again) return again.pair;
+    // Keep a private key that lost its .pub: images built with it stay valid.
+    const kp = again ? again.privateOnly : generateEd25519('usm-race-lab');
+    await writeKeyPair(path, kp);
+    return kp;
+  } finally {
+    await release();
+  }
 }
 
 /** The raw public key blob of an OpenSSH public key line, for comparing with what a server presents. */
