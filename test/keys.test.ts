@@ -1,13 +1,15 @@
-// The files the image cache creates on first use (the client key pair): created
+// The files the image cache creates on first use (the client key pair, the floor initrd): created
 // once per cache, the same for every caller, when several targets of one run or several runs
 // ask at the same moment (issue 15). No VM, no root.
 import { describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureFloorInitrd } from '../src/images/index.ts';
+import { isStaticElf } from '../src/images/initrd.ts';
 import { ensureClientKey, publicKeyBlob } from '../src/images/keys.ts';
 import { cachePaths } from '../src/images/manifest.ts';
 
@@ -97,5 +99,17 @@ describe('the cache client key, created on first use', () => {
     expect(b.privateKey).toBe(a.privateKey);
     expect(b.publicKey).toBe(a.publicKey);
     expect(readFileSync(cp.clientKeyPub, 'utf8').trim()).toBe(a.publicKey);
+  });
+});
+
+const staticBusybox = existsSync('/bin/busybox') && isStaticElf(readFileSync('/bin/busybox'));
+
+describe.skipIf(!staticBusybox)('the floor initrd, built on first use', () => {
+  it('N concurrent callers in one process on an empty cache all succeed with one file', async () => {
+    const cp = cachePaths(tmp());
+    const paths = await Promise.all(Array.from({ length: 4 }, () => ensureFloorInitrd(join(cp.images, '..'))));
+    expect(new Set(paths)).toEqual(new Set([cp.floorInitrd]));
+    expect(statSync(cp.floorInitrd).size).toBeGreaterThan(1000);
+    expect(leftovers(cp.images, ['floor-initrd.img', 'floor-initrd.img.src'])).toEqual([]);
   });
 });
