@@ -57,6 +57,77 @@ describe('matrix.yaml', () => {
     expect(() => parseMatrix(text, 'm.yaml')).toThrow(re);
   });
 
+  it('reports every error at once, one per line in file order, each with its line:column', () => {
+    const text = [
+      'defaults:',
+      '  iterations: 0',
+      '  hook: partial',
+      'colour: red',
+      'targets:',
+      '  a: { backend: qemu, suite: jessie }',
+      '  b: { backend: vagrant }',
+      '  c: { backend: qemu, suite: bookworm, memory: 64, cpus: 0 }',
+      'default_targets: [a, nowhere]',
+      '',
+    ].join('\n');
+    let err: unknown;
+    try {
+      parseMatrix(text, 'm.yaml');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message.split('\n')).toEqual([
+      'm.yaml: 8 errors',
+      'm.yaml:2:15: defaults.iterations is 0, out of range (allowed: 1..1000000)',
+      "m.yaml:3:9: unknown hook 'partial' (allowed: auto, kprobe, tracepoint)",
+      "m.yaml:4:1: unknown key 'colour' in the matrix file (allowed: defaults, targets, default_targets, vagrant)",
+      "m.yaml:6:30: unknown suite 'jessie' (allowed: bullseye, bookworm, trixie, sid)",
+      "m.yaml:7:6: target 'b' (backend vagrant) needs a suite (a local box built from it) or a box",
+      'm.yaml:8:48: memory (MiB) is 64, out of range (allowed: 256..65536)',
+      'm.yaml:8:58: cpus is 0, out of range (allowed: 1..64)',
+      // 'a' is defined (with an error of its own): only 'nowhere' is unknown.
+      "m.yaml:9:22: unknown target 'nowhere' (defined: a, b, c, local)",
+    ]);
+  });
+
+  it('every bad item of a list is reported, and YAML syntax errors all at once', () => {
+    expect(() => parseMatrix('defaults:\n  variants: [fixed, upstream, broken]\ntargets: {}\n', 'm.yaml')).toThrow(
+      "m.yaml: 2 errors\nm.yaml:2:14: unknown variant 'fixed' (allowed: upstream, no-fallback, recv-hook, scoped)\nm.yaml:2:31: unknown variant 'broken' (allowed: upstream, no-fallback, recv-hook, scoped)",
+    );
+    expect(() => parseMatrix('targets:\n  a: { backend: qemu, suite: sid }\n  a: { backend: qemu, suite: sid }\ndefaults:\n  seed: 1\n  seed: 2\n', 'm.yaml')).toThrow(/^m\.yaml: 2 errors\nm\.yaml:3:3: .*unique.*\nm\.yaml:6:3: .*unique/i);
+  });
+
+  it.each([
+    ['defaults.iterations', 'defaults:\n  iterations: 1000001\ntargets: {}\n', /m\.yaml:2:15: defaults\.iterations is 1000001, out of range \(allowed: 1\.\.1000000\)/],
+    ['defaults.trials', 'defaults:\n  trials: 1001\ntargets: {}\n', /m\.yaml:2:11: defaults\.trials is 1001, out of range \(allowed: 1\.\.1000\)/],
+    ['a port', 'defaults:\n  ports: [18001, 65536]\ntargets: {}\n', /m\.yaml:2:18: a port is 65536, out of range \(allowed: 1024\.\.65535\)/],
+    ['defaults.memory', 'defaults:\n  memory: 65537\ntargets: {}\n', /m\.yaml:2:11: defaults\.memory \(MiB\) is 65537, out of range \(allowed: 256\.\.65536\)/],
+    ['defaults.seed', 'defaults:\n  seed: 4294967296\ntargets: {}\n', /m\.yaml:2:9: defaults\.seed is 4294967296, out of range \(allowed: 0\.\.4294967295\)/],
+    ['target memory', 'targets:\n  a: { backend: qemu, suite: sid, memory: 65537 }\n', /m\.yaml:2:43: memory \(MiB\) is 65537, out of range \(allowed: 256\.\.65536\)/],
+    ['target cpus', 'targets:\n  a: { backend: qemu, suite: sid, cpus: 65 }\n', /m\.yaml:2:41: cpus is 65, out of range \(allowed: 1\.\.64\)/],
+  ])('%s above its upper bound is refused with the range', (_what, text, re) => {
+    expect(() => parseMatrix(text, 'm.yaml')).toThrow(re);
+  });
+
+  it('the largest allowed values are accepted', () => {
+    const cfg = parseMatrix('defaults:\n  iterations: 1000000\n  trials: 1000\n  ports: [1024, 65535]\n  memory: 65536\n  seed: 4294967295\ntargets:\n  a: { backend: qemu, suite: sid, memory: 65536, cpus: 64 }\n', 'm.yaml');
+    expect(cfg.defaults).toMatchObject({ iterations: 1_000_000, trials: 1000, ports: [1024, 65535], memory: 65536, seed: 2 ** 32 - 1 });
+    expect(cfg.targets[0]!.cpus).toBe(64);
+  });
+
+  it('ports: two ports are accepted, one is refused', () => {
+    expect(parseMatrix('defaults:\n  ports: [18001, 18002]\ntargets: {}\n', 'm.yaml').defaults.ports).toEqual([18001, 18002]);
+    expect(() => parseMatrix('defaults:\n  ports: [18001]\ntargets: {}\n', 'm.yaml')).toThrow(/^m\.yaml:2:10: defaults\.ports needs at least two ports$/);
+    expect(() => parseMatrix('defaults:\n  ports: 18001\ntargets: {}\n', 'm.yaml')).toThrow(/m\.yaml:2:10: defaults\.ports must be a non-empty list/);
+  });
+
+  it('a vagrant target needs a suite or a box', () => {
+    expect(() => parseMatrix('targets:\n  v: { backend: vagrant, memory: 2048 }\n', 'm.yaml')).toThrow(/^m\.yaml:2:6: target 'v' \(backend vagrant\) needs a suite \(a local box built from it\) or a box$/);
+    const cfg = parseMatrix('targets:\n  v: { backend: vagrant, box: debian/bookworm64 }\n  w: { backend: vagrant, suite: trixie }\n', 'm.yaml');
+    expect(cfg.targets.slice(0, 2)).toEqual([expect.objectContaining({ name: 'v', backend: 'vagrant', box: 'debian/bookworm64' }), expect.objectContaining({ name: 'w', backend: 'vagrant', suite: 'trixie' })]);
+  });
+
   it('missing keys take the built-in defaults; local is always there', () => {
     const cfg = parseMatrix('targets:\n  bw: { backend: qemu, suite: bookworm, memory: 2048 }\n', 'm.yaml');
     expect(cfg.defaults).toEqual(BUILTIN_DEFAULTS);
