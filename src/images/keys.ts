@@ -17,8 +17,14 @@ export interface KeyPair {
 }
 
 export function generateEd25519(comment: string): KeyPair {
-  const k = utils.generateKeyPairSync('ed25519', { comment });
-  return { privateKey: k.private, publicKey: k.public.trim() };
+  // ssh2 strips the leading zero bytes of an ed25519 public key as if it were a number
+  // (mscdex/ssh2#1390, #1513, open in 1.17.0): one key in 256 comes out 31 bytes long, and
+  // neither ssh2 nor OpenSSH can read it. Draw again until both halves parse.
+  for (let i = 0; i < 16; i++) {
+    const k = utils.generateKeyPairSync('ed25519', { comment });
+    if (!(utils.parseKey(k.private) instanceof Error) && !(utils.parseKey(k.public) instanceof Error)) return { privateKey: k.private, publicKey: k.public.trim() };
+  }
+  throw new Error('ssh2 generated 16 malformed ed25519 key pairs in a row');
 }
 
 /** A temporary name beside `path` that no other writer uses (pid alone is shared by a process's callers). */
