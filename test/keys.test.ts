@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import ssh2 from 'ssh2';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -111,6 +111,17 @@ describe('the cache client key, created on first use', () => {
     expect(b.privateKey).toBe(a.privateKey);
     expect(b.publicKey).toBe(a.publicKey);
     expect(readFileSync(cp.clientKeyPub, 'utf8').trim()).toBe(a.publicKey);
+    await rm(cp.clientKeyPub);
+    expect(await ensureClientKey(cp.clientKey)).toEqual(a);
+    expect(mode(cp.clientKeyPub)).toBe(0o644);
+  });
+
+  it('a private key that is not one is an error naming the file, not a new key', async () => {
+    const cp = cachePaths(tmp());
+    await ensureClientKey(cp.clientKey);
+    await writeFile(cp.clientKey, 'garbage\n');
+    await expect(ensureClientKey(cp.clientKey)).rejects.toThrow(`${cp.clientKey} is not an OpenSSH private key`);
+    expect(readFileSync(cp.clientKey, 'utf8')).toBe('garbage\n');
   });
 });
 

@@ -3,9 +3,9 @@
 // ssh2 (no ssh-keygen on the host needed).
 import ssh2 from 'ssh2';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
-import { pidLock } from './lock.ts';
+import { chmod, link, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { LabError } from '../errors.ts';
 
 const { utils } = ssh2;
 
@@ -63,19 +63,6 @@ const readOrNull = (p: string) =>
     throw err;
   });
 
-/**
- * What is on disk at PATH and PATH.pub: a pair whose halves match; or a usable private key whose
- * .pub is missing or another key's (left by a crash between the two renames, or edited); or nothing.
- */
-async function readKeyPair(path: string): Promise<{ pair: KeyPair } | { privateOnly: KeyPair } | null> {
-  const [privateKey, pub] = await Promise.all([readOrNull(path), readOrNull(`${path}.pub`)]);
-  const derived = privateKey === null ? null : publicLineOf(privateKey);
-  if (privateKey === null || derived === null) return null;
-  const publicKey = pub?.trim() ?? '';
-  if (publicKey && sameKey(publicKey, derived)) return { pair: { privateKey, publicKey } };
-  return { privateOnly: { privateKey, publicKey: derived } };
-}
-
 function sameKey(a: string, b: string): boolean {
   try {
     return publicKeyBlob(a).equals(publicKeyBlob(b));
@@ -84,8 +71,10 @@ function sameKey(a: string, b: string): boolean {
   }
 }
 
-// One creation per key path at a time in this process (targets of one run ask together), and a
-// lock file across processes (two runs on one cache): everyone returns the key that is on disk.
+// One creation per key path at a time in this process (the targets of a run ask together).
+// Across processes the private key is the one source of truth and is created with link(2), which
+// fails if the name exists: exactly one creator wins, complete, and every caller reads the
+// winner's key. The .pub file is derived from it, so any caller may (re)write it.
 const creating = new Map<string, Promise<KeyPair>>();
 
 /** The cache's client key pair, created on first use; the same pair for every concurrent caller. */
@@ -99,20 +88,29 @@ export function ensureClientKey(path: string): Promise<KeyPair> {
 }
 
 async function ensureClientKeyOnce(path: string): Promise<KeyPair> {
-  const found = await readKeyPair(path);
-  if (found && 'pair' in found) return found.pair;
-  const release = await pidLock(join(dirname(path), `.lock-${basename(path)}`), { pollMs: 50, waitingFor: 'the cache client key' });
-  try {
-    // Another process may have created it while we waited for the lock: read again, under it.
-    const again = await readKeyPair(path);
-    if (again && 'pair' in again) return again.pair;
-    // Keep a private key that lost its .pub: images built with it stay valid.
-    const kp = again ? again.privateOnly : generateEd25519('usm-race-lab');
-    await writeKeyPair(path, kp);
-    return kp;
-  } finally {
-    await release();
+  let privateKey = await readOrNull(path);
+  if (privateKey === null) {
+    await mkdir(dirname(path), { recursive: true });
+    const tmp = tmpName(path);
+    try {
+      await writeFile(tmp, generateEd25519('usm-race-lab').privateKey, { mode: 0o600 });
+      await chmod(tmp, 0o600);
+      await link(tmp, path).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err; // another process created it first: use theirs
+      });
+    } finally {
+      await rm(tmp, { force: true });
+    }
+    privateKey = await readFile(path, 'utf8');
   }
+  const publicKey = publicLineOf(privateKey);
+  if (publicKey === null) throw new LabError('internal', `${path} is not an OpenSSH private key (remove it and ${path}.pub to create a new pair; the images are rebuilt for it)`);
+  // Keep an existing .pub of this key as it is (images record its exact line); write a missing or
+  // wrong one (a crash before it was written, an edit).
+  const pub = (await readOrNull(`${path}.pub`))?.trim();
+  if (pub && sameKey(pub, publicKey)) return { privateKey, publicKey: pub };
+  await writeAtomic(`${path}.pub`, publicKey + '\n', 0o644);
+  return { privateKey, publicKey };
 }
 
 /** The raw public key blob of an OpenSSH public key line, for comparing with what a server presents. */
