@@ -8,6 +8,14 @@ import type { BackendName, TargetSpec } from '../backends/types.ts';
 import { APIS, BACKENDS, HOOKS, TRACE_SCOPES } from '../cli/flags.ts';
 
 export const SUITES = ['bullseye', 'bookworm', 'trixie', 'sid'] as const;
+/** How the race client reads a response: full = until it has all of it; single = one SSL_read of up to 4095 bytes per request (as the investigation's clients). */
+export const READS = ['full', 'single'] as const;
+export type Reads = (typeof READS)[number];
+/** Nagle's algorithm on the HTTPS test servers' sockets (off = TCP_NODELAY, as before this setting). */
+export const NAGLE = ['on', 'off'] as const;
+export type Nagle = (typeof NAGLE)[number];
+/** vCPUs a VM target may have. */
+export const CPUS_RANGE = [1, 64] as const;
 
 export interface MatrixDefaults {
   variants: Variant[];
@@ -21,12 +29,21 @@ export interface MatrixDefaults {
   hook: 'auto' | 'kprobe' | 'tracepoint';
   memory: number;
   seed: number;
+  reads: Reads;
+  nagle: Nagle;
+  /** vCPU counts for every VM target without its own (distinct, in the order given). */
+  cpus: number[];
 }
 
 export interface MatrixConfig {
   file: string;
   defaults: MatrixDefaults;
   targets: TargetSpec[];
+  /**
+   * vCPU counts per qemu/vagrant target (its own cpus, else defaults.cpus; distinct, in the order
+   * given). No entry for local targets. TargetSpec.cpus is the first of them.
+   */
+  targetCpus: Record<string, number[]>;
   /** Targets run when no --targets and no --backend local is given. */
   defaultTargets: string[];
   vagrant: { sandboxed: boolean };
@@ -44,9 +61,12 @@ export const BUILTIN_DEFAULTS: MatrixDefaults = {
   hook: 'auto',
   memory: 1024,
   seed: 1,
+  reads: 'full',
+  nagle: 'off',
+  cpus: [1],
 };
 
-const DEFAULT_KEYS = ['variants', 'modes', 'scenarios', 'iterations', 'trials', 'ports', 'trace', 'api', 'hook', 'memory', 'seed'] as const;
+const DEFAULT_KEYS = ['variants', 'modes', 'scenarios', 'iterations', 'trials', 'ports', 'trace', 'api', 'hook', 'memory', 'seed', 'reads', 'nagle', 'cpus'] as const;
 const TARGET_KEYS = ['backend', 'suite', 'box', 'memory', 'cpus'] as const;
 
 type Where = (node: Node | null | undefined) => string;
@@ -132,6 +152,8 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
     return (n as { value: boolean }).value;
   };
   const enumOne = <T extends string>(n: Node, what: string, allowed: readonly T[]): T => {
+    // `nagle: false`, `trace: 1`: name what is allowed, not only that a string was wanted.
+    if (isScalar(n) && n.value !== null && typeof n.value !== 'string') fail(n, `unknown ${what} '${String(n.value)}' (allowed: ${allowed.join(', ')})`);
     const v = str(n, what);
     if (!allowed.includes(v as T)) fail(n, `unknown ${what} '${v}' (allowed: ${allowed.join(', ')})`);
     return v as T;
@@ -146,6 +168,13 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
     if (out.some((v) => v === undefined)) throw INVALID;
     return out as T[];
   };
+  const cpusOf = (n: Node, what: string): number[] => {
+    const [min, max] = CPUS_RANGE;
+    if (isSeq(n)) return [...new Set(list(n, what, (i) => num(i, what, min, max)))];
+    if (!isScalar(n) || typeof n.value !== 'number') fail(n, `${what} must be a whole number (${min}..${max}) or a list of them (e.g. [1, 2])`);
+    return [num(n, what, min, max)];
+  };
+
   checkKeys(root, ['defaults', 'targets', 'default_targets', 'vagrant'], 'the matrix file');
   const d: MatrixDefaults = { ...BUILTIN_DEFAULTS };
   const dn = get(root, 'defaults');
@@ -172,10 +201,14 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
       field('hook', (n) => enumOne(n, 'hook', HOOKS));
       field('memory', (n) => num(n, 'defaults.memory (MiB)', 256, 65536));
       field('seed', (n) => num(n, 'defaults.seed', 0, 2 ** 32 - 1));
+      field('reads', (n) => enumOne(n, 'reads', READS));
+      field('nagle', (n) => enumOne(n, 'nagle', NAGLE));
+      field('cpus', (n) => cpusOf(n, 'defaults.cpus'));
     });
   }
 
   const targets: TargetSpec[] = [];
+  const targetCpus: Record<string, number[]> = {};
   /** Every name under targets, valid or not (so default_targets does not repeat their errors). */
   const defined: string[] = [];
   const tn = get(root, 'targets');
@@ -199,15 +232,20 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
         const mem = get(v, 'memory');
         const memoryMiB = mem ? check(() => num(mem, 'memory (MiB)', 256, 65536)) : d.memory;
         const cn = get(v, 'cpus');
-        const cpus = cn && check(() => num(cn, 'cpus', 1, 64));
+        const cpus = cn && check(() => cpusOf(cn, `target '${name}' cpus`));
         if (backend === 'qemu' && !sn) report(v, `target '${name}' (backend qemu) needs a suite (allowed: ${SUITES.join(', ')})`);
         if (backend === 'vagrant' && !sn && !bx) report(v, `target '${name}' (backend vagrant) needs a suite (a local box built from it) or a box`);
+        if (backend === 'local' && cn) report(cn, `target '${name}' (backend local) takes no cpus: it runs on this host, whose CPU count the report records`);
         if (!backend || (sn && !suite) || (bx && !box) || memoryMiB === undefined || (cn && !cpus)) return;
         const t: TargetSpec = { name, backend };
         if (suite) t.suite = suite;
         if (box) t.box = box;
         t.memoryMiB = memoryMiB;
-        if (cpus) t.cpus = cpus;
+        if (backend !== 'local') {
+          const c = cpus || [...d.cpus];
+          targetCpus[name] = c;
+          t.cpus = c[0]!;
+        }
         targets.push(t);
       });
     }
@@ -240,5 +278,5 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
     });
   }
   if (problems.length) throw configError(file, problems);
-  return { file, defaults: d, targets, defaultTargets, vagrant };
+  return { file, defaults: d, targets, targetCpus, defaultTargets, vagrant };
 }
