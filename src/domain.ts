@@ -11,6 +11,12 @@ export const TRACE_SCOPES = ['all', 'client'] as const;
 export const APIS = ['classic', 'ex'] as const;
 /** Kernel hooks of the tracer. */
 export const HOOKS = ['auto', 'kprobe', 'tracepoint'] as const;
+/** How the race client reads a response: full = until it has all of it; single = one SSL_read of up to 4095 bytes per request (as the investigation's clients). */
+export const READS = ['full', 'single'] as const;
+/** Nagle's algorithm on the HTTPS test servers' sockets (off = TCP_NODELAY, as before this setting). */
+export const NAGLE = ['on', 'off'] as const;
+/** vCPUs a VM target may have. */
+export const CPUS_RANGE = [1, 64] as const;
 /** Debian suites the qemu images (and local Vagrant boxes) are built from. */
 export const SUITES = ['bullseye', 'bookworm', 'trixie', 'sid'] as const;
 
@@ -21,6 +27,8 @@ export type BackendName = (typeof BACKENDS)[number];
 export type TraceScope = (typeof TRACE_SCOPES)[number];
 export type Api = (typeof APIS)[number];
 export type Hook = (typeof HOOKS)[number];
+export type Reads = (typeof READS)[number];
+export type Nagle = (typeof NAGLE)[number];
 export type Suite = (typeof SUITES)[number];
 
 /** One cell of the matrix: all trials of (target, variant, mode, scenario). */

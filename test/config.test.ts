@@ -39,6 +39,7 @@ describe('matrix.yaml', () => {
     expect(cfg.defaultTargets).toEqual(['bullseye', 'bookworm', 'trixie', 'sid']);
     expect(cfg.targets.find((t) => t.name === 'local')?.backend).toBe('local');
     expect(cfg.defaults.iterations).toBe(200);
+    expect(cfg.defaults).toMatchObject({ reads: 'full', nagle: 'off', cpus: [1] });
     expect(cfg.targets.filter((t) => t.backend === 'qemu').map((t) => t.suite)).toEqual(['bullseye', 'bookworm', 'trixie', 'sid']);
   });
 
@@ -57,11 +58,112 @@ describe('matrix.yaml', () => {
     expect(() => parseMatrix(text, 'm.yaml')).toThrow(re);
   });
 
+  it('reports every error at once, one per line in file order, each with its line:column', () => {
+    const text = [
+      'defaults:',
+      '  iterations: 0',
+      '  reads: partial',
+      'colour: red',
+      'targets:',
+      '  a: { backend: qemu, suite: jessie }',
+      '  b: { backend: vagrant }',
+      '  c: { backend: qemu, suite: bookworm, memory: 64, cpus: 0 }',
+      'default_targets: [a, nowhere]',
+      '',
+    ].join('\n');
+    let err: unknown;
+    try {
+      parseMatrix(text, 'm.yaml');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message.split('\n')).toEqual([
+      'm.yaml: 8 errors',
+      'm.yaml:2:15: defaults.iterations is 0, out of range (allowed: 1..1000000)',
+      "m.yaml:3:10: unknown reads 'partial' (allowed: full, single)",
+      "m.yaml:4:1: unknown key 'colour' in the matrix file (allowed: defaults, targets, default_targets, vagrant)",
+      "m.yaml:6:30: unknown suite 'jessie' (allowed: bullseye, bookworm, trixie, sid)",
+      "m.yaml:7:6: target 'b' (backend vagrant) needs a suite (a local box built from it) or a box",
+      'm.yaml:8:48: memory (MiB) is 64, out of range (allowed: 256..65536)',
+      "m.yaml:8:58: target 'c' cpus is 0, out of range (allowed: 1..64)",
+      // 'a' is defined (with an error of its own): only 'nowhere' is unknown.
+      "m.yaml:9:22: unknown target 'nowhere' (defined: a, b, c, local)",
+    ]);
+  });
+
+  it('every bad item of a list is reported, and YAML syntax errors all at once', () => {
+    expect(() => parseMatrix('defaults:\n  variants: [fixed, upstream, broken]\ntargets: {}\n', 'm.yaml')).toThrow(
+      "m.yaml: 2 errors\nm.yaml:2:14: unknown variant 'fixed' (allowed: upstream, no-fallback, recv-hook, scoped)\nm.yaml:2:31: unknown variant 'broken' (allowed: upstream, no-fallback, recv-hook, scoped)",
+    );
+    expect(() => parseMatrix('targets:\n  a: { backend: qemu, suite: sid }\n  a: { backend: qemu, suite: sid }\ndefaults:\n  seed: 1\n  seed: 2\n', 'm.yaml')).toThrow(/^m\.yaml: 2 errors\nm\.yaml:3:3: .*unique.*\nm\.yaml:6:3: .*unique/i);
+  });
+
+  it.each([
+    ['defaults.iterations', 'defaults:\n  iterations: 1000001\ntargets: {}\n', /m\.yaml:2:15: defaults\.iterations is 1000001, out of range \(allowed: 1\.\.1000000\)/],
+    ['defaults.trials', 'defaults:\n  trials: 1001\ntargets: {}\n', /m\.yaml:2:11: defaults\.trials is 1001, out of range \(allowed: 1\.\.1000\)/],
+    ['a port', 'defaults:\n  ports: [18001, 65536]\ntargets: {}\n', /m\.yaml:2:18: a port is 65536, out of range \(allowed: 1024\.\.65535\)/],
+    ['defaults.memory', 'defaults:\n  memory: 65537\ntargets: {}\n', /m\.yaml:2:11: defaults\.memory \(MiB\) is 65537, out of range \(allowed: 256\.\.65536\)/],
+    ['defaults.seed', 'defaults:\n  seed: 4294967296\ntargets: {}\n', /m\.yaml:2:9: defaults\.seed is 4294967296, out of range \(allowed: 0\.\.4294967295\)/],
+    ['defaults.cpus', 'defaults:\n  cpus: 65\ntargets: {}\n', /m\.yaml:2:9: defaults\.cpus is 65, out of range \(allowed: 1\.\.64\)/],
+    ['defaults.cpus list', 'defaults:\n  cpus: [1, 65]\ntargets: {}\n', /m\.yaml:2:13: defaults\.cpus is 65, out of range \(allowed: 1\.\.64\)/],
+    ['target memory', 'targets:\n  a: { backend: qemu, suite: sid, memory: 65537 }\n', /m\.yaml:2:43: memory \(MiB\) is 65537, out of range \(allowed: 256\.\.65536\)/],
+    ['target cpus', 'targets:\n  a: { backend: qemu, suite: sid, cpus: 65 }\n', /m\.yaml:2:41: target 'a' cpus is 65, out of range \(allowed: 1\.\.64\)/],
+  ])('%s above its upper bound is refused with the range', (_what, text, re) => {
+    expect(() => parseMatrix(text, 'm.yaml')).toThrow(re);
+  });
+
+  it('the largest allowed values are accepted', () => {
+    const cfg = parseMatrix('defaults:\n  iterations: 1000000\n  trials: 1000\n  ports: [1024, 65535]\n  memory: 65536\n  seed: 4294967295\n  cpus: 64\ntargets:\n  a: { backend: qemu, suite: sid, memory: 65536, cpus: [64] }\n', 'm.yaml');
+    expect(cfg.defaults).toMatchObject({ iterations: 1_000_000, trials: 1000, ports: [1024, 65535], memory: 65536, seed: 2 ** 32 - 1, cpus: [64] });
+    expect(cfg.targetCpus).toEqual({ a: [64] });
+  });
+
+  it('ports: two ports are accepted, one is refused', () => {
+    expect(parseMatrix('defaults:\n  ports: [18001, 18002]\ntargets: {}\n', 'm.yaml').defaults.ports).toEqual([18001, 18002]);
+    expect(() => parseMatrix('defaults:\n  ports: [18001]\ntargets: {}\n', 'm.yaml')).toThrow(/^m\.yaml:2:10: defaults\.ports needs at least two ports$/);
+    expect(() => parseMatrix('defaults:\n  ports: 18001\ntargets: {}\n', 'm.yaml')).toThrow(/m\.yaml:2:10: defaults\.ports must be a non-empty list/);
+  });
+
+  it('a vagrant target needs a suite or a box', () => {
+    expect(() => parseMatrix('targets:\n  v: { backend: vagrant, memory: 2048 }\n', 'm.yaml')).toThrow(/^m\.yaml:2:6: target 'v' \(backend vagrant\) needs a suite \(a local box built from it\) or a box$/);
+    const cfg = parseMatrix('targets:\n  v: { backend: vagrant, box: debian/bookworm64 }\n  w: { backend: vagrant, suite: trixie }\n', 'm.yaml');
+    expect(cfg.targets.slice(0, 2)).toEqual([expect.objectContaining({ name: 'v', backend: 'vagrant', box: 'debian/bookworm64' }), expect.objectContaining({ name: 'w', backend: 'vagrant', suite: 'trixie' })]);
+  });
+
+  it('reads and nagle: full / off unless set; an unknown value names what is allowed', () => {
+    expect(BUILTIN_DEFAULTS).toMatchObject({ reads: 'full', nagle: 'off', cpus: [1] });
+    expect(parseMatrix('defaults:\n  reads: single\n  nagle: on\ntargets: {}\n', 'm.yaml').defaults).toMatchObject({ reads: 'single', nagle: 'on' });
+    expect(() => parseMatrix('defaults:\n  reads: all\ntargets: {}\n', 'm.yaml')).toThrow(/^m\.yaml:2:10: unknown reads 'all' \(allowed: full, single\)$/);
+    expect(() => parseMatrix('defaults:\n  nagle: yes\ntargets: {}\n', 'm.yaml')).toThrow(/^m\.yaml:2:10: unknown nagle 'yes' \(allowed: on, off\)$/);
+    expect(() => parseMatrix('defaults:\n  nagle: false\ntargets: {}\n', 'm.yaml')).toThrow(/^m\.yaml:2:10: unknown nagle 'false' \(allowed: on, off\)$/);
+  });
+
+  it('cpus: a number or a list of distinct numbers, in defaults and per target; TargetSpec.cpus is the first', () => {
+    const cfg = parseMatrix('defaults:\n  cpus: [2, 1, 2]\ntargets:\n  a: { backend: qemu, suite: sid }\n  b: { backend: vagrant, suite: sid, cpus: 4 }\n  c: { backend: qemu, suite: sid, cpus: [1, 4] }\n  here: { backend: local }\n', 'm.yaml');
+    expect(cfg.defaults.cpus).toEqual([2, 1]);
+    expect(cfg.targetCpus).toEqual({ a: [2, 1], b: [4], c: [1, 4] });
+    expect(cfg.targets.map((t) => [t.name, t.cpus])).toEqual([['a', 2], ['b', 4], ['c', 1], ['here', undefined], ['local', undefined]]);
+    expect(parseMatrix('targets:\n  a: { backend: qemu, suite: sid }\n', 'm.yaml').targetCpus).toEqual({ a: [1] });
+  });
+
+  it.each([
+    ['targets:\n  here: { backend: local, cpus: 2 }\n', /^m\.yaml:2:33: target 'here' \(backend local\) takes no cpus: it runs on this host/],
+    ['defaults:\n  cpus: []\ntargets: {}\n', /^m\.yaml:2:9: defaults\.cpus must be a non-empty list$/],
+    ['defaults:\n  cpus: two\ntargets: {}\n', /^m\.yaml:2:9: defaults\.cpus must be a whole number \(1\.\.64\) or a list of them \(e\.g\. \[1, 2\]\)$/],
+    ['defaults:\n  cpus: 1.5\ntargets: {}\n', /^m\.yaml:2:9: defaults\.cpus must be a whole number \(1\.\.64\)/],
+    ['targets:\n  a: { backend: qemu, suite: sid, cpus: [1, x] }\n', /^m\.yaml:2:45: target 'a' cpus must be a whole number \(1\.\.64\)$/],
+  ])('cpus %j is refused', (text, re) => {
+    expect(() => parseMatrix(text, 'm.yaml')).toThrow(re);
+  });
+
   it('missing keys take the built-in defaults; local is always there', () => {
     const cfg = parseMatrix('targets:\n  bw: { backend: qemu, suite: bookworm, memory: 2048 }\n', 'm.yaml');
     expect(cfg.defaults).toEqual(BUILTIN_DEFAULTS);
     expect(cfg.targets.map((t) => t.name)).toEqual(['bw', 'local']);
     expect(cfg.targets[0]!.memoryMiB).toBe(2048);
+    expect(cfg.targets[0]!.cpus).toBe(1);
+    expect(cfg.targetCpus).toEqual({ bw: [1] });
     expect(cfg.defaultTargets).toEqual(['bw']);
   });
 });

@@ -1,7 +1,8 @@
 // The image cache's public API: ensureImage (build on demand, reuse when the recipe is
 // unchanged and the checksum matches), listImages, cleanImages, and the floor initrd.
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { silent, step, type Emit } from '../progress/events.ts';
 import { buildImage, removeBuildDir } from './build.ts';
 import { buildFloorInitrd } from './initrd.ts';
@@ -143,17 +144,40 @@ export async function cleanImages(cacheDir: string, suite?: Suite): Promise<stri
   return removed;
 }
 
+// The floor initrd, like the client key: one build per cache at a time in this process (every
+// target of a run asks for it after its image), a lock file across processes.
+const floorInFlight = new Map<string, Promise<string>>();
+
 /** The floor initrd of this cache (busybox + marker init), built on first use (no root needed). */
-export async function ensureFloorInitrd(cacheDir: string): Promise<string> {
-  const path = cachePaths(cacheDir).floorInitrd;
+export function ensureFloorInitrd(cacheDir: string): Promise<string> {
+  const path = resolve(cachePaths(cacheDir).floorInitrd);
+  const running = floorInFlight.get(path);
+  if (running) return running;
+  const p = ensureFloorInitrdOnce(path).finally(() => floorInFlight.delete(path));
+  floorInFlight.set(path, p);
+  return p;
+}
+
+async function ensureFloorInitrdOnce(path: string): Promise<string> {
   const scripts = readGuestScripts();
   const want = `${scripts['floor-init.sh'] ?? ''}\n# applets: ${INITRD_APPLETS.join(' ')}\n`;
   const stamp = `${path}.src`;
-  if ((await readFile(stamp, 'utf8').catch(() => null)) === want && (await stat(path).catch(() => null))) return path;
-  await mkdir(cachePaths(cacheDir).images, { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  await buildFloorInitrd({ out: tmp, initScript: scripts['floor-init.sh'] ?? '', applets: INITRD_APPLETS });
-  await rename(tmp, path);
-  await writeFile(stamp, want);
-  return path;
+  const current = async () => (await readFile(stamp, 'utf8').catch(() => null)) === want && (await stat(path).catch(() => null)) !== null;
+  if (await current()) return path;
+  const release = await pidLock(join(dirname(path), '.lock-floor-initrd'), { pollMs: 200, waitingFor: 'the floor initrd' });
+  try {
+    // Another process may have built it while we waited for the lock.
+    if (await current()) return path;
+    const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    try {
+      await buildFloorInitrd({ out: tmp, initScript: scripts['floor-init.sh'] ?? '', applets: INITRD_APPLETS });
+      await rename(tmp, path);
+    } finally {
+      await rm(tmp, { force: true });
+    }
+    await writeFile(stamp, want);
+    return path;
+  } finally {
+    await release();
+  }
 }
