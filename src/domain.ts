@@ -31,9 +31,12 @@ export type Reads = (typeof READS)[number];
 export type Nagle = (typeof NAGLE)[number];
 export type Suite = (typeof SUITES)[number];
 
-/** One cell of the matrix: all trials of (target, variant, mode, scenario). */
+/** One cell of the matrix: all trials of (target, cpus, reads, variant, mode, scenario). */
 export interface CellId {
   target: string;
+  /** vCPUs of the target's VM (local: this host's CPUs). */
+  cpus: number;
+  reads: Reads;
   variant: Variant;
   mode: Mode;
   scenario: Scenario;

@@ -22,8 +22,16 @@ export interface ResolvedRun {
   modes: TrialSpec['mode'][];
   scenarios: TrialSpec['scenario'][];
   iterations: number;
+  /** Requests per connection for the modes named here (matrix.yaml); the others take `iterations`. */
+  iterationsByMode: Partial<Record<TrialSpec['mode'], number>>;
   trials: number;
   ports: number[];
+  reads: TrialSpec['reads'][];
+  nagle: TrialSpec['nagle'];
+  /** vCPU counts per target name: one boot each (local: this host's CPU count). */
+  cpus: Record<string, number[]>;
+  /** Wait after the client's exit before the tracer is stopped (the investigation's 2 s before its query). */
+  settleMs: number;
   trace: TrialSpec['trace'];
   api: TrialSpec['api'];
   hook: TrialSpec['hook'];
@@ -73,7 +81,7 @@ function toolCommit(repoRoot: string): { commit: string; dirty: boolean } {
 }
 
 export async function runMatrix(run: ResolvedRun, deps: MatrixDeps): Promise<MatrixResult> {
-  const plans = planMatrix({ targets: run.targets, variants: run.variants, modes: run.modes, scenarios: run.scenarios, trials: run.trials, seed: run.seed, ...(run.shard ? { shard: run.shard } : {}) });
+  const plans = planMatrix({ targets: run.targets, variants: run.variants, modes: run.modes, scenarios: run.scenarios, reads: run.reads, cpus: run.cpus, trials: run.trials, seed: run.seed, ...(run.shard ? { shard: run.shard } : {}) });
   const manifest: Manifest = {
     runId: run.runId,
     tool: { ...toolCommit(deps.repoRoot), node: process.version },
@@ -81,17 +89,21 @@ export async function runMatrix(run: ResolvedRun, deps: MatrixDeps): Promise<Mat
     argv: deps.argv,
     seed: run.seed,
     iterations: run.iterations,
+    iterationsByMode: run.iterationsByMode,
     trials: run.trials,
     variants: run.variants,
     modes: run.modes,
     scenarios: run.scenarios,
+    reads: run.reads,
+    nagle: run.nagle,
+    settleMs: run.settleMs,
     targets: [],
   };
   await mkdir(run.outDir, { recursive: true });
   const cellsByTarget = new Map<string, CellSummary[]>();
   const hints: string[] = [];
   const flush = async () => {
-    const cells = plans.flatMap((p) => cellsByTarget.get(p.target.name) ?? []);
+    const cells = plans.flatMap((p) => cellsByTarget.get(p.instance) ?? []);
     await writeSummary(run.outDir, manifest, cells);
     return cells;
   };
@@ -99,10 +111,10 @@ export async function runMatrix(run: ResolvedRun, deps: MatrixDeps): Promise<Mat
   const queue = [...plans];
   const worker = async () => {
     for (let p = queue.shift(); p; p = queue.shift()) {
-      const rec: TargetRecord = { name: p.target.name, backend: p.target.backend, status: 'ok', facts: {} };
+      const rec: TargetRecord = { name: p.instance, target: p.target.name, cpus: p.target.cpus ?? 1, backend: p.target.backend, status: 'ok', facts: {} };
       manifest.targets.push(rec);
       const cells = await runTarget(p, run, deps, rec, hints);
-      cellsByTarget.set(p.target.name, cells);
+      cellsByTarget.set(p.instance, cells);
       await flush();
     }
   };
@@ -123,7 +135,8 @@ export function exitCodeFor(cells: readonly CellSummary[], interrupted: boolean)
 async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec: TargetRecord, hints: string[]): Promise<CellSummary[]> {
   const { emit, signal } = deps;
   const t = p.target;
-  const targetDir = join(run.outDir, t.name);
+  const name = p.instance;
+  const targetDir = join(run.outDir, name);
   await mkdir(targetDir, { recursive: true });
   let lease: Lease | undefined;
   let prepared: Prepared | undefined;
@@ -135,7 +148,7 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
   };
   try {
     const backend = await deps.backends(t.backend);
-    lease = await step(emit, t.name, 'boot', () => backend.up(t, { runDir: targetDir, emit, signal, keep: run.keep, cacheDir: run.cacheDir }), t.backend);
+    lease = await step(emit, name, 'boot', () => backend.up(t, { runDir: targetDir, emit, signal, keep: run.keep, cacheDir: run.cacheDir }), t.backend);
     Object.assign(rec.facts, lease.facts);
     const slow = t.backend === 'local' ? 1 : String(lease.facts.accel ?? '').includes('kvm') ? 3 : 10;
     const built = typeof lease.facts.sourcesHash === 'string' ? { builtSources: lease.facts.sourcesHash } : {};
@@ -148,34 +161,35 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
         out.push(summarizeCell(cell, rec.facts, [{ trial: 1, status: 'interrupted', error: 'interrupted before this cell ran' }]));
         continue;
       }
-      out.push(await runCell(cell, run, deps, lease, prepared, targetDir, timeouts));
+      out.push(await runCell(cell, name, run, deps, lease, prepared, targetDir, timeouts));
     }
     if (out.some((c) => c.status !== 'ok')) rec.status = 'cells-failed';
     return out;
   } catch (err) {
     const e = signal.aborted ? new LabError('interrupted', 'interrupted') : asLabError(err);
-    emit({ type: 'warn', target: t.name, message: `${e.kind}: ${e.message}` });
+    emit({ type: 'warn', target: name, message: `${e.kind}: ${e.message}` });
     if (e.detail) await writeFile(join(targetDir, `${e.kind}.txt`), e.detail).catch(() => {});
     return failAll(e);
   } finally {
     if (lease) {
-      if (run.keep && lease.hints) hints.push(...lease.hints.map((h) => `${t.name}: ${h}`));
+      if (run.keep && lease.hints) hints.push(...lease.hints.map((h) => `${name}: ${h}`));
       else {
-        await step(emit, t.name, 'stop', () => lease!.stop()).catch(() => {});
+        await step(emit, name, 'stop', () => lease!.stop()).catch(() => {});
         Object.assign(rec.facts, lease.facts); // what the backend learned while stopping (peak memory)
       }
     }
   }
 }
 
-async function runCell(cell: CellId, run: ResolvedRun, deps: MatrixDeps, lease: Lease, prepared: Prepared, targetDir: string, timeouts: ReturnType<typeof scaleTimeouts>): Promise<CellSummary> {
+async function runCell(cell: CellId, instance: string, run: ResolvedRun, deps: MatrixDeps, lease: Lease, prepared: Prepared, targetDir: string, timeouts: ReturnType<typeof scaleTimeouts>): Promise<CellSummary> {
   const dir = join(targetDir, cellDir(cell));
   const trials: TrialResult[] = [];
   for (let k = 1; k <= run.trials; k++) {
-    const spec: TrialSpec = { variant: cell.variant, mode: cell.mode, scenario: cell.scenario, iterations: run.iterations, trial: k, ports: run.ports, trace: run.trace, api: run.api, hook: run.hook };
+    const iterations = run.iterationsByMode[cell.mode] ?? run.iterations;
+    const spec: TrialSpec = { variant: cell.variant, mode: cell.mode, scenario: cell.scenario, reads: cell.reads, nagle: run.nagle, settleMs: run.settleMs, iterations, trial: k, ports: run.ports, trace: run.trace, api: run.api, hook: run.hook };
     const label = `${cellDir(cell)}#${k}`;
     const localDir = join(dir, `trial-${k}`);
-    const tr = await step(deps.emit, cell.target, 'run', async () => {
+    const tr = await step(deps.emit, instance, 'run', async () => {
       const r = await (deps.scenario?.runTrial ?? runTrial)({
         machine: lease.machine,
         tools: prepared.tools,
@@ -189,7 +203,7 @@ async function runCell(cell: CellId, run: ResolvedRun, deps: MatrixDeps, lease: 
       return analyzeTrial({
         dir: r.localDir,
         trial: k,
-        iterations: run.iterations,
+        iterations,
         conns: r.conns,
         clientPid: r.clientPid,
         durationMs: r.durationMs,

@@ -164,7 +164,7 @@ describe('transactions and attribution', () => {
     const { rows, a } = analyse([], 4);
     expect(rows).toEqual([]);
     expect(a).toMatchObject({ expected: 8, captured: 0, correct: 0, wrong: 0, lost: 8, capturedRequests: 0 });
-    const cell = summarizeCell({ target: 't', variant: 'upstream', mode: 'interleaved', scenario: 'preexisting' }, {}, [{ trial: 1, status: 'ok', attribution: a }]);
+    const cell = summarizeCell({ target: 't', cpus: 1, reads: 'full', variant: 'upstream', mode: 'interleaved', scenario: 'preexisting' }, {}, [{ trial: 1, status: 'ok', attribution: a }]);
     expect(cell.misattribution).toBeNull();
     expect(cell.verdict.pass).toBe(false); // upstream on pre-existing connections must show the race
   });
@@ -176,7 +176,7 @@ describe('cells and verdicts', () => {
     byConn: [{ k: 1, rport: 18001, rightRows: correct, wrongRows: wrong }],
     truth: { writes: { correct: clientWrites, wrong: 0, lost: 10 - clientWrites }, reads: { correct: 0, wrong: 0, lost: 10 } },
   });
-  const id = (variant: 'upstream' | 'no-fallback' | 'scoped' | 'recv-hook', scenario: 'preexisting' | 'baseline' = 'preexisting') => ({ target: 't', variant, mode: 'interleaved' as const, scenario });
+  const id = (variant: 'upstream' | 'no-fallback' | 'scoped' | 'recv-hook', scenario: 'preexisting' | 'baseline' = 'preexisting') => ({ target: 't', cpus: 1, reads: 'full' as const, variant, mode: 'interleaved' as const, scenario });
   it.each([
     ['upstream', 'preexisting', attribution(5, 5, 5, 10), true],
     ['upstream', 'preexisting', attribution(0, 10, 10, 10), false],

@@ -39,7 +39,7 @@ describe('matrix.yaml', () => {
     expect(cfg.defaultTargets).toEqual(['bullseye', 'bookworm', 'trixie', 'sid']);
     expect(cfg.targets.find((t) => t.name === 'local')?.backend).toBe('local');
     expect(cfg.defaults.iterations).toBe(200);
-    expect(cfg.defaults).toMatchObject({ reads: 'full', nagle: 'off', cpus: [1] });
+    expect(cfg.defaults).toMatchObject({ reads: ['full'], nagle: 'off', cpus: [1] });
     expect(cfg.targets.filter((t) => t.backend === 'qemu').map((t) => t.suite)).toEqual(['bullseye', 'bookworm', 'trixie', 'sid']);
   });
 
@@ -131,9 +131,19 @@ describe('matrix.yaml', () => {
     expect(cfg.targets.slice(0, 2)).toEqual([expect.objectContaining({ name: 'v', backend: 'vagrant', box: 'debian/bookworm64' }), expect.objectContaining({ name: 'w', backend: 'vagrant', suite: 'trixie' })]);
   });
 
+  it('iterations per mode: a mapping mode -> number; a mode it does not name keeps the number; a bad mode or value is an error at its place', () => {
+    const d = parseMatrix('defaults:\n  iterations: { sequential: 500, interleaved: 200 }\ntargets: {}\n', 'm.yaml').defaults;
+    expect(d.iterationsByMode).toEqual({ sequential: 500, interleaved: 200 });
+    expect(d.iterations).toBe(200);
+    expect(BUILTIN_DEFAULTS.iterationsByMode).toEqual({});
+    expect(() => parseMatrix('defaults:\n  iterations: { random: 5 }\ntargets: {}\n', 'm.yaml')).toThrow(/m\.yaml:2:17: unknown key 'random' in defaults\.iterations \(allowed: sequential, interleaved, writes-only\)/);
+    expect(() => parseMatrix('defaults:\n  iterations: { sequential: 0 }\ntargets: {}\n', 'm.yaml')).toThrow(/m\.yaml:2:29: defaults\.iterations\.sequential is 0, out of range/);
+  });
+
   it('reads and nagle: full / off unless set; an unknown value names what is allowed', () => {
-    expect(BUILTIN_DEFAULTS).toMatchObject({ reads: 'full', nagle: 'off', cpus: [1] });
-    expect(parseMatrix('defaults:\n  reads: single\n  nagle: on\ntargets: {}\n', 'm.yaml').defaults).toMatchObject({ reads: 'single', nagle: 'on' });
+    expect(BUILTIN_DEFAULTS).toMatchObject({ reads: ['full'], nagle: 'off', cpus: [1] });
+    expect(parseMatrix('defaults:\n  reads: single\n  nagle: on\ntargets: {}\n', 'm.yaml').defaults).toMatchObject({ reads: ['single'], nagle: 'on' });
+    expect(parseMatrix('defaults:\n  reads: [single, full, single]\ntargets: {}\n', 'm.yaml').defaults.reads).toEqual(['single', 'full']);
     expect(() => parseMatrix('defaults:\n  reads: all\ntargets: {}\n', 'm.yaml')).toThrow(/^m\.yaml:2:10: unknown reads 'all' \(allowed: full, single\)$/);
     expect(() => parseMatrix('defaults:\n  nagle: yes\ntargets: {}\n', 'm.yaml')).toThrow(/^m\.yaml:2:10: unknown nagle 'yes' \(allowed: on, off\)$/);
     expect(() => parseMatrix('defaults:\n  nagle: false\ntargets: {}\n', 'm.yaml')).toThrow(/^m\.yaml:2:10: unknown nagle 'false' \(allowed: on, off\)$/);
@@ -193,13 +203,13 @@ describe('resolveRun and plan', () => {
 
   it('expands every cell once, in a seeded order, and shards targets', () => {
     const targets = cfg.targets.filter((t) => t.backend === 'qemu');
-    const p = planMatrix({ targets, variants: ['upstream', 'scoped'], modes: ['interleaved', 'sequential'], scenarios: ['preexisting', 'baseline'], trials: 1, seed: 3 });
+    const p = planMatrix({ targets, variants: ['upstream', 'scoped'], modes: ['interleaved', 'sequential'], scenarios: ['preexisting', 'baseline'], reads: ['full'], cpus: {}, trials: 1, seed: 3 });
     expect(p).toHaveLength(4);
     expect(p[0]!.cells).toHaveLength(8);
     expect(new Set(p[0]!.cells.map((c) => `${c.scenario}${c.mode}${c.variant}`)).size).toBe(8);
-    const again = planMatrix({ targets, variants: ['upstream', 'scoped'], modes: ['interleaved', 'sequential'], scenarios: ['preexisting', 'baseline'], trials: 1, seed: 3 });
+    const again = planMatrix({ targets, variants: ['upstream', 'scoped'], modes: ['interleaved', 'sequential'], scenarios: ['preexisting', 'baseline'], reads: ['full'], cpus: {}, trials: 1, seed: 3 });
     expect(again[0]!.cells).toEqual(p[0]!.cells);
-    const shards = [1, 2].map((k) => planMatrix({ targets, variants: ['upstream'], modes: ['interleaved'], scenarios: ['preexisting'], trials: 1, seed: 1, shard: { k, n: 2 } }).map((x) => x.target.name));
+    const shards = [1, 2].map((k) => planMatrix({ targets, variants: ['upstream'], modes: ['interleaved'], scenarios: ['preexisting'], reads: ['full'], cpus: {}, trials: 1, seed: 1, shard: { k, n: 2 } }).map((x) => x.target.name));
     expect(shards).toEqual([['bullseye', 'trixie'], ['bookworm', 'sid']]);
   });
 });

@@ -29,7 +29,7 @@ const tx = (clientPort: number, serverPort: number, path: string, status = 200):
 });
 
 function cell(over: Partial<CellSummary> = {}): CellSummary {
-  const base = summarizeCell({ target: 'bookworm', variant: 'upstream', mode: 'interleaved', scenario: 'preexisting' }, { kernel: '6.1.0-1', openssl: '3.0.15' }, [
+  const base = summarizeCell({ target: 'bookworm', cpus: 1, reads: 'full', variant: 'upstream', mode: 'interleaved', scenario: 'preexisting' }, { kernel: '6.1.0-1', openssl: '3.0.15' }, [
     { trial: 1, status: 'ok', attribution: { expected: 4, captured: 4, correct: 1, wrong: 3, lost: 0, capturedRequests: 1, byConn: [{ k: 1, rport: 18001, rightRows: 1, wrongRows: 2 }, { k: 2, rport: 18002, rightRows: 0, wrongRows: 1 }], truth: { writes: { correct: 0, wrong: 4, lost: 0 }, reads: { correct: 0, wrong: 2, lost: 2 } } } },
   ]);
   return { ...base, ...over };
@@ -67,7 +67,7 @@ describe('reports', () => {
   });
 
   it('a failed cell says what failed, never a bare 0 %', () => {
-    const failed = summarizeCell({ target: 'sid', variant: 'scoped', mode: 'interleaved', scenario: 'preexisting' }, {}, [{ trial: 1, status: 'build-failed', error: 'make -C bpf failed (exit 2)' }]);
+    const failed = summarizeCell({ target: 'sid', cpus: 1, reads: 'full', variant: 'scoped', mode: 'interleaved', scenario: 'preexisting' }, {}, [{ trial: 1, status: 'build-failed', error: 'make -C bpf failed (exit 2)' }]);
     const md = renderCellMd({ cell: failed, trials: [] });
     expect(md).toContain('**Status: build-failed** (make -C bpf failed (exit 2))');
     expect(md).toContain('n/a (no row names a connection)');

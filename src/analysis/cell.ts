@@ -69,8 +69,9 @@ export interface CellSummary extends CellId {
   verdict: Verdict;
 }
 
-export function cellDir(c: CellId): string {
-  return `${c.scenario}-${c.mode}-${c.variant}`;
+/** A cell's folder in its target's: scenario-mode-variant, with -single for single reads (full is the default). */
+export function cellDir(c: Pick<CellId, 'scenario' | 'mode' | 'variant' | 'reads'>): string {
+  return `${c.scenario}-${c.mode}-${c.variant}${c.reads === 'single' ? '-single' : ''}`;
 }
 
 export function summarizeCell(id: CellId, facts: { kernel?: string; openssl?: string }, trials: readonly TrialResult[]): CellSummary {

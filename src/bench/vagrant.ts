@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Suite } from '../domain.ts';
 import type { MatrixDefaults } from '../config/matrix.ts';
+import { SETTLE_MS } from '../cli/run.ts';
 import { runMatrix, type ResolvedRun } from '../matrix.ts';
 import type { Emit, ProgressEvent } from '../progress/events.ts';
 import type { Backend, BackendContext, Lease, TargetSpec } from '../backends/types.ts';
@@ -67,9 +68,12 @@ async function timeTarget(o: { backend: Backend; repoRoot: string; target: Targe
     o.emit(e);
   };
   const runId = `bench-${o.backend.name}`;
+  const { cpus, ...cells } = o.cells;
   const run: ResolvedRun = {
     targets: [{ ...o.target, backend: o.backend.name }],
-    ...o.cells,
+    ...cells,
+    cpus: { [o.target.name]: cpus.slice(0, 1) },
+    settleMs: SETTLE_MS,
     parallel: 1,
     keep: false,
     outDir: join(mkdtempSync(join(tmpdir(), 'bench-vagrant-target-')), runId),

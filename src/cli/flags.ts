@@ -2,7 +2,7 @@
 // says what is allowed.
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.ts';
-import { APIS, BACKENDS, HOOKS, MODES, SCENARIOS, TRACE_SCOPES, VARIANTS, type Api, type BackendName, type Hook, type Mode, type Scenario, type TraceScope, type Variant } from '../domain.ts';
+import { APIS, BACKENDS, CPUS_RANGE, HOOKS, MODES, NAGLE, READS, SCENARIOS, TRACE_SCOPES, VARIANTS, type Api, type BackendName, type Hook, type Mode, type Nagle, type Reads, type Scenario, type TraceScope, type Variant } from '../domain.ts';
 
 export interface MatrixFlags {
   help: boolean;
@@ -22,6 +22,9 @@ export interface MatrixFlags {
   hook?: Hook;
   seed?: number;
   ports?: number[];
+  reads?: Reads[];
+  nagle?: Nagle;
+  cpus?: number[];
   cache?: string;
   rebuild: boolean;
   shard?: { k: number; n: number };
@@ -49,6 +52,12 @@ Flags (each overrides matrix.yaml; lists are comma-separated):
   --api A               ${APIS.join(' | ')}: client uses SSL_write/SSL_read or SSL_write_ex/SSL_read_ex
   --hook H              ${HOOKS.join(' | ')}: kernel hooks of the tracer
   --ports P,...         HTTPS server ports, one connection each (default 18001,18002)
+  --reads R,...         ${READS.join(', ')}: the client reads each response whole, or with ONE
+                        SSL_read of up to 4095 bytes per request as the investigation's clients
+  --nagle N             ${NAGLE.join(' | ')}: Nagle's algorithm on the HTTPS servers (on = Python's
+                        default, as the investigation's server script; off = TCP_NODELAY)
+  --cpus N,...          vCPUs of every VM target, one boot per value (${CPUS_RANGE[0]}..${CPUS_RANGE[1]});
+                        local runs on this host's CPUs, recorded
   --seed N              seed of the run order (recorded in manifest.json)
   --cache DIR           image cache (default ~/.cache/usm-race-lab, or $USM_LAB_CACHE)
   --rebuild             rebuild the images even when cached
@@ -87,6 +96,12 @@ export function int(flag: string, raw: string | undefined, min: number, max: num
   return n;
 }
 
+/** --flag's comma-separated whole numbers in min..max, distinct, in the order given (undefined when absent). */
+function ints(flag: string, raw: string | undefined, min: number, max: number): number[] | undefined {
+  const items = list(flag, raw);
+  return items && [...new Set(items.map((x) => int(flag, x, min, max)!))];
+}
+
 const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
   config: { type: 'string' },
@@ -104,6 +119,9 @@ const OPTIONS = {
   api: { type: 'string' },
   hook: { type: 'string' },
   ports: { type: 'string' },
+  reads: { type: 'string' },
+  nagle: { type: 'string' },
+  cpus: { type: 'string' },
   seed: { type: 'string' },
   cache: { type: 'string' },
   rebuild: { type: 'boolean' },
@@ -151,6 +169,9 @@ export function parseMatrixFlags(argv: readonly string[]): MatrixFlags {
     hook: one('hook', s('hook'), HOOKS),
     seed: int('seed', s('seed'), 0, 2 ** 32 - 1),
     ports,
+    reads: list('reads', s('reads'), READS),
+    nagle: one('nagle', s('nagle'), NAGLE),
+    cpus: ints('cpus', s('cpus'), CPUS_RANGE[0], CPUS_RANGE[1]),
     cache: s('cache'),
     shard,
   };

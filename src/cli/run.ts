@@ -23,7 +23,10 @@ export function makeRunId(now = new Date()): string {
 }
 
 /** Merge matrix.yaml and flags; check every name before the first VM boots. */
-export function resolveRun(cfg: MatrixConfig, f: MatrixFlags, env: { cwd: string; home: string; cacheEnv?: string; now?: Date }): ResolvedRun {
+/** After the client exits, before the tracer stops: the investigation's script sleeps 2 s before it queries. */
+export const SETTLE_MS = 2000;
+
+export function resolveRun(cfg: MatrixConfig, f: MatrixFlags, env: { cwd: string; home: string; cacheEnv?: string; now?: Date; hostCpus?: number }): ResolvedRun {
   const byName = new Map(cfg.targets.map((t) => [t.name, t]));
   let names: string[];
   if (f.targets) names = f.targets;
@@ -39,6 +42,12 @@ export function resolveRun(cfg: MatrixConfig, f: MatrixFlags, env: { cwd: string
     }
     return t;
   });
+  for (const t of targets) {
+    if (f.cpus && t.backend === 'vagrant' && f.cpus.length > 1) throw new ConfigError(`--cpus ${f.cpus.join(',')}: target '${t.name}' runs on Vagrant, whose Vagrantfile defines one machine per target: give one vCPU count`);
+    if (!f.cpus && t.backend === 'vagrant' && (cfg.targetCpus[t.name]?.length ?? 1) > 1) throw new ConfigError(`target '${t.name}': cpus ${cfg.targetCpus[t.name]!.join(',')} on Vagrant, whose Vagrantfile defines one machine per target: give one vCPU count`);
+  }
+  // One boot per vCPU count; local runs on this host as it is: its CPU count is recorded, not chosen.
+  const cpus = Object.fromEntries(targets.map((t) => [t.name, t.backend === 'local' ? [env.hostCpus ?? availableParallelism()] : (f.cpus ?? cfg.targetCpus[t.name] ?? [t.cpus ?? 1])]));
   const runId = makeRunId(env.now);
   return {
     targets,
@@ -46,6 +55,12 @@ export function resolveRun(cfg: MatrixConfig, f: MatrixFlags, env: { cwd: string
     modes: f.modes ?? cfg.defaults.modes,
     scenarios: f.scenarios ?? cfg.defaults.scenarios,
     iterations: f.iterations ?? cfg.defaults.iterations,
+    // --iterations N is every mode's count.
+    iterationsByMode: f.iterations !== undefined ? {} : { ...cfg.defaults.iterationsByMode },
+    reads: f.reads ?? cfg.defaults.reads,
+    nagle: f.nagle ?? cfg.defaults.nagle,
+    cpus,
+    settleMs: SETTLE_MS,
     trials: f.trials ?? cfg.defaults.trials,
     ports: f.ports ?? cfg.defaults.ports,
     trace: f.trace ?? cfg.defaults.trace,

@@ -11,6 +11,8 @@ export interface MatrixDefaults {
   modes: Mode[];
   scenarios: Scenario[];
   iterations: number;
+  /** Requests per connection for some modes (matrix.yaml `iterations: { sequential: 500, interleaved: 200 }`); the others take `iterations`. */
+  iterationsByMode: Partial<Record<Mode, number>>;
   trials: number;
   ports: number[];
   trace: TraceScope;
@@ -18,7 +20,8 @@ export interface MatrixDefaults {
   hook: Hook;
   memory: number;
   seed: number;
-  reads: Reads;
+  /** How the client reads responses, one cell set per value (distinct, in the order given). */
+  reads: Reads[];
   nagle: Nagle;
   /** vCPU counts for every VM target without its own (distinct, in the order given). */
   cpus: number[];
@@ -43,6 +46,7 @@ export const BUILTIN_DEFAULTS: MatrixDefaults = {
   modes: ['sequential', 'interleaved'],
   scenarios: ['preexisting', 'baseline'],
   iterations: 200,
+  iterationsByMode: {},
   trials: 1,
   ports: [18001, 18002],
   trace: 'all',
@@ -50,7 +54,7 @@ export const BUILTIN_DEFAULTS: MatrixDefaults = {
   hook: 'auto',
   memory: 1024,
   seed: 1,
-  reads: 'full',
+  reads: ['full'],
   nagle: 'off',
   cpus: [1],
 };
@@ -178,7 +182,20 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
       field('variants', (n) => list(n, 'defaults.variants', (i) => enumOne(i, 'variant', VARIANTS)));
       field('modes', (n) => list(n, 'defaults.modes', (i) => enumOne(i, 'mode', MODES)));
       field('scenarios', (n) => list(n, 'defaults.scenarios', (i) => enumOne(i, 'scenario', SCENARIOS)));
-      field('iterations', (n) => num(n, 'defaults.iterations', 1, 1_000_000));
+      const iterN = get(dn, 'iterations');
+      if (iterN && isMap(iterN)) {
+        // Per mode, as the investigation ran them (sequential 500, interleaved 200); a mode not named keeps the number.
+        check(() => {
+          checkKeys(iterN, MODES, 'defaults.iterations');
+          const byMode: Partial<Record<Mode, number>> = {};
+          for (const m of MODES) {
+            const n = get(iterN, m);
+            const v = n ? check(() => num(n, `defaults.iterations.${m}`, 1, 1_000_000)) : undefined;
+            if (v !== undefined) byMode[m] = v;
+          }
+          d.iterationsByMode = byMode;
+        });
+      } else field('iterations', (n) => num(n, 'defaults.iterations', 1, 1_000_000));
       field('trials', (n) => num(n, 'defaults.trials', 1, 1000));
       field('ports', (n) => {
         const ports = list(n, 'defaults.ports', (i) => num(i, 'a port', 1024, 65535));
@@ -190,7 +207,7 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
       field('hook', (n) => enumOne(n, 'hook', HOOKS));
       field('memory', (n) => num(n, 'defaults.memory (MiB)', 256, 65536));
       field('seed', (n) => num(n, 'defaults.seed', 0, 2 ** 32 - 1));
-      field('reads', (n) => enumOne(n, 'reads', READS));
+      field('reads', (n) => (isSeq(n) ? [...new Set(list(n, 'defaults.reads', (i) => enumOne(i, 'reads', READS)))] : [enumOne(n, 'reads', READS)]));
       field('nagle', (n) => enumOne(n, 'nagle', NAGLE));
       field('cpus', (n) => cpusOf(n, 'defaults.cpus'));
     });

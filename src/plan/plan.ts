@@ -1,5 +1,6 @@
-// Expand targets x scenarios x modes x variants x trials into runs, in a seeded order.
-import type { CellId, Mode, Scenario, Variant } from '../domain.ts';
+// Expand targets x cpus x reads x scenarios x modes x variants into cells, in a seeded order:
+// one target instance (one boot) per (target, cpus).
+import type { CellId, Mode, Reads, Scenario, Variant } from '../domain.ts';
 import type { TargetSpec } from '../backends/types.ts';
 
 export interface PlanInput {
@@ -7,6 +8,9 @@ export interface PlanInput {
   variants: Variant[];
   modes: Mode[];
   scenarios: Scenario[];
+  reads: Reads[];
+  /** vCPU counts per target name (one boot each); a target without an entry boots with its own cpus (default 1). */
+  cpus: Readonly<Record<string, readonly number[]>>;
   trials: number;
   seed: number;
   /** Run only shard k of n (1-based): targets are dealt round-robin. */
@@ -14,8 +18,15 @@ export interface PlanInput {
 }
 
 export interface TargetPlan {
+  /** The target with the vCPU count of this boot. */
   target: TargetSpec;
+  /** Report folder and progress name of this boot: the target's name, with -<N>cpu when a VM has N != 1. */
+  instance: string;
   cells: CellId[];
+}
+
+export function instanceName(t: Pick<TargetSpec, 'name' | 'backend'>, cpus: number): string {
+  return t.backend === 'local' || cpus === 1 ? t.name : `${t.name}-${cpus}cpu`;
 }
 
 /** mulberry32: small, fast, good enough to shuffle a run order reproducibly. */
@@ -40,11 +51,13 @@ export function shuffle<T>(arr: readonly T[], rand: () => number): T[] {
 }
 
 export function planMatrix(p: PlanInput): TargetPlan[] {
+  // Shards deal targets (not boots): every cpus count of a target runs on the same shard.
   const targets = p.shard ? p.targets.filter((_, i) => i % p.shard!.n === p.shard!.k - 1) : p.targets;
-  return targets.map((target, ti) => {
+  const boots = targets.flatMap((t) => (p.cpus[t.name] ?? [t.cpus ?? 1]).map((cpus) => ({ ...t, cpus })));
+  return boots.map((target, ti) => {
     const cells: CellId[] = [];
-    for (const scenario of p.scenarios) for (const mode of p.modes) for (const variant of p.variants) cells.push({ target: target.name, scenario, mode, variant });
-    // A seeded order per target: no variant always runs first on a warm or cold machine.
-    return { target, cells: shuffle(cells, rng(p.seed + ti)) };
+    for (const reads of p.reads) for (const scenario of p.scenarios) for (const mode of p.modes) for (const variant of p.variants) cells.push({ target: target.name, cpus: target.cpus, reads, scenario, mode, variant });
+    // A seeded order per boot: no variant always runs first on a warm or cold machine.
+    return { target, instance: instanceName(target, target.cpus), cells: shuffle(cells, rng(p.seed + ti)) };
   });
 }

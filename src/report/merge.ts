@@ -45,7 +45,8 @@ export async function mergeRuns(dirs: readonly string[], outDir: string): Promis
     finishedAt: runs.map((r) => r.manifest.finishedAt ?? '').sort().at(-1),
     targets: runs.flatMap((r) => r.manifest.targets),
   };
-  const cells = runs.flatMap((r) => r.cells).sort((a, b) => `${a.target}/${a.scenario}/${a.mode}/${a.variant}`.localeCompare(`${b.target}/${b.scenario}/${b.mode}/${b.variant}`));
+  const key = (c: CellSummary) => `${c.target}/${String(c.cpus ?? 1).padStart(3, '0')}/${c.reads ?? 'full'}/${c.scenario}/${c.mode}/${c.variant}`;
+  const cells = runs.flatMap((r) => r.cells).sort((a, b) => key(a).localeCompare(key(b)));
   await writeSummary(outDir, manifest, cells);
   return { manifest, cells };
 }

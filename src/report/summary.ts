@@ -3,6 +3,7 @@ import { writeFile, mkdir, rm, symlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pct, type CellSummary } from '../analysis/cell.ts';
 import { verdictWord } from './cell.ts';
+import { renderFeb5Md } from './feb5.ts';
 
 /** The investigation's figures, set beside ours. */
 export const INVESTIGATION = [
@@ -13,7 +14,11 @@ export const INVESTIGATION = [
 ] as const;
 
 export interface TargetRecord {
+  /** The boot's name: the target's, with -<N>cpu for a VM of N != 1 vCPUs (its report folder). */
   name: string;
+  /** The matrix.yaml target it boots (absent in reports written before vCPUs were a dimension). */
+  target?: string;
+  cpus?: number;
   backend: string;
   status: string;
   error?: string;
@@ -29,16 +34,22 @@ export interface Manifest {
   argv: string[];
   seed: number;
   iterations: number;
+  iterationsByMode?: Record<string, number>;
   trials: number;
   variants: string[];
   modes: string[];
   scenarios: string[];
+  reads?: string[];
+  nagle?: string;
+  settleMs?: number;
   targets: TargetRecord[];
 }
 
 export function summaryEntries(cells: readonly CellSummary[]) {
   return cells.map((c) => ({
     target: c.target,
+    cpus: c.cpus,
+    reads: c.reads,
     kernel: c.kernel,
     openssl: c.openssl,
     variant: c.variant,
@@ -51,23 +62,43 @@ export function summaryEntries(cells: readonly CellSummary[]) {
     wrong: c.wrong,
     lost: c.lost,
     misattribution: c.misattribution,
+    misattributionCI: c.misattributionCI,
+    trialSpread: c.trialSpread,
+    rowsPerRequest: rowsPerRequest(c),
     capture: c.capture,
     symmetry: c.symmetry,
     hook: c.hook,
     truth: c.truth,
+    byConn: c.byConn,
+    http: c.http,
     status: c.status,
     ...(c.error ? { error: c.error } : {}),
     verdict: c.verdict,
   }));
 }
 
+/** Rows of http_monitoring.json per request sent (about 2 with full reads, about 1 with the investigation's single reads). */
+export function rowsPerRequest(c: Pick<CellSummary, 'captured' | 'expected'>): number | null {
+  return c.expected > 0 ? c.captured / c.expected : null;
+}
+
+/** A rate with its 95 % Wilson interval: "63.9 % [59.2, 68.4]". */
+export function rateWithCI(c: Pick<CellSummary, 'misattribution' | 'misattributionCI'>): string {
+  if (c.misattribution === null) return 'n/a';
+  const ci = c.misattributionCI;
+  return ci ? `${pct(c.misattribution)} [${(ci.lo * 100).toFixed(1)}, ${(ci.hi * 100).toFixed(1)}]` : pct(c.misattribution);
+}
+
 export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[]): string {
   const out: string[] = [`# USM TLS attribution matrix: run ${manifest.runId}`, ''];
-  out.push(`tool ${manifest.tool.commit}${manifest.tool.dirty ? ' (dirty)' : ''}, ${manifest.iterations} iterations x ${manifest.trials} trial(s), seed ${manifest.seed}.`, '');
-  out.push('| target | kernel | OpenSSL | scenario | mode | variant | expected | rows | correct | wrong | lost | misattribution | capture | status | verdict |');
-  out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  const perMode = Object.entries(manifest.iterationsByMode ?? {}).map(([m, n]) => `${m} ${n}`);
+  out.push(`tool ${manifest.tool.commit}${manifest.tool.dirty ? ' (dirty)' : ''}, ${manifest.iterations} iterations${perMode.length ? ` (${perMode.join(', ')})` : ''} x ${manifest.trials} trial(s), seed ${manifest.seed}; servers' Nagle ${manifest.nagle ?? 'off'}, ${((manifest.settleMs ?? 0) / 1000).toFixed(1)} s settle before the tracer stops.`, '');
+  out.push('Misattribution is wrong rows / rows naming a connection, with its 95 % Wilson interval over the pooled rows; rows/req is rows per request sent.', '');
+  out.push('| target | vCPUs | kernel | OpenSSL | reads | scenario | mode | variant | expected | rows | rows/req | correct | wrong | lost | misattribution | capture | status | verdict |');
+  out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const c of cells) {
-    out.push(`| ${c.target} | ${c.kernel} | ${c.openssl} | ${c.scenario} | ${c.mode} | ${c.variant} | ${c.expected} | ${c.captured} | ${c.correct} | ${c.wrong} | ${c.lost} | ${pct(c.misattribution)} | ${pct(c.capture)} | ${c.status} | ${verdictWord(c.verdict.pass)} |`);
+    const rpr = rowsPerRequest(c);
+    out.push(`| ${c.target} | ${c.cpus ?? 1} | ${c.kernel} | ${c.openssl} | ${c.reads ?? 'full'} | ${c.scenario} | ${c.mode} | ${c.variant} | ${c.expected} | ${c.captured} | ${rpr === null ? 'n/a' : rpr.toFixed(2)} | ${c.correct} | ${c.wrong} | ${c.lost} | ${rateWithCI(c)} | ${pct(c.capture)} | ${c.status} | ${verdictWord(c.verdict.pass)} |`);
   }
   if (manifest.targets.length) {
     out.push('', '## Targets', '', '| target | backend | status | kernel | OpenSSL | clang | libbpf | accel | boot s | peak MiB |', '|---|---|---|---|---|---|---|---|---|---|');
@@ -84,6 +115,8 @@ export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[
       if (t.detail) out.push('', '```', t.detail.trimEnd(), '```', '');
     }
   }
+  const feb5 = renderFeb5Md(cells);
+  if (feb5) out.push('', feb5);
   out.push('', '## Beside the investigation (Vagrant VM, system-probe)', '');
   out.push('| investigation run | its misattribution | ours (same mode, upstream, preexisting) |', '|---|---|---|');
   for (const f of INVESTIGATION) {
@@ -99,7 +132,8 @@ export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[
 export function renderTable(cells: readonly CellSummary[]): string {
   const rows = [['cell', 'kernel', 'misattribution', 'capture', 'status', 'verdict']];
   for (const c of cells) {
-    rows.push([`${c.target} ${c.scenario}/${c.mode}/${c.variant}`, c.kernel, c.misattribution === null ? 'n/a' : `${pct(c.misattribution)} (${c.wrong}/${c.captured})`, pct(c.capture), c.status, verdictWord(c.verdict.pass)]);
+    const boot = (c.cpus ?? 1) === 1 || c.target === 'local' ? c.target : `${c.target}-${c.cpus}cpu`;
+    rows.push([`${boot} ${c.scenario}/${c.mode}/${c.variant}${c.reads === 'single' ? '/single' : ''}`, c.kernel, c.misattribution === null ? 'n/a' : `${rateWithCI(c)} (${c.wrong}/${c.captured})`, pct(c.capture), c.status, verdictWord(c.verdict.pass)]);
   }
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r, j) => r.map((x, i) => x.padEnd(w[i]!)).join('  ') + (j === 0 ? `\n${w.map((n) => '-'.repeat(n)).join('  ')}` : '')).join('\n');

@@ -4,7 +4,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { LabError, asLabError } from '../errors.ts';
 import type { Machine } from '../machine/types.ts';
-import type { Api, Hook, Mode, Scenario, TraceScope, Variant } from '../domain.ts';
+import type { Api, Hook, Mode, Nagle, Reads, Scenario, TraceScope, Variant } from '../domain.ts';
 import { parseClientOutput, type Conn } from '../analysis/events.ts';
 import type { Emit } from '../progress/events.ts';
 import { startProc, stopProc, signalProc, waitExit, waitForLine, readProc, type BgProc } from './procs.ts';
@@ -29,6 +29,12 @@ export interface TrialSpec {
   trace: TraceScope;
   api: Api;
   hook: Hook;
+  /** full: the client reads each response whole; single: ONE SSL_read of up to 4095 bytes per request. */
+  reads: Reads;
+  /** Nagle's algorithm on the servers' sockets. */
+  nagle: Nagle;
+  /** Wait after the client's exit before the tracer is stopped (the investigation sleeps 2 s before its query). */
+  settleMs: number;
 }
 
 export interface Timeouts {
@@ -93,7 +99,7 @@ export async function runTrial(opts: {
 
   const startServers = async () => {
     for (const port of spec.ports) {
-      const p = await startProc(m, { name: `server-${port}`, dir: remoteDir, kind: 'server-failed', argv: [tools.python, tools.server, '--ports', String(port), '--quiet'] });
+      const p = await startProc(m, { name: `server-${port}`, dir: remoteDir, kind: 'server-failed', argv: [tools.python, tools.server, '--ports', String(port), '--nagle', spec.nagle, '--quiet'] });
       procs.push(p);
     }
     for (const p of procs.filter((x) => x.name.startsWith('server-'))) {
@@ -106,7 +112,7 @@ export async function runTrial(opts: {
       name: 'client',
       dir: remoteDir,
       kind: 'client-failed',
-      argv: [tools.client, ...conns, '--iterations', String(spec.iterations), `--${spec.mode}`, '--api', spec.api, '--record', `${remoteDir}/client-record.jsonl`],
+      argv: [tools.client, ...conns, '--iterations', String(spec.iterations), `--${spec.mode}`, '--api', spec.api, '--reads', spec.reads, '--record', `${remoteDir}/client-record.jsonl`],
     });
     procs.push(client);
     run.clientPid = client.pid;
@@ -139,6 +145,8 @@ export async function runTrial(opts: {
     const budget = to.clientBaseMs + to.perRequestMs * spec.iterations * spec.ports.length;
     const cst = await waitExit(m, client!, budget, signal);
     run.clientRc = cst.rc;
+    // Let the servers see the client's closes (their tcp_close ends each connection's transaction) before the "query".
+    if (spec.settleMs > 0) await sleep(spec.settleMs, signal);
     // Stop the tracer (SIGINT: it drains the ring buffer and writes its stats line).
     await signalProc(m, tracer!, 'INT');
     const tst = await waitExit(m, tracer!, to.tracerStopMs, signal);
@@ -167,6 +175,22 @@ export async function runTrial(opts: {
     run.durationMs = Date.now() - t0;
   }
   return run;
+}
+
+/** setTimeout as a promise that an abort ends early (the protocol then stops everything as on any failure). */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(new LabError('interrupted', 'interrupted'));
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(new LabError('interrupted', 'interrupted'));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 function rank(p: BgProc): number {
