@@ -205,6 +205,18 @@ describe('cells and verdicts', () => {
     expect(at(18).verdict.pass).toBe(false);
   });
 
+  it("scoped with single reads: rows need answers the client never took, so the fix is judged on 0 wrong and the client's own writes (95 % edge)", () => {
+    const single = { ...id('scoped'), reads: 'single' as const };
+    // 10 expected; rows for only 6 requests (capture 60 %), 0 wrong.
+    const at = (wrong: number, clientWrites: number) => summarizeCell(single, {}, [{ trial: 1, status: 'ok', attribution: { ...attribution(wrong, 6, 6, clientWrites), expected: 20, truth: { writes: { correct: clientWrites, wrong: 0, lost: 20 - clientWrites }, reads: { correct: 0, wrong: 0, lost: 20 } } } }]);
+    expect(at(0, 19).capture).toBe(0.3);
+    expect(at(0, 19).verdict).toMatchObject({ pass: true, expectation: "no wrong rows, >= 95 % of the client's writes on their connection" });
+    expect(at(0, 18).verdict.pass).toBe(false);
+    expect(at(1, 20).verdict.pass).toBe(false);
+    // The same figures with full reads fail on capture: the relaxation is for single reads only.
+    expect(summarizeCell(id('scoped'), {}, [{ trial: 1, status: 'ok', attribution: { ...attribution(0, 6, 6, 10), expected: 20 } }]).verdict.pass).toBe(false);
+  });
+
   it('zero trials: status internal, never ok, no figures', () => {
     const c = summarizeCell(id('scoped'), {}, []);
     expect(c.status).toBe('internal');

@@ -224,3 +224,54 @@ describe('host packages (provision/host-deps.sh)', () => {
     expect((err as LabError).detail).toMatch(/unknown group 'no-such-group' \(allowed: build images vagrant\)/);
   });
 });
+
+describe('issue 13 dimensions: reads, nagle, cpus, iterations per mode', () => {
+  const cfg = parseMatrix(readFileSync('matrix.yaml', 'utf8'), 'matrix.yaml');
+  const env = { cwd: '/w', home: '/h', now: new Date('2026-11-24T10:00:00Z'), hostCpus: 6 };
+
+  it('flags: --reads is a list of full/single, --nagle on/off, --cpus whole numbers 1..64, each de-duplicated', () => {
+    expect(parseMatrixFlags(['--reads', 'single,full,single', '--nagle', 'on', '--cpus', '2,1,2'])).toMatchObject({ reads: ['single', 'full'], nagle: 'on', cpus: [2, 1] });
+    expect(() => parseMatrixFlags(['--reads', 'half'])).toThrow(/--reads: unknown value 'half' \(allowed: full, single\)/);
+    expect(() => parseMatrixFlags(['--nagle', 'yes'])).toThrow(/--nagle: unknown value 'yes' \(allowed: on, off\)/);
+    expect(() => parseMatrixFlags(['--cpus', '0'])).toThrow(/--cpus: 0 is out of range \(allowed: 1\.\.64\)/);
+    expect(() => parseMatrixFlags(['--cpus', '65'])).toThrow(/out of range/);
+    expect(() => parseMatrixFlags(['--cpus', 'two'])).toThrow(/not a whole number/);
+  });
+
+  it('resolveRun: matrix.yaml values unless a flag says otherwise; local records the host CPU count', () => {
+    const dflt = resolveRun(cfg, parseMatrixFlags(['--targets', 'bookworm,local']), env);
+    expect(dflt).toMatchObject({ reads: ['full'], nagle: 'off', cpus: { bookworm: [1], local: [6] }, settleMs: 2000, iterationsByMode: {} });
+    const f = resolveRun(cfg, parseMatrixFlags(['--targets', 'bookworm,local', '--reads', 'single', '--nagle', 'on', '--cpus', '1,2']), env);
+    expect(f).toMatchObject({ reads: ['single'], nagle: 'on', cpus: { bookworm: [1, 2], local: [6] } });
+  });
+
+  it('matrix.feb5.yaml: the investigation setup, per-mode iterations that --iterations overrides', () => {
+    const feb5 = parseMatrix(readFileSync('matrix.feb5.yaml', 'utf8'), 'matrix.feb5.yaml');
+    expect(feb5.defaults).toMatchObject({ variants: ['upstream', 'scoped'], reads: ['single'], nagle: 'on', ports: [18001, 18002], trace: 'all', iterationsByMode: { sequential: 500, interleaved: 200 } });
+    expect(feb5.defaults.trials).toBeGreaterThanOrEqual(5);
+    expect(feb5.defaultTargets).toEqual(expect.arrayContaining(['bullseye', 'bookworm', 'local']));
+    const r = resolveRun(feb5, parseMatrixFlags([]), env);
+    expect(r.cpus).toMatchObject({ bullseye: [1, 2], bookworm: [1, 2], local: [6] });
+    expect(r.iterationsByMode).toEqual({ sequential: 500, interleaved: 200 });
+    expect(resolveRun(feb5, parseMatrixFlags(['--iterations', '20']), env)).toMatchObject({ iterations: 20, iterationsByMode: {} });
+  });
+
+  it('refuses several vCPU counts on a Vagrant target (its Vagrantfile has one machine per target)', () => {
+    expect(() => resolveRun(cfg, parseMatrixFlags(['--backend', 'vagrant', '--targets', 'bookworm', '--cpus', '1,2']), env)).toThrow(/one machine per target/);
+    expect(resolveRun(cfg, parseMatrixFlags(['--backend', 'vagrant', '--targets', 'bookworm', '--cpus', '2']), env).cpus).toEqual({ bookworm: [2] });
+  });
+
+  it('plan: one boot per (target, cpus) named <target>-<N>cpu unless N is 1, cells per reads, local keeps its name', () => {
+    const targets = [{ name: 'bookworm', backend: 'qemu' as const, suite: 'bookworm' }, { name: 'local', backend: 'local' as const }];
+    const p = planMatrix({ targets, variants: ['upstream', 'scoped'], modes: ['interleaved'], scenarios: ['preexisting'], reads: ['full', 'single'], cpus: { bookworm: [1, 2], local: [6] }, trials: 1, seed: 1 });
+    expect(p.map((x) => [x.instance, x.target.cpus])).toEqual([['bookworm', 1], ['bookworm-2cpu', 2], ['local', 6]]);
+    for (const b of p) {
+      expect(b.cells).toHaveLength(4);
+      expect(new Set(b.cells.map((c) => `${c.reads}/${c.variant}`)).size).toBe(4);
+      expect(b.cells.every((c) => c.cpus === b.target.cpus && c.target === b.target.name)).toBe(true);
+    }
+    // Shards deal targets, so both boots of bookworm are on one shard.
+    const s1 = planMatrix({ targets, variants: ['upstream'], modes: ['interleaved'], scenarios: ['preexisting'], reads: ['full'], cpus: { bookworm: [1, 2], local: [6] }, trials: 1, seed: 1, shard: { k: 1, n: 2 } });
+    expect(s1.map((x) => x.instance)).toEqual(['bookworm', 'bookworm-2cpu']);
+  });
+});

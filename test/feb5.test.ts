@@ -60,6 +60,12 @@ describe('feb5Rows', () => {
     expect(within).toContainEqual([far, false]);
   });
 
+  it('does not hold a fix variant to the bug\'s figure', () => {
+    const [, inter] = feb5Rows([cell({ rights: [200, 200], wrongs: [0, 0], variant: 'scoped' })]);
+    expect(inter!.rows[1]!.rate).toBe(0);
+    expect(inter!.rows[1]!.within).toBeNull();
+  });
+
   it('matches only pre-existing cells of its mode, and a failed cell has no rate', () => {
     const rows = feb5Rows([
       cell({ rights: [1, 1], wrongs: [1, 1], scenario: 'baseline' }),
