@@ -6,9 +6,24 @@ import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inCI, missingForBpf } from './helpers/requirements.ts';
-import { expectPermanentSwap, expectScopedFix, type SummaryCell } from './helpers/cells.ts';
+import { expectHalfAtTwoRows, expectPermanentSwap, expectScopedFix, expectSingleReadRace, type SummaryCell } from './helpers/cells.ts';
 
 const missing = missingForBpf();
+
+/** INVESTIGATION.md, "7. Analyze results", as it stands there. */
+const INVESTIGATION_ANALYSIS = `
+import json, sys
+data = json.load(sys.stdin)
+conn1_correct = sum(1 for e in data if 'conn1' in e.get('Path','') and e.get('Server',{}).get('Port')==18001)
+conn1_wrong = sum(1 for e in data if 'conn1' in e.get('Path','') and e.get('Server',{}).get('Port')==18002)
+conn2_wrong = sum(1 for e in data if 'conn2' in e.get('Path','') and e.get('Server',{}).get('Port')==18001)
+conn2_correct = sum(1 for e in data if 'conn2' in e.get('Path','') and e.get('Server',{}).get('Port')==18002)
+print(f'conn1 -> 18001 (correct): {conn1_correct}')
+print(f'conn1 -> 18002 (WRONG):   {conn1_wrong}')
+print(f'conn2 -> 18001 (WRONG):   {conn2_wrong}')
+print(f'conn2 -> 18002 (correct): {conn2_correct}')
+print(f'Misattribution rate: {(conn1_wrong+conn2_wrong)/(conn1_correct+conn1_wrong+conn2_wrong+conn2_correct)*100:.1f}%')
+`;
 const ITERATIONS = 100;
 
 type Entry = SummaryCell;
@@ -27,16 +42,16 @@ describe.skipIf(missing !== null && !inCI)(`local end to end${missing ? ` (skipp
 
   const out = mkdtempSync(join(tmpdir(), 'e2e-local-'));
   let entries: Entry[] = [];
-  const get = (variant: string, scenario: string) => {
-    const e = entries.find((x) => x.variant === variant && x.scenario === scenario && x.mode === 'interleaved');
-    if (!e) throw new Error(`no cell ${scenario}/interleaved/${variant} in summary.json`);
+  const get = (variant: string, scenario: string, reads = 'full') => {
+    const e = entries.find((x) => x.variant === variant && x.scenario === scenario && x.mode === 'interleaved' && x.reads === reads);
+    if (!e) throw new Error(`no cell ${scenario}/interleaved/${variant} reads ${reads} in summary.json`);
     return e;
   };
 
   it.runIf(missing === null)('runs the local matrix through scripts/matrix.mjs (every libssl user traced, as upstream)', () => {
-    const r = runLocal(out, ['--variants', 'upstream,scoped,no-fallback', '--scenarios', 'preexisting,baseline']);
+    const r = runLocal(out, ['--variants', 'upstream,scoped,no-fallback', '--scenarios', 'preexisting,baseline', '--reads', 'full,single']);
     entries = r.entries;
-    expect(entries).toHaveLength(6);
+    expect(entries).toHaveLength(12);
     for (const e of entries) expect(e.status, `${e.scenario}/${e.variant}: ${JSON.stringify(e)}\n${r.log}`).toBe('ok');
     expect(r.log).toMatch(/misattribution/);
     // Exit 0 = every cell ran and met MODEL.md's expectation.
@@ -55,6 +70,31 @@ describe.skipIf(missing !== null && !inCI)(`local end to end${missing ? ` (skipp
     expectPermanentSwap(get('upstream', 'preexisting'), ITERATIONS);
   });
 
+  it.runIf(missing === null)('upstream, full reads: 50 % of the rows wrong (+- 2 pp) at about 2 rows per request (upstream\'s HTTP layer on a swapped pair)', () => {
+    expectHalfAtTwoRows(get('upstream', 'preexisting'));
+  });
+
+  it.runIf(missing === null)("upstream, the investigation's single reads: wrong rows at fewer than 1.5 rows per request", () => {
+    expectSingleReadRace(get('upstream', 'preexisting', 'single'));
+  });
+
+  it.runIf(missing === null)("scoped, single reads: 0 rows wrong, the client's writes on their connection", () => {
+    const e = get('scoped', 'preexisting', 'single');
+    expect(e.status).toBe('ok');
+    expect(e.wrong).toBe(0);
+    expect(e.captured).toBeGreaterThan(ITERATIONS);
+    expect(e.truth.writes.correct).toBeGreaterThanOrEqual(0.95 * e.expected);
+  });
+
+  it.runIf(missing === null)('baseline, single reads: 0 rows wrong', () => {
+    for (const v of ['upstream', 'scoped']) {
+      const e = get(v, 'baseline', 'single');
+      expect(e.status).toBe('ok');
+      expect(e.wrong).toBe(0);
+      expect(e.captured).toBeGreaterThan(0);
+    }
+  });
+
   it.runIf(missing === null)('scoped, pre-existing connections: 0 rows wrong, >= 95 % of requests captured', () => {
     const e = get('scoped', 'preexisting');
     expectScopedFix(e);
@@ -63,6 +103,7 @@ describe.skipIf(missing !== null && !inCI)(`local end to end${missing ? ` (skipp
 
   it.runIf(missing === null)("no-fallback, pre-existing connections: none of the client's requests captured", () => {
     const e = get('no-fallback', 'preexisting');
+    expect(e.status).toBe('ok');
     expect(e.truth.writes.correct + e.truth.writes.wrong).toBe(0);
     expect(e.wrong).toBe(0);
   });
@@ -81,6 +122,15 @@ describe.skipIf(missing !== null && !inCI)(`local end to end${missing ? ` (skipp
     const rows = JSON.parse(readFileSync(join(trial, 'http_monitoring.json'), 'utf8')) as { Server: { Port: number }; ByStatus: object }[];
     expect(rows.length).toBeGreaterThan(0);
     expect(rows[0]).toHaveProperty('ByStatus');
+    // The investigation's own analysis (INVESTIGATION.md step 7), unchanged, on the file: its four
+    // counts are the cell's (one trial), so its rate is ours.
+    const py = spawnSync('python3', ['-c', INVESTIGATION_ANALYSIS], { input: readFileSync(join(trial, 'http_monitoring.json')), encoding: 'utf8', timeout: 30_000 });
+    expect(py.status, py.stderr).toBe(0);
+    const n = (label: RegExp) => Number(label.exec(py.stdout)?.[1]);
+    const e = get('upstream', 'preexisting');
+    const [c1, c2] = e.byConn;
+    expect([n(/conn1 -> 18001 \(correct\): (\d+)/), n(/conn1 -> 18002 \(WRONG\): +(\d+)/), n(/conn2 -> 18001 \(WRONG\): +(\d+)/), n(/conn2 -> 18002 \(correct\): (\d+)/)]).toEqual([c1!.rightRows, c1!.wrongRows, c2!.wrongRows, c2!.rightRows]);
+    expect(Number(/Misattribution rate: ([\d.]+)%/.exec(py.stdout)?.[1])).toBeCloseTo(e.misattribution! * 100, 1);
     expect(readFileSync(join(out, 'local', 'preexisting-interleaved-upstream', 'report.md'), 'utf8')).toContain('conn1 right');
   });
 });

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inCI } from './helpers/requirements.ts';
-import { expectPermanentSwap, expectScopedFix, type SummaryCell } from './helpers/cells.ts';
+import { expectHalfAtTwoRows, expectPermanentSwap, expectScopedFix, expectSingleReadRace, type SummaryCell } from './helpers/cells.ts';
 
 const ITERATIONS = 60;
 const has = (bin: string) => spawnSync('sh', ['-c', 'command -v "$1" || test -x "/usr/sbin/$1"', 'sh', bin], { timeout: 5_000 }).status === 0;
@@ -23,18 +23,18 @@ describe.skipIf(missing !== null && !inCI)(`qemu end to end (bookworm)${missing 
   const out = mkdtempSync(join(tmpdir(), 'e2e-qemu-'));
   let entries: Entry[] = [];
   let log = '';
-  const get = (variant: string) => {
-    const e = entries.find((x) => x.variant === variant);
+  const get = (variant: string, reads = 'full') => {
+    const e = entries.find((x) => x.variant === variant && x.reads === reads);
     if (!e) throw new Error(`no ${variant} cell in summary.json\n${log}`);
     return e;
   };
 
   it.runIf(missing === null)('scripts/matrix.mjs --targets bookworm: boots, builds inside, runs, reports', () => {
-    const r = spawnSync('npx', ['zx', 'scripts/matrix.mjs', '--targets', 'bookworm', '--variants', 'upstream,scoped', '--modes', 'interleaved', '--scenarios', 'preexisting', '--iterations', String(ITERATIONS), '--out', out], { encoding: 'utf8', timeout: 40 * 60_000, env: { ...process.env, CI: 'true' } });
+    const r = spawnSync('npx', ['zx', 'scripts/matrix.mjs', '--targets', 'bookworm', '--variants', 'upstream,scoped', '--modes', 'interleaved', '--scenarios', 'preexisting', '--reads', 'full,single', '--iterations', String(ITERATIONS), '--out', out], { encoding: 'utf8', timeout: 40 * 60_000, env: { ...process.env, CI: 'true' } });
     log = `${r.stdout}\n${r.stderr.slice(-4000)}`;
     expect(existsSync(join(out, 'summary.json')), log).toBe(true);
     entries = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as Entry[];
-    expect(entries).toHaveLength(2);
+    expect(entries).toHaveLength(4);
     for (const e of entries) {
       expect(e.status, log).toBe('ok');
       expect(e.kernel).toMatch(/^6\.1\./); // the guest's kernel, not this host's
@@ -61,5 +61,20 @@ describe.skipIf(missing !== null && !inCI)(`qemu end to end (bookworm)${missing 
 
   it.runIf(missing === null)('scoped: 0 rows wrong, >= 95 % of the requests captured', () => {
     expectScopedFix(get('scoped'));
+  });
+
+  it.runIf(missing === null)('upstream, full reads: 50 % of the rows wrong (+- 2 pp) at about 2 rows per request', () => {
+    expectHalfAtTwoRows(get('upstream'));
+  });
+
+  it.runIf(missing === null)("upstream, the investigation's single reads: wrong rows at fewer than 1.5 rows per request", () => {
+    expectSingleReadRace(get('upstream', 'single'));
+  });
+
+  it.runIf(missing === null)("scoped, single reads: 0 rows wrong, the client's writes on their connection", () => {
+    const e = get('scoped', 'single');
+    expect(e.status).toBe('ok');
+    expect(e.wrong).toBe(0);
+    expect(e.truth.writes.correct).toBeGreaterThanOrEqual(0.95 * e.expected);
   });
 });

@@ -3,6 +3,10 @@ import { expect } from 'vitest';
 
 export interface SummaryCell {
   variant: string;
+  reads: string;
+  cpus: number;
+  rowsPerRequest: number | null;
+  byConn: { k: number; rport: number; rightRows: number; wrongRows: number }[];
   mode: string;
   scenario: string;
   kernel: string;
@@ -31,4 +35,20 @@ export function expectPermanentSwap(e: SummaryCell, iterations: number): void {
 export function expectScopedFix(e: SummaryCell): void {
   expect(e.wrong).toBe(0);
   expect(e.capture).toBeGreaterThanOrEqual(0.95);
+}
+
+/** upstream with full reads and servers traced: MODEL.md's consequence of upstream's HTTP layer on a
+ * permanently swapped pair, whatever the timing: exactly half the rows wrong, two rows per request. */
+export function expectHalfAtTwoRows(e: SummaryCell): void {
+  expect(Math.abs(e.misattribution! - 0.5)).toBeLessThanOrEqual(0.02);
+  expect(e.rowsPerRequest).toBeGreaterThanOrEqual(1.8);
+  expect(e.rowsPerRequest).toBeLessThanOrEqual(2.05);
+}
+
+/** upstream with the investigation's read pattern (one SSL_read per request): the client falls
+ * behind, about one row per request, and wrong rows. No rate band: the noise can cross one. */
+export function expectSingleReadRace(e: SummaryCell): void {
+  expect(e.reads).toBe('single');
+  expect(e.wrong).toBeGreaterThan(0);
+  expect(e.rowsPerRequest).toBeLessThan(1.5);
 }
