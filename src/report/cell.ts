@@ -34,7 +34,7 @@ export function renderCellMd(r: CellReport): string {
   out.push('| path | correct | wrong | lost |', '|---|---|---|---|');
   out.push(`| request writes | ${c.truth.writes.correct} | ${c.truth.writes.wrong} | ${c.truth.writes.lost} |`);
   out.push(`| response reads | ${c.truth.reads.correct} | ${c.truth.reads.wrong} | ${c.truth.reads.lost} |`, '');
-  if (c.truth.unclassifiedReads) out.push(`Client reads that did not begin with a status line (single reads: a previous response's body, counted in neither column): ${c.truth.unclassifiedReads}.`, '');
+  if (c.truth.unclassifiedReads) out.push(`Client reads that did not begin with a status line, counted in neither column (a body-only read: the response's own 2-byte body with full reads, an earlier response's with single reads): ${c.truth.unclassifiedReads}.`, '');
   if (c.http) {
     out.push('## HTTP layer (upstream\'s rules: flushes, terminations, the joiner at the query, the drops)', '');
     out.push('| counter | value |', '|---|---|');

@@ -12,7 +12,12 @@ export interface BgProc {
   rc: string;
   /** Failure kind reported when this process misbehaves. */
   kind: FailureKind;
+  /** Deadline of one control exec (read, wait slice, signal): longer on a slow (TCG) guest. */
+  execMs: number;
 }
+
+/** One control exec's deadline on this host; a TCG guest under load wants its scaled value (Timeouts.execMs). */
+export const DEFAULT_EXEC_MS = 15_000;
 
 // $1..$4: stdout, stderr, rc, pid files; the rest is argv. The inner sh writes its own pid and
 // execs the program, so the pid file holds the program's pid; the subshell records the exit code.
@@ -23,18 +28,19 @@ const LAUNCH = [
   'cat "$p"',
 ].join('\n');
 
-export async function startProc(m: Machine, opts: { name: string; dir: string; argv: readonly string[]; kind: FailureKind; cwd?: string }): Promise<BgProc> {
+export async function startProc(m: Machine, opts: { name: string; dir: string; argv: readonly string[]; kind: FailureKind; cwd?: string; execMs?: number }): Promise<BgProc> {
+  const execMs = opts.execMs ?? DEFAULT_EXEC_MS;
   const base = `${opts.dir}/${opts.name}`;
   const files = { out: `${base}.out`, err: `${base}.log`, rc: `${base}.rc`, pid: `${base}.pid` };
   const r = await m.exec(['sh', '-c', LAUNCH, 'sh', files.out, files.err, files.rc, files.pid, ...opts.argv], {
-    timeoutMs: 15_000,
+    timeoutMs: execMs,
     ...(opts.cwd ? { cwd: opts.cwd } : {}),
   });
   const pid = Number(r.stdout.trim());
   if (r.code !== 0 || !Number.isInteger(pid) || pid <= 0) {
     throw new LabError(opts.kind, `failed to start ${opts.name}: ${r.stderr.trim() || `exit ${r.code}`}`);
   }
-  return { name: opts.name, pid, out: files.out, err: files.err, rc: files.rc, kind: opts.kind };
+  return { name: opts.name, pid, out: files.out, err: files.err, rc: files.rc, kind: opts.kind, execMs };
 }
 
 export interface ProcState {
@@ -47,7 +53,7 @@ export interface ProcState {
 const READ = 'cat "$1" 2>/dev/null; printf "\\n\\036"; cat "$2" 2>/dev/null; printf "\\n\\036"; cat "$3" 2>/dev/null';
 
 export async function readProc(m: Machine, p: BgProc): Promise<ProcState> {
-  const r = await m.exec(['sh', '-c', READ, 'sh', p.out, p.err, p.rc], { timeoutMs: 15_000 });
+  const r = await m.exec(['sh', '-c', READ, 'sh', p.out, p.err, p.rc], { timeoutMs: p.execMs });
   return parseState(r.stdout);
 }
 
@@ -83,7 +89,7 @@ export function toEre(re: RegExp): string {
 
 async function waitOnMachine(m: Machine, p: BgProc, ere: string, remainingMs: number): Promise<ProcState> {
   const checks = Math.max(1, Math.min(SLICE_S * 10, Math.ceil(remainingMs / 100)));
-  const r = await m.exec(['sh', '-c', WAIT, 'sh', p.out, p.err, p.rc, ere, String(checks)], { timeoutMs: checks * 100 + 15_000 });
+  const r = await m.exec(['sh', '-c', WAIT, 'sh', p.out, p.err, p.rc, ere, String(checks)], { timeoutMs: checks * 100 + p.execMs });
   if (r.code !== 0 && r.code !== 1) throw new LabError(p.kind, `cannot read the state of ${p.name}: ${r.timedOut ? 'timed out' : r.stderr.trim() || `exit ${r.code}`}`);
   return parseState(r.stdout);
 }
@@ -118,7 +124,7 @@ export async function waitExit(m: Machine, p: BgProc, timeoutMs: number, signal?
 }
 
 export async function signalProc(m: Machine, p: BgProc, sig: 'USR1' | 'INT' | 'TERM' | 'KILL'): Promise<void> {
-  await m.exec(['kill', '-s', sig, String(p.pid)], { timeoutMs: 10_000 });
+  await m.exec(['kill', '-s', sig, String(p.pid)], { timeoutMs: p.execMs });
 }
 
 /** Stop a process for sure: TERM (or the given signal), a grace period, then KILL its whole session. */
@@ -131,7 +137,7 @@ export async function stopProc(m: Machine, p: BgProc, opts: { signal?: 'INT' | '
       return await waitExit(m, p, opts.graceMs ?? 5_000);
     } catch {
       // setsid made the program a session and process-group leader: kill the group.
-      await m.exec(['kill', '-s', 'KILL', '--', `-${p.pid}`], { timeoutMs: 10_000 }).catch(() => {});
+      await m.exec(['kill', '-s', 'KILL', '--', `-${p.pid}`], { timeoutMs: p.execMs }).catch(() => {});
       return await waitExit(m, p, 5_000).catch(() => null);
     }
   } catch {

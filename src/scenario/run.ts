@@ -7,7 +7,7 @@ import type { Machine } from '../machine/types.ts';
 import type { Api, Hook, Mode, Nagle, Reads, Scenario, TraceScope, Variant } from '../domain.ts';
 import { parseClientOutput, type Conn } from '../analysis/events.ts';
 import type { Emit } from '../progress/events.ts';
-import { startProc, stopProc, signalProc, waitExit, waitForLine, readProc, type BgProc } from './procs.ts';
+import { DEFAULT_EXEC_MS, startProc, stopProc, signalProc, waitExit, waitForLine, readProc, type BgProc } from './procs.ts';
 
 export interface Tools {
   /** Absolute paths on the machine. */
@@ -45,6 +45,8 @@ export interface Timeouts {
   perRequestMs: number;
   clientBaseMs: number;
   tracerStopMs: number;
+  /** One control exec on the machine (start, read, wait slice, signal, kill). */
+  execMs: number;
 }
 
 export const DEFAULT_TIMEOUTS: Timeouts = {
@@ -54,6 +56,7 @@ export const DEFAULT_TIMEOUTS: Timeouts = {
   perRequestMs: 100,
   clientBaseMs: 60_000,
   tracerStopMs: 30_000,
+  execMs: DEFAULT_EXEC_MS,
 };
 
 /** Scale every timeout (TCG guests are 5-20x slower than this host). */
@@ -99,7 +102,7 @@ export async function runTrial(opts: {
 
   const startServers = async () => {
     for (const port of spec.ports) {
-      const p = await startProc(m, { name: `server-${port}`, dir: remoteDir, kind: 'server-failed', argv: [tools.python, tools.server, '--ports', String(port), '--nagle', spec.nagle, '--quiet'] });
+      const p = await startProc(m, { name: `server-${port}`, dir: remoteDir, kind: 'server-failed', execMs: to.execMs, argv: [tools.python, tools.server, '--ports', String(port), '--nagle', spec.nagle, '--quiet'] });
       procs.push(p);
     }
     for (const p of procs.filter((x) => x.name.startsWith('server-'))) {
@@ -112,6 +115,7 @@ export async function runTrial(opts: {
       name: 'client',
       dir: remoteDir,
       kind: 'client-failed',
+      execMs: to.execMs,
       argv: [tools.client, ...conns, '--iterations', String(spec.iterations), `--${spec.mode}`, '--api', spec.api, '--reads', spec.reads, '--record', `${remoteDir}/client-record.jsonl`],
     });
     procs.push(client);
@@ -126,6 +130,7 @@ export async function runTrial(opts: {
       name: 'tracer',
       dir: remoteDir,
       kind: 'tracer-failed',
+      execMs: to.execMs,
       argv: [tools.tracer, '--variant', spec.variant, '--libssl', tools.libssl, '--hook', spec.hook, '--out', `${remoteDir}/events.jsonl`, '--verifier-log', `${remoteDir}/verifier.log`, ...filter],
     });
     procs.push(tracer);
