@@ -1,11 +1,13 @@
 // Merge report folders of several shards (or runs) into one summary: the cells come from each
 // folder's <target>/<cell>/report.json, the targets from each manifest.json.
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import type { CellSummary } from '../analysis/cell.ts';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { cellDir, summarizeCell, type CellId, type CellSummary, type Status } from '../analysis/cell.ts';
 import { ConfigError } from '../errors.ts';
 import type { CellReport } from './cell.ts';
 import { writeSummary, type Manifest } from './summary.ts';
+
+const STATUSES: readonly string[] = ['boot-failed', 'boot-timeout', 'build-failed', 'tracer-failed', 'client-failed', 'server-failed', 'timeout', 'no-traffic', 'interrupted', 'internal'];
 
 export async function readRun(dir: string): Promise<{ manifest: Manifest; cells: CellSummary[] }> {
   let manifest: Manifest;
@@ -22,6 +24,14 @@ export async function readRun(dir: string): Promise<{ manifest: Manifest; cells:
       if (!e.isDirectory()) continue;
       const r = await readFile(join(tdir, e.name, 'report.json'), 'utf8').catch(() => null);
       if (r) cells.push((JSON.parse(r) as CellReport).cell);
+    }
+    // A target that never got to its cells (boot, build) wrote no report.json: its cells are
+    // failed cells, as the run that wrote this folder counted them, not missing ones.
+    if (t.status !== 'ok' && !cells.some((c) => c.target === t.name)) {
+      const status = (STATUSES.includes(t.status) ? t.status : 'internal') as Status;
+      for (const scenario of manifest.scenarios) for (const mode of manifest.modes) for (const variant of manifest.variants) {
+        cells.push(summarizeCell({ target: t.name, scenario, mode, variant } as CellId, t.facts, [{ trial: 1, status, ...(t.error ? { error: t.error } : {}) }]));
+      }
     }
   }
   return { manifest, cells };
@@ -46,6 +56,10 @@ export async function mergeRuns(dirs: readonly string[], outDir: string): Promis
     targets: runs.flatMap((r) => r.manifest.targets),
   };
   const cells = runs.flatMap((r) => r.cells).sort((a, b) => `${a.target}/${a.scenario}/${a.mode}/${a.variant}`.localeCompare(`${b.target}/${b.scenario}/${b.mode}/${b.variant}`));
-  await writeSummary(outDir, manifest, cells);
+  // Where each cell's files are (links in summary.html), and the shard folders for `compare`.
+  const where = new Map<string, string>();
+  runs.forEach((r, i) => r.cells.forEach((c) => where.set(`${c.target}/${cellDir(c)}`, join(dirs[i]!, c.target, cellDir(c)))));
+  await writeSummary(outDir, manifest, cells, { dirOf: (c) => where.get(`${c.target}/${cellDir(c)}`) ?? join(outDir, c.target, cellDir(c)) });
+  await writeFile(join(outDir, 'sources.json'), JSON.stringify(dirs.map((d) => relative(outDir, d) || '.'), null, 2) + '\n');
   return { manifest, cells };
 }

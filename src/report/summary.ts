@@ -3,6 +3,8 @@ import { writeFile, mkdir, rm, symlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pct, type CellSummary } from '../analysis/cell.ts';
 import { verdictWord } from './cell.ts';
+import { renderDetailMd, renderFailuresMd, renderMatrixMd } from './matrix-md.ts';
+import { loadArtifactsFor, tailsOf, writeHtmlAndJunit, type OutputOpts } from './outputs.ts';
 
 /** The investigation's figures, set beside ours. */
 export const INVESTIGATION = [
@@ -61,14 +63,11 @@ export function summaryEntries(cells: readonly CellSummary[]) {
   }));
 }
 
-export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[]): string {
+/** Failed cells first, then the matrix, then every cell in report order; `tails` are the log tails by cellKey. */
+export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[], tails: ReadonlyMap<string, string> = new Map()): string {
   const out: string[] = [`# USM TLS attribution matrix: run ${manifest.runId}`, ''];
   out.push(`tool ${manifest.tool.commit}${manifest.tool.dirty ? ' (dirty)' : ''}, ${manifest.iterations} iterations x ${manifest.trials} trial(s), seed ${manifest.seed}.`, '');
-  out.push('| target | kernel | OpenSSL | scenario | mode | variant | expected | rows | correct | wrong | lost | misattribution | capture | status | verdict |');
-  out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
-  for (const c of cells) {
-    out.push(`| ${c.target} | ${c.kernel} | ${c.openssl} | ${c.scenario} | ${c.mode} | ${c.variant} | ${c.expected} | ${c.captured} | ${c.correct} | ${c.wrong} | ${c.lost} | ${pct(c.misattribution)} | ${pct(c.capture)} | ${c.status} | ${verdictWord(c.verdict.pass)} |`);
-  }
+  out.push(...renderFailuresMd(cells, tails), ...renderMatrixMd(manifest, cells), ...renderDetailMd(cells));
   if (manifest.targets.length) {
     out.push('', '## Targets', '', '| target | backend | status | kernel | OpenSSL | clang | libbpf | accel | boot s | peak MiB |', '|---|---|---|---|---|---|---|---|---|---|');
     const f = (t: TargetRecord, k: string) => (t.facts[k] === undefined ? '-' : String(t.facts[k]));
@@ -105,11 +104,13 @@ export function renderTable(cells: readonly CellSummary[]): string {
   return rows.map((r, j) => r.map((x, i) => x.padEnd(w[i]!)).join('  ') + (j === 0 ? `\n${w.map((n) => '-'.repeat(n)).join('  ')}` : '')).join('\n');
 }
 
-export async function writeSummary(outDir: string, manifest: Manifest, cells: readonly CellSummary[]): Promise<void> {
+export async function writeSummary(outDir: string, manifest: Manifest, cells: readonly CellSummary[], opts: OutputOpts = {}): Promise<void> {
   await mkdir(outDir, { recursive: true });
   await writeFile(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
   await writeFile(join(outDir, 'summary.json'), JSON.stringify(summaryEntries(cells), null, 2) + '\n');
-  await writeFile(join(outDir, 'summary.md'), renderSummaryMd(manifest, cells));
+  const artifacts = await loadArtifactsFor(outDir, manifest, cells, opts.dirOf);
+  await writeFile(join(outDir, 'summary.md'), renderSummaryMd(manifest, cells, tailsOf(artifacts)));
+  await writeHtmlAndJunit(outDir, manifest, cells, artifacts, opts);
 }
 
 /** reports/latest -> the newest run (relative link, replaced atomically enough for one user). */
