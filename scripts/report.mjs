@@ -1,12 +1,17 @@
 #!/usr/bin/env zx
 // Reports across runs. `merge DIR... --out DIR`: one summary from shard folders (--shard K/N).
+// `compare PREV CUR [--history DIR]`: trend.json/trend.md, exit 1 on a regression (src/report/trend.ts).
 import { register } from 'tsx/esm/api';
 
 register();
 const { mergeRuns } = await import('../src/report/merge.ts');
 const { renderTable } = await import('../src/report/summary.ts');
 const args = process.argv.slice(process.argv.findIndex((a) => a.endsWith('report.mjs')) + 1);
-const HELP = 'Usage: npx zx scripts/report.mjs merge DIR [DIR...] --out DIR\n  merge the report folders of several shards into one summary.md / summary.json / manifest.json\n';
+const HELP = 'Usage: npx zx scripts/report.mjs merge DIR [DIR...] --out DIR\n  merge the report folders of several shards into one summary.md / summary.json / manifest.json\n       npx zx scripts/report.mjs compare PREV CUR [--history DIR] [--keep K]  (compare --help)\n';
+if (args[0] === 'compare') {
+  const { compareMain } = await import('../src/report/trend.ts');
+  process.exit(await compareMain({ argv: args.slice(1), cwd: process.cwd(), stdout: process.stdout, stderr: process.stderr }));
+}
 if (args[0] === '--help' || args[0] === '-h') {
   process.stdout.write(HELP);
   process.exit(0);
