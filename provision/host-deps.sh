@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the host packages this project needs, idempotently: only what is missing, and says
 # what. Not root: prints the exact apt-get line and stops (exit 3).
-#   bash provision/host-deps.sh [build] [images] [vagrant]   (default: build images)
+#   bash provision/host-deps.sh [build] [images] [vagrant] [report]   (default: build images)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -13,13 +13,13 @@ want=()
 for g in "${groups[@]}"; do
   case "$g" in
     build) want+=("${build_pkgs[@]}") ;;
-    images|vagrant)
+    images|vagrant|report)
       list="$here/host-deps-$g.txt"
       [ -f "$list" ] || { echo "host-deps: $list is missing" >&2; exit 2; }
       while read -r p _; do
         case "$p" in ''|'#'*) ;; *) want+=("$p") ;; esac
       done <"$list" ;;
-    *) echo "host-deps: unknown group '$g' (allowed: build images vagrant)" >&2; exit 2 ;;
+    *) echo "host-deps: unknown group '$g' (allowed: build images vagrant report)" >&2; exit 2 ;;
   esac
 done
 

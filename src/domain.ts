@@ -36,6 +36,8 @@ export interface CellId {
   target: string;
   /** vCPUs of the target's VM (local: this host's CPUs). */
   cpus: number;
+  /** The boot the cell ran in: its report folder, `<target>` or `<target>-<N>cpu` (plan.ts instanceName); absent in old reports. */
+  boot?: string;
   reads: Reads;
   variant: Variant;
   mode: Mode;

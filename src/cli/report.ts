@@ -5,8 +5,9 @@ import { ConfigError } from '../errors.ts';
 import { exitCodeFor } from '../matrix.ts';
 import { mergeRuns } from '../report/merge.ts';
 import { renderTable } from '../report/summary.ts';
+import { compareMain } from '../report/trend.ts';
 
-export const REPORT_HELP = 'Usage: npx zx scripts/report.mjs merge DIR [DIR...] --out DIR\n  merge the report folders of several shards into one summary.md / summary.json / manifest.json\n';
+export const REPORT_HELP = 'Usage: npx zx scripts/report.mjs merge DIR [DIR...] --out DIR\n  merge the report folders of several shards into one summary.md / summary.json / manifest.json\n       npx zx scripts/report.mjs compare PREV CUR [--history DIR] [--keep K]  (compare --help)\n';
 
 export function parseReportFlags(argv: readonly string[]): { help: true } | { help: false; dirs: string[]; out: string } {
   let parsed;
@@ -21,7 +22,8 @@ export function parseReportFlags(argv: readonly string[]): { help: true } | { he
   return { help: false, dirs: positionals.slice(1), out: values.out };
 }
 
-export async function reportMain(e: { argv: string[]; stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }): Promise<number> {
+export async function reportMain(e: { argv: string[]; cwd?: string; stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream }): Promise<number> {
+  if (e.argv[0] === 'compare') return compareMain({ argv: e.argv.slice(1), cwd: e.cwd ?? process.cwd(), stdout: e.stdout, stderr: e.stderr });
   try {
     const f = parseReportFlags(e.argv);
     if (f.help) {

@@ -55,9 +55,10 @@ export function planMatrix(p: PlanInput): TargetPlan[] {
   const targets = p.shard ? p.targets.filter((_, i) => i % p.shard!.n === p.shard!.k - 1) : p.targets;
   const boots = targets.flatMap((t) => (p.cpus[t.name] ?? [t.cpus ?? 1]).map((cpus) => ({ ...t, cpus })));
   return boots.map((target, ti) => {
+    const boot = instanceName(target, target.cpus);
     const cells: CellId[] = [];
-    for (const reads of p.reads) for (const scenario of p.scenarios) for (const mode of p.modes) for (const variant of p.variants) cells.push({ target: target.name, cpus: target.cpus, reads, scenario, mode, variant });
+    for (const reads of p.reads) for (const scenario of p.scenarios) for (const mode of p.modes) for (const variant of p.variants) cells.push({ target: target.name, cpus: target.cpus, boot, reads, scenario, mode, variant });
     // A seeded order per boot: no variant always runs first on a warm or cold machine.
-    return { target, instance: instanceName(target, target.cpus), cells: shuffle(cells, rng(p.seed + ti)) };
+    return { target, instance: boot, cells: shuffle(cells, rng(p.seed + ti)) };
   });
 }

@@ -4,6 +4,9 @@ import { basename, dirname, join } from 'node:path';
 import { pct, type CellSummary } from '../analysis/cell.ts';
 import { verdictWord } from './cell.ts';
 import { renderFeb5Md } from './feb5.ts';
+import { renderDetailMd, renderFailuresMd, renderMatrixMd } from './matrix-md.ts';
+import { rateWithInterval, rowOf } from './view.ts';
+import { loadArtifactsFor, tailsOf, writeHtmlAndJunit, type OutputOpts } from './outputs.ts';
 
 /** The investigation's figures, set beside ours. */
 export const INVESTIGATION = [
@@ -82,24 +85,12 @@ export function rowsPerRequest(c: Pick<CellSummary, 'captured' | 'expected'>): n
   return c.expected > 0 ? c.captured / c.expected : null;
 }
 
-/** A rate with its 95 % Wilson interval: "63.9 % [59.2, 68.4]". */
-export function rateWithCI(c: Pick<CellSummary, 'misattribution' | 'misattributionCI'>): string {
-  if (c.misattribution === null) return 'n/a';
-  const ci = c.misattributionCI;
-  return ci ? `${pct(c.misattribution)} [${(ci.lo * 100).toFixed(1)}, ${(ci.hi * 100).toFixed(1)}]` : pct(c.misattribution);
-}
-
-export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[]): string {
+/** Failed cells first, then the matrix, then every cell in report order; `tails` are the log tails by cellKey. */
+export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[], tails: ReadonlyMap<string, string> = new Map()): string {
   const out: string[] = [`# USM TLS attribution matrix: run ${manifest.runId}`, ''];
   const perMode = Object.entries(manifest.iterationsByMode ?? {}).map(([m, n]) => `${m} ${n}`);
-  out.push(`tool ${manifest.tool.commit}${manifest.tool.dirty ? ' (dirty)' : ''}, ${manifest.iterations} iterations${perMode.length ? ` (${perMode.join(', ')})` : ''} x ${manifest.trials} trial(s), seed ${manifest.seed}; servers' Nagle ${manifest.nagle ?? 'off'}, ${((manifest.settleMs ?? 0) / 1000).toFixed(1)} s settle before the tracer stops.`, '');
-  out.push('Misattribution is wrong rows / rows naming a connection, with its 95 % Wilson interval over the pooled rows; rows/req is rows per request sent.', '');
-  out.push('| target | vCPUs | kernel | OpenSSL | reads | scenario | mode | variant | expected | rows | rows/req | correct | wrong | lost | misattribution | capture | status | verdict |');
-  out.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
-  for (const c of cells) {
-    const rpr = rowsPerRequest(c);
-    out.push(`| ${c.target} | ${c.cpus ?? 1} | ${c.kernel} | ${c.openssl} | ${c.reads ?? 'full'} | ${c.scenario} | ${c.mode} | ${c.variant} | ${c.expected} | ${c.captured} | ${rpr === null ? 'n/a' : rpr.toFixed(2)} | ${c.correct} | ${c.wrong} | ${c.lost} | ${rateWithCI(c)} | ${pct(c.capture)} | ${c.status} | ${verdictWord(c.verdict.pass)} |`);
-  }
+  out.push(`tool ${manifest.tool.commit}${manifest.tool.dirty ? ' (dirty)' : ''}, ${manifest.iterations} iterations${perMode.length ? ` (${perMode.join(', ')})` : ''} x ${manifest.trials} trial(s), seed ${manifest.seed}; client reads ${(manifest.reads ?? ['full']).join(', ')}; servers' Nagle ${manifest.nagle ?? 'off'}; ${((manifest.settleMs ?? 0) / 1000).toFixed(1)} s settle before the tracer stops.`, '');
+  out.push(...renderFailuresMd(cells, tails), ...renderMatrixMd(manifest, cells), ...renderDetailMd(cells));
   if (manifest.targets.length) {
     out.push('', '## Targets', '', '| target | backend | status | kernel | OpenSSL | clang | libbpf | accel | boot s | peak MiB |', '|---|---|---|---|---|---|---|---|---|---|');
     const f = (t: TargetRecord, k: string) => (t.facts[k] === undefined ? '-' : String(t.facts[k]));
@@ -132,18 +123,19 @@ export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[
 export function renderTable(cells: readonly CellSummary[]): string {
   const rows = [['cell', 'kernel', 'misattribution', 'capture', 'status', 'verdict']];
   for (const c of cells) {
-    const boot = (c.cpus ?? 1) === 1 || c.target === 'local' ? c.target : `${c.target}-${c.cpus}cpu`;
-    rows.push([`${boot} ${c.scenario}/${c.mode}/${c.variant}${c.reads === 'single' ? '/single' : ''}`, c.kernel, c.misattribution === null ? 'n/a' : `${rateWithCI(c)} (${c.wrong}/${c.captured})`, pct(c.capture), c.status, verdictWord(c.verdict.pass)]);
+    rows.push([`${rowOf(c)} ${c.scenario}/${c.mode}/${c.variant}${c.reads === 'single' ? '/single' : ''}`, c.kernel, c.misattribution === null ? 'n/a' : `${rateWithInterval(c)} (${c.wrong}/${c.captured})`, pct(c.capture), c.status, verdictWord(c.verdict.pass)]);
   }
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r, j) => r.map((x, i) => x.padEnd(w[i]!)).join('  ') + (j === 0 ? `\n${w.map((n) => '-'.repeat(n)).join('  ')}` : '')).join('\n');
 }
 
-export async function writeSummary(outDir: string, manifest: Manifest, cells: readonly CellSummary[]): Promise<void> {
+export async function writeSummary(outDir: string, manifest: Manifest, cells: readonly CellSummary[], opts: OutputOpts = {}): Promise<void> {
   await mkdir(outDir, { recursive: true });
   await writeFile(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
   await writeFile(join(outDir, 'summary.json'), JSON.stringify(summaryEntries(cells), null, 2) + '\n');
-  await writeFile(join(outDir, 'summary.md'), renderSummaryMd(manifest, cells));
+  const artifacts = await loadArtifactsFor(outDir, manifest, cells, opts.dirOf);
+  await writeFile(join(outDir, 'summary.md'), renderSummaryMd(manifest, cells, tailsOf(artifacts)));
+  await writeHtmlAndJunit(outDir, manifest, cells, artifacts, opts);
 }
 
 /** reports/latest -> the newest run (relative link, replaced atomically enough for one user). */
