@@ -11,7 +11,8 @@ import { LabError, asLabError, type FailureKind } from './errors.ts';
 import { planMatrix, type TargetPlan } from './plan/plan.ts';
 import { step, type Emit } from './progress/events.ts';
 import { writeCellReport } from './report/cell.ts';
-import { pointLatest, writeSummary, type Manifest, type TargetRecord } from './report/summary.ts';
+import type { Manifest, TargetRecord } from './report/manifest.ts';
+import { pointLatest, writeSummary } from './report/summary.ts';
 import { prepareMachine, type Prepared } from './scenario/prepare.ts';
 import { DEFAULT_TIMEOUTS, runTrial, scaleTimeouts, type TrialSpec } from './scenario/run.ts';
 

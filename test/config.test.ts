@@ -221,7 +221,7 @@ describe('host packages (provision/host-deps.sh)', () => {
     expect(err).toBeInstanceOf(LabError);
     expect((err as LabError).kind).toBe('boot-failed');
     expect((err as LabError).message).toBe('host packages are missing (provision/host-deps.sh no-such-group exited 2)');
-    expect((err as LabError).detail).toMatch(/unknown group 'no-such-group' \(allowed: build images vagrant\)/);
+    expect((err as LabError).detail).toMatch(/unknown group 'no-such-group' \(allowed: build images vagrant report\)/);
   });
 });
 

@@ -12,7 +12,8 @@ import { summarizeCell } from '../src/analysis/cell.ts';
 import { readRun } from '../src/report/merge.ts';
 import { renderHtml } from '../src/report/html.ts';
 import { esc, sparkline } from '../src/report/html-parts.ts';
-import { writeSummary, type Manifest } from '../src/report/summary.ts';
+import type { Manifest } from '../src/report/manifest.ts';
+import { writeSummary } from '../src/report/summary.ts';
 import { inCI } from './helpers/requirements.ts';
 import { copyFixture } from './helpers/report-fixture.ts';
 

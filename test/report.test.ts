@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { summarizeCell, type CellSummary } from '../src/analysis/cell.ts';
 import { toHttpMonitoring, type Transaction } from '../src/analysis/transactions.ts';
 import { renderCellMd, writeCellReport } from '../src/report/cell.ts';
-import { renderSummaryMd, renderTable, writeSummary, pointLatest, type Manifest } from '../src/report/summary.ts';
+import type { Manifest } from '../src/report/manifest.ts';
+import { renderSummaryMd, renderTable, writeSummary, pointLatest } from '../src/report/summary.ts';
 
 // The investigation's analysis, verbatim (INVESTIGATION.md, step 7): it must run unchanged.
 const SEED_ANALYSIS = `

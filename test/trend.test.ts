@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { summarizeCell } from '../src/analysis/cell.ts';
 import { mergeRuns, readRun } from '../src/report/merge.ts';
 import { writeSummary } from '../src/report/summary.ts';
-import { compareMain, compareRuns, type Trend, type TrendCell } from '../src/report/trend.ts';
+import { compareMain } from '../src/report/compare.ts';
+import { compareRuns, type Trend, type TrendCell } from '../src/report/trend.ts';
 import { copyFixture, editCell } from './helpers/report-fixture.ts';
 
 const REPO = new URL('..', import.meta.url).pathname;

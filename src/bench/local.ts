@@ -12,7 +12,8 @@ import { int, parseMatrixFlags } from '../cli/flags.ts';
 import { resolveRun } from '../cli/run.ts';
 import { runMatrix } from '../matrix.ts';
 import { createReporter } from '../progress/reporter.ts';
-import { INVESTIGATION, renderTable } from '../report/summary.ts';
+import { INVESTIGATION } from '../report/manifest.ts';
+import { renderTable } from '../report/summary.ts';
 import { measureThroughput } from './throughput.ts';
 
 export const BENCH_HELP = `Usage: npm run bench -- [--iterations N] [--repeats N] [--matrix-iterations N] [--out FILE]

@@ -5,7 +5,7 @@ import { ConfigError } from '../errors.ts';
 import { exitCodeFor } from '../matrix.ts';
 import { mergeRuns } from '../report/merge.ts';
 import { renderTable } from '../report/summary.ts';
-import { compareMain } from '../report/trend.ts';
+import { compareMain } from '../report/compare.ts';
 
 export const REPORT_HELP = 'Usage: npx zx scripts/report.mjs merge DIR [DIR...] --out DIR\n  merge the report folders of several shards into one summary.md / summary.json / manifest.json\n       npx zx scripts/report.mjs compare PREV CUR [--history DIR] [--keep K]  (compare --help)\n';
 

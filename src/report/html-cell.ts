@@ -5,7 +5,7 @@ import { pct } from '../analysis/cell.ts';
 import type { CellArtifacts } from './artifacts.ts';
 import { verdictWord } from './cell.ts';
 import { esc, href, sparkline } from './html-parts.ts';
-import type { INVESTIGATION } from './summary.ts';
+import type { INVESTIGATION } from './manifest.ts';
 import { cellKey, colOf, intervalOf, rowOf, type CellView } from './view.ts';
 
 export interface CellViewOpts {

@@ -7,7 +7,7 @@ import type { CellArtifacts } from './artifacts.ts';
 import { renderCellView } from './html-cell.ts';
 import { esc, sparkline } from './html-parts.ts';
 import { axis, failureRows } from './matrix-md.ts';
-import { INVESTIGATION, type Manifest } from './summary.ts';
+import { INVESTIGATION, type Manifest } from './manifest.ts';
 import type { History, Trend } from './trend.ts';
 import { cellKey, colOf, firstLine, intervalOf, rowOf, sortCells, verdictMark, type CellView } from './view.ts';
 

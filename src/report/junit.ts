@@ -6,7 +6,7 @@
 import junitModule, { type Builder } from 'junit-report-builder';
 import type { CellArtifacts } from './artifacts.ts';
 import { verdictWord } from './cell.ts';
-import type { Manifest } from './summary.ts';
+import type { Manifest } from './manifest.ts';
 import { cellKey, rateWithInterval, rowOf, sortCells, type CellView } from './view.ts';
 
 /** XML 1.0 forbids most control characters; guest logs have them (ANSI colours, NULs). */
@@ -35,7 +35,7 @@ export function renderJunit(manifest: Manifest, cells: readonly CellView[], arti
       .property('openssl', xmlSafe(first && first.openssl !== 'unknown' ? first.openssl : fact(rec?.facts, 'openssl')))
       .property('clang', xmlSafe(fact(rec?.facts, 'clang')))
       .property('libbpf', xmlSafe(fact(rec?.facts, 'libbpf')))
-      .property('cpus', String(first?.cpus ?? fact(rec?.facts, 'cpus')))
+      .property('cpus', String(rec?.cpus ?? first?.cpus ?? fact(rec?.facts, 'cpus')))
       .property('backend', xmlSafe(rec?.backend ?? 'unknown'))
       .property('status', xmlSafe(rec?.status ?? 'unknown'));
     for (const c of mine) {

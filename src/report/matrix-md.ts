@@ -2,7 +2,7 @@
 // OpenSSL; columns: variant x mode; one table per scenario), then the detail table in report order.
 import { pct } from '../analysis/cell.ts';
 import { verdictWord } from './cell.ts';
-import type { Manifest } from './summary.ts';
+import type { Manifest } from './manifest.ts';
 import { cellKey, colOf, firstLine, rateWithInterval, rowOf, sortCells, tellingLine, verdictMark, type CellView } from './view.ts';
 
 /** A markdown table entry: no pipes, no newlines, no HTML (guest text lands here). */

@@ -6,7 +6,8 @@ import { cellDir, summarizeCell, type CellSummary, type Status } from '../analys
 import type { CellId } from '../domain.ts';
 import { ConfigError } from '../errors.ts';
 import type { CellReport } from './cell.ts';
-import { writeSummary, type Manifest } from './summary.ts';
+import type { Manifest } from './manifest.ts';
+import { writeSummary } from './summary.ts';
 import { rowOf } from './view.ts';
 
 const STATUSES: readonly string[] = ['boot-failed', 'boot-timeout', 'build-failed', 'tracer-failed', 'client-failed', 'server-failed', 'timeout', 'no-traffic', 'interrupted', 'internal'];
@@ -32,7 +33,7 @@ export async function readRun(dir: string): Promise<{ manifest: Manifest; cells:
     if (t.status !== 'ok' && !cells.some((c) => rowOf(c) === t.name)) {
       const status = (STATUSES.includes(t.status) ? t.status : 'internal') as Status;
       for (const reads of manifest.reads ?? ['full']) for (const scenario of manifest.scenarios) for (const mode of manifest.modes) for (const variant of manifest.variants) {
-        const id = { target: t.target ?? t.name, boot: t.name, cpus: t.cpus ?? 1, reads, scenario, mode, variant } as CellId;
+        const id = { target: t.target ?? t.name, boot: t.name, cpus: t.cpus ?? (Number(t.facts.cpus) || 1), reads, scenario, mode, variant } as CellId;
         cells.push(summarizeCell(id, t.facts, [{ trial: 1, status, ...(t.error ? { error: t.error } : {}) }]));
       }
     }

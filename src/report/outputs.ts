@@ -7,7 +7,7 @@ import type { CellSummary } from '../analysis/cell.ts';
 import { defaultCellDir, loadAllArtifacts, type CellArtifacts } from './artifacts.ts';
 import { renderHtml } from './html.ts';
 import { renderJunit } from './junit.ts';
-import type { Manifest } from './summary.ts';
+import type { Manifest } from './manifest.ts';
 import type { History, Trend } from './trend.ts';
 
 export interface OutputOpts {
