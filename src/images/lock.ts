@@ -1,7 +1,9 @@
-// An exclusive lock between processes: an O_EXCL file holding the owner's pid. A lock whose
-// holder is dead (SIGKILL, power loss) is taken over. Used for the image cache (one build per
-// suite) and the Vagrant box cache (one `vagrant box add` per box).
-import { mkdir, open, readFile, unlink } from 'node:fs/promises';
+// An exclusive lock between processes: a file holding the owner's pid, created whole by link(2)
+// from a private temporary file (an O_EXCL create is empty until its pid is written, and a
+// second process reading it then took it for a dead holder's: two owners). A lock whose holder
+// is dead (SIGKILL, power loss) is taken over. Used for the image cache (one build per suite),
+// the floor initrd and the Vagrant box cache (one `vagrant box add` per box).
+import { link, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { LabError } from '../errors.ts';
 
@@ -18,25 +20,32 @@ export interface PidLockOptions {
 /** Take the lock at `path`; resolves to its release. */
 export async function pidLock(path: string, o: PidLockOptions): Promise<() => Promise<void>> {
   await mkdir(dirname(path), { recursive: true });
+  const mine = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  await writeFile(mine, String(process.pid));
   let told = false;
-  for (;;) {
-    try {
-      const fh = await open(path, 'wx');
-      await fh.writeFile(String(process.pid));
-      await fh.close();
-      return () => unlink(path).catch(() => {});
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  try {
+    for (;;) {
+      try {
+        await link(mine, path);
+        return () => unlink(path).catch(() => {});
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const text = await readFile(path, 'utf8').catch(() => null);
+      if (text === null) continue; // released meanwhile
+      const holder = Number(text.trim());
+      if (!holder || !alive(holder)) {
+        // Take over a dead holder's lock: only if it is still that holder's (another waiter may have taken it over already).
+        if ((await readFile(path, 'utf8').catch(() => null)) === text) await unlink(path).catch(() => {});
+        continue;
+      }
+      if (!told) o.onWait?.(holder);
+      told = true;
+      if (o.signal?.aborted) throw new LabError('interrupted', `interrupted while waiting for ${o.waitingFor}`);
+      await new Promise((r) => setTimeout(r, o.pollMs));
     }
-    const holder = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-    if (!holder || !alive(holder)) {
-      await unlink(path).catch(() => {});
-      continue;
-    }
-    if (!told) o.onWait?.(holder);
-    told = true;
-    if (o.signal?.aborted) throw new LabError('interrupted', `interrupted while waiting for ${o.waitingFor}`);
-    await new Promise((r) => setTimeout(r, o.pollMs));
+  } finally {
+    await unlink(mine).catch(() => {});
   }
 }
 
