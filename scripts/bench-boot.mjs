@@ -32,7 +32,20 @@ const HELP = `Usage: npx zx scripts/bench-boot.mjs [flags]
 
 let flags;
 try {
-  const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { suite: { type: 'string', default: 'all' }, runs: { type: 'string', default: '3' }, cold: { type: 'boolean', default: false }, parallel: { type: 'string' }, out: { type: 'string' }, cache: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } } });
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      suite: { type: 'string', default: 'all' },
+      runs: { type: 'string', default: '3' },
+      cold: { type: 'boolean', default: false },
+      parallel: { type: 'string' },
+      out: { type: 'string' },
+      cache: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
   if (values.help) {
     process.stdout.write(HELP);
     process.exit(0);
@@ -43,13 +56,24 @@ try {
   const suites = values.suite === 'all' ? [...SUITES] : values.suite.split(',').map((s) => parseSuite(s.trim()));
   flags = { ...values, runs, suites, parallel };
 } catch (err) {
-  process.stderr.write(`bench-boot: ${err.message.replace(/\. To specify a positional.*$/s, '')} (allowed: --suite, --runs, --cold, --parallel, --out, --cache, --help)\n\n${HELP}`);
+  process.stderr.write(
+    `bench-boot: ${err.message.replace(/\. To specify a positional.*$/s, '')} (allowed: --suite, --runs, --cold, --parallel, --out, --cache, --help)\n\n${HELP}`,
+  );
   process.exit(2);
 }
 
 const reporter = createReporter(process.stderr);
 const workDir = await mkdtemp(join(tmpdir(), 'bench-boot-'));
-const result = await benchBoot({ suites: flags.suites, runs: flags.runs, cold: flags.cold, ...(flags.parallel ? { parallel: flags.parallel } : {}), cacheDir: resolveCacheRoot({ flag: flags.cache }), workDir, emit: reporter.emit, signal });
+const result = await benchBoot({
+  suites: flags.suites,
+  runs: flags.runs,
+  cold: flags.cold,
+  ...(flags.parallel ? { parallel: flags.parallel } : {}),
+  cacheDir: resolveCacheRoot({ flag: flags.cache }),
+  workDir,
+  emit: reporter.emit,
+  signal,
+});
 reporter.stop();
 await stopAll();
 await rm(workDir, { recursive: true, force: true });

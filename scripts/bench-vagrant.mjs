@@ -33,14 +33,33 @@ const HELP = `Usage: npx zx scripts/bench-vagrant.mjs [flags]
 
 let flags;
 try {
-  const { values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { suite: { type: 'string', default: 'bookworm' }, cells: { type: 'string', default: 'default' }, runs: { type: 'string', default: '3' }, out: { type: 'string' }, cache: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } } });
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      suite: { type: 'string', default: 'bookworm' },
+      cells: { type: 'string', default: 'default' },
+      runs: { type: 'string', default: '3' },
+      out: { type: 'string' },
+      cache: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
   if (values.help) {
     process.stdout.write(HELP);
     process.exit(0);
   }
-  flags = { ...values, runs: int('runs', values.runs, 1, 100), cells: one('cells', values.cells, ['default', 'quick', 'none']), suite: parseSuite(values.suite) };
+  flags = {
+    ...values,
+    runs: int('runs', values.runs, 1, 100),
+    cells: one('cells', values.cells, ['default', 'quick', 'none']),
+    suite: parseSuite(values.suite),
+  };
 } catch (err) {
-  process.stderr.write(`bench-vagrant: ${err.message.replace(/\. To specify a positional.*$/s, '')} (allowed: --suite, --runs, --cells, --out, --cache, --help)\n\n${HELP}`);
+  process.stderr.write(
+    `bench-vagrant: ${err.message.replace(/\. To specify a positional.*$/s, '')} (allowed: --suite, --runs, --cells, --out, --cache, --help)\n\n${HELP}`,
+  );
   process.exit(2);
 }
 
@@ -49,8 +68,21 @@ let code = 0;
 try {
   // matrix.yaml's settings (ports, trace, api, hook, iterations ...); quick narrows the cells.
   const { memory: _memory, ...defaults } = (await loadMatrix(resolve(repoRoot, 'matrix.yaml'))).defaults;
-  const targetCells = flags.cells === 'none' ? undefined : flags.cells === 'quick' ? { ...defaults, variants: ['upstream', 'scoped'], modes: ['interleaved'], scenarios: ['preexisting'] } : defaults;
-  const r = await benchVagrant({ repoRoot, cacheDir: resolveCacheRoot({ flag: flags.cache }), suite: flags.suite, runs: flags.runs, ...(targetCells ? { targetCells } : {}), emit: reporter.emit, signal });
+  const targetCells =
+    flags.cells === 'none'
+      ? undefined
+      : flags.cells === 'quick'
+        ? { ...defaults, variants: ['upstream', 'scoped'], modes: ['interleaved'], scenarios: ['preexisting'] }
+        : defaults;
+  const r = await benchVagrant({
+    repoRoot,
+    cacheDir: resolveCacheRoot({ flag: flags.cache }),
+    suite: flags.suite,
+    runs: flags.runs,
+    ...(targetCells ? { targetCells } : {}),
+    emit: reporter.emit,
+    signal,
+  });
   reporter.stop();
   process.stdout.write(`${formatVagrantBench(r)}\n`);
   if (flags.out) {

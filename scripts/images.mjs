@@ -5,7 +5,9 @@
 // exit with the code it returns. See --help.
 import { launch } from './launch.mjs';
 
-const { argv, repoRoot, signal } = launch(import.meta.url, { message: (sig) => `\n${sig}: stopping the build and removing its temporary folder (again to force)...\n` });
+const { argv, repoRoot, signal } = launch(import.meta.url, {
+  message: (sig) => `\n${sig}: stopping the build and removing its temporary folder (again to force)...\n`,
+});
 const { imagesMain } = await import('../src/images/cli.ts');
 const { createReporter } = await import('../src/progress/reporter.ts');
 

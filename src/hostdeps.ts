@@ -17,6 +17,8 @@ export function ensureHostPackages(repoRoot: string, groups: readonly string[], 
     });
     child.stderr.on('data', (d: Buffer) => (log += d));
     child.on('error', (e) => reject(new LabError(o.kind, `cannot run ${cmd}: ${e.message}`)));
-    child.on('close', (code, signal) => (code === 0 ? resolve() : reject(new LabError(o.kind, `host packages are missing (${cmd} exited ${code ?? signal})`, log.trim()))));
+    child.on('close', (code, signal) =>
+      code === 0 ? resolve() : reject(new LabError(o.kind, `host packages are missing (${cmd} exited ${code ?? signal})`, log.trim())),
+    );
   });
 }

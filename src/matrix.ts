@@ -82,7 +82,17 @@ function toolCommit(repoRoot: string): { commit: string; dirty: boolean } {
 }
 
 export async function runMatrix(run: ResolvedRun, deps: MatrixDeps): Promise<MatrixResult> {
-  const plans = planMatrix({ targets: run.targets, variants: run.variants, modes: run.modes, scenarios: run.scenarios, reads: run.reads, cpus: run.cpus, trials: run.trials, seed: run.seed, ...(run.shard ? { shard: run.shard } : {}) });
+  const plans = planMatrix({
+    targets: run.targets,
+    variants: run.variants,
+    modes: run.modes,
+    scenarios: run.scenarios,
+    reads: run.reads,
+    cpus: run.cpus,
+    trials: run.trials,
+    seed: run.seed,
+    ...(run.shard ? { shard: run.shard } : {}),
+  });
   const manifest: Manifest = {
     runId: run.runId,
     tool: { ...toolCommit(deps.repoRoot), node: process.version },
@@ -153,7 +163,14 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
     Object.assign(rec.facts, lease.facts);
     const slow = t.backend === 'local' ? 1 : String(lease.facts.accel ?? '').includes('kvm') ? 3 : 10;
     const built = typeof lease.facts.sourcesHash === 'string' ? { builtSources: lease.facts.sourcesHash } : {};
-    prepared = await (deps.scenario?.prepareMachine ?? prepareMachine)({ machine: lease.machine, repoRoot: deps.repoRoot, logDir: targetDir, emit, buildTimeoutMs: 60_000 * Math.max(5, slow), ...built });
+    prepared = await (deps.scenario?.prepareMachine ?? prepareMachine)({
+      machine: lease.machine,
+      repoRoot: deps.repoRoot,
+      logDir: targetDir,
+      emit,
+      buildTimeoutMs: 60_000 * Math.max(5, slow),
+      ...built,
+    });
     Object.assign(rec.facts, prepared.facts);
     const timeouts = scaleTimeouts(DEFAULT_TIMEOUTS, slow);
     const out: CellSummary[] = [];
@@ -182,35 +199,64 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
   }
 }
 
-async function runCell(cell: CellId, instance: string, run: ResolvedRun, deps: MatrixDeps, lease: Lease, prepared: Prepared, targetDir: string, timeouts: ReturnType<typeof scaleTimeouts>): Promise<CellSummary> {
+async function runCell(
+  cell: CellId,
+  instance: string,
+  run: ResolvedRun,
+  deps: MatrixDeps,
+  lease: Lease,
+  prepared: Prepared,
+  targetDir: string,
+  timeouts: ReturnType<typeof scaleTimeouts>,
+): Promise<CellSummary> {
   const dir = join(targetDir, cellDir(cell));
   const trials: TrialResult[] = [];
   for (let k = 1; k <= run.trials; k++) {
     const iterations = run.iterationsByMode[cell.mode] ?? run.iterations;
-    const spec: TrialSpec = { variant: cell.variant, mode: cell.mode, scenario: cell.scenario, reads: cell.reads, nagle: run.nagle, settleMs: run.settleMs, iterations, trial: k, ports: run.ports, trace: run.trace, api: run.api, hook: run.hook };
+    const spec: TrialSpec = {
+      variant: cell.variant,
+      mode: cell.mode,
+      scenario: cell.scenario,
+      reads: cell.reads,
+      nagle: run.nagle,
+      settleMs: run.settleMs,
+      iterations,
+      trial: k,
+      ports: run.ports,
+      trace: run.trace,
+      api: run.api,
+      hook: run.hook,
+    };
     const label = `${cellDir(cell)}#${k}`;
     const localDir = join(dir, `trial-${k}`);
-    const tr = await step(deps.emit, instance, 'run', async () => {
-      const r = await (deps.scenario?.runTrial ?? runTrial)({
-        machine: lease.machine,
-        tools: prepared.tools,
-        spec,
-        remoteDir: `/tmp/usm-lab-${run.runId}/${cellDir(cell)}/trial-${k}`,
-        localDir,
-        timeouts,
-        emit: deps.emit,
-        signal: deps.signal,
-      });
-      return analyzeTrial({
-        dir: r.localDir,
-        trial: k,
-        iterations,
-        conns: r.conns,
-        clientPid: r.clientPid,
-        durationMs: r.durationMs,
-        ...(r.error ? { failure: { kind: statusOf(r.error.kind), message: r.error.message } } : {}),
-      });
-    }, label, (res) => (res.status === 'ok' ? null : { message: `${label}: ${res.error ?? res.status}`, logFile: join(localDir, 'tracer.log') })).catch((err: unknown): TrialResult => {
+    const tr = await step(
+      deps.emit,
+      instance,
+      'run',
+      async () => {
+        const r = await (deps.scenario?.runTrial ?? runTrial)({
+          machine: lease.machine,
+          tools: prepared.tools,
+          spec,
+          remoteDir: `/tmp/usm-lab-${run.runId}/${cellDir(cell)}/trial-${k}`,
+          localDir,
+          timeouts,
+          emit: deps.emit,
+          signal: deps.signal,
+        });
+        return analyzeTrial({
+          dir: r.localDir,
+          trial: k,
+          iterations,
+          conns: r.conns,
+          clientPid: r.clientPid,
+          durationMs: r.durationMs,
+          ...(r.error ? { failure: { kind: statusOf(r.error.kind), message: r.error.message } } : {}),
+        });
+      },
+      label,
+      (res) => (res.status === 'ok' ? null : { message: `${label}: ${res.error ?? res.status}`, logFile: join(localDir, 'tracer.log') }),
+    ).catch((err: unknown): TrialResult => {
       const e = asLabError(err);
       return { trial: k, status: statusOf(e.kind), error: e.message };
     });

@@ -26,12 +26,42 @@ let clock = 0;
 /** A client-side event put on connection `on` (its own socket, or the wrong one). */
 function cli(fn: string, k: number, on: number, data: string): TlsEvent {
   const c = conns[on - 1]!;
-  return { ts: ++clock, pid: CLIENT, tid: CLIENT, comm: 'race_client', fn, ctx: ctx(k), len: data.length, family: 4, saddr: '127.0.0.1', sport: c.lport, daddr: '127.0.0.1', dport: c.rport, via: 'fallback-send', data };
+  return {
+    ts: ++clock,
+    pid: CLIENT,
+    tid: CLIENT,
+    comm: 'race_client',
+    fn,
+    ctx: ctx(k),
+    len: data.length,
+    family: 4,
+    saddr: '127.0.0.1',
+    sport: c.lport,
+    daddr: '127.0.0.1',
+    dport: c.rport,
+    via: 'fallback-send',
+    data,
+  };
 }
 /** A server-side event on connection k (servers see their own socket: always right). */
 function srv(fn: string, k: number, data: string): TlsEvent {
   const c = conns[k - 1]!;
-  return { ts: ++clock, pid: k === 1 ? SRV1 : SRV2, tid: 1, comm: 'python3', fn, ctx: `0xs${k}`, len: data.length, family: 4, saddr: '127.0.0.1', sport: c.rport, daddr: '127.0.0.1', dport: c.lport, via: 'fallback-send', data };
+  return {
+    ts: ++clock,
+    pid: k === 1 ? SRV1 : SRV2,
+    tid: 1,
+    comm: 'python3',
+    fn,
+    ctx: `0xs${k}`,
+    len: data.length,
+    family: 4,
+    saddr: '127.0.0.1',
+    sport: c.rport,
+    daddr: '127.0.0.1',
+    dport: c.lport,
+    via: 'fallback-send',
+    data,
+  };
 }
 
 /** One interleaved iteration where the client's contexts are swapped (upstream's permanent swap). */
@@ -164,7 +194,9 @@ describe('transactions and attribution', () => {
     const { rows, a } = analyse([], 4);
     expect(rows).toEqual([]);
     expect(a).toMatchObject({ expected: 8, captured: 0, correct: 0, wrong: 0, lost: 8, capturedRequests: 0 });
-    const cell = summarizeCell({ target: 't', cpus: 1, reads: 'full', variant: 'upstream', mode: 'interleaved', scenario: 'preexisting' }, {}, [{ trial: 1, status: 'ok', attribution: a }]);
+    const cell = summarizeCell({ target: 't', cpus: 1, reads: 'full', variant: 'upstream', mode: 'interleaved', scenario: 'preexisting' }, {}, [
+      { trial: 1, status: 'ok', attribution: a },
+    ]);
     expect(cell.misattribution).toBeNull();
     expect(cell.verdict.pass).toBe(false); // upstream on pre-existing connections must show the race
   });
@@ -172,11 +204,23 @@ describe('transactions and attribution', () => {
 
 describe('cells and verdicts', () => {
   const attribution = (wrong: number, correct: number, capturedRequests: number, clientWrites: number) => ({
-    expected: 10, captured: wrong + correct, correct, wrong, lost: 10 - capturedRequests, capturedRequests,
+    expected: 10,
+    captured: wrong + correct,
+    correct,
+    wrong,
+    lost: 10 - capturedRequests,
+    capturedRequests,
     byConn: [{ k: 1, rport: 18001, rightRows: correct, wrongRows: wrong }],
     truth: { writes: { correct: clientWrites, wrong: 0, lost: 10 - clientWrites }, reads: { correct: 0, wrong: 0, lost: 10 } },
   });
-  const id = (variant: 'upstream' | 'no-fallback' | 'scoped' | 'recv-hook', scenario: 'preexisting' | 'baseline' = 'preexisting') => ({ target: 't', cpus: 1, reads: 'full' as const, variant, mode: 'interleaved' as const, scenario });
+  const id = (variant: 'upstream' | 'no-fallback' | 'scoped' | 'recv-hook', scenario: 'preexisting' | 'baseline' = 'preexisting') => ({
+    target: 't',
+    cpus: 1,
+    reads: 'full' as const,
+    variant,
+    mode: 'interleaved' as const,
+    scenario,
+  });
   it.each([
     ['upstream', 'preexisting', attribution(5, 5, 5, 10), true],
     ['upstream', 'preexisting', attribution(0, 10, 10, 10), false],
@@ -195,7 +239,12 @@ describe('cells and verdicts', () => {
 
   it('scoped: capture exactly 95 % passes, just below fails', () => {
     const a = (capturedRequests: number) => ({
-      expected: 20, captured: capturedRequests, correct: capturedRequests, wrong: 0, lost: 20 - capturedRequests, capturedRequests,
+      expected: 20,
+      captured: capturedRequests,
+      correct: capturedRequests,
+      wrong: 0,
+      lost: 20 - capturedRequests,
+      capturedRequests,
       byConn: [{ k: 1, rport: 18001, rightRows: capturedRequests, wrongRows: 0 }],
       truth: { writes: { correct: 20, wrong: 0, lost: 0 }, reads: { correct: 20, wrong: 0, lost: 0 } },
     });
@@ -208,7 +257,18 @@ describe('cells and verdicts', () => {
   it("scoped with single reads: rows need answers the client never took, so the fix is judged on 0 wrong and the client's own writes (95 % edge)", () => {
     const single = { ...id('scoped'), reads: 'single' as const };
     // 10 expected; rows for only 6 requests (capture 60 %), 0 wrong.
-    const at = (wrong: number, clientWrites: number) => summarizeCell(single, {}, [{ trial: 1, status: 'ok', attribution: { ...attribution(wrong, 6, 6, clientWrites), expected: 20, truth: { writes: { correct: clientWrites, wrong: 0, lost: 20 - clientWrites }, reads: { correct: 0, wrong: 0, lost: 20 } } } }]);
+    const at = (wrong: number, clientWrites: number) =>
+      summarizeCell(single, {}, [
+        {
+          trial: 1,
+          status: 'ok',
+          attribution: {
+            ...attribution(wrong, 6, 6, clientWrites),
+            expected: 20,
+            truth: { writes: { correct: clientWrites, wrong: 0, lost: 20 - clientWrites }, reads: { correct: 0, wrong: 0, lost: 20 } },
+          },
+        },
+      ]);
     expect(at(0, 19).capture).toBe(0.3);
     expect(at(0, 19).verdict).toMatchObject({ pass: true, expectation: "no wrong rows, >= 95 % of the client's writes on their connection" });
     expect(at(0, 18).verdict.pass).toBe(false);
@@ -259,14 +319,28 @@ describe('cells and verdicts', () => {
 
 describe('attribution: the two denominators', () => {
   const row = (path: string, clientPort: number, serverPort: number): HttpMonitoringRow => ({
-    Client: { IP: '127.0.0.1', Port: clientPort }, Server: { IP: '127.0.0.1', Port: serverPort }, DNS: '', Path: path, Method: 'GET',
-    ByStatus: { '200': { Count: 1, FirstLatencySample: 1 } }, StaticTags: 2, DynamicTags: null,
+    Client: { IP: '127.0.0.1', Port: clientPort },
+    Server: { IP: '127.0.0.1', Port: serverPort },
+    DNS: '',
+    Path: path,
+    Method: 'GET',
+    ByStatus: { '200': { Count: 1, FirstLatencySample: 1 } },
+    StaticTags: 2,
+    DynamicTags: null,
   });
   const at = (rows: HttpMonitoringRow[], iterations = 2) => attributeTrial({ rows, events: [], conns, iterations, clientPid: null });
 
   it('misattribution is per row (wrong / rows naming a connection): 2 rows per request, captured != expected', () => {
-    const a = at([row('/200/conn1-iter0', 40001, 18001), row('/200/conn1-iter0', 40002, 18002), row('/200/conn1-iter1', 40001, 18001), row('/200/conn1-iter1', 40002, 18002),
-      row('/200/conn2-iter0', 40002, 18002), row('/200/conn2-iter0', 40001, 18001), row('/200/conn2-iter1', 40002, 18002), row('/200/conn2-iter1', 40001, 18001)]);
+    const a = at([
+      row('/200/conn1-iter0', 40001, 18001),
+      row('/200/conn1-iter0', 40002, 18002),
+      row('/200/conn1-iter1', 40001, 18001),
+      row('/200/conn1-iter1', 40002, 18002),
+      row('/200/conn2-iter0', 40002, 18002),
+      row('/200/conn2-iter0', 40001, 18001),
+      row('/200/conn2-iter1', 40002, 18002),
+      row('/200/conn2-iter1', 40001, 18001),
+    ]);
     expect(a).toMatchObject({ expected: 4, captured: 8, correct: 4, wrong: 4, lost: 0, capturedRequests: 4 });
     expect(a.wrong / a.captured).toBe(0.5);
   });
@@ -277,21 +351,30 @@ describe('attribution: the two denominators', () => {
   });
 
   it('rows naming no connection of the run, or an iteration beyond it, are not counted', () => {
-    const a = at([row('/200/conn1-iter0', 40001, 19999), row('/200/conn3-iter0', 40001, 18001), row('/200/conn1-iter9', 40001, 18001), row('/other', 40001, 18001)]);
+    const a = at([
+      row('/200/conn1-iter0', 40001, 19999),
+      row('/200/conn3-iter0', 40001, 18001),
+      row('/200/conn1-iter9', 40001, 18001),
+      row('/other', 40001, 18001),
+    ]);
     expect(a).toMatchObject({ captured: 0, correct: 0, wrong: 0, lost: 4 });
   });
 });
 
-describe('client truth with a client that reads once per request (the investigation\'s)', () => {
+describe("client truth with a client that reads once per request (the investigation's)", () => {
   const HEAD = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n';
   it('a body-only read is neither a status read nor an error: it is unclassified', () => {
     clock = 0;
     // swapped contexts; the first read returns the headers, the second the previous body, the third a status line of the earlier request
     const events = [
-      cli('SSL_write', 1, 2, req(1, 0)), cli('SSL_write', 2, 1, req(2, 0)),
-      cli('SSL_read', 1, 2, HEAD), cli('SSL_read', 2, 1, 'OK'),
-      cli('SSL_write', 1, 2, req(1, 1)), cli('SSL_write', 2, 1, req(2, 1)),
-      cli('SSL_read', 1, 2, 'OK'), cli('SSL_read', 2, 1, HEAD),
+      cli('SSL_write', 1, 2, req(1, 0)),
+      cli('SSL_write', 2, 1, req(2, 0)),
+      cli('SSL_read', 1, 2, HEAD),
+      cli('SSL_read', 2, 1, 'OK'),
+      cli('SSL_write', 1, 2, req(1, 1)),
+      cli('SSL_write', 2, 1, req(2, 1)),
+      cli('SSL_read', 1, 2, 'OK'),
+      cli('SSL_read', 2, 1, HEAD),
       { ...cli('SSL_shutdown', 1, 2, ''), len: 0 },
     ];
     const t = clientTruth(events, conns, 2, CLIENT);
@@ -303,7 +386,11 @@ describe('client truth with a client that reads once per request (the investigat
   it('a full-reading client: headers are status reads, bodies unclassified', () => {
     clock = 0;
     const events = [cli('SSL_write', 1, 1, req(1, 0)), cli('SSL_read', 1, 1, HEAD), cli('SSL_read', 1, 1, 'OK')];
-    expect(clientTruth(events, conns.slice(0, 1), 1, CLIENT)).toEqual({ writes: { correct: 1, wrong: 0, lost: 0 }, reads: { correct: 1, wrong: 0, lost: 0 }, unclassifiedReads: 1 });
+    expect(clientTruth(events, conns.slice(0, 1), 1, CLIENT)).toEqual({
+      writes: { correct: 1, wrong: 0, lost: 0 },
+      reads: { correct: 1, wrong: 0, lost: 0 },
+      unclassifiedReads: 1,
+    });
   });
 });
 
@@ -320,7 +407,13 @@ describe('analyzeTrial: the query time and the counters reach the result', () =>
   it('reads the files, writes http_monitoring.json, records the query time and the HTTP counters', async () => {
     clock = 0;
     const dir = mkdtempSync(join(tmpdir(), 'trial-test-'));
-    const evs = [cli('SSL_write', 1, 1, req(1, 0)), srv('SSL_read_ex', 1, req(1, 0)), srv('SSL_write_ex', 1, RESP), cli('SSL_read', 1, 1, RESP), { ...cli('tcp_close', 1, 1, ''), len: 0 }];
+    const evs = [
+      cli('SSL_write', 1, 1, req(1, 0)),
+      srv('SSL_read_ex', 1, req(1, 0)),
+      srv('SSL_write_ex', 1, RESP),
+      cli('SSL_read', 1, 1, RESP),
+      { ...cli('tcp_close', 1, 1, ''), len: 0 },
+    ];
     const stats = { stats: { calls: { SSL_write: 2, SSL_read: 2 }, ktime_ns: 40e9 } };
     writeFileSync(join(dir, 'events.jsonl'), [...evs.map((e) => JSON.stringify(e)), JSON.stringify(stats)].join('\n') + '\n');
     writeFileSync(join(dir, 'client.out'), 'READY:40001:18001:40002:18002\nDONE\n');
@@ -353,8 +446,13 @@ describe('parsers', () => {
   });
 
   it('reads the client output: READY, DONE and per-connection counts', () => {
-    const o = parseClientOutput('READY:37180:18001:45612:18002\nDONE\nconn1 ok=200 fail=0 local=37180 remote=18001\nconn2 ok=199 fail=1 local=45612 remote=18002\n');
-    expect(o.conns).toEqual([{ k: 1, lport: 37180, rport: 18001 }, { k: 2, lport: 45612, rport: 18002 }]);
+    const o = parseClientOutput(
+      'READY:37180:18001:45612:18002\nDONE\nconn1 ok=200 fail=0 local=37180 remote=18001\nconn2 ok=199 fail=1 local=45612 remote=18002\n',
+    );
+    expect(o.conns).toEqual([
+      { k: 1, lport: 37180, rport: 18001 },
+      { k: 2, lport: 45612, rport: 18002 },
+    ]);
     expect(o.done).toBe(true);
     expect(o.ok).toEqual([200, 199]);
     expect(o.fail).toEqual([0, 1]);

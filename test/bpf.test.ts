@@ -275,7 +275,10 @@ describe.skipIf(missing !== null && !inCI)(`bpf/ usm_tls on this kernel${missing
     const dir = mkdtempSync(join(tmpdir(), 'bpf-test-'));
     cert = join(dir, 'cert.pem');
     key = join(dir, 'key.pem');
-    const o = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-subj', '/CN=localhost', '-days', '2'], { encoding: 'utf8', timeout: 60_000 });
+    const o = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-subj', '/CN=localhost', '-days', '2'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     if (o.status !== 0) throw new Error(`openssl req failed: ${o.stderr}`);
     writeFileSync(join(dir, 'server.py'), SERVER_PY);
     writeFileSync(join(dir, 'client.py'), CLIENT_PY);
@@ -338,228 +341,285 @@ describe.skipIf(missing !== null && !inCI)(`bpf/ usm_tls on this kernel${missing
     for (const m of progs) expect(m[3], `${m[1]}/${m[2]}`).toMatch(/\bno_private_stack\(ctx\);/);
   });
 
-  it.runIf(missing === null)('an unknown flag or a bad value prints usage and exits 2', () => {
-    for (const args of [['--bogus'], ['--variant', 'nope'], ['--hook', 'fentry'], ['--pid', 'abc'], ['stray']]) {
-      const r = spawnSync(TRACER, args, { encoding: 'utf8', timeout: 10_000 });
-      expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(2);
-      expect(r.stderr).toMatch(/Usage: usm_tls/);
-      expect(r.stdout).toBe('');
-    }
-  }, 30_000);
+  it.runIf(missing === null)(
+    'an unknown flag or a bad value prints usage and exits 2',
+    () => {
+      for (const args of [['--bogus'], ['--variant', 'nope'], ['--hook', 'fentry'], ['--pid', 'abc'], ['stray']]) {
+        const r = spawnSync(TRACER, args, { encoding: 'utf8', timeout: 10_000 });
+        expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(2);
+        expect(r.stderr).toMatch(/Usage: usm_tls/);
+        expect(r.stdout).toBe('');
+      }
+    },
+    30_000,
+  );
 
-  it.runIf(missing === null)('--libssl /nonexistent exits non-zero naming the path', () => {
-    const r = spawnSync(TRACER, ['--libssl', '/nonexistent/libssl.so.3'], { encoding: 'utf8', timeout: 10_000 });
-    expect(r.status).not.toBe(0);
-    expect(r.status).not.toBeNull();
-    expect(r.stderr).toMatch(/\/nonexistent\/libssl\.so\.3/);
-  }, 30_000);
+  it.runIf(missing === null)(
+    '--libssl /nonexistent exits non-zero naming the path',
+    () => {
+      const r = spawnSync(TRACER, ['--libssl', '/nonexistent/libssl.so.3'], { encoding: 'utf8', timeout: 10_000 });
+      expect(r.status).not.toBe(0);
+      expect(r.status).not.toBeNull();
+      expect(r.stderr).toMatch(/\/nonexistent\/libssl\.so\.3/);
+    },
+    30_000,
+  );
 
-  it.runIf(missing === null)(`--hook auto takes the ${expectedHook} path here; SIGINT writes the stats line and exits 0`, async () => {
-    const t = await startTracer(['--pid', String(process.pid)]);
-    expect(t.stderr).toMatch(/^libssl: \/.*libssl\.so/m);
-    expect(t.stderr).toMatch(new RegExp(`kernel hooks: ${expectedHook === 'kprobe' ? 'kprobes' : 'raw tracepoints'}`));
-    const run = await stopTracer(t);
-    expect(run.meta.hook).toBe(expectedHook);
-    expect(run.meta.variant).toBe('upstream');
-    expect(run.meta.kernel).toBe(spawnSync('uname', ['-r'], { encoding: 'utf8' }).stdout.trim());
-    expect(run.meta.libbpf).toMatch(/^\d+\.\d+$/);
-    expect(run.events).toHaveLength(0);
-    // a softirq may close some other process's connection while this process is current: only
-    // tcp_close can show up here
-    for (const e of run.ends) expect(e.fn).toBe('tcp_close');
-    expect(Object.keys(run.stats)).toEqual(['calls', 'attributed', 'dropped_no_tuple', 'slot_writes', 'slot_overwrites', 'slot_consumed', 'ringbuf_drops', 'shutdown_no_tuple', 'ktime_ns']);
-    for (const k of ['SSL_read', 'SSL_read_ex', 'SSL_write', 'SSL_write_ex', 'SSL_shutdown', 'tcp_sendmsg', 'tcp_recvmsg', 'tcp_close']) {
-      expect(run.stats.calls[k], k).toBe(0);
-    }
-    expect(run.stats.shutdown_no_tuple).toBe(0);
-    expectFlushClock(run);
-  }, 60_000);
+  it.runIf(missing === null)(
+    `--hook auto takes the ${expectedHook} path here; SIGINT writes the stats line and exits 0`,
+    async () => {
+      const t = await startTracer(['--pid', String(process.pid)]);
+      expect(t.stderr).toMatch(/^libssl: \/.*libssl\.so/m);
+      expect(t.stderr).toMatch(new RegExp(`kernel hooks: ${expectedHook === 'kprobe' ? 'kprobes' : 'raw tracepoints'}`));
+      const run = await stopTracer(t);
+      expect(run.meta.hook).toBe(expectedHook);
+      expect(run.meta.variant).toBe('upstream');
+      expect(run.meta.kernel).toBe(spawnSync('uname', ['-r'], { encoding: 'utf8' }).stdout.trim());
+      expect(run.meta.libbpf).toMatch(/^\d+\.\d+$/);
+      expect(run.events).toHaveLength(0);
+      // a softirq may close some other process's connection while this process is current: only
+      // tcp_close can show up here
+      for (const e of run.ends) expect(e.fn).toBe('tcp_close');
+      expect(Object.keys(run.stats)).toEqual([
+        'calls',
+        'attributed',
+        'dropped_no_tuple',
+        'slot_writes',
+        'slot_overwrites',
+        'slot_consumed',
+        'ringbuf_drops',
+        'shutdown_no_tuple',
+        'ktime_ns',
+      ]);
+      for (const k of ['SSL_read', 'SSL_read_ex', 'SSL_write', 'SSL_write_ex', 'SSL_shutdown', 'tcp_sendmsg', 'tcp_recvmsg', 'tcp_close']) {
+        expect(run.stats.calls[k], k).toBe(0);
+      }
+      expect(run.stats.shutdown_no_tuple).toBe(0);
+      expectFlushClock(run);
+    },
+    60_000,
+  );
 
-  it.runIf(missing === null)('connections made after the tracer (scoped): every buffer via fd, on the right ports, both sides', async () => {
-    const { run, lports } = await traced('scoped', 2, 'post');
-    // client writes + server reads (requests), server writes + client reads (echoes): 2 conns x ROUNDS each
-    expect(run.events.length, JSON.stringify(run.stats)).toBe(4 * 2 * ROUNDS);
-    for (const e of run.events) {
-      const k = connOf(e.data);
-      expect(k, e.data).not.toBeNull();
-      const lport = lports[(k ?? 1) - 1];
-      const clientSide = e.sport !== serverPort;
-      expect(e.via).toBe('fd');
-      expect(e.family).toBe(4);
-      expect([e.saddr, e.daddr]).toEqual(['127.0.0.1', '127.0.0.1']);
-      expect(clientSide ? [e.sport, e.dport] : [e.dport, e.sport], `${e.fn} ${e.data}`).toEqual([lport, serverPort]);
-      expect(['SSL_read_ex', 'SSL_write_ex']).toContain(e.fn); // python's ssl module
-      expect(e.data.length).toBe(e.len);
-      expect(e.truncated).toBe(false);
-    }
-    expect(run.stats.slot_writes).toBe(0);
-    expect(run.stats.calls.SSL_set_fd).toBe(4);
-  }, 90_000);
+  it.runIf(missing === null)(
+    'connections made after the tracer (scoped): every buffer via fd, on the right ports, both sides',
+    async () => {
+      const { run, lports } = await traced('scoped', 2, 'post');
+      // client writes + server reads (requests), server writes + client reads (echoes): 2 conns x ROUNDS each
+      expect(run.events.length, JSON.stringify(run.stats)).toBe(4 * 2 * ROUNDS);
+      for (const e of run.events) {
+        const k = connOf(e.data);
+        expect(k, e.data).not.toBeNull();
+        const lport = lports[(k ?? 1) - 1];
+        const clientSide = e.sport !== serverPort;
+        expect(e.via).toBe('fd');
+        expect(e.family).toBe(4);
+        expect([e.saddr, e.daddr]).toEqual(['127.0.0.1', '127.0.0.1']);
+        expect(clientSide ? [e.sport, e.dport] : [e.dport, e.sport], `${e.fn} ${e.data}`).toEqual([lport, serverPort]);
+        expect(['SSL_read_ex', 'SSL_write_ex']).toContain(e.fn); // python's ssl module
+        expect(e.data.length).toBe(e.len);
+        expect(e.truncated).toBe(false);
+      }
+      expect(run.stats.slot_writes).toBe(0);
+      expect(run.stats.calls.SSL_set_fd).toBe(4);
+    },
+    90_000,
+  );
 
-  it.runIf(missing === null)('connections made after the tracer (upstream): right ports; the handshake slot binds them (fallback-send)', async () => {
-    const { run, lports } = await traced('upstream', 2, 'post');
-    expect(run.events.length).toBe(4 * 2 * ROUNDS);
-    for (const e of run.events) {
-      const lport = lports[(connOf(e.data) ?? 1) - 1];
-      expect(e.sport === serverPort ? e.dport : e.sport).toBe(lport);
-      expect(['fd', 'fallback-send']).toContain(e.via);
-    }
-    expect(run.stats.slot_writes).toBeGreaterThan(0); // SSL_do_handshake entry writes the slot
-  }, 90_000);
+  it.runIf(missing === null)(
+    'connections made after the tracer (upstream): right ports; the handshake slot binds them (fallback-send)',
+    async () => {
+      const { run, lports } = await traced('upstream', 2, 'post');
+      expect(run.events.length).toBe(4 * 2 * ROUNDS);
+      for (const e of run.events) {
+        const lport = lports[(connOf(e.data) ?? 1) - 1];
+        expect(e.sport === serverPort ? e.dport : e.sport).toBe(lport);
+        expect(['fd', 'fallback-send']).toContain(e.via);
+      }
+      expect(run.stats.slot_writes).toBeGreaterThan(0); // SSL_do_handshake entry writes the slot
+    },
+    90_000,
+  );
 
-  it.runIf(missing === null)('a connection made before the tracer, upstream: the slot attributes it (fallback-*)', async () => {
-    const { run, lports } = await traced('upstream', 1, 'pre');
-    expect(run.stats.slot_writes).toBeGreaterThan(0);
-    expect(run.stats.slot_consumed).toBeGreaterThan(0);
-    const client = run.events.filter((e) => e.sport !== serverPort);
-    expect(client.length, JSON.stringify(run.stats)).toBeGreaterThan(0);
-    for (const e of run.events) {
-      expect(e.via).toMatch(/^fallback-(send|recv)$/);
-      // one connection per thread: the slot cannot pick a wrong one here
-      expect(e.sport === serverPort ? e.dport : e.sport).toBe(lports[0]);
-    }
-  }, 90_000);
+  it.runIf(missing === null)(
+    'a connection made before the tracer, upstream: the slot attributes it (fallback-*)',
+    async () => {
+      const { run, lports } = await traced('upstream', 1, 'pre');
+      expect(run.stats.slot_writes).toBeGreaterThan(0);
+      expect(run.stats.slot_consumed).toBeGreaterThan(0);
+      const client = run.events.filter((e) => e.sport !== serverPort);
+      expect(client.length, JSON.stringify(run.stats)).toBeGreaterThan(0);
+      for (const e of run.events) {
+        expect(e.via).toMatch(/^fallback-(send|recv)$/);
+        // one connection per thread: the slot cannot pick a wrong one here
+        expect(e.sport === serverPort ? e.dport : e.sport).toBe(lports[0]);
+      }
+    },
+    90_000,
+  );
 
-  it.runIf(missing === null)('a connection made before the tracer, no-fallback: nothing of it is captured', async () => {
-    const { run } = await traced('no-fallback', 1, 'pre');
-    expect(run.events).toHaveLength(0);
-    expect(run.stats.slot_writes).toBe(0);
-    expect(run.stats.attributed).toBe(0);
-    expect(run.stats.dropped_no_tuple).toBeGreaterThan(0);
-    expect(run.stats.calls.SSL_write_ex).toBeGreaterThan(0);
-  }, 90_000);
+  it.runIf(missing === null)(
+    'a connection made before the tracer, no-fallback: nothing of it is captured',
+    async () => {
+      const { run } = await traced('no-fallback', 1, 'pre');
+      expect(run.events).toHaveLength(0);
+      expect(run.stats.slot_writes).toBe(0);
+      expect(run.stats.attributed).toBe(0);
+      expect(run.stats.dropped_no_tuple).toBeGreaterThan(0);
+      expect(run.stats.calls.SSL_write_ex).toBeGreaterThan(0);
+    },
+    90_000,
+  );
 
   // The race itself: two pre-existing connections, one client thread, write-write-read-read.
-  it.runIf(missing === null)('two connections made before the tracer, interleaved: upstream swaps them, scoped does not', async () => {
-    const clientRows = (run: Run, lports: number[]) =>
-      run.events
-        .filter((e) => e.sport !== serverPort && e.fn.startsWith('SSL_write'))
-        .map((e) => ({ want: lports[(connOf(e.data) ?? 1) - 1], got: e.sport }));
+  it.runIf(missing === null)(
+    'two connections made before the tracer, interleaved: upstream swaps them, scoped does not',
+    async () => {
+      const clientRows = (run: Run, lports: number[]) =>
+        run.events
+          .filter((e) => e.sport !== serverPort && e.fn.startsWith('SSL_write'))
+          .map((e) => ({ want: lports[(connOf(e.data) ?? 1) - 1], got: e.sport }));
 
-    const up = await traced('upstream', 2, 'pre');
-    const upRows = clientRows(up.run, up.lports);
-    expect(upRows.length, JSON.stringify(up.run.stats)).toBeGreaterThan(0);
-    expect(upRows.filter((r) => r.want !== r.got).length / upRows.length).toBeGreaterThanOrEqual(0.9);
+      const up = await traced('upstream', 2, 'pre');
+      const upRows = clientRows(up.run, up.lports);
+      expect(upRows.length, JSON.stringify(up.run.stats)).toBeGreaterThan(0);
+      expect(upRows.filter((r) => r.want !== r.got).length / upRows.length).toBeGreaterThanOrEqual(0.9);
 
-    for (const p of started.splice(0)) if (p.child.pid !== undefined && p.child.exitCode === null) process.kill(p.child.pid, 'SIGKILL');
+      for (const p of started.splice(0)) if (p.child.pid !== undefined && p.child.exitCode === null) process.kill(p.child.pid, 'SIGKILL');
 
-    const sc = await traced('scoped', 2, 'pre');
-    const scRows = clientRows(sc.run, sc.lports);
-    expect(scRows).toHaveLength(2 * ROUNDS);
-    expect(scRows.filter((r) => r.want !== r.got)).toHaveLength(0);
-    // the read path too: every client read lands on the connection its echo names
-    const reads = sc.run.events.filter((e) => e.sport !== serverPort && e.fn.startsWith('SSL_read'));
-    expect(reads).toHaveLength(2 * ROUNDS);
-    for (const e of reads) expect(e.sport).toBe(sc.lports[(connOf(e.data) ?? 1) - 1]);
-    for (const e of sc.run.events) expect(e.via).toBe('scoped');
-  }, 120_000);
+      const sc = await traced('scoped', 2, 'pre');
+      const scRows = clientRows(sc.run, sc.lports);
+      expect(scRows).toHaveLength(2 * ROUNDS);
+      expect(scRows.filter((r) => r.want !== r.got)).toHaveLength(0);
+      // the read path too: every client read lands on the connection its echo names
+      const reads = sc.run.events.filter((e) => e.sport !== serverPort && e.fn.startsWith('SSL_read'));
+      expect(reads).toHaveLength(2 * ROUNDS);
+      for (const e of reads) expect(e.sport).toBe(sc.lports[(connOf(e.data) ?? 1) - 1]);
+      for (const e of sc.run.events) expect(e.via).toBe('scoped');
+    },
+    120_000,
+  );
 
   // Termination events, for user space to flush a connection's in-flight transaction as upstream
   // does on SSL_shutdown and tcp_close. race_client ends every connection with SSL_shutdown, then
   // close(). Everything is traced (no filter, as upstream): events are picked by pid and tuple.
-  it.runIf(missing === null).each(VARIANTS)('race_client + https_server.py (%s): per connection an SSL_shutdown, then a tcp_close of each side, with its tuple', async (variant) => {
-    expect(clientBuild.status, clientBuild.output).toBe(0);
-    const [p1, p2] = await startHttpsServers();
-    const tracer = await startTracer([...raceLibssl, '--variant', variant]);
-    const client = start(RACE_CLIENT, ['127.0.0.1', String(p1), '127.0.0.1', String(p2), '3', '--interleaved']);
-    const ready = await waitFor(client, 'stdout', /^READY:(\d+):(\d+):(\d+):(\d+)$/m, 'race_client');
-    await waitFor(client, 'stderr', /Waiting for SIGUSR1/, 'race_client');
-    client.child.kill('SIGUSR1');
-    expect(await exited(client, 'race_client'), `race_client stderr:\n${client.stderr}`).toBe(0);
-    const run = await stopTracer(tracer);
-    const pid = client.child.pid;
-    const conns = [
-      { l: Number(ready[1]), r: Number(ready[2]) },
-      { l: Number(ready[3]), r: Number(ready[4]) },
-    ];
-    expect(conns.map((c) => c.r)).toEqual([p1, p2]);
-    const on = (es: TlsEvent[], fn: string, sport: number, dport: number) =>
-      es.filter((e) => e.fn === fn && e.sport === sport && e.dport === dport && e.saddr === '127.0.0.1' && e.daddr === '127.0.0.1');
+  it.runIf(missing === null).each(VARIANTS)(
+    'race_client + https_server.py (%s): per connection an SSL_shutdown, then a tcp_close of each side, with its tuple',
+    async (variant) => {
+      expect(clientBuild.status, clientBuild.output).toBe(0);
+      const [p1, p2] = await startHttpsServers();
+      const tracer = await startTracer([...raceLibssl, '--variant', variant]);
+      const client = start(RACE_CLIENT, ['127.0.0.1', String(p1), '127.0.0.1', String(p2), '3', '--interleaved']);
+      const ready = await waitFor(client, 'stdout', /^READY:(\d+):(\d+):(\d+):(\d+)$/m, 'race_client');
+      await waitFor(client, 'stderr', /Waiting for SIGUSR1/, 'race_client');
+      client.child.kill('SIGUSR1');
+      expect(await exited(client, 'race_client'), `race_client stderr:\n${client.stderr}`).toBe(0);
+      const run = await stopTracer(tracer);
+      const pid = client.child.pid;
+      const conns = [
+        { l: Number(ready[1]), r: Number(ready[2]) },
+        { l: Number(ready[3]), r: Number(ready[4]) },
+      ];
+      expect(conns.map((c) => c.r)).toEqual([p1, p2]);
+      const on = (es: TlsEvent[], fn: string, sport: number, dport: number) =>
+        es.filter((e) => e.fn === fn && e.sport === sport && e.dport === dport && e.saddr === '127.0.0.1' && e.daddr === '127.0.0.1');
 
-    expect(run.ends.filter((e) => e.fn === 'SSL_shutdown' && e.pid === pid), JSON.stringify(run.ends)).toHaveLength(2);
-    for (const { l, r } of conns) {
-      const shut = on(run.ends, 'SSL_shutdown', l, r);
-      expect(shut, `SSL_shutdown ${l}->${r}: ${JSON.stringify(run.ends)}`).toHaveLength(1);
-      const s = shut[0]!;
-      expect([s.pid, s.tid, s.comm, s.family, s.len, s.data]).toEqual([pid, pid, 'race_client', 4, 0, '']);
-      // the SSL * of the connection: the one its data events carry
-      const writes = on(run.events, 'SSL_write', l, r).filter((e) => e.pid === pid);
-      expect(writes.length).toBe(3);
-      expect(s.ctx).not.toBe('0x0');
-      for (const w of writes) expect(w.ctx).toBe(s.ctx);
-      // every key an SSL event has, in its order
-      expect(Object.keys(s)).toEqual(Object.keys(writes[0]!));
+      expect(
+        run.ends.filter((e) => e.fn === 'SSL_shutdown' && e.pid === pid),
+        JSON.stringify(run.ends),
+      ).toHaveLength(2);
+      for (const { l, r } of conns) {
+        const shut = on(run.ends, 'SSL_shutdown', l, r);
+        expect(shut, `SSL_shutdown ${l}->${r}: ${JSON.stringify(run.ends)}`).toHaveLength(1);
+        const s = shut[0]!;
+        expect([s.pid, s.tid, s.comm, s.family, s.len, s.data]).toEqual([pid, pid, 'race_client', 4, 0, '']);
+        // the SSL * of the connection: the one its data events carry
+        const writes = on(run.events, 'SSL_write', l, r).filter((e) => e.pid === pid);
+        expect(writes.length).toBe(3);
+        expect(s.ctx).not.toBe('0x0');
+        for (const w of writes) expect(w.ctx).toBe(s.ctx);
+        // every key an SSL event has, in its order
+        expect(Object.keys(s)).toEqual(Object.keys(writes[0]!));
 
-      const mine = on(run.ends, 'tcp_close', l, r);
-      const theirs = on(run.ends, 'tcp_close', r, l);
-      expect(mine, `tcp_close ${l}->${r}: ${JSON.stringify(run.ends)}`).toHaveLength(1);
-      expect(theirs, `tcp_close ${r}->${l} (server side): ${JSON.stringify(run.ends)}`).toHaveLength(1);
-      for (const c of [mine[0]!, theirs[0]!]) {
-        expect([c.family, c.len, c.data]).toEqual([4, 0, '']);
-        expect(Object.keys(c)).toEqual(Object.keys(s));
-        expect(c.ts).toBeGreaterThan(s.ts); // close() comes after SSL_shutdown
+        const mine = on(run.ends, 'tcp_close', l, r);
+        const theirs = on(run.ends, 'tcp_close', r, l);
+        expect(mine, `tcp_close ${l}->${r}: ${JSON.stringify(run.ends)}`).toHaveLength(1);
+        expect(theirs, `tcp_close ${r}->${l} (server side): ${JSON.stringify(run.ends)}`).toHaveLength(1);
+        for (const c of [mine[0]!, theirs[0]!]) {
+          expect([c.family, c.len, c.data]).toEqual([4, 0, '']);
+          expect(Object.keys(c)).toEqual(Object.keys(s));
+          expect(c.ts).toBeGreaterThan(s.ts); // close() comes after SSL_shutdown
+        }
       }
-    }
-    expect(run.stats.calls.SSL_shutdown).toBeGreaterThanOrEqual(2);
-    expectFlushClock(run);
-  }, 90_000);
+      expect(run.stats.calls.SSL_shutdown).toBeGreaterThanOrEqual(2);
+      expectFlushClock(run);
+    },
+    90_000,
+  );
 
   // In tracepoint mode TCP_CLOSE often runs in softirq on behalf of another task. Here the traced
   // client's sockets are reset by the untraced server: the close runs in the server's context,
   // and is reported only because the maps know the client's tuples.
-  it.runIf(missing === null)('a close run by an untraced task is reported when the maps know the tuple (the server resets the traced client)', async () => {
-    const srv = await startServer();
-    const client = startClient(2, 'post', 'rst');
-    const tracer = await startTracer([...libssl, '--variant', 'scoped', '--pid', String(client.child.pid)]);
-    client.child.stdin?.write('go\n');
-    await waitFor(client, 'stdout', /RESET\nDONE/, 'client', 30_000);
-    expect(await exited(client, 'client'), `client stderr:\n${client.stderr}`).toBe(0);
-    const run = await stopTracer(tracer);
-    const lports = (client.stdout.match(/CONNECTED ([\d ]+)/)?.[1] ?? '').trim().split(' ').map(Number);
-    expect(lports).toHaveLength(2);
-    for (const lport of lports) {
-      const closes = run.ends.filter((e) => e.fn === 'tcp_close' && e.sport === lport && e.dport === serverPort);
-      expect(closes, `tcp_close ${lport}->${serverPort}: ${JSON.stringify(run.ends)}`).toHaveLength(1);
-      expect(closes[0]!.pid, 'run by the task that sent the RST, not the client').not.toBe(client.child.pid);
-      const writes = run.events.filter((e) => e.fn === 'SSL_write_ex' && e.sport === lport);
-      expect(writes.length).toBeGreaterThan(0);
-      expect(closes[0]!.ctx, 'ctx from ssl_ctx_by_tuple').toBe(writes[0]!.ctx);
-      // the server's side: neither traced nor known
-      expect(run.ends.filter((e) => e.sport === serverPort && e.dport === lport)).toHaveLength(0);
-    }
-    expect(srv.child.exitCode).toBeNull();
-    expect(run.ends.filter((e) => e.fn === 'SSL_shutdown')).toHaveLength(0); // Python's close() sends no close_notify
-    expect(run.stats.calls.SSL_shutdown).toBe(0);
-    expectFlushClock(run);
-  }, 90_000);
+  it.runIf(missing === null)(
+    'a close run by an untraced task is reported when the maps know the tuple (the server resets the traced client)',
+    async () => {
+      const srv = await startServer();
+      const client = startClient(2, 'post', 'rst');
+      const tracer = await startTracer([...libssl, '--variant', 'scoped', '--pid', String(client.child.pid)]);
+      client.child.stdin?.write('go\n');
+      await waitFor(client, 'stdout', /RESET\nDONE/, 'client', 30_000);
+      expect(await exited(client, 'client'), `client stderr:\n${client.stderr}`).toBe(0);
+      const run = await stopTracer(tracer);
+      const lports = (client.stdout.match(/CONNECTED ([\d ]+)/)?.[1] ?? '').trim().split(' ').map(Number);
+      expect(lports).toHaveLength(2);
+      for (const lport of lports) {
+        const closes = run.ends.filter((e) => e.fn === 'tcp_close' && e.sport === lport && e.dport === serverPort);
+        expect(closes, `tcp_close ${lport}->${serverPort}: ${JSON.stringify(run.ends)}`).toHaveLength(1);
+        expect(closes[0]!.pid, 'run by the task that sent the RST, not the client').not.toBe(client.child.pid);
+        const writes = run.events.filter((e) => e.fn === 'SSL_write_ex' && e.sport === lport);
+        expect(writes.length).toBeGreaterThan(0);
+        expect(closes[0]!.ctx, 'ctx from ssl_ctx_by_tuple').toBe(writes[0]!.ctx);
+        // the server's side: neither traced nor known
+        expect(run.ends.filter((e) => e.sport === serverPort && e.dport === lport)).toHaveLength(0);
+      }
+      expect(srv.child.exitCode).toBeNull();
+      expect(run.ends.filter((e) => e.fn === 'SSL_shutdown')).toHaveLength(0); // Python's close() sends no close_notify
+      expect(run.stats.calls.SSL_shutdown).toBe(0);
+      expectFlushClock(run);
+    },
+    90_000,
+  );
 
   // SSL_shutdown with no SSL_read/SSL_write before it: no-fallback has never resolved the SSL_set_fd
   // entry's tuple, so SSL_shutdown resolves it from the fd table; a connection the maps do not know
   // (made before the tracer) is only counted, and SSL_shutdown never writes the fallback slot.
-  it.runIf(missing === null)('SSL_shutdown first thing: resolved from the fd table if the entry is new, else counted; never a slot write', async () => {
-    await startServer();
-    let client = startClient(1, 'post', 'unwrap', 0);
-    let tracer = await startTracer([...libssl, '--variant', 'no-fallback', '--pid', String(client.child.pid)]);
-    client.child.stdin?.write('go\n');
-    await waitFor(client, 'stdout', /DONE/, 'client', 30_000);
-    const post = await stopTracer(tracer);
-    const lport = Number(client.stdout.match(/CONNECTED (\d+)/)?.[1]);
-    const shut = post.ends.filter((e) => e.fn === 'SSL_shutdown');
-    expect(shut, JSON.stringify(post)).toHaveLength(1);
-    expect([shut[0]!.pid, shut[0]!.sport, shut[0]!.dport, shut[0]!.via]).toEqual([client.child.pid, lport, serverPort, 'fd']);
-    expect(post.stats.calls.SSL_shutdown).toBeGreaterThanOrEqual(1);
-    expect(post.stats.shutdown_no_tuple).toBe((post.stats.calls.SSL_shutdown ?? 0) - 1); // Python's second call finds no entry
-    expect(post.events).toHaveLength(0);
+  it.runIf(missing === null)(
+    'SSL_shutdown first thing: resolved from the fd table if the entry is new, else counted; never a slot write',
+    async () => {
+      await startServer();
+      let client = startClient(1, 'post', 'unwrap', 0);
+      let tracer = await startTracer([...libssl, '--variant', 'no-fallback', '--pid', String(client.child.pid)]);
+      client.child.stdin?.write('go\n');
+      await waitFor(client, 'stdout', /DONE/, 'client', 30_000);
+      const post = await stopTracer(tracer);
+      const lport = Number(client.stdout.match(/CONNECTED (\d+)/)?.[1]);
+      const shut = post.ends.filter((e) => e.fn === 'SSL_shutdown');
+      expect(shut, JSON.stringify(post)).toHaveLength(1);
+      expect([shut[0]!.pid, shut[0]!.sport, shut[0]!.dport, shut[0]!.via]).toEqual([client.child.pid, lport, serverPort, 'fd']);
+      expect(post.stats.calls.SSL_shutdown).toBeGreaterThanOrEqual(1);
+      expect(post.stats.shutdown_no_tuple).toBe((post.stats.calls.SSL_shutdown ?? 0) - 1); // Python's second call finds no entry
+      expect(post.events).toHaveLength(0);
 
-    client = startClient(1, 'pre', 'unwrap', 0);
-    await waitFor(client, 'stdout', /CONNECTED/, 'client');
-    tracer = await startTracer([...libssl, '--variant', 'upstream', '--pid', String(client.child.pid)]);
-    client.child.stdin?.write('go\n');
-    await waitFor(client, 'stdout', /DONE/, 'client', 30_000);
-    const pre = await stopTracer(tracer);
-    expect(pre.ends.filter((e) => e.fn === 'SSL_shutdown')).toHaveLength(0);
-    expect(pre.stats.calls.SSL_shutdown).toBeGreaterThanOrEqual(1);
-    expect(pre.stats.shutdown_no_tuple).toBe(pre.stats.calls.SSL_shutdown);
-    expect([pre.stats.slot_writes, pre.stats.slot_consumed]).toEqual([0, 0]);
-  }, 90_000);
+      client = startClient(1, 'pre', 'unwrap', 0);
+      await waitFor(client, 'stdout', /CONNECTED/, 'client');
+      tracer = await startTracer([...libssl, '--variant', 'upstream', '--pid', String(client.child.pid)]);
+      client.child.stdin?.write('go\n');
+      await waitFor(client, 'stdout', /DONE/, 'client', 30_000);
+      const pre = await stopTracer(tracer);
+      expect(pre.ends.filter((e) => e.fn === 'SSL_shutdown')).toHaveLength(0);
+      expect(pre.stats.calls.SSL_shutdown).toBeGreaterThanOrEqual(1);
+      expect(pre.stats.shutdown_no_tuple).toBe(pre.stats.calls.SSL_shutdown);
+      expect([pre.stats.slot_writes, pre.stats.slot_consumed]).toEqual([0, 0]);
+    },
+    90_000,
+  );
 });

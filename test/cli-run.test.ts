@@ -42,7 +42,15 @@ describe('path flags', () => {
     const err = new PassThrough();
     let text = '';
     err.on('data', (d: Buffer) => (text += d.toString()));
-    const code = await matrixMain({ argv: ['--config', file], cwd: '/nonexistent-cwd', repoRoot: '/nonexistent-repo', env: {}, stdout: out as unknown as NodeJS.WriteStream, stderr: err as unknown as NodeJS.WriteStream, signal: new AbortController().signal });
+    const code = await matrixMain({
+      argv: ['--config', file],
+      cwd: '/nonexistent-cwd',
+      repoRoot: '/nonexistent-repo',
+      env: {},
+      stdout: out as unknown as NodeJS.WriteStream,
+      stderr: err as unknown as NodeJS.WriteStream,
+      signal: new AbortController().signal,
+    });
     expect(code).toBe(2);
     expect(text).toContain(`${file}:1:`);
     expect(text).not.toContain('cannot read matrix file');

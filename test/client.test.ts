@@ -69,7 +69,8 @@ class Proc {
     const find = () => this.out.split('\n').find((l) => re.test(l));
     await this.until(() => find() !== undefined || this.exit !== null, ms, `a line ${re}`);
     const l = find();
-    if (l === undefined) throw new Error(`exited (${JSON.stringify(this.exit)}) before printing ${re}\nstdout:\n${this.out}\nstderr:\n${this.err.slice(-3000)}`);
+    if (l === undefined)
+      throw new Error(`exited (${JSON.stringify(this.exit)}) before printing ${re}\nstdout:\n${this.out}\nstderr:\n${this.err.slice(-3000)}`);
     return l;
   }
 
@@ -218,7 +219,8 @@ describe('client/Makefile', () => {
     // A private copy: the shared client/build/ stays untouched.
     const dir = mkdtempSync(join(work, 'make-'));
     for (const f of ['Makefile', 'race_client.c']) copyFileSync(join(ROOT, 'client', f), join(dir, f));
-    const make = (...args: string[]) => execFileSync('make', ['--no-print-directory', '-C', dir, ...args], { timeout: 120_000, encoding: 'utf8', stdio: 'pipe' });
+    const make = (...args: string[]) =>
+      execFileSync('make', ['--no-print-directory', '-C', dir, ...args], { timeout: 120_000, encoding: 'utf8', stdio: 'pipe' });
     expect(make().trim()).toBe('CC      build/race_client');
     expect(statSync(join(dir, 'build/race_client')).mode & 0o111).not.toBe(0);
     expect(make().trim()).toMatch(/Nothing to be done|is up to date/);
@@ -270,14 +272,36 @@ describe('race_client with https_server.py', () => {
       expect(proc.err).toMatch(new RegExp(`Starting ${c.mode} run: ${ITER} iterations x 2 connections \\(api=${c.api}\\)`));
       expect(readRecord(record)).toEqual(expectedRecord(ready, ITER));
       // The servers saw every request exactly once.
-      const seen = gets().slice(before).map((l) => /GET (\S+)/.exec(l)?.[1]);
-      expect(seen.sort()).toEqual(expectedRecord(ready, ITER).map((r) => r.path).sort());
+      const seen = gets()
+        .slice(before)
+        .map((l) => /GET (\S+)/.exec(l)?.[1]);
+      expect(seen.sort()).toEqual(
+        expectedRecord(ready, ITER)
+          .map((r) => r.path)
+          .sort(),
+      );
     }, 60_000);
   }
 
   it('--reads full is the default: the same counts and record, no single-read fields', async () => {
     const record = join(work, 'record-reads-full.jsonl');
-    const { proc, ready, exit } = await runClient(['--conn', `127.0.0.1:${ports[0]}`, '--conn', `127.0.0.1:${ports[1]}`, String(ITER), '--interleaved', '--reads', 'full', '--record', record, '--timeout', '5'], ports);
+    const { proc, ready, exit } = await runClient(
+      [
+        '--conn',
+        `127.0.0.1:${ports[0]}`,
+        '--conn',
+        `127.0.0.1:${ports[1]}`,
+        String(ITER),
+        '--interleaved',
+        '--reads',
+        'full',
+        '--record',
+        record,
+        '--timeout',
+        '5',
+      ],
+      ports,
+    );
     expect(exit, proc.err).toEqual({ code: 0, signal: null });
     expect(stdoutLines(proc)).toEqual(expectedStdout(ready, ITER));
     expect(proc.err).toMatch(new RegExp(`Starting interleaved run: ${ITER} iterations x 2 connections \\(api=classic\\)`));
@@ -297,7 +321,25 @@ describe('race_client with https_server.py', () => {
     it(`--reads single, ${c.mode}, --api ${c.api}: one read per request, the reads fall behind (body-only chunks)`, async () => {
       const record = join(work, `record-single-${c.mode}-${c.api}.jsonl`);
       const before = gets().length;
-      const { proc, ready, exit } = await runClient(['127.0.0.1', String(ports[0]), '127.0.0.1', String(ports[1]), String(ITER), `--${c.mode}`, '--api', c.api, '--reads', 'single', '--record', record, '--timeout', '5'], ports);
+      const { proc, ready, exit } = await runClient(
+        [
+          '127.0.0.1',
+          String(ports[0]),
+          '127.0.0.1',
+          String(ports[1]),
+          String(ITER),
+          `--${c.mode}`,
+          '--api',
+          c.api,
+          '--reads',
+          'single',
+          '--record',
+          record,
+          '--timeout',
+          '5',
+        ],
+        ports,
+      );
       expect(exit, proc.err).toEqual({ code: 0, signal: null });
       // ok counts reads that returned data: every one did.
       expect(stdoutLines(proc)).toEqual(expectedStdout(ready, ITER));
@@ -320,7 +362,12 @@ describe('race_client with https_server.py', () => {
       }
       // The server answered at least the ITER/2 responses whose records were read, in order, each
       // once; the rest may be cut off: the client leaves without waiting for them.
-      const answered = (k: number) => gets().slice(before).map((l) => /GET \/200\/conn(\d+)-iter(\d+) /.exec(l)).filter((m) => m?.[1] === String(k)).map((m) => Number(m![2]));
+      const answered = (k: number) =>
+        gets()
+          .slice(before)
+          .map((l) => /GET \/200\/conn(\d+)-iter(\d+) /.exec(l))
+          .filter((m) => m?.[1] === String(k))
+          .map((m) => Number(m![2]));
       await server.until(() => answered(1).length >= ITER / 2 && answered(2).length >= ITER / 2, 5_000, 'the access log of the responses read');
       for (const k of [1, 2]) expect(answered(k)).toEqual(Array.from({ length: answered(k).length }, (_, i) => i));
     }, 60_000);
@@ -405,7 +452,20 @@ describe('race_client when the server fails mid-run', () => {
   it('--reads single, servers stopped (SIGSTOP): a read that times out fails and ends its connection; bounded, exit 1', async () => {
     const { proc: srv, ports } = await startPyServers(perTest, ['--quiet']);
     const record = join(work, 'record-stopped-single.jsonl');
-    const proc = startClient(['127.0.0.1', String(ports[0]), '127.0.0.1', String(ports[1]), '50', '--interleaved', '--reads', 'single', '--timeout', '1', '--record', record]);
+    const proc = startClient([
+      '127.0.0.1',
+      String(ports[0]),
+      '127.0.0.1',
+      String(ports[1]),
+      '50',
+      '--interleaved',
+      '--reads',
+      'single',
+      '--timeout',
+      '1',
+      '--record',
+      record,
+    ]);
     await proc.line(/^READY/, 15_000);
     process.kill(-srv.pid, 'SIGSTOP');
     proc.signal('SIGUSR1');
@@ -475,7 +535,8 @@ describe('race_client command line', () => {
   it('--help: usage on stdout, exit 0', () => {
     const out = execFileSync(CLIENT, ['--help'], { timeout: 10_000, encoding: 'utf8' });
     expect(out).toMatch(/^usage: race_client/);
-    for (const f of ['--sequential', '--interleaved', '--writes-only', '--conn', '--api', '--reads full|single', '--record', '--timeout']) expect(out).toContain(f);
+    for (const f of ['--sequential', '--interleaved', '--writes-only', '--conn', '--api', '--reads full|single', '--record', '--timeout'])
+      expect(out).toContain(f);
   }, 15_000);
 });
 
@@ -602,10 +663,14 @@ describe('race_client modes, seen from the server side (Node TLS observer)', () 
 
   beforeAll(() => {
     const dir = mkdtempSync(join(work, 'cert-'));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', '/CN=localhost'], {
-      timeout: 60_000,
-      stdio: 'pipe',
-    });
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', '/CN=localhost'],
+      {
+        timeout: 60_000,
+        stdio: 'pipe',
+      },
+    );
     key = readFileSync(join(dir, 'key.pem'));
     cert = readFileSync(join(dir, 'cert.pem'));
   }, 90_000);
@@ -613,7 +678,13 @@ describe('race_client modes, seen from the server side (Node TLS observer)', () 
     await Promise.all(observers.splice(0).map((o) => o.stop()));
   });
 
-  async function observe(policy: Policy, mode: Mode, api: 'classic' | 'ex', statusFor?: (conn: number, iter: number) => number, reads: 'full' | 'single' = 'full') {
+  async function observe(
+    policy: Policy,
+    mode: Mode,
+    api: 'classic' | 'ex',
+    statusFor?: (conn: number, iter: number) => number,
+    reads: 'full' | 'single' = 'full',
+  ) {
     const obs = new Observer(policy, 2, N, statusFor);
     observers.push(obs);
     await obs.start(key, cert);
@@ -690,7 +761,11 @@ describe('race_client modes, seen from the server side (Node TLS observer)', () 
     const { exit, proc, ready, record } = await observe('delay', 'sequential', 'classic', (conn, iter) => (conn === 2 && iter === 3 ? 404 : 200));
     expect(exit.code).toBe(1);
     const lines = stdoutLines(proc);
-    expect(lines.slice(1)).toEqual(['DONE', `conn1 ok=${N} fail=0 local=${ready.lports[0]} remote=${ready.rports[0]}`, `conn2 ok=${N - 1} fail=1 local=${ready.lports[1]} remote=${ready.rports[1]}`]);
+    expect(lines.slice(1)).toEqual([
+      'DONE',
+      `conn1 ok=${N} fail=0 local=${ready.lports[0]} remote=${ready.rports[0]}`,
+      `conn2 ok=${N - 1} fail=1 local=${ready.lports[1]} remote=${ready.rports[1]}`,
+    ]);
     const want = expectedRecord(ready, N).map((r) => (r.conn === 2 && r.iter === 3 ? { ...r, status: 404, ok: false } : r));
     expect(record).toEqual(want);
   }, 60_000);

@@ -11,8 +11,33 @@ import { planMatrix } from '../src/plan/plan.ts';
 
 describe('flags', () => {
   it('parses lists, numbers and enums', () => {
-    const f = parseMatrixFlags(['--backend', 'local', '--variants', 'upstream,scoped', '--modes', 'interleaved', '--iterations', '50', '--trials', '2', '--shard', '2/4', '--ports', '19001,19002,19003', '--keep']);
-    expect(f).toMatchObject({ backend: 'local', variants: ['upstream', 'scoped'], modes: ['interleaved'], iterations: 50, trials: 2, shard: { k: 2, n: 4 }, ports: [19001, 19002, 19003], keep: true });
+    const f = parseMatrixFlags([
+      '--backend',
+      'local',
+      '--variants',
+      'upstream,scoped',
+      '--modes',
+      'interleaved',
+      '--iterations',
+      '50',
+      '--trials',
+      '2',
+      '--shard',
+      '2/4',
+      '--ports',
+      '19001,19002,19003',
+      '--keep',
+    ]);
+    expect(f).toMatchObject({
+      backend: 'local',
+      variants: ['upstream', 'scoped'],
+      modes: ['interleaved'],
+      iterations: 50,
+      trials: 2,
+      shard: { k: 2, n: 4 },
+      ports: [19001, 19002, 19003],
+      keep: true,
+    });
   });
 
   it.each([
@@ -96,25 +121,38 @@ describe('matrix.yaml', () => {
     expect(() => parseMatrix('defaults:\n  variants: [fixed, upstream, broken]\ntargets: {}\n', 'm.yaml')).toThrow(
       "m.yaml: 2 errors\nm.yaml:2:14: unknown variant 'fixed' (allowed: upstream, no-fallback, recv-hook, scoped)\nm.yaml:2:31: unknown variant 'broken' (allowed: upstream, no-fallback, recv-hook, scoped)",
     );
-    expect(() => parseMatrix('targets:\n  a: { backend: qemu, suite: sid }\n  a: { backend: qemu, suite: sid }\ndefaults:\n  seed: 1\n  seed: 2\n', 'm.yaml')).toThrow(/^m\.yaml: 2 errors\nm\.yaml:3:3: .*unique.*\nm\.yaml:6:3: .*unique/i);
+    expect(() =>
+      parseMatrix('targets:\n  a: { backend: qemu, suite: sid }\n  a: { backend: qemu, suite: sid }\ndefaults:\n  seed: 1\n  seed: 2\n', 'm.yaml'),
+    ).toThrow(/^m\.yaml: 2 errors\nm\.yaml:3:3: .*unique.*\nm\.yaml:6:3: .*unique/i);
   });
 
   it.each([
-    ['defaults.iterations', 'defaults:\n  iterations: 1000001\ntargets: {}\n', /m\.yaml:2:15: defaults\.iterations is 1000001, out of range \(allowed: 1\.\.1000000\)/],
+    [
+      'defaults.iterations',
+      'defaults:\n  iterations: 1000001\ntargets: {}\n',
+      /m\.yaml:2:15: defaults\.iterations is 1000001, out of range \(allowed: 1\.\.1000000\)/,
+    ],
     ['defaults.trials', 'defaults:\n  trials: 1001\ntargets: {}\n', /m\.yaml:2:11: defaults\.trials is 1001, out of range \(allowed: 1\.\.1000\)/],
     ['a port', 'defaults:\n  ports: [18001, 65536]\ntargets: {}\n', /m\.yaml:2:18: a port is 65536, out of range \(allowed: 1024\.\.65535\)/],
     ['defaults.memory', 'defaults:\n  memory: 65537\ntargets: {}\n', /m\.yaml:2:11: defaults\.memory \(MiB\) is 65537, out of range \(allowed: 256\.\.65536\)/],
     ['defaults.seed', 'defaults:\n  seed: 4294967296\ntargets: {}\n', /m\.yaml:2:9: defaults\.seed is 4294967296, out of range \(allowed: 0\.\.4294967295\)/],
     ['defaults.cpus', 'defaults:\n  cpus: 65\ntargets: {}\n', /m\.yaml:2:9: defaults\.cpus is 65, out of range \(allowed: 1\.\.64\)/],
     ['defaults.cpus list', 'defaults:\n  cpus: [1, 65]\ntargets: {}\n', /m\.yaml:2:13: defaults\.cpus is 65, out of range \(allowed: 1\.\.64\)/],
-    ['target memory', 'targets:\n  a: { backend: qemu, suite: sid, memory: 65537 }\n', /m\.yaml:2:43: memory \(MiB\) is 65537, out of range \(allowed: 256\.\.65536\)/],
+    [
+      'target memory',
+      'targets:\n  a: { backend: qemu, suite: sid, memory: 65537 }\n',
+      /m\.yaml:2:43: memory \(MiB\) is 65537, out of range \(allowed: 256\.\.65536\)/,
+    ],
     ['target cpus', 'targets:\n  a: { backend: qemu, suite: sid, cpus: 65 }\n', /m\.yaml:2:41: target 'a' cpus is 65, out of range \(allowed: 1\.\.64\)/],
   ])('%s above its upper bound is refused with the range', (_what, text, re) => {
     expect(() => parseMatrix(text, 'm.yaml')).toThrow(re);
   });
 
   it('the largest allowed values are accepted', () => {
-    const cfg = parseMatrix('defaults:\n  iterations: 1000000\n  trials: 1000\n  ports: [1024, 65535]\n  memory: 65536\n  seed: 4294967295\n  cpus: 64\ntargets:\n  a: { backend: qemu, suite: sid, memory: 65536, cpus: [64] }\n', 'm.yaml');
+    const cfg = parseMatrix(
+      'defaults:\n  iterations: 1000000\n  trials: 1000\n  ports: [1024, 65535]\n  memory: 65536\n  seed: 4294967295\n  cpus: 64\ntargets:\n  a: { backend: qemu, suite: sid, memory: 65536, cpus: [64] }\n',
+      'm.yaml',
+    );
     expect(cfg.defaults).toMatchObject({ iterations: 1_000_000, trials: 1000, ports: [1024, 65535], memory: 65536, seed: 2 ** 32 - 1, cpus: [64] });
     expect(cfg.targetCpus).toEqual({ a: [64] });
   });
@@ -126,9 +164,14 @@ describe('matrix.yaml', () => {
   });
 
   it('a vagrant target needs a suite or a box', () => {
-    expect(() => parseMatrix('targets:\n  v: { backend: vagrant, memory: 2048 }\n', 'm.yaml')).toThrow(/^m\.yaml:2:6: target 'v' \(backend vagrant\) needs a suite \(a local box built from it\) or a box$/);
+    expect(() => parseMatrix('targets:\n  v: { backend: vagrant, memory: 2048 }\n', 'm.yaml')).toThrow(
+      /^m\.yaml:2:6: target 'v' \(backend vagrant\) needs a suite \(a local box built from it\) or a box$/,
+    );
     const cfg = parseMatrix('targets:\n  v: { backend: vagrant, box: debian/bookworm64 }\n  w: { backend: vagrant, suite: trixie }\n', 'm.yaml');
-    expect(cfg.targets.slice(0, 2)).toEqual([expect.objectContaining({ name: 'v', backend: 'vagrant', box: 'debian/bookworm64' }), expect.objectContaining({ name: 'w', backend: 'vagrant', suite: 'trixie' })]);
+    expect(cfg.targets.slice(0, 2)).toEqual([
+      expect.objectContaining({ name: 'v', backend: 'vagrant', box: 'debian/bookworm64' }),
+      expect.objectContaining({ name: 'w', backend: 'vagrant', suite: 'trixie' }),
+    ]);
   });
 
   it('iterations per mode: a mapping mode -> number; a mode it does not name keeps the number; a bad mode or value is an error at its place', () => {
@@ -136,8 +179,12 @@ describe('matrix.yaml', () => {
     expect(d.iterationsByMode).toEqual({ sequential: 500, interleaved: 200 });
     expect(d.iterations).toBe(200);
     expect(BUILTIN_DEFAULTS.iterationsByMode).toEqual({});
-    expect(() => parseMatrix('defaults:\n  iterations: { random: 5 }\ntargets: {}\n', 'm.yaml')).toThrow(/m\.yaml:2:17: unknown key 'random' in defaults\.iterations \(allowed: sequential, interleaved, writes-only\)/);
-    expect(() => parseMatrix('defaults:\n  iterations: { sequential: 0 }\ntargets: {}\n', 'm.yaml')).toThrow(/m\.yaml:2:29: defaults\.iterations\.sequential is 0, out of range/);
+    expect(() => parseMatrix('defaults:\n  iterations: { random: 5 }\ntargets: {}\n', 'm.yaml')).toThrow(
+      /m\.yaml:2:17: unknown key 'random' in defaults\.iterations \(allowed: sequential, interleaved, writes-only\)/,
+    );
+    expect(() => parseMatrix('defaults:\n  iterations: { sequential: 0 }\ntargets: {}\n', 'm.yaml')).toThrow(
+      /m\.yaml:2:29: defaults\.iterations\.sequential is 0, out of range/,
+    );
   });
 
   it('reads and nagle: full / off unless set; an unknown value names what is allowed', () => {
@@ -150,10 +197,19 @@ describe('matrix.yaml', () => {
   });
 
   it('cpus: a number or a list of distinct numbers, in defaults and per target; TargetSpec.cpus is the first', () => {
-    const cfg = parseMatrix('defaults:\n  cpus: [2, 1, 2]\ntargets:\n  a: { backend: qemu, suite: sid }\n  b: { backend: vagrant, suite: sid, cpus: 4 }\n  c: { backend: qemu, suite: sid, cpus: [1, 4] }\n  here: { backend: local }\n', 'm.yaml');
+    const cfg = parseMatrix(
+      'defaults:\n  cpus: [2, 1, 2]\ntargets:\n  a: { backend: qemu, suite: sid }\n  b: { backend: vagrant, suite: sid, cpus: 4 }\n  c: { backend: qemu, suite: sid, cpus: [1, 4] }\n  here: { backend: local }\n',
+      'm.yaml',
+    );
     expect(cfg.defaults.cpus).toEqual([2, 1]);
     expect(cfg.targetCpus).toEqual({ a: [2, 1], b: [4], c: [1, 4] });
-    expect(cfg.targets.map((t) => [t.name, t.cpus])).toEqual([['a', 2], ['b', 4], ['c', 1], ['here', undefined], ['local', undefined]]);
+    expect(cfg.targets.map((t) => [t.name, t.cpus])).toEqual([
+      ['a', 2],
+      ['b', 4],
+      ['c', 1],
+      ['here', undefined],
+      ['local', undefined],
+    ]);
     expect(parseMatrix('targets:\n  a: { backend: qemu, suite: sid }\n', 'm.yaml').targetCpus).toEqual({ a: [1] });
   });
 
@@ -197,26 +253,61 @@ describe('resolveRun and plan', () => {
   });
 
   it('refuses unknown targets and impossible backend overrides before anything boots', () => {
-    expect(() => resolveRun(cfg, parseMatrixFlags(['--targets', 'buster']), env)).toThrow(/unknown target 'buster' \(defined in matrix.yaml: bullseye, bookworm, trixie, sid, local\)/);
+    expect(() => resolveRun(cfg, parseMatrixFlags(['--targets', 'buster']), env)).toThrow(
+      /unknown target 'buster' \(defined in matrix.yaml: bullseye, bookworm, trixie, sid, local\)/,
+    );
     expect(() => resolveRun(cfg, parseMatrixFlags(['--backend', 'qemu', '--targets', 'local']), env)).toThrow(/cannot run target 'local'/);
   });
 
   it('expands every cell once, in a seeded order, and shards targets', () => {
     const targets = cfg.targets.filter((t) => t.backend === 'qemu');
-    const p = planMatrix({ targets, variants: ['upstream', 'scoped'], modes: ['interleaved', 'sequential'], scenarios: ['preexisting', 'baseline'], reads: ['full'], cpus: {}, trials: 1, seed: 3 });
+    const p = planMatrix({
+      targets,
+      variants: ['upstream', 'scoped'],
+      modes: ['interleaved', 'sequential'],
+      scenarios: ['preexisting', 'baseline'],
+      reads: ['full'],
+      cpus: {},
+      trials: 1,
+      seed: 3,
+    });
     expect(p).toHaveLength(4);
     expect(p[0]!.cells).toHaveLength(8);
     expect(new Set(p[0]!.cells.map((c) => `${c.scenario}${c.mode}${c.variant}`)).size).toBe(8);
-    const again = planMatrix({ targets, variants: ['upstream', 'scoped'], modes: ['interleaved', 'sequential'], scenarios: ['preexisting', 'baseline'], reads: ['full'], cpus: {}, trials: 1, seed: 3 });
+    const again = planMatrix({
+      targets,
+      variants: ['upstream', 'scoped'],
+      modes: ['interleaved', 'sequential'],
+      scenarios: ['preexisting', 'baseline'],
+      reads: ['full'],
+      cpus: {},
+      trials: 1,
+      seed: 3,
+    });
     expect(again[0]!.cells).toEqual(p[0]!.cells);
-    const shards = [1, 2].map((k) => planMatrix({ targets, variants: ['upstream'], modes: ['interleaved'], scenarios: ['preexisting'], reads: ['full'], cpus: {}, trials: 1, seed: 1, shard: { k, n: 2 } }).map((x) => x.target.name));
-    expect(shards).toEqual([['bullseye', 'trixie'], ['bookworm', 'sid']]);
+    const shards = [1, 2].map((k) =>
+      planMatrix({
+        targets,
+        variants: ['upstream'],
+        modes: ['interleaved'],
+        scenarios: ['preexisting'],
+        reads: ['full'],
+        cpus: {},
+        trials: 1,
+        seed: 1,
+        shard: { k, n: 2 },
+      }).map((x) => x.target.name),
+    );
+    expect(shards).toEqual([
+      ['bullseye', 'trixie'],
+      ['bookworm', 'sid'],
+    ]);
   });
 });
 
 describe('host packages (provision/host-deps.sh)', () => {
   const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-  it('a failing host-deps.sh is an error of the kind asked for, with the script\'s own words', async () => {
+  it("a failing host-deps.sh is an error of the kind asked for, with the script's own words", async () => {
     const err = await ensureHostPackages(root, ['no-such-group'], { kind: 'boot-failed' }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LabError);
     expect((err as LabError).kind).toBe('boot-failed');
@@ -230,7 +321,11 @@ describe('issue 13 dimensions: reads, nagle, cpus, iterations per mode', () => {
   const env = { cwd: '/w', home: '/h', now: new Date('2026-11-24T10:00:00Z'), hostCpus: 6 };
 
   it('flags: --reads is a list of full/single, --nagle on/off, --cpus whole numbers 1..64, each de-duplicated', () => {
-    expect(parseMatrixFlags(['--reads', 'single,full,single', '--nagle', 'on', '--cpus', '2,1,2'])).toMatchObject({ reads: ['single', 'full'], nagle: 'on', cpus: [2, 1] });
+    expect(parseMatrixFlags(['--reads', 'single,full,single', '--nagle', 'on', '--cpus', '2,1,2'])).toMatchObject({
+      reads: ['single', 'full'],
+      nagle: 'on',
+      cpus: [2, 1],
+    });
     expect(() => parseMatrixFlags(['--reads', 'half'])).toThrow(/--reads: unknown value 'half' \(allowed: full, single\)/);
     expect(() => parseMatrixFlags(['--nagle', 'yes'])).toThrow(/--nagle: unknown value 'yes' \(allowed: on, off\)/);
     expect(() => parseMatrixFlags(['--cpus', '0'])).toThrow(/--cpus: 0 is out of range \(allowed: 1\.\.64\)/);
@@ -247,7 +342,14 @@ describe('issue 13 dimensions: reads, nagle, cpus, iterations per mode', () => {
 
   it('matrix.feb5.yaml: the investigation setup, per-mode iterations that --iterations overrides', () => {
     const feb5 = parseMatrix(readFileSync('matrix.feb5.yaml', 'utf8'), 'matrix.feb5.yaml');
-    expect(feb5.defaults).toMatchObject({ variants: ['upstream', 'scoped'], reads: ['single'], nagle: 'on', ports: [18001, 18002], trace: 'all', iterationsByMode: { sequential: 500, interleaved: 200 } });
+    expect(feb5.defaults).toMatchObject({
+      variants: ['upstream', 'scoped'],
+      reads: ['single'],
+      nagle: 'on',
+      ports: [18001, 18002],
+      trace: 'all',
+      iterationsByMode: { sequential: 500, interleaved: 200 },
+    });
     expect(feb5.defaults.trials).toBeGreaterThanOrEqual(5);
     expect(feb5.defaultTargets).toEqual(expect.arrayContaining(['bullseye', 'bookworm', 'local']));
     const r = resolveRun(feb5, parseMatrixFlags([]), env);
@@ -262,16 +364,42 @@ describe('issue 13 dimensions: reads, nagle, cpus, iterations per mode', () => {
   });
 
   it('plan: one boot per (target, cpus) named <target>-<N>cpu unless N is 1, cells per reads, local keeps its name', () => {
-    const targets = [{ name: 'bookworm', backend: 'qemu' as const, suite: 'bookworm' }, { name: 'local', backend: 'local' as const }];
-    const p = planMatrix({ targets, variants: ['upstream', 'scoped'], modes: ['interleaved'], scenarios: ['preexisting'], reads: ['full', 'single'], cpus: { bookworm: [1, 2], local: [6] }, trials: 1, seed: 1 });
-    expect(p.map((x) => [x.instance, x.target.cpus])).toEqual([['bookworm', 1], ['bookworm-2cpu', 2], ['local', 6]]);
+    const targets = [
+      { name: 'bookworm', backend: 'qemu' as const, suite: 'bookworm' },
+      { name: 'local', backend: 'local' as const },
+    ];
+    const p = planMatrix({
+      targets,
+      variants: ['upstream', 'scoped'],
+      modes: ['interleaved'],
+      scenarios: ['preexisting'],
+      reads: ['full', 'single'],
+      cpus: { bookworm: [1, 2], local: [6] },
+      trials: 1,
+      seed: 1,
+    });
+    expect(p.map((x) => [x.instance, x.target.cpus])).toEqual([
+      ['bookworm', 1],
+      ['bookworm-2cpu', 2],
+      ['local', 6],
+    ]);
     for (const b of p) {
       expect(b.cells).toHaveLength(4);
       expect(new Set(b.cells.map((c) => `${c.reads}/${c.variant}`)).size).toBe(4);
       expect(b.cells.every((c) => c.cpus === b.target.cpus && c.target === b.target.name)).toBe(true);
     }
     // Shards deal targets, so both boots of bookworm are on one shard.
-    const s1 = planMatrix({ targets, variants: ['upstream'], modes: ['interleaved'], scenarios: ['preexisting'], reads: ['full'], cpus: { bookworm: [1, 2], local: [6] }, trials: 1, seed: 1, shard: { k: 1, n: 2 } });
+    const s1 = planMatrix({
+      targets,
+      variants: ['upstream'],
+      modes: ['interleaved'],
+      scenarios: ['preexisting'],
+      reads: ['full'],
+      cpus: { bookworm: [1, 2], local: [6] },
+      trials: 1,
+      seed: 1,
+      shard: { k: 1, n: 2 },
+    });
     expect(s1.map((x) => x.instance)).toEqual(['bookworm', 'bookworm-2cpu']);
   });
 });

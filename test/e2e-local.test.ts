@@ -29,7 +29,11 @@ const ITERATIONS = 100;
 type Entry = SummaryCell;
 
 function runLocal(out: string, extra: string[]): { entries: Entry[]; status: number | null; log: string } {
-  const r = spawnSync('npx', ['zx', 'scripts/matrix.mjs', '--backend', 'local', '--modes', 'interleaved', '--iterations', String(ITERATIONS), '--trials', '1', '--out', out, ...extra], { encoding: 'utf8', timeout: 600_000, env: { ...process.env, CI: 'true' } });
+  const r = spawnSync(
+    'npx',
+    ['zx', 'scripts/matrix.mjs', '--backend', 'local', '--modes', 'interleaved', '--iterations', String(ITERATIONS), '--trials', '1', '--out', out, ...extra],
+    { encoding: 'utf8', timeout: 600_000, env: { ...process.env, CI: 'true' } },
+  );
   const log = `${r.stdout}\n${r.stderr.slice(-3000)}`;
   expect(existsSync(join(out, 'summary.json')), `no summary.json; output:\n${log}`).toBe(true);
   return { entries: JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as Entry[], status: r.status, log };
@@ -48,31 +52,42 @@ describe.skipIf(missing !== null && !inCI)(`local end to end${missing ? ` (skipp
     return e;
   };
 
-  it.runIf(missing === null)('runs the local matrix through scripts/matrix.mjs (every libssl user traced, as upstream)', () => {
-    const r = runLocal(out, ['--variants', 'upstream,scoped,no-fallback', '--scenarios', 'preexisting,baseline', '--reads', 'full,single']);
-    entries = r.entries;
-    expect(entries).toHaveLength(12);
-    for (const e of entries) expect(e.status, `${e.scenario}/${e.variant}: ${JSON.stringify(e)}\n${r.log}`).toBe('ok');
-    expect(r.log).toMatch(/misattribution/);
-    // Exit 0 = every cell ran and met MODEL.md's expectation.
-    expect(r.status, r.log).toBe(0);
-  }, 900_000);
+  it.runIf(missing === null)(
+    'runs the local matrix through scripts/matrix.mjs (every libssl user traced, as upstream)',
+    () => {
+      const r = runLocal(out, ['--variants', 'upstream,scoped,no-fallback', '--scenarios', 'preexisting,baseline', '--reads', 'full,single']);
+      entries = r.entries;
+      expect(entries).toHaveLength(12);
+      for (const e of entries) expect(e.status, `${e.scenario}/${e.variant}: ${JSON.stringify(e)}\n${r.log}`).toBe('ok');
+      expect(r.log).toMatch(/misattribution/);
+      // Exit 0 = every cell ran and met MODEL.md's expectation.
+      expect(r.status, r.log).toBe(0);
+    },
+    900_000,
+  );
 
-  it.runIf(missing === null)('upstream, pre-existing connections, client traced: >= 50 % of the rows on the wrong connection', () => {
-    const r = runLocal(mkdtempSync(join(tmpdir(), 'e2e-local-client-')), ['--variants', 'upstream', '--scenarios', 'preexisting', '--trace', 'client']);
-    const e = r.entries[0]!;
-    expect(e.status, r.log).toBe('ok');
-    expect(e.captured).toBeGreaterThan(ITERATIONS); // not luck: many rows
-    expect(e.misattribution).toBeGreaterThanOrEqual(0.5);
-  }, 600_000);
+  it.runIf(missing === null)(
+    'upstream, pre-existing connections, client traced: >= 50 % of the rows on the wrong connection',
+    () => {
+      const r = runLocal(mkdtempSync(join(tmpdir(), 'e2e-local-client-')), ['--variants', 'upstream', '--scenarios', 'preexisting', '--trace', 'client']);
+      const e = r.entries[0]!;
+      expect(e.status, r.log).toBe('ok');
+      expect(e.captured).toBeGreaterThan(ITERATIONS); // not luck: many rows
+      expect(e.misattribution).toBeGreaterThanOrEqual(0.5);
+    },
+    600_000,
+  );
 
   it.runIf(missing === null)('upstream, pre-existing connections, servers traced too: the permanent swap of the client side', () => {
     expectPermanentSwap(get('upstream', 'preexisting'), ITERATIONS);
   });
 
-  it.runIf(missing === null)('upstream, full reads: 50 % of the rows wrong (+- 2 pp) at about 2 rows per request (upstream\'s HTTP layer on a swapped pair)', () => {
-    expectHalfAtTwoRows(get('upstream', 'preexisting'));
-  });
+  it.runIf(missing === null)(
+    "upstream, full reads: 50 % of the rows wrong (+- 2 pp) at about 2 rows per request (upstream's HTTP layer on a swapped pair)",
+    () => {
+      expectHalfAtTwoRows(get('upstream', 'preexisting'));
+    },
+  );
 
   it.runIf(missing === null)("upstream, the investigation's single reads: wrong rows at fewer than 1.5 rows per request", () => {
     expectSingleReadRace(get('upstream', 'preexisting', 'single'));
@@ -124,12 +139,21 @@ describe.skipIf(missing !== null && !inCI)(`local end to end${missing ? ` (skipp
     expect(rows[0]).toHaveProperty('ByStatus');
     // The investigation's own analysis (INVESTIGATION.md step 7), unchanged, on the file: its four
     // counts are the cell's (one trial), so its rate is ours.
-    const py = spawnSync('python3', ['-c', INVESTIGATION_ANALYSIS], { input: readFileSync(join(trial, 'http_monitoring.json')), encoding: 'utf8', timeout: 30_000 });
+    const py = spawnSync('python3', ['-c', INVESTIGATION_ANALYSIS], {
+      input: readFileSync(join(trial, 'http_monitoring.json')),
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
     expect(py.status, py.stderr).toBe(0);
     const n = (label: RegExp) => Number(label.exec(py.stdout)?.[1]);
     const e = get('upstream', 'preexisting');
     const [c1, c2] = e.byConn;
-    expect([n(/conn1 -> 18001 \(correct\): (\d+)/), n(/conn1 -> 18002 \(WRONG\): +(\d+)/), n(/conn2 -> 18001 \(WRONG\): +(\d+)/), n(/conn2 -> 18002 \(correct\): (\d+)/)]).toEqual([c1!.rightRows, c1!.wrongRows, c2!.wrongRows, c2!.rightRows]);
+    expect([
+      n(/conn1 -> 18001 \(correct\): (\d+)/),
+      n(/conn1 -> 18002 \(WRONG\): +(\d+)/),
+      n(/conn2 -> 18001 \(WRONG\): +(\d+)/),
+      n(/conn2 -> 18002 \(correct\): (\d+)/),
+    ]).toEqual([c1!.rightRows, c1!.wrongRows, c2!.wrongRows, c2!.rightRows]);
     expect(Number(/Misattribution rate: ([\d.]+)%/.exec(py.stdout)?.[1])).toBeCloseTo(e.misattribution! * 100, 1);
     expect(readFileSync(join(out, 'local', 'preexisting-interleaved-upstream', 'report.md'), 'utf8')).toContain('conn1 right');
   });

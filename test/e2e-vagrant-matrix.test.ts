@@ -29,29 +29,54 @@ describe.skipIf(missing !== null && !inCI)(`vagrant end to end (bookworm box)${m
     return e;
   };
 
-  it.runIf(missing === null)('scripts/matrix.mjs --backend vagrant: up, build inside, run, destroy, nothing left', async () => {
-    const r = spawnSync('npx', ['zx', 'scripts/matrix.mjs', '--backend', 'vagrant', '--targets', 'bookworm', '--variants', 'upstream,scoped', '--modes', 'interleaved', '--scenarios', 'preexisting', '--iterations', String(ITERATIONS), '--out', out], { encoding: 'utf8', timeout: 40 * 60_000, env: { ...process.env, CI: 'true' } });
-    const log = `${r.stdout}\n${r.stderr.slice(-4000)}`;
-    expect(existsSync(join(out, 'summary.json')), log).toBe(true);
-    entries = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as Entry[];
-    expect(entries).toHaveLength(2);
-    for (const e of entries) {
-      expect(e.status, log).toBe('ok');
-      expect(e.kernel).toMatch(/^6\.1\./);
-    }
-    expect(r.status, log).toBe(0);
-    const facts = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')).targets[0].facts as { domain: string; provider: string };
-    expect(facts.provider).toBe('libvirt');
-    expect(facts.domain).toMatch(/-bookworm$/);
-    // The run stopped the libvirt daemons it started: start them (only if down) to look, then stop those.
-    const started = await ensureDaemons(out, () => {}, 'e2e');
-    try {
-      const left = await leftovers(facts.domain.slice(0, -'bookworm'.length));
-      expect(left, 'libvirt domains or volumes of the run are left').toEqual({ domains: [], volumes: [] });
-    } finally {
-      await stopDaemons(started);
-    }
-  }, 45 * 60_000);
+  it.runIf(missing === null)(
+    'scripts/matrix.mjs --backend vagrant: up, build inside, run, destroy, nothing left',
+    async () => {
+      const r = spawnSync(
+        'npx',
+        [
+          'zx',
+          'scripts/matrix.mjs',
+          '--backend',
+          'vagrant',
+          '--targets',
+          'bookworm',
+          '--variants',
+          'upstream,scoped',
+          '--modes',
+          'interleaved',
+          '--scenarios',
+          'preexisting',
+          '--iterations',
+          String(ITERATIONS),
+          '--out',
+          out,
+        ],
+        { encoding: 'utf8', timeout: 40 * 60_000, env: { ...process.env, CI: 'true' } },
+      );
+      const log = `${r.stdout}\n${r.stderr.slice(-4000)}`;
+      expect(existsSync(join(out, 'summary.json')), log).toBe(true);
+      entries = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as Entry[];
+      expect(entries).toHaveLength(2);
+      for (const e of entries) {
+        expect(e.status, log).toBe('ok');
+        expect(e.kernel).toMatch(/^6\.1\./);
+      }
+      expect(r.status, log).toBe(0);
+      const facts = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')).targets[0].facts as { domain: string; provider: string };
+      expect(facts.provider).toBe('libvirt');
+      expect(facts.domain).toMatch(/-bookworm$/);
+      // The run stopped the libvirt daemons it started: start them (only if down) to look, then stop those.
+      const started = await ensureDaemons(out, () => {}, 'e2e');
+      try {
+        const left = await leftovers(facts.domain.slice(0, -'bookworm'.length));
+        expect(left, 'libvirt domains or volumes of the run are left').toEqual({ domains: [], volumes: [] });
+      } finally {
+        await stopDaemons(started);
+      }
+    },
+    45 * 60_000,
+  );
 
   it.runIf(missing === null)('upstream: the client side is permanently swapped, symmetrically; about half the rows wrong', () => {
     expectPermanentSwap(get('upstream'), ITERATIONS);

@@ -52,15 +52,15 @@ describe('feb5Rows', () => {
     const target = 267 / 418;
     // 1000 rows: wrong = round((target -+ x) * 1000)
     const mk = (wrong: number) => cell({ rights: [(1000 - wrong) / 2, (1000 - wrong) / 2], wrongs: [wrong / 2, wrong / 2] });
-    const near = Math.round((target - 0.09) * 1000 / 2) * 2;
-    const far = Math.round((target - 0.12) * 1000 / 2) * 2;
+    const near = Math.round(((target - 0.09) * 1000) / 2) * 2;
+    const far = Math.round(((target - 0.12) * 1000) / 2) * 2;
     const [, inter] = feb5Rows([mk(near), mk(far)]);
     const within = inter!.rows.slice(1).map((r) => [Math.round(r.rate! * 1000), r.within]);
     expect(within).toContainEqual([near, true]);
     expect(within).toContainEqual([far, false]);
   });
 
-  it('does not hold a fix variant to the bug\'s figure', () => {
+  it("does not hold a fix variant to the bug's figure", () => {
     const [, inter] = feb5Rows([cell({ rights: [200, 200], wrongs: [0, 0], variant: 'scoped' })]);
     expect(inter!.rows[1]!.rate).toBe(0);
     expect(inter!.rows[1]!.within).toBeNull();
@@ -85,7 +85,9 @@ describe('renderFeb5Md', () => {
     expect(md).toContain('### interleaved');
     expect(md).not.toContain('### sequential');
     expect(md).toContain('| the investigation (interleaved, v2 client, 200 iterations, Vagrant VM) | 67 | 133 | 134 | 84 | 418 | 1.04 | 63.9 % | - |');
-    expect(md).toMatch(/\| bookworm 6\.1\.0, 1 vCPU, upstream, reads single, 5 trial\(s\) \| 67 \| 133 \| 134 \| 84 \| 418 \| 1\.04 \| 63\.9 % \[50\.0 %, 70\.0 %\] \| yes \|/);
+    expect(md).toMatch(
+      /\| bookworm 6\.1\.0, 1 vCPU, upstream, reads single, 5 trial\(s\) \| 67 \| 133 \| 134 \| 84 \| 418 \| 1\.04 \| 63\.9 % \[50\.0 %, 70\.0 %\] \| yes \|/,
+    );
   });
 
   it('keeps the figures it quotes equal to the investigation document', () => {

@@ -3,8 +3,18 @@
 import { describe, expect, it } from 'vitest';
 import { normalize, tupleKey } from '../src/analysis/normalize.ts';
 import {
-  classify, formTransactions, HTTP_BUFFER_SIZE, INCOMPLETE_MIN_AGE_NS, isPrintablePath, requestPath, runUserSpace, statusOf, toHttpMonitoring,
-  zeroCounters, type HttpCounters, type KernelTx,
+  classify,
+  formTransactions,
+  HTTP_BUFFER_SIZE,
+  INCOMPLETE_MIN_AGE_NS,
+  isPrintablePath,
+  requestPath,
+  runUserSpace,
+  statusOf,
+  toHttpMonitoring,
+  zeroCounters,
+  type HttpCounters,
+  type KernelTx,
 } from '../src/analysis/transactions.ts';
 import { attributeTrial } from '../src/analysis/attribution.ts';
 import type { TlsEvent } from '../src/analysis/events.ts';
@@ -101,28 +111,103 @@ describe('classification: only the first bytes, as http_parse_data', () => {
 
 // Each case: events (ms), the rows as "METHOD path client>server status x count", and counters.
 const cases: [string, TlsEvent[], string[], Partial<HttpCounters>][] = [
-  ['one-transaction lag: the client\'s read stays in flight, so its request part is held, Count 1 not 2', [c(1, GET()), s(2, GET()), s(3, HEAD), c(4, HEAD)], [`GET ${P} 40001>18001 200x1`], { enqueuedComplete: 1, joinHeldRequests: 1, inFlightAtQuery: 1 }],
+  [
+    "one-transaction lag: the client's read stays in flight, so its request part is held, Count 1 not 2",
+    [c(1, GET()), s(2, GET()), s(3, HEAD), c(4, HEAD)],
+    [`GET ${P} 40001>18001 200x1`],
+    { enqueuedComplete: 1, joinHeldRequests: 1, inFlightAtQuery: 1 },
+  ],
   ['lag of a single complete transaction: no row at all', [c(1, GET()), c(2, RESP)], [], { inFlightAtQuery: 1, inFlightCompleteAtQuery: 1, accepted: 0 }],
-  ['termination by SSL_shutdown enqueues the state', [c(1, GET()), c(2, RESP), end(3)], [`GET ${P} 40001>18001 200x1`], { terminations: 1, enqueuedComplete: 1, inFlightAtQuery: 0 }],
-  ['termination by tcp_close enqueues the state', [c(1, GET()), c(2, RESP), end(3, 'tcp_close')], [`GET ${P} 40001>18001 200x1`], { terminations: 1, enqueuedComplete: 1 }],
+  [
+    'termination by SSL_shutdown enqueues the state',
+    [c(1, GET()), c(2, RESP), end(3)],
+    [`GET ${P} 40001>18001 200x1`],
+    { terminations: 1, enqueuedComplete: 1, inFlightAtQuery: 0 },
+  ],
+  [
+    'termination by tcp_close enqueues the state',
+    [c(1, GET()), c(2, RESP), end(3, 'tcp_close')],
+    [`GET ${P} 40001>18001 200x1`],
+    { terminations: 1, enqueuedComplete: 1 },
+  ],
   ['a second termination finds no state', [c(1, GET()), c(2, RESP), end(3), end(4, 'tcp_close')], [`GET ${P} 40001>18001 200x1`], { terminations: 1 }],
   ['a termination of an unknown key does nothing', [end(1)], [], { terminations: 0, enqueuedComplete: 0 }],
-  ['a request after a complete transaction flushes it', [c(1, GET()), c(2, RESP), c(3, GET('/next')), c(4, RESP)], [`GET ${P} 40001>18001 200x1`], { enqueuedComplete: 1, inFlightCompleteAtQuery: 1 }],
-  ['a request after a request flushes it as a request part', [c(1, GET('/a')), c(2, GET('/b')), c(3, RESP), end(4)], ['GET /b 40001>18001 200x1'], { enqueuedRequestParts: 1, joinHeldRequests: 1 }],
-  ['a response after a response leaves a response-only part, not a second row', [c(1, GET()), s(2, HEAD), c(3, HEAD), end(4)], [`GET ${P} 40001>18001 200x1`], { enqueuedComplete: 1, enqueuedResponseParts: 1, joinLeftoverResponses: 1 }],
-  ['a response creates state; a request after it flushes it as a response part', [c(1, HEAD), c(2, GET()), end(3)], [], { enqueuedResponseParts: 1, enqueuedRequestParts: 1, joinDroppedEarlyResponse: 1, joinHeldRequests: 1 }],
-  ['the body refreshes last_seen of a responding state', [c(1, GET()), c(2, HEAD), c(5, BODY), end(6)], [`GET ${P} 40001>18001 200x1`], { lastSeenRefreshes: 1, otherBuffers: 1 }],
-  ['the body before any status refreshes nothing', [c(1, GET()), c(3, BODY), c(4, HEAD), end(6)], [`GET ${P} 40001>18001 200x1`], { lastSeenRefreshes: 0, otherBuffers: 1 }],
+  [
+    'a request after a complete transaction flushes it',
+    [c(1, GET()), c(2, RESP), c(3, GET('/next')), c(4, RESP)],
+    [`GET ${P} 40001>18001 200x1`],
+    { enqueuedComplete: 1, inFlightCompleteAtQuery: 1 },
+  ],
+  [
+    'a request after a request flushes it as a request part',
+    [c(1, GET('/a')), c(2, GET('/b')), c(3, RESP), end(4)],
+    ['GET /b 40001>18001 200x1'],
+    { enqueuedRequestParts: 1, joinHeldRequests: 1 },
+  ],
+  [
+    'a response after a response leaves a response-only part, not a second row',
+    [c(1, GET()), s(2, HEAD), c(3, HEAD), end(4)],
+    [`GET ${P} 40001>18001 200x1`],
+    { enqueuedComplete: 1, enqueuedResponseParts: 1, joinLeftoverResponses: 1 },
+  ],
+  [
+    'a response creates state; a request after it flushes it as a response part',
+    [c(1, HEAD), c(2, GET()), end(3)],
+    [],
+    { enqueuedResponseParts: 1, enqueuedRequestParts: 1, joinDroppedEarlyResponse: 1, joinHeldRequests: 1 },
+  ],
+  [
+    'the body refreshes last_seen of a responding state',
+    [c(1, GET()), c(2, HEAD), c(5, BODY), end(6)],
+    [`GET ${P} 40001>18001 200x1`],
+    { lastSeenRefreshes: 1, otherBuffers: 1 },
+  ],
+  [
+    'the body before any status refreshes nothing',
+    [c(1, GET()), c(3, BODY), c(4, HEAD), end(6)],
+    [`GET ${P} 40001>18001 200x1`],
+    { lastSeenRefreshes: 0, otherBuffers: 1 },
+  ],
   ['the body never creates state', [c(1, BODY), end(2)], [], { otherBuffers: 1, inFlightAtQuery: 0, terminations: 0 }],
-  ['CONNECT is not a request: its response stays a response part', [c(1, 'CONNECT example.com:443 HTTP/1.1\r\n\r\n'), c(2, HEAD), end(3)], [], { requestBuffers: 0, otherBuffers: 1, enqueuedResponseParts: 1, joinLeftoverResponses: 1 }],
+  [
+    'CONNECT is not a request: its response stays a response part',
+    [c(1, 'CONNECT example.com:443 HTTP/1.1\r\n\r\n'), c(2, HEAD), end(3)],
+    [],
+    { requestBuffers: 0, otherBuffers: 1, enqueuedResponseParts: 1, joinLeftoverResponses: 1 },
+  ],
   ['`GET x` (no ` /`) is not a request', [c(1, 'GET x HTTP/1.1\r\n\r\n'), c(2, HEAD), end(3)], [], { requestBuffers: 0, joinLeftoverResponses: 1 }],
-  ['an HTTP/1.0 status line completes a transaction', [c(1, GET()), c(2, 'HTTP/1.0 404 Not Found\r\n\r\n'), end(3)], [`GET ${P} 40001>18001 404x1`], { accepted: 1 }],
-  ['the path is cut at ?: two queries, one row', [c(1, GET('/p?a=1')), c(2, RESP), c(3, GET('/p?a=2')), c(4, RESP), end(5)], ['GET /p 40001>18001 200x2'], { accepted: 2 }],
+  [
+    'an HTTP/1.0 status line completes a transaction',
+    [c(1, GET()), c(2, 'HTTP/1.0 404 Not Found\r\n\r\n'), end(3)],
+    [`GET ${P} 40001>18001 404x1`],
+    { accepted: 1 },
+  ],
+  [
+    'the path is cut at ?: two queries, one row',
+    [c(1, GET('/p?a=1')), c(2, RESP), c(3, GET('/p?a=2')), c(4, RESP), end(5)],
+    ['GET /p 40001>18001 200x2'],
+    { accepted: 2 },
+  ],
   ['dropped: non-printable path', [c(1, GET('/a\u0001b')), c(2, RESP), end(3)], [], { droppedNonPrintable: 1, accepted: 0 }],
-  ['kept: a Latin-1 path is printable for upstream', [c(1, GET('/caf\u00e9')), c(2, RESP), end(3)], ['GET /caf\u00e9 40001>18001 200x1'], { droppedNonPrintable: 0 }],
+  [
+    'kept: a Latin-1 path is printable for upstream',
+    [c(1, GET('/caf\u00e9')), c(2, RESP), end(3)],
+    ['GET /caf\u00e9 40001>18001 200x1'],
+    { droppedNonPrintable: 0 },
+  ],
   ['dropped: latency 0 (request and response at the same ns)', [c(1, GET()), c(1, RESP), end(2)], [], { droppedLatency: 1 }],
-  ['client and server of one connection share one state: two rows of one key, Count 2', [c(1, GET()), s(2, GET()), s(3, HEAD), c(4, HEAD), end(5)], [`GET ${P} 40001>18001 200x2`], { enqueuedComplete: 1, joined: 1 }],
-  ['a wrong-socket request joins that socket\'s response', [cli(ms(1), 'SSL_write', 2, 1, req(2, 0)), s(2, GET()), s(3, HEAD), cli(ms(4), 'SSL_read', 2, 1, HEAD), end(5)], [`GET ${P} 40001>18001 200x1`, 'GET /200/conn2-iter0 40001>18001 200x1'], { joined: 1 }],
+  [
+    'client and server of one connection share one state: two rows of one key, Count 2',
+    [c(1, GET()), s(2, GET()), s(3, HEAD), c(4, HEAD), end(5)],
+    [`GET ${P} 40001>18001 200x2`],
+    { enqueuedComplete: 1, joined: 1 },
+  ],
+  [
+    "a wrong-socket request joins that socket's response",
+    [cli(ms(1), 'SSL_write', 2, 1, req(2, 0)), s(2, GET()), s(3, HEAD), cli(ms(4), 'SSL_read', 2, 1, HEAD), end(5)],
+    [`GET ${P} 40001>18001 200x1`, 'GET /200/conn2-iter0 40001>18001 200x1'],
+    { joined: 1 },
+  ],
 ];
 
 describe('kernel state and user space, rule by rule', () => {
@@ -132,15 +217,36 @@ describe('kernel state and user space, rule by rule', () => {
     expect(tx.counters).toMatchObject(counters);
   });
 
-  it('rows are the debug endpoint\'s: client = ephemeral side, StaticTags 2 (LIBSSL), latency of the last seen byte', () => {
+  it("rows are the debug endpoint's: client = ephemeral side, StaticTags 2 (LIBSSL), latency of the last seen byte", () => {
     const { rows } = run([s(1, GET()), s(2, HEAD), s(5, BODY), end(6)]);
-    expect(rows).toEqual([{ Client: { IP: '127.0.0.1', Port: 40001 }, Server: { IP: '127.0.0.1', Port: 18001 }, DNS: '', Path: P, Method: 'GET', ByStatus: { '200': { Count: 1, FirstLatencySample: 4 } }, StaticTags: 2, DynamicTags: null }]);
+    expect(rows).toEqual([
+      {
+        Client: { IP: '127.0.0.1', Port: 40001 },
+        Server: { IP: '127.0.0.1', Port: 18001 },
+        DNS: '',
+        Path: P,
+        Method: 'GET',
+        ByStatus: { '200': { Count: 1, FirstLatencySample: 4 } },
+        StaticTags: 2,
+        DynamicTags: null,
+      },
+    ]);
   });
 });
 
 describe('user space drops that events cannot reach (StatKeeper.add on a complete transaction)', () => {
   const tuple = normalize({ saddr: '127.0.0.1', sport: 40001, daddr: '127.0.0.1', dport: 18001 });
-  const tx = (over: Partial<KernelTx>): KernelTx => ({ tuple, fragment: GET(), method: 'GET', requestStarted: ms(1), responseLastSeen: ms(2), status: 200, tags: 2, pid: 1, ...over });
+  const tx = (over: Partial<KernelTx>): KernelTx => ({
+    tuple,
+    fragment: GET(),
+    method: 'GET',
+    requestStarted: ms(1),
+    responseLastSeen: ms(2),
+    status: 200,
+    tags: 2,
+    pid: 1,
+    ...over,
+  });
   it.each([
     ['a fragment without a path (HTTP/1.1 200)', tx({ fragment: 'HTTP/1.1 200 OK' }), 'droppedNoPath'],
     ['an unknown method', tx({ method: null }), 'droppedUnknownMethod'],
@@ -156,17 +262,50 @@ describe('user space drops that events cannot reach (StatKeeper.add on a complet
 describe('the joiner at the query', () => {
   const tuple = normalize({ saddr: '127.0.0.1', sport: 40001, daddr: '127.0.0.1', dport: 18001 });
   const other = normalize({ saddr: '127.0.0.1', sport: 40001, daddr: '127.0.0.1', dport: 18002 });
-  const rq = (t: number, path = P, on = tuple): KernelTx => ({ tuple: on, fragment: GET(path), method: 'GET', requestStarted: t, responseLastSeen: 0, status: 0, tags: 2, pid: 1 });
-  const rs = (t: number, status = 200, on = tuple): KernelTx => ({ tuple: on, fragment: HEAD, method: null, requestStarted: 0, responseLastSeen: t, status, tags: 2, pid: 0 });
+  const rq = (t: number, path = P, on = tuple): KernelTx => ({
+    tuple: on,
+    fragment: GET(path),
+    method: 'GET',
+    requestStarted: t,
+    responseLastSeen: 0,
+    status: 0,
+    tags: 2,
+    pid: 1,
+  });
+  const rs = (t: number, status = 200, on = tuple): KernelTx => ({
+    tuple: on,
+    fragment: HEAD,
+    method: null,
+    requestStarted: 0,
+    responseLastSeen: t,
+    status,
+    tags: 2,
+    pid: 0,
+  });
   const Q = 100e9;
   it.each([
-    ['pairs greedily in time order, whatever the arrival order', [rs(ms(4), 202), rq(ms(3), '/b'), rq(ms(1), '/a'), rs(ms(2), 201)], ['/a 201', '/b 202'], { joined: 2 }],
+    [
+      'pairs greedily in time order, whatever the arrival order',
+      [rs(ms(4), 202), rq(ms(3), '/b'), rq(ms(1), '/a'), rs(ms(2), 201)],
+      ['/a 201', '/b 202'],
+      { joined: 2 },
+    ],
     ['drops a response earlier than the request', [rs(ms(1)), rq(ms(2)), rs(ms(3), 204)], [`${P} 204`], { joinDroppedEarlyResponse: 1, joined: 1 }],
     ['discards leftover responses', [rq(ms(1)), rs(ms(2)), rs(ms(3))], [`${P} 200`], { joinLeftoverResponses: 1 }],
     ['holds a leftover request younger than 30 s', [rq(Q - INCOMPLETE_MIN_AGE_NS + 1)], [], { joinHeldRequests: 1, joinDroppedOldRequests: 0 }],
     ['drops a leftover request exactly 30 s old', [rq(Q - INCOMPLETE_MIN_AGE_NS)], [], { joinHeldRequests: 0, joinDroppedOldRequests: 1 }],
-    ['drops old leftovers, holds the first young one and all after it', [rq(Q - 40e9, '/a'), rq(Q - 31e9, '/b'), rq(Q - 29e9, '/c'), rq(Q - 1e9, '/d')], [], { joinDroppedOldRequests: 2, joinHeldRequests: 2 }],
-    ['groups by the client endpoint only (upstream: SrcIP, SrcPort): the row is the request\'s tuple', [rq(ms(1), P, tuple), rs(ms(2), 200, other)], [`${P} 200`], { joined: 1 }],
+    [
+      'drops old leftovers, holds the first young one and all after it',
+      [rq(Q - 40e9, '/a'), rq(Q - 31e9, '/b'), rq(Q - 29e9, '/c'), rq(Q - 1e9, '/d')],
+      [],
+      { joinDroppedOldRequests: 2, joinHeldRequests: 2 },
+    ],
+    [
+      "groups by the client endpoint only (upstream: SrcIP, SrcPort): the row is the request's tuple",
+      [rq(ms(1), P, tuple), rs(ms(2), 200, other)],
+      [`${P} 200`],
+      { joined: 1 },
+    ],
   ] as const)('%s', (_n, parts, want, counters) => {
     const k = zeroCounters();
     const { transactions, held } = runUserSpace(parts, Q, k);
@@ -185,7 +324,7 @@ describe('the joiner at the query', () => {
   });
 });
 
-describe('normalisation at the ephemeral range\'s edges (32768-60999)', () => {
+describe("normalisation at the ephemeral range's edges (32768-60999)", () => {
   it.each([
     [32767, 61000, 61000], // neither ephemeral: the lower port is the server
     [32768, 61000, 32768], // ephemeral beats the higher port
@@ -211,7 +350,11 @@ describe('normalisation at the ephemeral range\'s edges (32768-60999)', () => {
   });
 
   it('both sides of a 32768 <-> 61000 connection share one in-flight state', () => {
-    const evs = [raw(ms(1), GET(), { sport: 61000, dport: 32768 }), raw(ms(2), HEAD, { sport: 32768, dport: 61000 }), raw(ms(3), '', { sport: 61000, dport: 32768 }, 'tcp_close')];
+    const evs = [
+      raw(ms(1), GET(), { sport: 61000, dport: 32768 }),
+      raw(ms(2), HEAD, { sport: 32768, dport: 61000 }),
+      raw(ms(3), '', { sport: 61000, dport: 32768 }, 'tcp_close'),
+    ];
     expect(run(evs).lines).toEqual([`GET ${P} 32768>61000 200x1`]);
   });
 });

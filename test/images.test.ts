@@ -46,7 +46,8 @@ describe('recipe', () => {
 
   it('lists the base system and the toolchain for every suite, initramfs-tools except on sid', () => {
     for (const s of SUITES) {
-      for (const p of ['linux-image-cloud-amd64', 'openssh-server', 'python3', 'clang', 'libbpf-dev', 'bpftool', 'libssl-dev']) expect(PACKAGES[s]).toContain(p);
+      for (const p of ['linux-image-cloud-amd64', 'openssh-server', 'python3', 'clang', 'libbpf-dev', 'bpftool', 'libssl-dev'])
+        expect(PACKAGES[s]).toContain(p);
       expect(PACKAGES[s].includes('initramfs-tools')).toBe(s !== 'sid');
     }
   });
@@ -220,23 +221,31 @@ describe('images.mjs flags', () => {
   });
 
   it('lists cached images with versions and sizes', () => {
-    const m = { kernel: '6.1.0-50-cloud-amd64', versions: { openssl: '3.0.20-1~deb12u2', clang: '1:14.0-55.7~deb12u1', libbpf: '1:1.1.2-0+deb12u1', bpftool: '7.1.0+6.1.176-1' }, builtAt: '2026-01-02T03:04:05Z' } as unknown as ImageManifest;
+    const m = {
+      kernel: '6.1.0-50-cloud-amd64',
+      versions: { openssl: '3.0.20-1~deb12u2', clang: '1:14.0-55.7~deb12u1', libbpf: '1:1.1.2-0+deb12u1', bpftool: '7.1.0+6.1.176-1' },
+      builtAt: '2026-01-02T03:04:05Z',
+    } as unknown as ImageManifest;
     const out = formatList([{ suite: 'bookworm', dir: '/c/images/bookworm', manifest: m, current: true, bytes: 944_000_000 }], '/c');
     expect(out).toMatch(/bookworm\s+6\.1\.0-50-cloud-amd64\s+3\.0\.20\s+14\.0\s+1\.1\.2\s+7\.1\.0\s+900 MiB\s+2026-01-02 03:04\s+current/);
     expect(formatList([], '/c')).toMatch(/no images cached/);
   });
 
   it('finds the Debian mirror in apt sources (deb822 and one-line)', () => {
-    expect(parseMirror(['Types: deb\nURIs: http://deb.debian.org/debian-security\n', 'Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n'])).toBe('http://mirror.example/debian');
+    expect(
+      parseMirror(['Types: deb\nURIs: http://deb.debian.org/debian-security\n', 'Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm\n']),
+    ).toBe('http://mirror.example/debian');
     expect(parseMirror(['deb [signed-by=/k.gpg] http://ftp.de.debian.org/debian bookworm main\n'])).toBe('http://ftp.de.debian.org/debian');
     expect(parseMirror(['deb https://packages.cloud.google.com/apt cloud-sdk main\n'])).toBeNull();
   });
 });
 
-const canBuild = process.getuid?.() === 0 && spawnSync('sh', ['-c', 'command -v debootstrap || test -x /usr/sbin/debootstrap'], { timeout: 5_000 }).status === 0;
+const canBuild =
+  process.getuid?.() === 0 && spawnSync('sh', ['-c', 'command -v debootstrap || test -x /usr/sbin/debootstrap'], { timeout: 5_000 }).status === 0;
 
 describe.skipIf(!canBuild)('a failed or interrupted build leaves the cache as it was (root)', () => {
-  const leftovers = (root: string) => readdirSync(join(root, 'images')).filter((e) => e.startsWith('.build-') || e.startsWith('.old-') || e.startsWith('.lock-'));
+  const leftovers = (root: string) =>
+    readdirSync(join(root, 'images')).filter((e) => e.startsWith('.build-') || e.startsWith('.old-') || e.startsWith('.lock-'));
 
   it('rebuilds an image whose checksum does not match, says so, and keeps the old one when the build fails', async () => {
     const root = tmp();
@@ -244,10 +253,17 @@ describe.skipIf(!canBuild)('a failed or interrupted build leaves the cache as it
     const p = imagePaths(root, 'bookworm');
     await mkdir(p.dir, { recursive: true });
     for (const f of [p.disk, p.kernel, p.initrd]) await writeFile(f, 'x');
-    await writeFile(p.manifest, JSON.stringify({ suite: 'bookworm', recipeHash: recipeHash(recipeFor('bookworm')), clientKey: key.publicKey, sha256: '0'.repeat(64) }));
+    await writeFile(
+      p.manifest,
+      JSON.stringify({ suite: 'bookworm', recipeHash: recipeHash(recipeFor('bookworm')), clientKey: key.publicKey, sha256: '0'.repeat(64) }),
+    );
     const events: ProgressEvent[] = [];
     // An unreachable mirror makes debootstrap fail at once.
-    const err = await ensureImage('bookworm', { cacheDir: root, emit: (e) => events.push(e), env: { ...process.env, USM_LAB_MIRROR: 'http://127.0.0.1:9/debian' } }).catch((e: unknown) => e);
+    const err = await ensureImage('bookworm', {
+      cacheDir: root,
+      emit: (e) => events.push(e),
+      env: { ...process.env, USM_LAB_MIRROR: 'http://127.0.0.1:9/debian' },
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(LabError);
     expect((err as LabError).kind).toBe('build-failed');
     expect(events.some((e) => e.type === 'info' && /rebuilding the bookworm image: checksum mismatch/.test(e.message))).toBe(true);

@@ -40,7 +40,9 @@ describe('junit.xml', () => {
     expect(xml).toContain('<property name="cpus" value="2"/>'); // bullseye's facts
     expect(xml.match(/<testcase /g)).toHaveLength(16);
     expect(xml).toContain('<error message="boot-timeout: no SSH within 360 s" type="boot-timeout"/>');
-    expect(xml).toMatch(/name="preexisting\/interleaved\/scoped"[^>]*>\s*<error message="tracer-failed: [^"]*" type="tracer-failed"\/>\s*<system-out><!\[CDATA\[[^]*BPF program load failed: Permission denied/);
+    expect(xml).toMatch(
+      /name="preexisting\/interleaved\/scoped"[^>]*>\s*<error message="tracer-failed: [^"]*" type="tracer-failed"\/>\s*<system-out><!\[CDATA\[[^]*BPF program load failed: Permission denied/,
+    );
   });
 
   it('a verdict that is not as expected is a failure (not an error); an ok cell has neither', async () => {
@@ -52,20 +54,28 @@ describe('junit.xml', () => {
         r.cell = summarizeCell(r.cell, { kernel: r.cell.kernel, openssl: r.cell.openssl }, r.trials);
       }),
     );
-    expect(xml).toMatch(/name="preexisting\/sequential\/scoped"[^>]*>\s*<failure message="NOT as expected: expected no wrong rows, capture >= 95 %; got 5 wrong rows[^"]*" type="verdict"\/>/);
+    expect(xml).toMatch(
+      /name="preexisting\/sequential\/scoped"[^>]*>\s*<failure message="NOT as expected: expected no wrong rows, capture >= 95 %; got 5 wrong rows[^"]*" type="verdict"\/>/,
+    );
     expect(xml).toMatch(/name="preexisting\/sequential\/upstream" time="[\d.]+">\s*<system-out>/);
   });
 
-  it.skipIf(!haveXmllint && !inCI)(`validates against the JUnit schema${haveXmllint ? '' : ' (skipped: no xmllint; bash provision/host-deps.sh report)'}`, async () => {
-    const { dir } = await fixtureJunit();
-    const r = xmllint(join(dir, 'junit.xml'));
-    expect(r.ok, r.out).toBe(true);
-    // the schema is not vacuous: a testcase with two failures and a suite without counts are refused
-    writeFileSync(join(dir, 'bad.xml'), '<testsuites><testsuite name="x" tests="1" failures="2" errors="0"><testcase name="a"><failure type="v"/><failure type="v"/></testcase></testsuite><testsuite name="y"/></testsuites>');
-    const bad = xmllint(join(dir, 'bad.xml'));
-    expect(bad.ok).toBe(false);
-    expect(bad.out).toMatch(/failure.*not expected|attribute 'tests' is required/);
-  });
+  it.skipIf(!haveXmllint && !inCI)(
+    `validates against the JUnit schema${haveXmllint ? '' : ' (skipped: no xmllint; bash provision/host-deps.sh report)'}`,
+    async () => {
+      const { dir } = await fixtureJunit();
+      const r = xmllint(join(dir, 'junit.xml'));
+      expect(r.ok, r.out).toBe(true);
+      // the schema is not vacuous: a testcase with two failures and a suite without counts are refused
+      writeFileSync(
+        join(dir, 'bad.xml'),
+        '<testsuites><testsuite name="x" tests="1" failures="2" errors="0"><testcase name="a"><failure type="v"/><failure type="v"/></testcase></testsuite><testsuite name="y"/></testsuites>',
+      );
+      const bad = xmllint(join(dir, 'bad.xml'));
+      expect(bad.ok).toBe(false);
+      expect(bad.out).toMatch(/failure.*not expected|attribute 'tests' is required/);
+    },
+  );
 
   it('guest text with control characters and markup stays valid XML', async () => {
     expect(xmlSafe('a\x1b[31mred\x1b[0m\x00b\uD800c')).toBe('a[31mred[0m?b?c');

@@ -31,6 +31,12 @@ describe('layering of src/', () => {
     expect(verdict('backends/shared/ports.ts', 'backends/index.ts')).toBe('up');
     expect(verdict('analysis/cell.ts', 'analysis/attribution.ts')).toBeNull();
     expect(verdict('nowhere.ts', 'domain.ts')).toBe('unplaced: nowhere.ts');
-    expect(cycles([{ from: 'a.ts', to: 'b.ts' }, { from: 'b.ts', to: 'a.ts' }, { from: 'b.ts', to: 'c.ts' }])).toEqual([['a.ts', 'b.ts']]);
+    expect(
+      cycles([
+        { from: 'a.ts', to: 'b.ts' },
+        { from: 'b.ts', to: 'a.ts' },
+        { from: 'b.ts', to: 'c.ts' },
+      ]),
+    ).toEqual([['a.ts', 'b.ts']]);
   });
 });

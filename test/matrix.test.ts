@@ -54,7 +54,10 @@ function fakeTrial(o: { fail?: (spec: { target: string; trial: number }) => LabE
     o.onRun?.();
     await mkdir(opts.localDir, { recursive: true });
     await writeFile(join(opts.localDir, 'client.out'), 'READY:40001:18001:40002:18002\nDONE\nconn1 ok=2 fail=0\nconn2 ok=2 fail=0\n');
-    await writeFile(join(opts.localDir, 'events.jsonl'), `${JSON.stringify({ meta: { hook: 'kprobe' } })}\n${JSON.stringify({ stats: { calls: { SSL_write: 4, SSL_read: 4 } } })}\n`);
+    await writeFile(
+      join(opts.localDir, 'events.jsonl'),
+      `${JSON.stringify({ meta: { hook: 'kprobe' } })}\n${JSON.stringify({ stats: { calls: { SSL_write: 4, SSL_read: 4 } } })}\n`,
+    );
     const run: TrialRun = { localDir: opts.localDir, conns: [], clientPid: 100, clientRc: 0, tracerRc: 0, durationMs: 1 };
     const error = o.fail?.({ target: opts.machine.target, trial: opts.spec.trial });
     return error ? { ...run, error } : run;
@@ -92,7 +95,15 @@ function resolved(targets: string[], over: Partial<ResolvedRun> = {}): ResolvedR
 
 function deps(backend: Backend, trial: typeof runTrial, signal = new AbortController().signal): MatrixDeps & { events: ProgressEvent[] } {
   const events: ProgressEvent[] = [];
-  return { repoRoot: root, backends: async () => backend, emit: (e) => events.push(e), signal, argv: [], scenario: { prepareMachine: fakePrepare, runTrial: trial }, events };
+  return {
+    repoRoot: root,
+    backends: async () => backend,
+    emit: (e) => events.push(e),
+    signal,
+    argv: [],
+    scenario: { prepareMachine: fakePrepare, runTrial: trial },
+    events,
+  };
 }
 
 describe('runMatrix with a fake backend', () => {
@@ -101,7 +112,10 @@ describe('runMatrix with a fake backend', () => {
     const res = await runMatrix(resolved(['a', 'b']), deps(b, fakeTrial()));
     expect(res.exitCode).toBe(0);
     expect(res.cells.map((c) => [c.target, c.status, c.verdict.pass])).toEqual([
-      ['a', 'ok', true], ['a', 'ok', true], ['b', 'ok', true], ['b', 'ok', true],
+      ['a', 'ok', true],
+      ['a', 'ok', true],
+      ['b', 'ok', true],
+      ['b', 'ok', true],
     ]);
     expect(b.stops).toEqual(['a', 'b']);
     expect(res.cells[0]!.kernel).toBe('6.1.0-fake');
@@ -121,22 +135,41 @@ describe('runMatrix with a fake backend', () => {
     const res = await runMatrix(resolved(['a', 'b', 'c']), d);
     expect(b.ups).toEqual(['a', 'b', 'c']);
     expect(res.cells.map((c) => [c.target, c.status])).toEqual([
-      ['a', 'boot-failed'], ['a', 'boot-failed'], ['b', 'ok'], ['b', 'ok'], ['c', 'ok'], ['c', 'ok'],
+      ['a', 'boot-failed'],
+      ['a', 'boot-failed'],
+      ['b', 'ok'],
+      ['b', 'ok'],
+      ['c', 'ok'],
+      ['c', 'ok'],
     ]);
     expect(res.cells[0]!.error).toBe('a: the kernel panicked');
-    expect(res.manifest.targets.map((t) => [t.name, t.status])).toEqual([['a', 'boot-failed'], ['b', 'ok'], ['c', 'ok']]);
+    expect(res.manifest.targets.map((t) => [t.name, t.status])).toEqual([
+      ['a', 'boot-failed'],
+      ['b', 'ok'],
+      ['c', 'ok'],
+    ]);
     expect(readFileSync(join(res.outDir, 'a', 'boot-failed.txt'), 'utf8')).toBe('Kernel panic - not syncing');
     expect(d.events).toContainEqual({ type: 'warn', target: 'a', message: 'boot-failed: a: the kernel panicked' });
     expect(res.exitCode).toBe(3);
   });
 
   it('a failed trial fails its cell only, with a failed run step naming the tracer log; exit 3', async () => {
-    const d = deps(new FakeBackend(), fakeTrial({ fail: (s) => (s.target === 'a' && s.trial === 1 ? new LabError('tracer-failed', 'tracer exited with code 1') : undefined) }));
+    const d = deps(
+      new FakeBackend(),
+      fakeTrial({ fail: (s) => (s.target === 'a' && s.trial === 1 ? new LabError('tracer-failed', 'tracer exited with code 1') : undefined) }),
+    );
     const res = await runMatrix(resolved(['a', 'b'], { modes: ['sequential'] }), d);
-    expect(res.cells.map((c) => [c.target, c.status, c.error])).toEqual([['a', 'tracer-failed', 'tracer exited with code 1'], ['b', 'ok', undefined]]);
+    expect(res.cells.map((c) => [c.target, c.status, c.error])).toEqual([
+      ['a', 'tracer-failed', 'tracer exited with code 1'],
+      ['b', 'ok', undefined],
+    ]);
     expect(res.manifest.targets.map((t) => t.status)).toEqual(['cells-failed', 'ok']);
     const failed = d.events.find((e) => e.type === 'step-end' && e.step === 'run' && !e.ok);
-    expect(failed).toMatchObject({ target: 'a', detail: 'baseline-sequential-upstream#1: tracer exited with code 1', logFile: join(res.outDir, 'a', 'baseline-sequential-upstream', 'trial-1', 'tracer.log') });
+    expect(failed).toMatchObject({
+      target: 'a',
+      detail: 'baseline-sequential-upstream#1: tracer exited with code 1',
+      logFile: join(res.outDir, 'a', 'baseline-sequential-upstream', 'trial-1', 'tracer.log'),
+    });
     expect(res.exitCode).toBe(3);
   });
 
@@ -145,7 +178,12 @@ describe('runMatrix with a fake backend', () => {
     const b = new FakeBackend();
     let n = 0;
     const res = await runMatrix(resolved(['a', 'b']), deps(b, fakeTrial({ onRun: () => void (++n === 1 && ac.abort()) }), ac.signal));
-    expect(res.cells.map((c) => [c.target, c.status])).toEqual([['a', 'ok'], ['a', 'interrupted'], ['b', 'interrupted'], ['b', 'interrupted']]);
+    expect(res.cells.map((c) => [c.target, c.status])).toEqual([
+      ['a', 'ok'],
+      ['a', 'interrupted'],
+      ['b', 'interrupted'],
+      ['b', 'interrupted'],
+    ]);
     expect(b.ups).toEqual(['a']);
     expect(b.stops).toEqual(['a']);
     expect(res.exitCode).toBe(130);
@@ -166,7 +204,15 @@ describe('exit codes (DESIGN.md)', () => {
     const err = new PassThrough();
     let text = '';
     err.on('data', (d: Buffer) => (text += d.toString()));
-    const code = await matrixMain({ argv: ['--variants', 'nope'], cwd: root, repoRoot: root, env: {}, stdout: new PassThrough() as unknown as NodeJS.WriteStream, stderr: err as unknown as NodeJS.WriteStream, signal: new AbortController().signal });
+    const code = await matrixMain({
+      argv: ['--variants', 'nope'],
+      cwd: root,
+      repoRoot: root,
+      env: {},
+      stdout: new PassThrough() as unknown as NodeJS.WriteStream,
+      stderr: err as unknown as NodeJS.WriteStream,
+      signal: new AbortController().signal,
+    });
     expect(code).toBe(2);
     expect(text).toContain("--variants: unknown value 'nope' (allowed: upstream, no-fallback, recv-hook, scoped)");
   });

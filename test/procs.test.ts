@@ -43,7 +43,12 @@ afterEach(async () => {
 describe('background processes over Machine.exec', () => {
   it('starts a program with hostile arguments verbatim, reads its lines and exit code', async () => {
     const weird = `it's "quoted" $(echo no) ; rm -rf / \` \n newline`;
-    const p = await startProc(m, { name: 'echoer', dir, kind: 'client-failed', argv: ['python3', '-c', 'import sys; print(sys.argv[1]); print("READY", flush=True)', weird] });
+    const p = await startProc(m, {
+      name: 'echoer',
+      dir,
+      kind: 'client-failed',
+      argv: ['python3', '-c', 'import sys; print(sys.argv[1]); print("READY", flush=True)', weird],
+    });
     started.push(p);
     const st = await waitForLine(m, p, /^READY$/, 10_000);
     expect(st.out.split('\n')[0]).toBe(weird.split('\n')[0]);
@@ -74,7 +79,16 @@ describe('background processes over Machine.exec', () => {
   }, 30_000);
 
   it('signals reach the program itself (its pid, not a wrapper shell)', async () => {
-    const p = await startProc(m, { name: 'trap', dir, kind: 'client-failed', argv: ['python3', '-c', 'import signal,sys,time\nsignal.signal(signal.SIGUSR1, lambda *a: (print("GOT", flush=True), sys.exit(7)))\nprint("READY", flush=True)\ntime.sleep(30)'] });
+    const p = await startProc(m, {
+      name: 'trap',
+      dir,
+      kind: 'client-failed',
+      argv: [
+        'python3',
+        '-c',
+        'import signal,sys,time\nsignal.signal(signal.SIGUSR1, lambda *a: (print("GOT", flush=True), sys.exit(7)))\nprint("READY", flush=True)\ntime.sleep(30)',
+      ],
+    });
     started.push(p);
     await waitForLine(m, p, /^READY$/, 10_000);
     await signalProc(m, p, 'USR1');
@@ -84,7 +98,12 @@ describe('background processes over Machine.exec', () => {
   }, 30_000);
 
   it('stopProc kills a program that ignores TERM, and its children', async () => {
-    const p = await startProc(m, { name: 'stubborn', dir, kind: 'server-failed', argv: ['sh', '-c', 'trap "" TERM; sleep 60 & echo child $!; echo READY; wait'] });
+    const p = await startProc(m, {
+      name: 'stubborn',
+      dir,
+      kind: 'server-failed',
+      argv: ['sh', '-c', 'trap "" TERM; sleep 60 & echo child $!; echo READY; wait'],
+    });
     started.push(p);
     const st = await waitForLine(m, p, /^READY$/, 10_000);
     const child = Number(/child (\d+)/.exec(st.out)?.[1]);

@@ -39,19 +39,38 @@ const base: VmArgs = {
 describe('QEMU argv builders', () => {
   it('builds the whole command line for a TCG guest', () => {
     expect(vmArgs(base)).toEqual([
-      '-accel', 'tcg', '-cpu', 'max',
-      '-smp', '1', '-m', '1024',
-      '-nodefaults', '-display', 'none',
-      '-kernel', '/c/vmlinuz', '-initrd', '/c/initrd.img',
-      '-append', 'root=/dev/vda rw console=ttyS0 net.ifnames=0 random.trust_cpu=on panic=-1',
-      '-drive', 'file=/r/ov.qcow2,if=virtio,format=qcow2,cache=unsafe',
-      '-netdev', 'user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22',
-      '-device', 'virtio-net-pci,netdev=n0',
-      '-device', 'virtio-rng-pci',
-      '-serial', 'file:/r/console.log',
-      '-qmp', 'unix:/r/qmp.sock,server=on,wait=off',
+      '-accel',
+      'tcg',
+      '-cpu',
+      'max',
+      '-smp',
+      '1',
+      '-m',
+      '1024',
+      '-nodefaults',
+      '-display',
+      'none',
+      '-kernel',
+      '/c/vmlinuz',
+      '-initrd',
+      '/c/initrd.img',
+      '-append',
+      'root=/dev/vda rw console=ttyS0 net.ifnames=0 random.trust_cpu=on panic=-1',
+      '-drive',
+      'file=/r/ov.qcow2,if=virtio,format=qcow2,cache=unsafe',
+      '-netdev',
+      'user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:40022-:22',
+      '-device',
+      'virtio-net-pci,netdev=n0',
+      '-device',
+      'virtio-rng-pci',
+      '-serial',
+      'file:/r/console.log',
+      '-qmp',
+      'unix:/r/qmp.sock,server=on,wait=off',
       '-no-reboot',
-      '-pidfile', '/r/qemu.pid',
+      '-pidfile',
+      '/r/qemu.pid',
     ]);
   });
 
@@ -135,7 +154,19 @@ describe.skipIf(!has('qemu-img'))('Vm process handling (fake QEMU)', () => {
   const baseImg = join(dir, 'base.qcow2');
   writeFileSync(fake, FAKE_QEMU, { mode: 0o755 });
   spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', baseImg, '16M'], { timeout: 10_000 });
-  const spec = (name: string) => ({ name, accel: 'tcg' as const, cpus: 1, memoryMiB: 256, kernel: '/k', initrd: '/i', base: baseImg, append: kernelCmdline(), runDir: join(dir, name), keep: false, qemu: fake });
+  const spec = (name: string) => ({
+    name,
+    accel: 'tcg' as const,
+    cpus: 1,
+    memoryMiB: 256,
+    kernel: '/k',
+    initrd: '/i',
+    base: baseImg,
+    append: kernelCmdline(),
+    runDir: join(dir, name),
+    keep: false,
+    qemu: fake,
+  });
 
   afterAll(async () => {
     await stopAllVms();
@@ -184,7 +215,11 @@ const cacheDir = resolveCacheRoot();
 async function missingForQemuE2e(): Promise<string | null> {
   if (process.platform !== 'linux') return 'needs Linux';
   for (const b of ['qemu-system-x86_64', 'qemu-img']) if (!has(b)) return `needs ${b} (provision/host-deps-images.txt)`;
-  const cached = await checkImage(imagePaths(cacheDir, 'bookworm'), { recipeHash: recipeHash(recipeFor('bookworm')), clientKey: readFileOr(join(cacheDir, 'images/id_ed25519.pub')), verifyChecksum: false });
+  const cached = await checkImage(imagePaths(cacheDir, 'bookworm'), {
+    recipeHash: recipeHash(recipeFor('bookworm')),
+    clientKey: readFileOr(join(cacheDir, 'images/id_ed25519.pub')),
+    verifyChecksum: false,
+  });
   if (!cached.ok) {
     if (process.getuid?.() !== 0) return `the bookworm image is not cached (${cached.reason}) and building it needs root`;
     if (!has('debootstrap')) return 'the bookworm image is not cached and debootstrap is missing (provision/host-deps-images.txt)';
@@ -216,57 +251,67 @@ describe.skipIf(missing !== null && !inCI)(`qemu end to end (bookworm)${missing 
     expect(missing, `the qemu end-to-end test cannot run here: ${missing}`).toBeNull();
   });
 
-  it.runIf(missing === null)('builds or reuses the image, boots it, runs commands over SSH, copies files, stops cleanly', async () => {
-    const backend = new QemuBackend();
-    let lease: Lease | undefined;
-    try {
-      lease = await backend.up({ name: 'bookworm', backend: 'qemu', suite: 'bookworm' }, ctx(runDir));
-      const pid = Number(readFileSync(join(runDir, 'qemu.pid'), 'utf8'));
-      expect(pid).toBeGreaterThan(1);
-      expect(existsSync(`/proc/${pid}`)).toBe(true);
-      expect(['tcg', 'kvm']).toContain(lease.facts.accel);
+  it.runIf(missing === null)(
+    'builds or reuses the image, boots it, runs commands over SSH, copies files, stops cleanly',
+    async () => {
+      const backend = new QemuBackend();
+      let lease: Lease | undefined;
+      try {
+        lease = await backend.up({ name: 'bookworm', backend: 'qemu', suite: 'bookworm' }, ctx(runDir));
+        const pid = Number(readFileSync(join(runDir, 'qemu.pid'), 'utf8'));
+        expect(pid).toBeGreaterThan(1);
+        expect(existsSync(`/proc/${pid}`)).toBe(true);
+        expect(['tcg', 'kvm']).toContain(lease.facts.accel);
 
-      const m = lease.machine;
-      const uname = await m.exec(['uname', '-r'], { timeoutMs: 30_000 });
-      expect(uname.code).toBe(0);
-      expect(uname.stdout.trim()).toMatch(/^6\.1\.\d+.*cloud-amd64$/);
-      expect(lease.facts.kernel).toBe(uname.stdout.trim());
-      const env = await m.exec(['sh', '-c', 'hostname; umask; ip -4 -o addr show eth0; mount'], { timeoutMs: 30_000 });
-      expect(env.stdout).toMatch(/^lab-bookworm\n0022\n.*inet 10\.0\.2\.15\/24/);
-      for (const fs of ['proc', 'sysfs', 'devtmpfs', 'devpts', 'tracefs', 'debugfs', 'bpf', 'cgroup2']) expect(env.stdout).toContain(` type ${fs} `);
-      const ssl = await m.exec(['python3', '-c', 'import ssl; print(ssl.OPENSSL_VERSION)'], { timeoutMs: 60_000 });
-      expect(ssl.code, ssl.stderr).toBe(0);
-      expect(ssl.stdout).toMatch(/^OpenSSL 3\.0\./);
+        const m = lease.machine;
+        const uname = await m.exec(['uname', '-r'], { timeoutMs: 30_000 });
+        expect(uname.code).toBe(0);
+        expect(uname.stdout.trim()).toMatch(/^6\.1\.\d+.*cloud-amd64$/);
+        expect(lease.facts.kernel).toBe(uname.stdout.trim());
+        const env = await m.exec(['sh', '-c', 'hostname; umask; ip -4 -o addr show eth0; mount'], { timeoutMs: 30_000 });
+        expect(env.stdout).toMatch(/^lab-bookworm\n0022\n.*inet 10\.0\.2\.15\/24/);
+        for (const fs of ['proc', 'sysfs', 'devtmpfs', 'devpts', 'tracefs', 'debugfs', 'bpf', 'cgroup2']) expect(env.stdout).toContain(` type ${fs} `);
+        const ssl = await m.exec(['python3', '-c', 'import ssl; print(ssl.OPENSSL_VERSION)'], { timeoutMs: 60_000 });
+        expect(ssl.code, ssl.stderr).toBe(0);
+        expect(ssl.stdout).toMatch(/^OpenSSL 3\.0\./);
 
-      const local = join(runDir, 'hello.txt');
-      writeFileSync(local, 'hello from the host\n');
-      await m.put(local, '/tmp/lab-e2e/hello.txt', { timeoutMs: 60_000 });
-      const cat = await m.exec(['cat', 'hello.txt'], { timeoutMs: 30_000, cwd: '/tmp/lab-e2e' });
-      expect(cat.stdout).toBe('hello from the host\n');
-      await m.exec(['sh', '-c', 'uname -r > /tmp/lab-e2e/kernel.txt'], { timeoutMs: 30_000 });
-      await m.get('/tmp/lab-e2e/kernel.txt', join(runDir, 'back/kernel.txt'), { timeoutMs: 60_000 });
-      expect(readFileSync(join(runDir, 'back/kernel.txt'), 'utf8').trim()).toBe(uname.stdout.trim());
+        const local = join(runDir, 'hello.txt');
+        writeFileSync(local, 'hello from the host\n');
+        await m.put(local, '/tmp/lab-e2e/hello.txt', { timeoutMs: 60_000 });
+        const cat = await m.exec(['cat', 'hello.txt'], { timeoutMs: 30_000, cwd: '/tmp/lab-e2e' });
+        expect(cat.stdout).toBe('hello from the host\n');
+        await m.exec(['sh', '-c', 'uname -r > /tmp/lab-e2e/kernel.txt'], { timeoutMs: 30_000 });
+        await m.get('/tmp/lab-e2e/kernel.txt', join(runDir, 'back/kernel.txt'), { timeoutMs: 60_000 });
+        expect(readFileSync(join(runDir, 'back/kernel.txt'), 'utf8').trim()).toBe(uname.stdout.trim());
 
-      await lease.stop();
-      await lease.stop(); // idempotent
-      expect(existsSync(`/proc/${pid}`), `qemu pid ${pid} still exists after stop()`).toBe(false);
-      expect(existsSync(join(runDir, 'bookworm-overlay.qcow2'))).toBe(false);
+        await lease.stop();
+        await lease.stop(); // idempotent
+        expect(existsSync(`/proc/${pid}`), `qemu pid ${pid} still exists after stop()`).toBe(false);
+        expect(existsSync(join(runDir, 'bookworm-overlay.qcow2'))).toBe(false);
+        expect(runningVms()).toHaveLength(0);
+        const steps = events.filter((e) => e.type === 'step-end').map((e) => (e as { step: string }).step);
+        expect(steps).toEqual(expect.arrayContaining(['image-check', 'accel', 'qemu-start', 'ssh-wait']));
+      } finally {
+        await lease?.stop();
+      }
+    },
+    25 * 60_000,
+  );
+
+  it.runIf(missing === null)(
+    'fails fast with boot-failed and the console tail when the guest cannot boot',
+    async () => {
+      const dir = join(runDir, 'bad');
+      const t0 = Date.now();
+      const err = await new QemuBackend({ append: ['init=/sbin/no-such-init'] })
+        .up({ name: 'bad', backend: 'qemu', suite: 'bookworm' }, ctx(dir))
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(LabError);
+      expect((err as LabError).kind).toBe('boot-failed');
+      expect((err as LabError).detail).toMatch(/no-such-init is missing/);
+      expect(Date.now() - t0).toBeLessThan(90_000);
       expect(runningVms()).toHaveLength(0);
-      const steps = events.filter((e) => e.type === 'step-end').map((e) => (e as { step: string }).step);
-      expect(steps).toEqual(expect.arrayContaining(['image-check', 'accel', 'qemu-start', 'ssh-wait']));
-    } finally {
-      await lease?.stop();
-    }
-  }, 25 * 60_000);
-
-  it.runIf(missing === null)('fails fast with boot-failed and the console tail when the guest cannot boot', async () => {
-    const dir = join(runDir, 'bad');
-    const t0 = Date.now();
-    const err = await new QemuBackend({ append: ['init=/sbin/no-such-init'] }).up({ name: 'bad', backend: 'qemu', suite: 'bookworm' }, ctx(dir)).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(LabError);
-    expect((err as LabError).kind).toBe('boot-failed');
-    expect((err as LabError).detail).toMatch(/no-such-init is missing/);
-    expect(Date.now() - t0).toBeLessThan(90_000);
-    expect(runningVms()).toHaveLength(0);
-  }, 10 * 60_000);
+    },
+    10 * 60_000,
+  );
 });

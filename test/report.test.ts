@@ -26,13 +26,39 @@ print(f'Misattribution rate: {(conn1_wrong+conn2_wrong)/(conn1_correct+conn1_wro
 
 const tx = (clientPort: number, serverPort: number, path: string, status = 200): Transaction => ({
   tuple: { client: { ip: '127.0.0.1', port: clientPort }, server: { ip: '127.0.0.1', port: serverPort } },
-  method: 'GET', path, status, requestTs: 1e6, responseTs: 3e6, pid: 1, joined: false,
+  method: 'GET',
+  path,
+  status,
+  requestTs: 1e6,
+  responseTs: 3e6,
+  pid: 1,
+  joined: false,
 });
 
 function cell(over: Partial<CellSummary> = {}): CellSummary {
-  const base = summarizeCell({ target: 'bookworm', cpus: 1, reads: 'full', variant: 'upstream', mode: 'interleaved', scenario: 'preexisting' }, { kernel: '6.1.0-1', openssl: '3.0.15' }, [
-    { trial: 1, status: 'ok', attribution: { expected: 4, captured: 4, correct: 1, wrong: 3, lost: 0, capturedRequests: 1, byConn: [{ k: 1, rport: 18001, rightRows: 1, wrongRows: 2 }, { k: 2, rport: 18002, rightRows: 0, wrongRows: 1 }], truth: { writes: { correct: 0, wrong: 4, lost: 0 }, reads: { correct: 0, wrong: 2, lost: 2 } } } },
-  ]);
+  const base = summarizeCell(
+    { target: 'bookworm', cpus: 1, reads: 'full', variant: 'upstream', mode: 'interleaved', scenario: 'preexisting' },
+    { kernel: '6.1.0-1', openssl: '3.0.15' },
+    [
+      {
+        trial: 1,
+        status: 'ok',
+        attribution: {
+          expected: 4,
+          captured: 4,
+          correct: 1,
+          wrong: 3,
+          lost: 0,
+          capturedRequests: 1,
+          byConn: [
+            { k: 1, rport: 18001, rightRows: 1, wrongRows: 2 },
+            { k: 2, rport: 18002, rightRows: 0, wrongRows: 1 },
+          ],
+          truth: { writes: { correct: 0, wrong: 4, lost: 0 }, reads: { correct: 0, wrong: 2, lost: 2 } },
+        },
+      },
+    ],
+  );
   return { ...base, ...over };
 }
 
@@ -46,7 +72,16 @@ describe('http_monitoring.json', () => {
       tx(40002, 18002, '/200/conn2-iter1', 404),
     ]);
     expect(rows).toHaveLength(4);
-    expect(rows[0]).toEqual({ Client: { IP: '127.0.0.1', Port: 40001 }, Server: { IP: '127.0.0.1', Port: 18001 }, DNS: '', Path: '/200/conn1-iter0', Method: 'GET', ByStatus: { '200': { Count: 2, FirstLatencySample: 2 } }, StaticTags: 2, DynamicTags: null }); // StaticTags 2: LIBSSL
+    expect(rows[0]).toEqual({
+      Client: { IP: '127.0.0.1', Port: 40001 },
+      Server: { IP: '127.0.0.1', Port: 18001 },
+      DNS: '',
+      Path: '/200/conn1-iter0',
+      Method: 'GET',
+      ByStatus: { '200': { Count: 2, FirstLatencySample: 2 } },
+      StaticTags: 2,
+      DynamicTags: null,
+    }); // StaticTags 2: LIBSSL
     expect(rows[3]!.ByStatus).toHaveProperty('404');
     expect(rows[3]).not.toHaveProperty('Status');
     const out = execFileSync('python3', ['-c', SEED_ANALYSIS], { input: JSON.stringify(rows), encoding: 'utf8', timeout: 10_000 });
@@ -68,7 +103,9 @@ describe('reports', () => {
   });
 
   it('a failed cell says what failed, never a bare 0 %', () => {
-    const failed = summarizeCell({ target: 'sid', cpus: 1, reads: 'full', variant: 'scoped', mode: 'interleaved', scenario: 'preexisting' }, {}, [{ trial: 1, status: 'build-failed', error: 'make -C bpf failed (exit 2)' }]);
+    const failed = summarizeCell({ target: 'sid', cpus: 1, reads: 'full', variant: 'scoped', mode: 'interleaved', scenario: 'preexisting' }, {}, [
+      { trial: 1, status: 'build-failed', error: 'make -C bpf failed (exit 2)' },
+    ]);
     const md = renderCellMd({ cell: failed, trials: [] });
     expect(md).toContain('**Status: build-failed** (make -C bpf failed (exit 2))');
     expect(md).toContain('n/a (no row names a connection)');
@@ -81,9 +118,20 @@ describe('reports', () => {
     const dir = join(out, '20261124T000000Z');
     mkdirSync(dir);
     const manifest: Manifest = {
-      runId: 'r1', tool: { commit: 'abc', dirty: false, node: 'v20' }, startedAt: 'now', argv: [], seed: 1, iterations: 2, trials: 1,
-      variants: ['upstream'], modes: ['interleaved'], scenarios: ['preexisting'],
-      targets: [{ name: 'bookworm', backend: 'qemu', status: 'ok', facts: {} }, { name: 'sid', backend: 'qemu', status: 'boot-timeout', error: 'no SSH within 120 s', detail: '[  1.0] console tail', facts: {} }],
+      runId: 'r1',
+      tool: { commit: 'abc', dirty: false, node: 'v20' },
+      startedAt: 'now',
+      argv: [],
+      seed: 1,
+      iterations: 2,
+      trials: 1,
+      variants: ['upstream'],
+      modes: ['interleaved'],
+      scenarios: ['preexisting'],
+      targets: [
+        { name: 'bookworm', backend: 'qemu', status: 'ok', facts: {} },
+        { name: 'sid', backend: 'qemu', status: 'boot-timeout', error: 'no SSH within 120 s', detail: '[  1.0] console tail', facts: {} },
+      ],
     };
     const md = renderSummaryMd(manifest, [cell()]);
     expect(md).toContain('73.8 % (138 / 408 / 402 / 150');
@@ -95,7 +143,25 @@ describe('reports', () => {
     await writeSummary(dir, manifest, [cell()]);
     await writeCellReport(join(dir, 'bookworm', 'preexisting-interleaved-upstream'), { cell: cell(), trials: [] });
     const summary = JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'));
-    expect(Object.keys(summary[0])).toEqual(expect.arrayContaining(['target', 'kernel', 'openssl', 'variant', 'mode', 'scenario', 'trials', 'expected', 'captured', 'correct', 'wrong', 'lost', 'misattribution', 'capture', 'status']));
+    expect(Object.keys(summary[0])).toEqual(
+      expect.arrayContaining([
+        'target',
+        'kernel',
+        'openssl',
+        'variant',
+        'mode',
+        'scenario',
+        'trials',
+        'expected',
+        'captured',
+        'correct',
+        'wrong',
+        'lost',
+        'misattribution',
+        'capture',
+        'status',
+      ]),
+    );
     expect(summary[0].misattribution).toBeCloseTo(0.75);
     expect(JSON.parse(readFileSync(join(dir, 'bookworm', 'preexisting-interleaved-upstream', 'report.json'), 'utf8')).cell.wrong).toBe(3);
     await pointLatest(dir);
@@ -111,7 +177,19 @@ describe('merge of shard folders', () => {
     const mk = async (name: string, target: string) => {
       const dir = join(root, name);
       const c = cell({ target });
-      const manifest: Manifest = { runId: name, tool: { commit: 'abc', dirty: false, node: 'v20' }, startedAt: `2026-11-24T0${name.at(-1)}:00:00Z`, argv: [], seed: 1, iterations: 2, trials: 1, variants: ['upstream'], modes: ['interleaved'], scenarios: ['preexisting'], targets: [{ name: target, backend: 'qemu', status: 'ok', facts: {} }] };
+      const manifest: Manifest = {
+        runId: name,
+        tool: { commit: 'abc', dirty: false, node: 'v20' },
+        startedAt: `2026-11-24T0${name.at(-1)}:00:00Z`,
+        argv: [],
+        seed: 1,
+        iterations: 2,
+        trials: 1,
+        variants: ['upstream'],
+        modes: ['interleaved'],
+        scenarios: ['preexisting'],
+        targets: [{ name: target, backend: 'qemu', status: 'ok', facts: {} }],
+      };
       await writeSummary(dir, manifest, [c]);
       await writeCellReport(join(dir, target, 'preexisting-interleaved-upstream'), { cell: c, trials: [] });
       return dir;

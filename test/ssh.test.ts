@@ -34,30 +34,77 @@ function serveSftp(sftp: SFTPWrapper): void {
     return b;
   };
   const get = (b: Buffer) => handles.get(b.readUInt32BE(0));
-  const attrs = (s: import('node:fs').Stats) => ({ mode: s.mode, uid: s.uid, gid: s.gid, size: s.size, atime: Math.floor(s.atimeMs / 1000), mtime: Math.floor(s.mtimeMs / 1000) });
-  const fail = (id: number, err: unknown) => sftp.status(id, (err as NodeJS.ErrnoException).code === 'ENOENT' ? STATUS_CODE.NO_SUCH_FILE : STATUS_CODE.FAILURE, String(err));
-  const ok = (id: number, p: Promise<unknown>) => p.then(() => sftp.status(id, STATUS_CODE.OK), (e) => fail(id, e));
+  const attrs = (s: import('node:fs').Stats) => ({
+    mode: s.mode,
+    uid: s.uid,
+    gid: s.gid,
+    size: s.size,
+    atime: Math.floor(s.atimeMs / 1000),
+    mtime: Math.floor(s.mtimeMs / 1000),
+  });
+  const fail = (id: number, err: unknown) =>
+    sftp.status(id, (err as NodeJS.ErrnoException).code === 'ENOENT' ? STATUS_CODE.NO_SUCH_FILE : STATUS_CODE.FAILURE, String(err));
+  const ok = (id: number, p: Promise<unknown>) =>
+    p.then(
+      () => sftp.status(id, STATUS_CODE.OK),
+      (e) => fail(id, e),
+    );
   sftp
     .on('REALPATH', (id, p) => sftp.name(id, [{ filename: p, longname: p, attrs: {} as never }]))
-    .on('STAT', (id, p) => fsp.stat(p).then((s) => sftp.attrs(id, attrs(s)), (e) => fail(id, e)))
-    .on('LSTAT', (id, p) => fsp.lstat(p).then((s) => sftp.attrs(id, attrs(s)), (e) => fail(id, e)))
-    .on('FSTAT', (id, h) => get(h)!.fh!.stat().then((s) => sftp.attrs(id, attrs(s)), (e) => fail(id, e)))
+    .on('STAT', (id, p) =>
+      fsp.stat(p).then(
+        (s) => sftp.attrs(id, attrs(s)),
+        (e) => fail(id, e),
+      ),
+    )
+    .on('LSTAT', (id, p) =>
+      fsp.lstat(p).then(
+        (s) => sftp.attrs(id, attrs(s)),
+        (e) => fail(id, e),
+      ),
+    )
+    .on('FSTAT', (id, h) =>
+      get(h)!
+        .fh!.stat()
+        .then(
+          (s) => sftp.attrs(id, attrs(s)),
+          (e) => fail(id, e),
+        ),
+    )
     .on('MKDIR', (id, p) => ok(id, fsp.mkdir(p)))
     .on('SETSTAT', (id, p, a) => ok(id, a.mode !== undefined ? fsp.chmod(p, a.mode & 0o7777) : Promise.resolve()))
     .on('FSETSTAT', (id, h, a) => ok(id, a.mode !== undefined ? get(h)!.fh!.chmod(a.mode & 0o7777) : Promise.resolve()))
     .on('REMOVE', (id, p) => ok(id, fsp.unlink(p)))
     .on('SYMLINK', (id, link, target) => ok(id, fsp.symlink(target, link)))
-    .on('READLINK', (id, p) => fsp.readlink(p).then((t) => sftp.name(id, [{ filename: t, longname: t, attrs: {} as never }]), (e) => fail(id, e)))
+    .on('READLINK', (id, p) =>
+      fsp.readlink(p).then(
+        (t) => sftp.name(id, [{ filename: t, longname: t, attrs: {} as never }]),
+        (e) => fail(id, e),
+      ),
+    )
     .on('OPEN', (id, p, flags, a) => {
       const mode = utils.sftp.flagsToString(flags) ?? 'r';
-      fsp.open(p, mode, a.mode ?? 0o644).then((fh) => sftp.handle(id, handle({ fh })), (e) => fail(id, e));
+      fsp.open(p, mode, a.mode ?? 0o644).then(
+        (fh) => sftp.handle(id, handle({ fh })),
+        (e) => fail(id, e),
+      );
     })
     .on('WRITE', (id, h, off, data) => ok(id, get(h)!.fh!.write(data, 0, data.length, off)))
     .on('READ', (id, h, off, len) => {
       const buf = Buffer.alloc(len);
-      get(h)!.fh!.read(buf, 0, len, off).then(({ bytesRead }) => (bytesRead ? sftp.data(id, buf.subarray(0, bytesRead)) : sftp.status(id, STATUS_CODE.EOF)), (e) => fail(id, e));
+      get(h)!
+        .fh!.read(buf, 0, len, off)
+        .then(
+          ({ bytesRead }) => (bytesRead ? sftp.data(id, buf.subarray(0, bytesRead)) : sftp.status(id, STATUS_CODE.EOF)),
+          (e) => fail(id, e),
+        );
     })
-    .on('OPENDIR', (id, p) => fsp.stat(p).then(() => sftp.handle(id, handle({ dir: p })), (e) => fail(id, e)))
+    .on('OPENDIR', (id, p) =>
+      fsp.stat(p).then(
+        () => sftp.handle(id, handle({ dir: p })),
+        (e) => fail(id, e),
+      ),
+    )
     .on('READDIR', async (id, h) => {
       const d = get(h)!;
       if (d.listed) return sftp.status(id, STATUS_CODE.EOF);
@@ -115,12 +162,42 @@ async function startServer(port = 0): Promise<{ port: number; close: () => Promi
   return { port: typeof addr === 'object' && addr ? addr.port : port, close: () => new Promise((r) => server.close(() => r())) };
 }
 
-const connectOpts = (port: number) => ({ target: 'test', workdir: tmpdir(), host: '127.0.0.1', port, username: 'root', privateKey: clientKey.privateKey, hostKey: hostKey.publicKey, deadlineMs: 10_000 });
+const connectOpts = (port: number) => ({
+  target: 'test',
+  workdir: tmpdir(),
+  host: '127.0.0.1',
+  port,
+  username: 'root',
+  privateKey: clientKey.privateKey,
+  hostKey: hostKey.publicKey,
+  deadlineMs: 10_000,
+});
 
 // ---------- tests ----------
 
 describe('shellQuote', () => {
-  const cases = ['', 'plain', 'a b', "it's", '"double"', '$HOME', '`id`', '$(id)', 'a\nb', 'tab\there', '*', '~', 'back\\slash', "'", "''", '-n', 'é ü', ';rm -rf /;', '!bang', '%s'];
+  const cases = [
+    '',
+    'plain',
+    'a b',
+    "it's",
+    '"double"',
+    '$HOME',
+    '`id`',
+    '$(id)',
+    'a\nb',
+    'tab\there',
+    '*',
+    '~',
+    'back\\slash',
+    "'",
+    "''",
+    '-n',
+    'é ü',
+    ';rm -rf /;',
+    '!bang',
+    '%s',
+  ];
   it('round-trips every argument through a real sh -c', () => {
     const r = spawnSync('sh', ['-c', `printf '%s\\0' ${shellJoin(cases)}`], { encoding: 'utf8', timeout: 10_000 });
     expect(r.status).toBe(0);
@@ -182,7 +259,8 @@ describe('SshMachine over a real SSH server', () => {
     expect(Date.now() - t0).toBeLessThan(8_000);
     const [shPid, sleepPid] = readFileSync(pidFile, 'utf8').trim().split(' ').map(Number);
     await new Promise((res) => setTimeout(res, 300));
-    for (const pid of [shPid!, sleepPid!]) expect(existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z '), `pid ${pid} still running`).toBe(false);
+    for (const pid of [shPid!, sleepPid!])
+      expect(existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z '), `pid ${pid} still running`).toBe(false);
   }, 20_000);
 
   it('reports a command killed by a signal', async () => {
@@ -251,10 +329,12 @@ describe('SshMachine.connect', () => {
     const res = await reservePort();
     await res.handOff();
     let srv: Awaited<ReturnType<typeof startServer>> | undefined;
-    const later = new Promise<void>((r) => setTimeout(async () => {
-      srv = await startServer(res.port);
-      r();
-    }, 1_500));
+    const later = new Promise<void>((r) =>
+      setTimeout(async () => {
+        srv = await startServer(res.port);
+        r();
+      }, 1_500),
+    );
     try {
       const m = await SshMachine.connect({ ...connectOpts(res.port), deadlineMs: 15_000 });
       const r = await m.exec(['echo', 'up'], { timeoutMs: 5_000 });

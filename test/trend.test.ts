@@ -16,7 +16,18 @@ const REPO = new URL('..', import.meta.url).pathname;
 
 const cell = (over: Partial<TrendCell> & { pass?: boolean | null } = {}): TrendCell => {
   const { pass = true, ...rest } = over;
-  return { target: 'sid', scenario: 'preexisting', mode: 'interleaved', variant: 'upstream', status: 'ok', verdict: { pass }, misattribution: 0.5, wrong: 100, captured: 200, ...rest };
+  return {
+    target: 'sid',
+    scenario: 'preexisting',
+    mode: 'interleaved',
+    variant: 'upstream',
+    status: 'ok',
+    verdict: { pass },
+    misattribution: 0.5,
+    wrong: 100,
+    captured: 200,
+    ...rest,
+  };
 };
 const run = (runId: string, cells: TrendCell[]) => ({ runId, startedAt: `2026-12-0${runId.at(-1)}T00:00:00Z`, cells });
 
@@ -24,13 +35,37 @@ describe('compareRuns', () => {
   it.each([
     ['nothing changed', cell(), cell(), [], false],
     ['a verdict that was as expected and no longer is', cell(), cell({ pass: false, wrong: 0, misattribution: 0 }), ['verdict-flipped', 'rate-moved'], true],
-    ['an ok cell that now fails', cell(), cell({ status: 'boot-timeout', pass: false, misattribution: null, wrong: 0, captured: 0 }), ['verdict-flipped', 'status-changed'], true],
-    ['a failed cell that runs again (not a regression)', cell({ status: 'tracer-failed', pass: false, misattribution: null, wrong: 0, captured: 0 }), cell(), ['verdict-flipped', 'status-changed'], false],
+    [
+      'an ok cell that now fails',
+      cell(),
+      cell({ status: 'boot-timeout', pass: false, misattribution: null, wrong: 0, captured: 0 }),
+      ['verdict-flipped', 'status-changed'],
+      true,
+    ],
+    [
+      'a failed cell that runs again (not a regression)',
+      cell({ status: 'tracer-failed', pass: false, misattribution: null, wrong: 0, captured: 0 }),
+      cell(),
+      ['verdict-flipped', 'status-changed'],
+      false,
+    ],
     ['a verdict that was not as expected and now is', cell({ pass: false }), cell(), ['verdict-flipped'], false],
     ['the rate moved outside the previous interval, verdict unchanged', cell(), cell({ misattribution: 0.7, wrong: 140 }), ['rate-moved'], false],
     ['the rate moved inside the previous interval', cell(), cell({ misattribution: 0.53, wrong: 106 }), [], false],
-    ['the previous interval is the analysis stage\'s when it has one', cell({ misattributionCI: { lo: 0.49, hi: 0.51, method: 'bootstrap' } }), cell({ misattribution: 0.53, wrong: 106 }), ['rate-moved'], false],
-    ['measured only (recv-hook) stays measured', cell({ variant: 'recv-hook', pass: null }), cell({ variant: 'recv-hook', pass: null, misattribution: 0.9, wrong: 180 }), ['rate-moved'], false],
+    [
+      "the previous interval is the analysis stage's when it has one",
+      cell({ misattributionCI: { lo: 0.49, hi: 0.51, method: 'bootstrap' } }),
+      cell({ misattribution: 0.53, wrong: 106 }),
+      ['rate-moved'],
+      false,
+    ],
+    [
+      'measured only (recv-hook) stays measured',
+      cell({ variant: 'recv-hook', pass: null }),
+      cell({ variant: 'recv-hook', pass: null, misattribution: 0.9, wrong: 180 }),
+      ['rate-moved'],
+      false,
+    ],
   ] as const)('%s', (_name, before, after, kinds, regression) => {
     const t = compareRuns(run('r1', [before]), run('r2', [after]));
     expect(t.changes.map((c) => c.kinds).flat()).toEqual(kinds);
@@ -38,7 +73,10 @@ describe('compareRuns', () => {
   });
 
   it('cells new or gone are changes, not regressions; the changes come in report order', () => {
-    const t = compareRuns(run('r1', [cell({ target: 'sid' }), cell({ target: 'bookworm' })]), run('r2', [cell({ target: 'trixie' }), cell({ target: 'bookworm' })]));
+    const t = compareRuns(
+      run('r1', [cell({ target: 'sid' }), cell({ target: 'bookworm' })]),
+      run('r2', [cell({ target: 'trixie' }), cell({ target: 'bookworm' })]),
+    );
     expect(t.changes.map((c) => [c.key, c.kinds])).toEqual([
       ['sid/preexisting/interleaved/upstream', ['gone']],
       ['trixie/preexisting/interleaved/upstream', ['new']],
@@ -52,7 +90,13 @@ describe('compareRuns', () => {
 function regressedCopy(): string {
   const dir = copyFixture('trend-cur-');
   editCell(dir, 'local/preexisting-sequential-upstream', (r) => {
-    for (const t of r.trials) t.attribution = { ...t.attribution!, wrong: 0, correct: t.attribution!.captured, byConn: t.attribution!.byConn.map((b) => ({ ...b, rightRows: b.rightRows + b.wrongRows, wrongRows: 0 })) };
+    for (const t of r.trials)
+      t.attribution = {
+        ...t.attribution!,
+        wrong: 0,
+        correct: t.attribution!.captured,
+        byConn: t.attribution!.byConn.map((b) => ({ ...b, rightRows: b.rightRows + b.wrongRows, wrongRows: 0 })),
+      };
     r.cell = summarizeCell(r.cell, { kernel: r.cell.kernel, openssl: r.cell.openssl }, r.trials);
   });
   const m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
@@ -76,8 +120,12 @@ describe('report.mjs compare', () => {
     const t = JSON.parse(readFileSync(join(cur, 'trend.json'), 'utf8')) as Trend;
     expect(t.previous.runId).toBe('20261201T090924Z');
     expect(t.current.runId).toBe('20261202T000000Z');
-    expect(t.changes).toEqual([expect.objectContaining({ key: 'local/preexisting/sequential/upstream', kinds: ['verdict-flipped', 'rate-moved'], regression: true })]);
-    expect(readFileSync(join(cur, 'trend.md'), 'utf8')).toContain('| local/preexisting/sequential/upstream | **regression**: verdict-flipped, rate-moved | 50.0 % [43.6 %, 56.4 %] (116 of 232), as expected | 0.0 %');
+    expect(t.changes).toEqual([
+      expect.objectContaining({ key: 'local/preexisting/sequential/upstream', kinds: ['verdict-flipped', 'rate-moved'], regression: true }),
+    ]);
+    expect(readFileSync(join(cur, 'trend.md'), 'utf8')).toContain(
+      '| local/preexisting/sequential/upstream | **regression**: verdict-flipped, rate-moved | 50.0 % [43.6 %, 56.4 %] (116 of 232), as expected | 0.0 %',
+    );
     expect(r.out).toContain('1 regression(s)');
     // the other way round the cell recovers: a change, not a regression
     const back = await compare([cur, prev, '--out', mkdtempSync(join(tmpdir(), 'trend-out-'))]);

@@ -61,86 +61,112 @@ describe.skipIf(missing !== null && !inCI)(`vagrant end to end${missing ? ` (ski
     expect(missing, `vagrant end-to-end tests cannot run here: ${missing}`).toBeNull();
   });
 
-  it.runIf(missing === null)('two bookworm machines up at once (distinct ports): uname -r, put/get, destroy, nothing left', async () => {
-    const b = make({ provision: false });
-    const t0 = Date.now();
-    const leases = await Promise.all([b.up(bookworm('bookworm'), ctx('a')), b.up(bookworm('bookworm-b'), ctx('b'))]);
-    const upSeconds = (Date.now() - t0) / 1000;
-    try {
-      const facts = leases.map((l) => l.facts as VagrantFacts);
-      expect(facts[0]!.sshPort).not.toBe(facts[1]!.sshPort);
-      expect(facts[0]!.domain).not.toBe(facts[1]!.domain);
-      for (const f of facts) {
-        expect(f.accel).toMatch(/^(tcg|kvm)$/);
-        expect(f.box).toBe('usm-lab/bookworm');
-        expect(f.boxVersion).toMatch(/^1\.\d{8}\.\d{6}$/);
+  it.runIf(missing === null)(
+    'two bookworm machines up at once (distinct ports): uname -r, put/get, destroy, nothing left',
+    async () => {
+      const b = make({ provision: false });
+      const t0 = Date.now();
+      const leases = await Promise.all([b.up(bookworm('bookworm'), ctx('a')), b.up(bookworm('bookworm-b'), ctx('b'))]);
+      const upSeconds = (Date.now() - t0) / 1000;
+      try {
+        const facts = leases.map((l) => l.facts as VagrantFacts);
+        expect(facts[0]!.sshPort).not.toBe(facts[1]!.sshPort);
+        expect(facts[0]!.domain).not.toBe(facts[1]!.domain);
+        for (const f of facts) {
+          expect(f.accel).toMatch(/^(tcg|kvm)$/);
+          expect(f.box).toBe('usm-lab/bookworm');
+          expect(f.boxVersion).toMatch(/^1\.\d{8}\.\d{6}$/);
+        }
+        const domains = await listDomains();
+        expect(domains).toEqual(expect.arrayContaining(facts.map((f) => f.domain)));
+        for (const l of leases) await roundTrip(l);
+        events.push({ type: 'info', target: 'test', message: `two ups in parallel: ${upSeconds.toFixed(1)} s` });
+      } finally {
+        await Promise.all(leases.map((l) => l.stop()));
       }
-      const domains = await listDomains();
-      expect(domains).toEqual(expect.arrayContaining(facts.map((f) => f.domain)));
-      for (const l of leases) await roundTrip(l);
-      events.push({ type: 'info', target: 'test', message: `two ups in parallel: ${upSeconds.toFixed(1)} s` });
-    } finally {
-      await Promise.all(leases.map((l) => l.stop()));
-    }
-    await expectNothingLeft(b);
-    expect(events.some((e) => e.type === 'step-end' && e.step === 'vagrant-destroy' && e.ok)).toBe(true);
-  }, 900_000);
+      await expectNothingLeft(b);
+      expect(events.some((e) => e.type === 'step-end' && e.step === 'vagrant-destroy' && e.ok)).toBe(true);
+    },
+    900_000,
+  );
 
-  it.runIf(missing === null)('provision + build, snapshot saved; the next up restores it without provisioning', async () => {
-    const b = make();
-    const first = await b.up(bookworm('bookworm'), ctx('snap1'));
-    let f1: VagrantFacts;
-    try {
-      f1 = first.facts as VagrantFacts;
-      expect(f1.snapshot).toBe('saved');
-      expect(f1.provisionMs).toBeGreaterThan(0);
-      // provision/setup.sh built both programs in the guest (or the snapshot has them).
-      const built = await first.machine.exec(['ls', `${first.machine.workdir}/bpf/build/usm_tls`, `${first.machine.workdir}/client/build/race_client`], { timeoutMs: 30_000 });
-      expect(built.code, built.stderr).toBe(0);
-      // Idempotent: a second setup.sh run installs nothing and makes nothing.
-      if (f1.snapshot === 'saved') {
-        const again = await first.machine.exec(['sh', `${first.machine.workdir}/provision/setup.sh`, '--workdir', first.machine.workdir], { timeoutMs: 300_000 });
-        expect(again.code, again.stderr).toBe(0);
-        expect(again.stdout).toMatch(/packages: all present \(debian\)/);
-        expect(again.stdout).toMatch(/btf: yes/);
-        expect(again.stdout).not.toMatch(/^\s+(BTF|BPF|SKEL|CC|LINK)\s/m); // make rebuilt nothing
+  it.runIf(missing === null)(
+    'provision + build, snapshot saved; the next up restores it without provisioning',
+    async () => {
+      const b = make();
+      const first = await b.up(bookworm('bookworm'), ctx('snap1'));
+      let f1: VagrantFacts;
+      try {
+        f1 = first.facts as VagrantFacts;
+        expect(f1.snapshot).toBe('saved');
+        expect(f1.provisionMs).toBeGreaterThan(0);
+        // provision/setup.sh built both programs in the guest (or the snapshot has them).
+        const built = await first.machine.exec(['ls', `${first.machine.workdir}/bpf/build/usm_tls`, `${first.machine.workdir}/client/build/race_client`], {
+          timeoutMs: 30_000,
+        });
+        expect(built.code, built.stderr).toBe(0);
+        // Idempotent: a second setup.sh run installs nothing and makes nothing.
+        if (f1.snapshot === 'saved') {
+          const again = await first.machine.exec(['sh', `${first.machine.workdir}/provision/setup.sh`, '--workdir', first.machine.workdir], {
+            timeoutMs: 300_000,
+          });
+          expect(again.code, again.stderr).toBe(0);
+          expect(again.stdout).toMatch(/packages: all present \(debian\)/);
+          expect(again.stdout).toMatch(/btf: yes/);
+          expect(again.stdout).not.toMatch(/^\s+(BTF|BPF|SKEL|CC|LINK)\s/m); // make rebuilt nothing
+        }
+      } finally {
+        await first.stop();
       }
-    } finally {
-      await first.stop();
-    }
-    await expectNothingLeft(b);
+      await expectNothingLeft(b);
 
-    const second = await b.up(bookworm('bookworm'), ctx('snap2'));
-    try {
-      const f2 = second.facts as VagrantFacts;
-      expect(f2.snapshot).toBe('restored');
-      expect(f2.box).toBe('usm-lab-snap/bookworm');
-      expect(f2.provisionMs).toBeUndefined();
-      const built = await second.machine.exec(['ls', `${second.machine.workdir}/bpf/build/usm_tls`], { timeoutMs: 30_000 });
-      expect(built.code, built.stderr).toBe(0);
-    } finally {
-      await second.stop();
-    }
-    await expectNothingLeft(b);
-  }, 1_200_000);
+      const second = await b.up(bookworm('bookworm'), ctx('snap2'));
+      try {
+        const f2 = second.facts as VagrantFacts;
+        expect(f2.snapshot).toBe('restored');
+        expect(f2.box).toBe('usm-lab-snap/bookworm');
+        expect(f2.provisionMs).toBeUndefined();
+        const built = await second.machine.exec(['ls', `${second.machine.workdir}/bpf/build/usm_tls`], { timeoutMs: 30_000 });
+        expect(built.code, built.stderr).toBe(0);
+      } finally {
+        await second.stop();
+      }
+      await expectNothingLeft(b);
+    },
+    1_200_000,
+  );
 
-  it.runIf(missing === null)('Ctrl-C during vagrant up: the up fails as interrupted and nothing is left', async () => {
-    const b = make({ provision: false });
-    const ac = new AbortController();
-    const c = ctx('abort', ac.signal);
-    const up = b.up(bookworm('bookworm'), { ...c, emit: (e) => { events.push(e); if (e.type === 'step-start' && e.step === 'vagrant-up') setTimeout(() => ac.abort(), 4_000); } });
-    await expect(up).rejects.toMatchObject({ kind: 'interrupted' });
-    expect(events.some((e) => e.type === 'step-end' && e.step === 'vagrant-up' && !e.ok && e.target === 'bookworm')).toBe(true);
-    await expectNothingLeft(b);
-  }, 600_000);
+  it.runIf(missing === null)(
+    'Ctrl-C during vagrant up: the up fails as interrupted and nothing is left',
+    async () => {
+      const b = make({ provision: false });
+      const ac = new AbortController();
+      const c = ctx('abort', ac.signal);
+      const up = b.up(bookworm('bookworm'), {
+        ...c,
+        emit: (e) => {
+          events.push(e);
+          if (e.type === 'step-start' && e.step === 'vagrant-up') setTimeout(() => ac.abort(), 4_000);
+        },
+      });
+      await expect(up).rejects.toMatchObject({ kind: 'interrupted' });
+      expect(events.some((e) => e.type === 'step-end' && e.step === 'vagrant-up' && !e.ok && e.target === 'bookworm')).toBe(true);
+      await expectNothingLeft(b);
+    },
+    600_000,
+  );
 
-  it.runIf(missing === null)('shutdown stops only the daemons the backend started', async () => {
-    const ours = (await Promise.all(backends.map((b) => b.startedDaemons()))).flat();
-    for (const b of backends) await b.shutdown();
-    for (const d of ours) expect(existsSync(`/proc/${d.pid}`), `${d.name} (pid ${d.pid}) still running`).toBe(false);
-    // Daemons that were running before the tests (not ours) are left alone.
-    if (ours.length === 0) expect((await pidsOf('libvirtd')).length).toBeGreaterThan(0);
-  }, 300_000);
+  it.runIf(missing === null)(
+    'shutdown stops only the daemons the backend started',
+    async () => {
+      const ours = (await Promise.all(backends.map((b) => b.startedDaemons()))).flat();
+      for (const b of backends) await b.shutdown();
+      for (const d of ours) expect(existsSync(`/proc/${d.pid}`), `${d.name} (pid ${d.pid}) still running`).toBe(false);
+      // Daemons that were running before the tests (not ours) are left alone.
+      if (ours.length === 0) expect((await pidsOf('libvirtd')).length).toBeGreaterThan(0);
+    },
+    300_000,
+  );
 });
 
 async function roundTrip(l: Lease): Promise<void> {

@@ -1,13 +1,6 @@
 // The vagrant backend's pure parts: machine-readable rows, ssh-config, the per-machine queue.
 import { describe, expect, it } from 'vitest';
-import {
-  parseBoxList,
-  parseErrorExit,
-  parseMachineReadable,
-  parseSshConfig,
-  parseStatus,
-  unescapeField,
-} from '../src/backends/vagrant/parse.ts';
+import { parseBoxList, parseErrorExit, parseMachineReadable, parseSshConfig, parseStatus, unescapeField } from '../src/backends/vagrant/parse.ts';
 import { CommandQueue } from '../src/backends/vagrant/queue.ts';
 
 // Captured from Vagrant 2.3.4 + vagrant-libvirt 0.11.2 (`vagrant status --machine-readable`).
@@ -40,11 +33,19 @@ describe('machine-readable output', () => {
     ['several data fields', '1,a,metadata,provider,libvirt', [{ ts: 1, target: 'a', type: 'metadata', data: ['provider', 'libvirt'] }]],
     ['an environment row (empty target)', '5,,ui,warn,careful%!(VAGRANT_COMMA) now', [{ ts: 5, target: '', type: 'ui', data: ['warn', 'careful, now'] }]],
     ['a row without data', '7,a,action', [{ ts: 7, target: 'a', type: 'action', data: [] }]],
-    ['CRLF line ends', '1,a,state,running\r\n2,b,state,shutoff\r\n', [
-      { ts: 1, target: 'a', type: 'state', data: ['running'] },
-      { ts: 2, target: 'b', type: 'state', data: ['shutoff'] },
-    ]],
-    ['noise lines are ignored', 'Vagrant failed to initialize\n==> a: Creating\n1,a,state,running\n', [{ ts: 1, target: 'a', type: 'state', data: ['running'] }]],
+    [
+      'CRLF line ends',
+      '1,a,state,running\r\n2,b,state,shutoff\r\n',
+      [
+        { ts: 1, target: 'a', type: 'state', data: ['running'] },
+        { ts: 2, target: 'b', type: 'state', data: ['shutoff'] },
+      ],
+    ],
+    [
+      'noise lines are ignored',
+      'Vagrant failed to initialize\n==> a: Creating\n1,a,state,running\n',
+      [{ ts: 1, target: 'a', type: 'state', data: ['running'] }],
+    ],
     ['empty output', '', []],
   ])('parses %s', (_name, text, rows) => {
     expect(parseMachineReadable(text)).toEqual(rows);
@@ -110,7 +111,11 @@ describe('ssh-config', () => {
 `;
 
   it.each([
-    ['one host (vagrant-libvirt, sandboxed)', ONE, [{ host: 'bookworm', hostName: '127.0.0.1', user: 'root', port: 42201, identityFiles: ['/root/.cache/usm-race-lab/ssh/id_ed25519'] }]],
+    [
+      'one host (vagrant-libvirt, sandboxed)',
+      ONE,
+      [{ host: 'bookworm', hostName: '127.0.0.1', user: 'root', port: 42201, identityFiles: ['/root/.cache/usm-race-lab/ssh/id_ed25519'] }],
+    ],
     [
       'two hosts, quoted key path with a space, several keys',
       `Host a\n  HostName 10.0.0.5\n  User vagrant\n  Port 22\n  IdentityFile "/home/me/my keys/a"\n  IdentityFile /home/me/.vagrant.d/insecure_private_key\n\nHost b\n  HostName 127.0.0.1\n  User vagrant\n  Port 2200\n`,
@@ -119,8 +124,16 @@ describe('ssh-config', () => {
         { host: 'b', hostName: '127.0.0.1', user: 'vagrant', port: 2200, identityFiles: [] },
       ],
     ],
-    ['case-insensitive keys and key=value', 'host x\n  hostname=h\n  USER u\n  port=2222\n', [{ host: 'x', hostName: 'h', user: 'u', port: 2222, identityFiles: [] }]],
-    ['comments and CRLF', '# generated\r\nHost y\r\n  HostName h\r\n  User u\r\n  Port 1\r\n', [{ host: 'y', hostName: 'h', user: 'u', port: 1, identityFiles: [] }]],
+    [
+      'case-insensitive keys and key=value',
+      'host x\n  hostname=h\n  USER u\n  port=2222\n',
+      [{ host: 'x', hostName: 'h', user: 'u', port: 2222, identityFiles: [] }],
+    ],
+    [
+      'comments and CRLF',
+      '# generated\r\nHost y\r\n  HostName h\r\n  User u\r\n  Port 1\r\n',
+      [{ host: 'y', hostName: 'h', user: 'u', port: 1, identityFiles: [] }],
+    ],
     ['nothing', '', []],
   ])('parses %s', (_n, text, want) => {
     expect(parseSshConfig(text)).toEqual(want);
@@ -144,15 +157,16 @@ describe('per-machine command queue', () => {
     const log: string[] = [];
     let running = 0;
     let maxRunning = 0;
-    const cmd = (name: string, ms: number) => q.run(async () => {
-      running++;
-      maxRunning = Math.max(maxRunning, running);
-      log.push(`start ${name}`);
-      await sleep(ms);
-      log.push(`end ${name}`);
-      running--;
-      return name;
-    });
+    const cmd = (name: string, ms: number) =>
+      q.run(async () => {
+        running++;
+        maxRunning = Math.max(maxRunning, running);
+        log.push(`start ${name}`);
+        await sleep(ms);
+        log.push(`end ${name}`);
+        running--;
+        return name;
+      });
     const results = await Promise.all([cmd('up', 30), cmd('status', 5), cmd('ssh-config', 1), cmd('destroy', 10)]);
     expect(results).toEqual(['up', 'status', 'ssh-config', 'destroy']);
     expect(maxRunning).toBe(1);
@@ -161,7 +175,9 @@ describe('per-machine command queue', () => {
 
   it('a failing command rejects its caller only; the next one still runs', async () => {
     const q = new CommandQueue();
-    const a = q.run(async () => { throw new Error('up failed'); });
+    const a = q.run(async () => {
+      throw new Error('up failed');
+    });
     const b = q.run(async () => 'destroyed');
     await expect(a).rejects.toThrow('up failed');
     await expect(b).resolves.toBe('destroyed');
@@ -170,7 +186,9 @@ describe('per-machine command queue', () => {
 
   it('a synchronous throw inside a command is a rejection, not a crash', async () => {
     const q = new CommandQueue();
-    const a = q.run(() => { throw new Error('boom'); });
+    const a = q.run(() => {
+      throw new Error('boom');
+    });
     await expect(a).rejects.toThrow('boom');
     await expect(q.run(async () => 1)).resolves.toBe(1);
   });

@@ -23,7 +23,8 @@ function osRelease(text: string): string {
 }
 
 // On a fresh machine (CI) the host packages come first (shellcheck is in host-deps-vagrant.txt).
-if (spawnSync('shellcheck', ['--version']).status !== 0 && process.getuid?.() === 0) spawnSync('bash', [join(ROOT, 'provision', 'host-deps.sh'), 'vagrant'], { stdio: 'inherit', timeout: 40 * 60_000 });
+if (spawnSync('shellcheck', ['--version']).status !== 0 && process.getuid?.() === 0)
+  spawnSync('bash', [join(ROOT, 'provision', 'host-deps.sh'), 'vagrant'], { stdio: 'inherit', timeout: 40 * 60_000 });
 const haveShellcheck = spawnSync('shellcheck', ['--version']).status === 0;
 
 describe('provision scripts', () => {

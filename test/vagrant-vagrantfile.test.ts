@@ -15,7 +15,8 @@ import { inCI } from './helpers/requirements.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 // On a fresh machine (CI) the host packages come first, as the backend itself would do.
-if (spawnSync('vagrant', ['--version']).status !== 0 && process.getuid?.() === 0) spawnSync('bash', [join(ROOT, 'provision', 'host-deps.sh'), 'vagrant'], { stdio: 'inherit', timeout: 40 * 60_000 });
+if (spawnSync('vagrant', ['--version']).status !== 0 && process.getuid?.() === 0)
+  spawnSync('bash', [join(ROOT, 'provision', 'host-deps.sh'), 'vagrant'], { stdio: 'inherit', timeout: 40 * 60_000 });
 const haveVagrant = spawnSync('vagrant', ['--version'], { encoding: 'utf8' }).status === 0;
 const missing = haveVagrant ? null : 'vagrant is not installed (bash provision/host-deps.sh vagrant)';
 
@@ -31,24 +32,70 @@ function freshHome(): { home: string; dot: string; key: string } {
 }
 
 function baseEnv(h: { home: string; dot: string }, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, VAGRANT_HOME: h.home, VAGRANT_DOTFILE_PATH: h.dot, VAGRANT_CWD: ROOT, VAGRANT_CHECKPOINT_DISABLE: '1', ...extra };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    VAGRANT_HOME: h.home,
+    VAGRANT_DOTFILE_PATH: h.dot,
+    VAGRANT_CWD: ROOT,
+    VAGRANT_CHECKPOINT_DISABLE: '1',
+    ...extra,
+  };
   for (const k of Object.keys(env)) if (k.startsWith('USM_LAB_') && !(k in extra)) delete env[k];
   return env;
 }
 
 describe('env for the Vagrantfile (pure)', () => {
   it('builds one target entry per machine', () => {
-    expect(targetEntry({ name: 'bookworm', backend: 'vagrant', suite: 'bookworm', memoryMiB: 2048 }, { box: 'usm-lab/bookworm', boxVersion: '1.2.3', sshPort: 40001, console: '/r/console.log' })).toEqual({
-      name: 'bookworm', box: 'usm-lab/bookworm', box_version: '1.2.3', suite: 'bookworm', memory: 2048, cpus: 1, ssh_port: 40001, console: '/r/console.log',
+    expect(
+      targetEntry(
+        { name: 'bookworm', backend: 'vagrant', suite: 'bookworm', memoryMiB: 2048 },
+        { box: 'usm-lab/bookworm', boxVersion: '1.2.3', sshPort: 40001, console: '/r/console.log' },
+      ),
+    ).toEqual({
+      name: 'bookworm',
+      box: 'usm-lab/bookworm',
+      box_version: '1.2.3',
+      suite: 'bookworm',
+      memory: 2048,
+      cpus: 1,
+      ssh_port: 40001,
+      console: '/r/console.log',
     });
-    expect(targetEntry({ name: 'u', backend: 'vagrant', box: 'generic/ubuntu2204' }, { box: 'generic/ubuntu2204' })).toEqual({ name: 'u', box: 'generic/ubuntu2204', memory: 1024, cpus: 1 });
+    expect(targetEntry({ name: 'u', backend: 'vagrant', box: 'generic/ubuntu2204' }, { box: 'generic/ubuntu2204' })).toEqual({
+      name: 'u',
+      box: 'generic/ubuntu2204',
+      memory: 1024,
+      cpus: 1,
+    });
   });
 
   it('sets VAGRANT_HOME, the dotfile path and the lab settings; drops stray USM_LAB_* but the cache', () => {
-    const env = vagrantEnv({ PATH: '/bin', USM_LAB_MATRIX: 'x.yaml', USM_LAB_CACHE: '/c' }, {
-      repoRoot: '/repo', vagrantHome: '/c/vagrant.d', dotfilePath: '/run/t/vagrant', targets: [{ name: 'a', box: 'b' }], sandboxed: true, driver: 'qemu', pool: 'p', prefix: 'usm-lab-1234-', bootTimeoutS: 600,
+    const env = vagrantEnv(
+      { PATH: '/bin', USM_LAB_MATRIX: 'x.yaml', USM_LAB_CACHE: '/c' },
+      {
+        repoRoot: '/repo',
+        vagrantHome: '/c/vagrant.d',
+        dotfilePath: '/run/t/vagrant',
+        targets: [{ name: 'a', box: 'b' }],
+        sandboxed: true,
+        driver: 'qemu',
+        pool: 'p',
+        prefix: 'usm-lab-1234-',
+        bootTimeoutS: 600,
+      },
+    );
+    expect(env).toMatchObject({
+      PATH: '/bin',
+      USM_LAB_CACHE: '/c',
+      VAGRANT_HOME: '/c/vagrant.d',
+      VAGRANT_CWD: '/repo',
+      VAGRANT_DOTFILE_PATH: '/run/t/vagrant',
+      USM_LAB_SANDBOXED: '1',
+      USM_LAB_LIBVIRT_DRIVER: 'qemu',
+      USM_LAB_POOL: 'p',
+      USM_LAB_PREFIX: 'usm-lab-1234-',
+      USM_LAB_BOOT_TIMEOUT: '600',
     });
-    expect(env).toMatchObject({ PATH: '/bin', USM_LAB_CACHE: '/c', VAGRANT_HOME: '/c/vagrant.d', VAGRANT_CWD: '/repo', VAGRANT_DOTFILE_PATH: '/run/t/vagrant', USM_LAB_SANDBOXED: '1', USM_LAB_LIBVIRT_DRIVER: 'qemu', USM_LAB_POOL: 'p', USM_LAB_PREFIX: 'usm-lab-1234-', USM_LAB_BOOT_TIMEOUT: '600' });
     expect(env.USM_LAB_MATRIX).toBeUndefined();
     expect(JSON.parse(env.USM_LAB_VAGRANT_TARGETS!)).toEqual([{ name: 'a', box: 'b' }]);
   });
@@ -67,7 +114,10 @@ describe('env for the Vagrantfile (pure)', () => {
     expect(boxMetadata(3_215_982_592)).toEqual({ provider: 'libvirt', format: 'qcow2', virtual_size: 3 });
     expect(boxMetadata(1)).toEqual({ provider: 'libvirt', format: 'qcow2', virtual_size: 1 });
     expect(baseVolumeName('usm-lab/bookworm', '1.2')).toBe('usm-lab-VAGRANTSLASH-bookworm_vagrant_box_image_1.2_box.img');
-    expect(bootVolumeNames('usm-lab-snap/bookworm', '1.5')).toEqual({ kernel: 'usm-lab-snap-bookworm-1.5-vmlinuz', initrd: 'usm-lab-snap-bookworm-1.5-initrd' });
+    expect(bootVolumeNames('usm-lab-snap/bookworm', '1.5')).toEqual({
+      kernel: 'usm-lab-snap-bookworm-1.5-vmlinuz',
+      initrd: 'usm-lab-snap-bookworm-1.5-initrd',
+    });
     const cat = boxCatalog({ name: 'usm-lab/bookworm', version: '1.2', boxFile: '/c/b x.box', sha256: 'ab' });
     expect(cat.versions[0]!.providers[0]).toEqual({ name: 'libvirt', url: 'file:///c/b%20x.box', checksum_type: 'sha256', checksum: 'ab' });
   });
@@ -103,65 +153,145 @@ describe.skipIf(missing !== null && !inCI)(`Vagrantfile read by vagrant${missing
     expect(missing, `cannot run: ${missing}`).toBeNull();
   });
 
-  it.runIf(missing === null)('validates with the default matrix.yaml and defines every VM target (not local)', () => {
-    const h = freshHome();
-    const v = vagrant(['validate'], baseEnv(h));
-    expect(v.status, v.stdout + v.stderr).toBe(0);
-    const s = vagrant(['status', '--machine-readable'], baseEnv(h));
-    expect(s.status, s.stderr).toBe(0);
-    expect([...parseStatus(s.stdout).keys()]).toEqual(['bullseye', 'bookworm', 'trixie', 'sid']);
-    expect([...parseStatus(s.stdout).values()].every((x) => x === 'not_created')).toBe(true);
-  }, 60_000);
+  it.runIf(missing === null)(
+    'validates with the default matrix.yaml and defines every VM target (not local)',
+    () => {
+      const h = freshHome();
+      const v = vagrant(['validate'], baseEnv(h));
+      expect(v.status, v.stdout + v.stderr).toBe(0);
+      const s = vagrant(['status', '--machine-readable'], baseEnv(h));
+      expect(s.status, s.stderr).toBe(0);
+      expect([...parseStatus(s.stdout).keys()]).toEqual(['bullseye', 'bookworm', 'trixie', 'sid']);
+      expect([...parseStatus(s.stdout).values()].every((x) => x === 'not_created')).toBe(true);
+    },
+    60_000,
+  );
 
-  it.runIf(missing === null)('defines exactly the targets the tool passes, with a local box entry', () => {
-    const h = freshHome();
-    const env = vagrantEnv(baseEnv(h), { repoRoot: ROOT, vagrantHome: h.home, dotfilePath: h.dot, targets: [targetEntry({ name: 'bookworm', backend: 'vagrant', suite: 'bookworm' }, { box: 'usm-lab/bookworm', boxVersion: '1.2', sshPort: 40123 })], sandboxed: true, driver: 'qemu', pool: 'usm-race-lab', prefix: 'usm-lab-test-' });
-    spawnSync('mkdir', ['-p', h.home]);
-    writeFileSync(join(h.home, 'usm-lab-boxes.json'), JSON.stringify({ 'usm-lab/bookworm': { version: '1.2', kernel: '/k', initrd: '/i', cmdline: 'root=/dev/vda', user: 'root', key: h.key, hostKey: 'ssh-ed25519 AAAA', restrict: true } }));
-    const v = vagrant(['validate'], env);
-    expect(v.status, v.stdout + v.stderr).toBe(0);
-    const s = vagrant(['status', '--machine-readable'], env);
-    expect([...parseStatus(s.stdout).keys()]).toEqual(['bookworm']);
-  }, 60_000);
+  it.runIf(missing === null)(
+    'defines exactly the targets the tool passes, with a local box entry',
+    () => {
+      const h = freshHome();
+      const env = vagrantEnv(baseEnv(h), {
+        repoRoot: ROOT,
+        vagrantHome: h.home,
+        dotfilePath: h.dot,
+        targets: [targetEntry({ name: 'bookworm', backend: 'vagrant', suite: 'bookworm' }, { box: 'usm-lab/bookworm', boxVersion: '1.2', sshPort: 40123 })],
+        sandboxed: true,
+        driver: 'qemu',
+        pool: 'usm-race-lab',
+        prefix: 'usm-lab-test-',
+      });
+      spawnSync('mkdir', ['-p', h.home]);
+      writeFileSync(
+        join(h.home, 'usm-lab-boxes.json'),
+        JSON.stringify({
+          'usm-lab/bookworm': {
+            version: '1.2',
+            kernel: '/k',
+            initrd: '/i',
+            cmdline: 'root=/dev/vda',
+            user: 'root',
+            key: h.key,
+            hostKey: 'ssh-ed25519 AAAA',
+            restrict: true,
+          },
+        }),
+      );
+      const v = vagrant(['validate'], env);
+      expect(v.status, v.stdout + v.stderr).toBe(0);
+      const s = vagrant(['status', '--machine-readable'], env);
+      expect([...parseStatus(s.stdout).keys()]).toEqual(['bookworm']);
+    },
+    60_000,
+  );
 
-  it.runIf(missing === null)('a missing SSH key of a local box is a validation error naming it', () => {
-    const h = freshHome();
-    const env = vagrantEnv(baseEnv(h), { repoRoot: ROOT, vagrantHome: h.home, dotfilePath: h.dot, targets: [{ name: 'bookworm', box: 'usm-lab/bookworm', ssh_port: 40123 }], sandboxed: true, driver: 'qemu', pool: 'usm-race-lab', prefix: 'usm-lab-test-' });
-    spawnSync('mkdir', ['-p', h.home]);
-    writeFileSync(join(h.home, 'usm-lab-boxes.json'), JSON.stringify({ 'usm-lab/bookworm': { version: '1.2', kernel: '/k', initrd: '/i', cmdline: 'x', user: 'root', key: '/nonexistent/key', hostKey: '', restrict: true } }));
-    const v = vagrant(['validate'], env);
-    expect(v.status).not.toBe(0);
-    expect(v.stdout + v.stderr).toMatch(/private_key_path.*\/nonexistent\/key/);
-  }, 60_000);
+  it.runIf(missing === null)(
+    'a missing SSH key of a local box is a validation error naming it',
+    () => {
+      const h = freshHome();
+      const env = vagrantEnv(baseEnv(h), {
+        repoRoot: ROOT,
+        vagrantHome: h.home,
+        dotfilePath: h.dot,
+        targets: [{ name: 'bookworm', box: 'usm-lab/bookworm', ssh_port: 40123 }],
+        sandboxed: true,
+        driver: 'qemu',
+        pool: 'usm-race-lab',
+        prefix: 'usm-lab-test-',
+      });
+      spawnSync('mkdir', ['-p', h.home]);
+      writeFileSync(
+        join(h.home, 'usm-lab-boxes.json'),
+        JSON.stringify({
+          'usm-lab/bookworm': { version: '1.2', kernel: '/k', initrd: '/i', cmdline: 'x', user: 'root', key: '/nonexistent/key', hostKey: '', restrict: true },
+        }),
+      );
+      const v = vagrant(['validate'], env);
+      expect(v.status).not.toBe(0);
+      expect(v.stdout + v.stderr).toMatch(/private_key_path.*\/nonexistent\/key/);
+    },
+    60_000,
+  );
 
-  it.runIf(missing === null)('sandboxed without an SSH port is refused with the reason', () => {
-    const h = freshHome();
-    const env = vagrantEnv(baseEnv(h), { repoRoot: ROOT, vagrantHome: h.home, dotfilePath: h.dot, targets: [{ name: 'x', box: 'generic/debian12' }], sandboxed: true, driver: 'qemu', pool: 'usm-race-lab', prefix: 'usm-lab-test-' });
-    const v = vagrant(['status', 'x', '--machine-readable'], env);
-    expect(v.status).not.toBe(0);
-    expect(v.stdout + v.stderr).toMatch(/target x: sandboxed mode needs an ssh_port/);
-  }, 60_000);
+  it.runIf(missing === null)(
+    'sandboxed without an SSH port is refused with the reason',
+    () => {
+      const h = freshHome();
+      const env = vagrantEnv(baseEnv(h), {
+        repoRoot: ROOT,
+        vagrantHome: h.home,
+        dotfilePath: h.dot,
+        targets: [{ name: 'x', box: 'generic/debian12' }],
+        sandboxed: true,
+        driver: 'qemu',
+        pool: 'usm-race-lab',
+        prefix: 'usm-lab-test-',
+      });
+      const v = vagrant(['status', 'x', '--machine-readable'], env);
+      expect(v.status).not.toBe(0);
+      expect(v.stdout + v.stderr).toMatch(/target x: sandboxed mode needs an ssh_port/);
+    },
+    60_000,
+  );
 
-  it.runIf(missing === null)('USM_LAB_VAGRANT_TARGETS that is not a JSON list is an error saying so', () => {
-    const h = freshHome();
-    const v = vagrant(['status', '--machine-readable'], baseEnv(h, { USM_LAB_VAGRANT_TARGETS: '{"name":"a"}' }));
-    expect(v.status).not.toBe(0);
-    expect(v.stdout + v.stderr).toMatch(/USM_LAB_VAGRANT_TARGETS must be a JSON list/);
-  }, 60_000);
+  it.runIf(missing === null)(
+    'USM_LAB_VAGRANT_TARGETS that is not a JSON list is an error saying so',
+    () => {
+      const h = freshHome();
+      const v = vagrant(['status', '--machine-readable'], baseEnv(h, { USM_LAB_VAGRANT_TARGETS: '{"name":"a"}' }));
+      expect(v.status).not.toBe(0);
+      expect(v.stdout + v.stderr).toMatch(/USM_LAB_VAGRANT_TARGETS must be a JSON list/);
+    },
+    60_000,
+  );
 
-  it.runIf(missing === null)('matrix.workstation.yaml: valid for the matrix loader and for Vagrant (public boxes, not sandboxed)', async () => {
-    const m = await loadMatrix(join(ROOT, 'matrix.workstation.yaml'));
-    expect(m.vagrant.sandboxed).toBe(false);
-    const vagrantTargets = m.targets.filter((t) => t.backend === 'vagrant');
-    expect(vagrantTargets.map((t) => t.box)).toEqual(expect.arrayContaining([expect.stringMatching(/ubuntu.?20\.?04/), expect.stringMatching(/ubuntu.?22\.?04/), expect.stringMatching(/ubuntu-?24\.?04/), expect.stringMatching(/bullseye|debian11/), expect.stringMatching(/bookworm|debian12/), expect.stringMatching(/fedora/), expect.stringMatching(/rocky|alma/)]));
-    const h = freshHome();
-    const env = baseEnv(h, { USM_LAB_MATRIX: 'matrix.workstation.yaml' });
-    const v = vagrant(['validate'], env);
-    expect(v.status, v.stdout + v.stderr).toBe(0);
-    const s = vagrant(['status', '--machine-readable'], env);
-    expect([...parseStatus(s.stdout).keys()]).toEqual(vagrantTargets.map((t) => t.name));
-    expect(parseErrorExit(s.stdout)).toBeNull();
-  }, 60_000);
+  it.runIf(missing === null)(
+    'matrix.workstation.yaml: valid for the matrix loader and for Vagrant (public boxes, not sandboxed)',
+    async () => {
+      const m = await loadMatrix(join(ROOT, 'matrix.workstation.yaml'));
+      expect(m.vagrant.sandboxed).toBe(false);
+      const vagrantTargets = m.targets.filter((t) => t.backend === 'vagrant');
+      expect(vagrantTargets.map((t) => t.box)).toEqual(
+        expect.arrayContaining([
+          expect.stringMatching(/ubuntu.?20\.?04/),
+          expect.stringMatching(/ubuntu.?22\.?04/),
+          expect.stringMatching(/ubuntu-?24\.?04/),
+          expect.stringMatching(/bullseye|debian11/),
+          expect.stringMatching(/bookworm|debian12/),
+          expect.stringMatching(/fedora/),
+          expect.stringMatching(/rocky|alma/),
+        ]),
+      );
+      const h = freshHome();
+      const env = baseEnv(h, { USM_LAB_MATRIX: 'matrix.workstation.yaml' });
+      const v = vagrant(['validate'], env);
+      expect(v.status, v.stdout + v.stderr).toBe(0);
+      const s = vagrant(['status', '--machine-readable'], env);
+      expect([...parseStatus(s.stdout).keys()]).toEqual(vagrantTargets.map((t) => t.name));
+      expect(parseErrorExit(s.stdout)).toBeNull();
+    },
+    60_000,
+  );
 
   it('the Vagrantfile never starts a libvirt network in sandboxed mode', () => {
     const text = readFileSync(join(ROOT, 'Vagrantfile'), 'utf8');

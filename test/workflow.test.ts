@@ -18,7 +18,19 @@ const defaultTargets = (parse(text('matrix.yaml')) as { default_targets: string[
 /** The targets each shard K/N runs, as src/plan/plan.ts deals them. */
 function covered(shards: { k: number; n: number }[]): string[][] {
   const targets = defaultTargets.map((name) => ({ name, backend: 'qemu', suite: name }) as TargetSpec);
-  return shards.map((shard) => planMatrix({ targets, variants: ['upstream'], modes: ['interleaved'], scenarios: ['preexisting'], reads: ['full'], cpus: {}, trials: 1, seed: 1, shard }).map((p) => p.target.name));
+  return shards.map((shard) =>
+    planMatrix({
+      targets,
+      variants: ['upstream'],
+      modes: ['interleaved'],
+      scenarios: ['preexisting'],
+      reads: ['full'],
+      cpus: {},
+      trials: 1,
+      seed: 1,
+      shard,
+    }).map((p) => p.target.name),
+  );
 }
 
 function expectEachTargetOnce(perShard: string[][]): void {
@@ -48,7 +60,15 @@ describe('nightly.yml', () => {
     const all = text(WORKFLOW);
     expect(all).toContain('/etc/udev/rules.d/99-kvm4all.rules');
     expect(all).toContain("hashFiles('src/images/recipe.ts', 'provision/guest/**')");
-    for (const s of ['scripts/report.mjs merge', 'scripts/report.mjs compare', 'GITHUB_STEP_SUMMARY', 'junit.xml', 'actions/upload-artifact@v4', 'actions/cache/save@v4']) expect(all).toContain(s);
+    for (const s of [
+      'scripts/report.mjs merge',
+      'scripts/report.mjs compare',
+      'GITHUB_STEP_SUMMARY',
+      'junit.xml',
+      'actions/upload-artifact@v4',
+      'actions/cache/save@v4',
+    ])
+      expect(all).toContain(s);
     expect(wf.jobs.report.needs).toBe('shard');
     expect(wf.jobs.report.if).toBe('always()');
   });

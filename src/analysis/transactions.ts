@@ -132,10 +132,26 @@ export interface HttpCounters {
 
 export function zeroCounters(): HttpCounters {
   return {
-    requestBuffers: 0, responseBuffers: 0, otherBuffers: 0, lastSeenRefreshes: 0, terminations: 0,
-    enqueuedComplete: 0, enqueuedRequestParts: 0, enqueuedResponseParts: 0, inFlightAtQuery: 0, inFlightCompleteAtQuery: 0,
-    joined: 0, joinDroppedEarlyResponse: 0, joinLeftoverResponses: 0, joinHeldRequests: 0, joinDroppedOldRequests: 0,
-    droppedNoPath: 0, droppedNonPrintable: 0, droppedUnknownMethod: 0, droppedLatency: 0, accepted: 0,
+    requestBuffers: 0,
+    responseBuffers: 0,
+    otherBuffers: 0,
+    lastSeenRefreshes: 0,
+    terminations: 0,
+    enqueuedComplete: 0,
+    enqueuedRequestParts: 0,
+    enqueuedResponseParts: 0,
+    inFlightAtQuery: 0,
+    inFlightCompleteAtQuery: 0,
+    joined: 0,
+    joinDroppedEarlyResponse: 0,
+    joinLeftoverResponses: 0,
+    joinHeldRequests: 0,
+    joinDroppedOldRequests: 0,
+    droppedNoPath: 0,
+    droppedNonPrintable: 0,
+    droppedUnknownMethod: 0,
+    droppedLatency: 0,
+    accepted: 0,
   };
 }
 
@@ -225,7 +241,11 @@ export interface Transaction {
  * (queryTimeNs, same clock as the events), incompleteBuffer.Flush and StatKeeper.add of the joined.
  * Returns the accepted transactions and the requests held for a next query.
  */
-export function runUserSpace(parts: readonly KernelTx[], queryTimeNs: number, counters: HttpCounters = zeroCounters()): { transactions: Transaction[]; held: KernelTx[] } {
+export function runUserSpace(
+  parts: readonly KernelTx[],
+  queryTimeNs: number,
+  counters: HttpCounters = zeroCounters(),
+): { transactions: Transaction[]; held: KernelTx[] } {
   const transactions: Transaction[] = [];
   const add = (tx: KernelTx, joined: boolean) => {
     const p = requestPath(tx.fragment);
@@ -235,7 +255,17 @@ export function runUserSpace(parts: readonly KernelTx[], queryTimeNs: number, co
     if (tx.method === null) return void counters.droppedUnknownMethod++;
     if (tx.responseLastSeen - tx.requestStarted <= 0 || tx.requestStarted === 0 || tx.responseLastSeen === 0) return void counters.droppedLatency++;
     counters.accepted++;
-    transactions.push({ tuple: tx.tuple, method: tx.method, path: q, status: tx.status, requestTs: tx.requestStarted, responseTs: tx.responseLastSeen, pid: tx.pid, joined, fullPath: p.fullPath });
+    transactions.push({
+      tuple: tx.tuple,
+      method: tx.method,
+      path: q,
+      status: tx.status,
+      requestTs: tx.requestStarted,
+      responseTs: tx.responseLastSeen,
+      pid: tx.pid,
+      joined,
+      fullPath: p.fullPath,
+    });
   };
   // the incomplete buffer: per client endpoint, status 0 = request part, else response part
   const buffer = new Map<string, { requests: KernelTx[]; responses: KernelTx[] }>();

@@ -37,7 +37,12 @@ async function load(name: BackendName, repoRoot: string, opts: BackendOptions): 
     case 'vagrant': {
       if (!opts.cacheDir) throw new LabError('internal', 'the vagrant backend needs the cache folder');
       const { VagrantBackend } = await import('./vagrant/index.ts');
-      return new VagrantBackend({ repoRoot, cacheDir: opts.cacheDir, sandboxed: opts.sandboxed ?? true, ...(opts.installHostDeps === false ? { installHostDeps: false } : {}) });
+      return new VagrantBackend({
+        repoRoot,
+        cacheDir: opts.cacheDir,
+        sandboxed: opts.sandboxed ?? true,
+        ...(opts.installHostDeps === false ? { installHostDeps: false } : {}),
+      });
     }
   }
 }

@@ -46,7 +46,6 @@ export interface BenchResult {
 
 export const COLD_BUILD_GOAL_S = 360;
 
-
 export interface BenchOptions {
   suites: readonly Suite[];
   runs: number;
@@ -67,11 +66,28 @@ export async function benchBoot(o: BenchOptions): Promise<BenchResult> {
   const loadStart = loadavg()[0]!;
   await mkdir(o.workDir, { recursive: true });
   const floorInitrd = await ensureFloorInitrd(o.cacheDir);
-  const out: SuiteBench[] = o.suites.map((suite) => ({ suite, kernel: '', bootMs: [], floorMs: [], bootMedianMs: NaN, floorMedianMs: NaN, ratio: NaN, coldBuildSeconds: null, imageBytes: 0 }));
+  const out: SuiteBench[] = o.suites.map((suite) => ({
+    suite,
+    kernel: '',
+    bootMs: [],
+    floorMs: [],
+    bootMedianMs: NaN,
+    floorMedianMs: NaN,
+    ratio: NaN,
+    coldBuildSeconds: null,
+    imageBytes: 0,
+  }));
   let accel: Accel = 'tcg';
   let accelReason = '';
   let coldBuild: BenchResult['coldBuild'];
-  const imageOpts = (suite: Suite, rebuild: boolean) => ({ cacheDir: o.cacheDir, emit, signal: o.signal, rebuild, target: suite, ...(o.env ? { env: o.env } : {}) });
+  const imageOpts = (suite: Suite, rebuild: boolean) => ({
+    cacheDir: o.cacheDir,
+    emit,
+    signal: o.signal,
+    rebuild,
+    target: suite,
+    ...(o.env ? { env: o.env } : {}),
+  });
   if (o.cold) {
     const parallel = Math.max(1, Math.min(o.parallel ?? availableParallelism(), out.length));
     const queue = [...out];
@@ -111,7 +127,11 @@ export async function benchBoot(o: BenchOptions): Promise<BenchResult> {
         await b.machine.close();
         await b.vm.stop();
         await rm(runDir, { recursive: true, force: true });
-        emit({ type: 'info', target: suite, message: `run ${i + 1}/${o.runs}: floor ${(f.ms / 1000).toFixed(2)} s, boot to SSH ${(b.bootMs / 1000).toFixed(2)} s` });
+        emit({
+          type: 'info',
+          target: suite,
+          message: `run ${i + 1}/${o.runs}: floor ${(f.ms / 1000).toFixed(2)} s, boot to SSH ${(b.bootMs / 1000).toFixed(2)} s`,
+        });
       }
     } catch (err) {
       row.error = err instanceof Error ? err.message : String(err);
@@ -136,15 +156,33 @@ export async function benchBoot(o: BenchOptions): Promise<BenchResult> {
 export function formatBench(r: BenchResult): string {
   const head = ['suite', 'kernel', 'floor s', 'boot->SSH s', 'ratio', 'cold build s', 'image'];
   const s = (ms: number) => (Number.isFinite(ms) ? (ms / 1000).toFixed(2) : '-');
-  const body = r.suites.map((x) => [x.suite, x.kernel || '-', s(x.floorMedianMs), s(x.bootMedianMs), Number.isFinite(x.ratio) ? `${x.ratio.toFixed(2)}${x.ratio <= r.goalRatio ? '' : ' (>goal)'}` : '-', x.coldBuildSeconds === null ? '-' : x.coldBuildSeconds.toFixed(1), x.imageBytes ? `${Math.round(x.imageBytes / 2 ** 20)} MiB` : '-']);
+  const body = r.suites.map((x) => [
+    x.suite,
+    x.kernel || '-',
+    s(x.floorMedianMs),
+    s(x.bootMedianMs),
+    Number.isFinite(x.ratio) ? `${x.ratio.toFixed(2)}${x.ratio <= r.goalRatio ? '' : ' (>goal)'}` : '-',
+    x.coldBuildSeconds === null ? '-' : x.coldBuildSeconds.toFixed(1),
+    x.imageBytes ? `${Math.round(x.imageBytes / 2 ** 20)} MiB` : '-',
+  ]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (c: string[]) => c.map((v, i) => v.padEnd(w[i]!)).join('  ').trimEnd();
+  const line = (c: string[]) =>
+    c
+      .map((v, i) => v.padEnd(w[i]!))
+      .join('  ')
+      .trimEnd();
   const errors = r.suites.filter((x) => x.error).map((x) => `${x.suite}: ${x.error}`);
-  return [
-    `boot to SSH vs floor, median of ${r.runs}, accel ${r.accel} (${r.accelReason}), ${r.memoryMiB} MiB, 1 vCPU, goal ratio <= ${r.goalRatio}; host load ${r.host.loadStart.toFixed(1)} -> ${r.host.loadEnd.toFixed(1)}`,
-    line(head),
-    ...body.map(line),
-    ...(r.coldBuild ? [`cold build of ${r.suites.length} image(s), ${r.coldBuild.parallel} at a time: ${r.coldBuild.wallSeconds.toFixed(1)} s wall (goal <= ${r.coldBuild.goalSeconds} s: ${r.coldBuild.wallSeconds <= r.coldBuild.goalSeconds ? 'met' : 'NOT met'})`] : []),
-    ...errors.map((e) => `error: ${e}`),
-  ].join('\n') + '\n';
+  return (
+    [
+      `boot to SSH vs floor, median of ${r.runs}, accel ${r.accel} (${r.accelReason}), ${r.memoryMiB} MiB, 1 vCPU, goal ratio <= ${r.goalRatio}; host load ${r.host.loadStart.toFixed(1)} -> ${r.host.loadEnd.toFixed(1)}`,
+      line(head),
+      ...body.map(line),
+      ...(r.coldBuild
+        ? [
+            `cold build of ${r.suites.length} image(s), ${r.coldBuild.parallel} at a time: ${r.coldBuild.wallSeconds.toFixed(1)} s wall (goal <= ${r.coldBuild.goalSeconds} s: ${r.coldBuild.wallSeconds <= r.coldBuild.goalSeconds ? 'met' : 'NOT met'})`,
+          ]
+        : []),
+      ...errors.map((e) => `error: ${e}`),
+    ].join('\n') + '\n'
+  );
 }

@@ -26,7 +26,17 @@ export const BENCH_HELP = `Usage: npm run bench -- [--iterations N] [--repeats N
 export async function benchMain(argv: string[], repoRoot: string, signal: AbortSignal): Promise<number> {
   let v;
   try {
-    ({ values: v } = parseArgs({ args: argv, options: { iterations: { type: 'string' }, repeats: { type: 'string' }, 'matrix-iterations': { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' } }, strict: true }));
+    ({ values: v } = parseArgs({
+      args: argv,
+      options: {
+        iterations: { type: 'string' },
+        repeats: { type: 'string' },
+        'matrix-iterations': { type: 'string' },
+        out: { type: 'string' },
+        help: { type: 'boolean' },
+      },
+      strict: true,
+    }));
   } catch (err) {
     process.stderr.write(`error: ${(err as Error).message}\n${BENCH_HELP}`);
     return 2;
@@ -48,15 +58,29 @@ export async function benchMain(argv: string[], repoRoot: string, signal: AbortS
 
   for (const d of ['bpf', 'client']) execFileSync('make', ['-C', join(repoRoot, d)], { stdio: 'inherit', timeout: 600_000 });
   const cpu = 0;
-  process.stdout.write(`Throughput: race_client --sequential, ${iterations} iterations x 2 connections, client and servers on CPU ${cpu}, ${repeats} runs each (round-robin)\n`);
+  process.stdout.write(
+    `Throughput: race_client --sequential, ${iterations} iterations x 2 connections, client and servers on CPU ${cpu}, ${repeats} runs each (round-robin)\n`,
+  );
   const tp = await measureThroughput({ repoRoot, iterations, repeats, cpu, ports: [18101, 18102], log: (s) => process.stdout.write(s + '\n') });
   process.stdout.write('\n| tracer | median round trips/s | ratio to no tracer | runs |\n|---|---|---|---|\n');
-  for (const r of tp) process.stdout.write(`| ${r.tracer} | ${r.median.toFixed(0)} | ${r.ratio.toFixed(3)} | ${r.rtPerSec.map((x) => x.toFixed(0)).join(', ')} |\n`);
+  for (const r of tp)
+    process.stdout.write(`| ${r.tracer} | ${r.median.toFixed(0)} | ${r.ratio.toFixed(3)} | ${r.rtPerSec.map((x) => x.toFixed(0)).join(', ')} |\n`);
 
   let matrix = null;
   if (matrixIterations > 0 && !signal.aborted) {
     const cfg = await loadMatrix(join(repoRoot, 'matrix.yaml'));
-    const flags = parseMatrixFlags(['--backend', 'local', '--variants', 'upstream,no-fallback,recv-hook,scoped', '--modes', 'sequential,interleaved,writes-only', '--scenarios', 'preexisting,baseline', '--iterations', String(matrixIterations)]);
+    const flags = parseMatrixFlags([
+      '--backend',
+      'local',
+      '--variants',
+      'upstream,no-fallback,recv-hook,scoped',
+      '--modes',
+      'sequential,interleaved,writes-only',
+      '--scenarios',
+      'preexisting,baseline',
+      '--iterations',
+      String(matrixIterations),
+    ]);
     const run = resolveRun(cfg, flags, { cwd: repoRoot, home: process.env.HOME ?? '/root' });
     const reporter = createReporter();
     try {
@@ -67,12 +91,27 @@ export async function benchMain(argv: string[], repoRoot: string, signal: AbortS
     process.stdout.write(`\nLocal matrix (${matrixIterations} iterations per cell), report ${matrix.outDir}\n\n${renderTable(matrix.cells)}\n\n`);
     process.stdout.write('Beside the investigation (upstream, pre-existing connections):\n');
     for (const f of INVESTIGATION) {
-      const ours = matrix.cells.filter((c) => c.variant === 'upstream' && (f.mode === 'baseline' ? c.scenario === 'baseline' : c.scenario === 'preexisting' && c.mode === f.mode));
-      process.stdout.write(`  ${f.run}: investigation ${pct(f.misattribution)}; here ${ours.map((c) => `${c.mode}: ${pct(c.misattribution)} (${c.wrong}/${c.captured} rows, capture ${pct(c.capture)})`).join('; ') || 'not run'}\n`);
+      const ours = matrix.cells.filter(
+        (c) => c.variant === 'upstream' && (f.mode === 'baseline' ? c.scenario === 'baseline' : c.scenario === 'preexisting' && c.mode === f.mode),
+      );
+      process.stdout.write(
+        `  ${f.run}: investigation ${pct(f.misattribution)}; here ${ours.map((c) => `${c.mode}: ${pct(c.misattribution)} (${c.wrong}/${c.captured} rows, capture ${pct(c.capture)})`).join('; ') || 'not run'}\n`,
+      );
     }
   }
   await mkdir(dirname(out), { recursive: true });
-  await writeFile(out, JSON.stringify({ date: new Date().toISOString(), throughput: { iterations, repeats, cpu, rows: tp }, matrix: matrix ? { outDir: matrix.outDir, cells: matrix.cells } : null }, null, 2) + '\n');
+  await writeFile(
+    out,
+    JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        throughput: { iterations, repeats, cpu, rows: tp },
+        matrix: matrix ? { outDir: matrix.outDir, cells: matrix.cells } : null,
+      },
+      null,
+      2,
+    ) + '\n',
+  );
   process.stdout.write(`\nwrote ${out}\n`);
   return 0;
 }

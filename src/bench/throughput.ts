@@ -14,7 +14,6 @@ export interface ThroughputRow {
   ratio: number;
 }
 
-
 /** `elapsed_ms=<n> requests=<n>` printed by race_client after DONE. */
 export function parseElapsed(out: string): { ms: number; requests: number } | null {
   const m = /^elapsed_ms=(\d+(?:\.\d+)?) requests=(\d+)$/m.exec(out);
@@ -39,7 +38,12 @@ export async function measureThroughput(opts: {
   const rows: ThroughputRow[] = [];
   try {
     for (const port of opts.ports) {
-      const s = await startProc(m, { name: `server-${port}`, dir, kind: 'server-failed', argv: [...pin, 'python3', `${opts.repoRoot}/client/https_server.py`, '--ports', String(port), '--quiet'] });
+      const s = await startProc(m, {
+        name: `server-${port}`,
+        dir,
+        kind: 'server-failed',
+        argv: [...pin, 'python3', `${opts.repoRoot}/client/https_server.py`, '--ports', String(port), '--quiet'],
+      });
       servers.push(s);
       await waitForLine(m, s, new RegExp(`^LISTENING ${port}$`), 30_000);
     }
@@ -65,18 +69,35 @@ export async function measureThroughput(opts: {
   return rows;
 }
 
-async function oneRun(m: LocalMachine, o: { repoRoot: string; iterations: number; ports: [number, number]; dir: string; pin: string[]; libssl: string; cfg: 'none' | Variant; tag: string }): Promise<number> {
+async function oneRun(
+  m: LocalMachine,
+  o: { repoRoot: string; iterations: number; ports: [number, number]; dir: string; pin: string[]; libssl: string; cfg: 'none' | Variant; tag: string },
+): Promise<number> {
   let tracer: BgProc | undefined;
   const client = await startProc(m, {
     name: `client-${o.tag}`,
     dir: o.dir,
     kind: 'client-failed',
-    argv: [...o.pin, `${o.repoRoot}/client/build/race_client`, '127.0.0.1', String(o.ports[0]), '127.0.0.1', String(o.ports[1]), String(o.iterations), '--sequential'],
+    argv: [
+      ...o.pin,
+      `${o.repoRoot}/client/build/race_client`,
+      '127.0.0.1',
+      String(o.ports[0]),
+      '127.0.0.1',
+      String(o.ports[1]),
+      String(o.iterations),
+      '--sequential',
+    ],
   });
   try {
     await waitForLine(m, client, /^READY(:\d+)+$/, 30_000);
     if (o.cfg !== 'none') {
-      tracer = await startProc(m, { name: `tracer-${o.tag}`, dir: o.dir, kind: 'tracer-failed', argv: [`${o.repoRoot}/bpf/build/usm_tls`, '--variant', o.cfg, '--libssl', o.libssl, '--out', '/dev/null'] });
+      tracer = await startProc(m, {
+        name: `tracer-${o.tag}`,
+        dir: o.dir,
+        kind: 'tracer-failed',
+        argv: [`${o.repoRoot}/bpf/build/usm_tls`, '--variant', o.cfg, '--libssl', o.libssl, '--out', '/dev/null'],
+      });
       await waitForLine(m, tracer, /^READY$/, 60_000);
     }
     await signalProc(m, client, 'USR1');

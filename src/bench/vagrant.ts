@@ -50,7 +50,6 @@ export interface TargetTiming {
   cells: number;
 }
 
-
 /** A frozen copy of what the vagrant backend reads; `marker` changes the sources hash. */
 function frozenRepo(repoRoot: string, marker: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'bench-vagrant-repo-'));
@@ -61,7 +60,15 @@ function frozenRepo(repoRoot: string, marker: string): string {
 }
 
 /** One target's cells through runMatrix on `backend`, timed; throws when a cell is not ok. */
-async function timeTarget(o: { backend: Backend; repoRoot: string; target: TargetSpec; cells: TargetCells; cacheDir: string; emit: Emit; signal: AbortSignal }): Promise<TargetTiming> {
+async function timeTarget(o: {
+  backend: Backend;
+  repoRoot: string;
+  target: TargetSpec;
+  cells: TargetCells;
+  cacheDir: string;
+  emit: Emit;
+  signal: AbortSignal;
+}): Promise<TargetTiming> {
   const steps = new Map<string, number>();
   const emit: Emit = (e) => {
     if (e.type === 'step-end') steps.set(e.step, (steps.get(e.step) ?? 0) + e.ms);
@@ -85,19 +92,36 @@ async function timeTarget(o: { backend: Backend; repoRoot: string; target: Targe
   const r = await runMatrix(run, { repoRoot: o.repoRoot, backends: async () => o.backend, emit, signal: o.signal, argv: ['bench-vagrant'] });
   const ms = performance.now() - t0;
   const bad = r.cells.filter((c) => c.status !== 'ok');
-  if (bad.length) throw new Error(`${o.backend.name}: ${bad.length} cell(s) not ok (${bad.map((c) => `${c.scenario}-${c.mode}-${c.variant}: ${c.status}`).join(', ')}); see ${r.outDir}`);
+  if (bad.length)
+    throw new Error(
+      `${o.backend.name}: ${bad.length} cell(s) not ok (${bad.map((c) => `${c.scenario}-${c.mode}-${c.variant}: ${c.status}`).join(', ')}); see ${r.outDir}`,
+    );
   const sum = (...names: string[]) => Math.round(names.reduce((a, n) => a + (steps.get(n) ?? 0), 0));
   return { ms: Math.round(ms), bootMs: sum('boot'), prepareMs: sum('upload', 'build'), cellsMs: sum('run'), stopMs: sum('stop'), cells: r.cells.length };
 }
 
-export async function benchVagrant(o: { repoRoot: string; cacheDir: string; suite: Suite; runs: number; targetCells?: TargetCells; emit: Emit; signal: AbortSignal }): Promise<VagrantBench> {
+export async function benchVagrant(o: {
+  repoRoot: string;
+  cacheDir: string;
+  suite: Suite;
+  runs: number;
+  targetCells?: TargetCells;
+  emit: Emit;
+  signal: AbortSignal;
+}): Promise<VagrantBench> {
   const target: TargetSpec = { name: o.suite, backend: 'vagrant', suite: o.suite, memoryMiB: 1024, cpus: 1 };
   const stepMs = new Map<string, number[]>();
   const emit: Emit = (e: ProgressEvent) => {
     if (e.type === 'step-end' && e.ok) stepMs.set(e.step, [...(stepMs.get(e.step) ?? []), e.ms]);
     o.emit(e);
   };
-  const ctx = (tag: string): BackendContext => ({ runDir: mkdtempSync(join(tmpdir(), `bench-vagrant-${tag}-`)), emit, signal: o.signal, keep: false, cacheDir: o.cacheDir });
+  const ctx = (tag: string): BackendContext => ({
+    runDir: mkdtempSync(join(tmpdir(), `bench-vagrant-${tag}-`)),
+    emit,
+    signal: o.signal,
+    keep: false,
+    cacheDir: o.cacheDir,
+  });
   const timed = async (f: () => Promise<Lease>): Promise<{ lease: Lease; ms: number }> => {
     const t0 = performance.now();
     const lease = await f();
@@ -160,10 +184,22 @@ export async function benchVagrant(o: { repoRoot: string; cacheDir: string; suit
       accel,
       runs: o.runs,
       qemu: { readyMs: q.map(Math.round), medianMs: Math.round(qm) },
-      vagrant: { readyMs: v.map(Math.round), medianMs: Math.round(vm), upMs: vUp, destroyMs: vDestroy.map(Math.round), destroyMedianMs: Math.round(median(vDestroy)) },
+      vagrant: {
+        readyMs: v.map(Math.round),
+        medianMs: Math.round(vm),
+        upMs: vUp,
+        destroyMs: vDestroy.map(Math.round),
+        destroyMedianMs: Math.round(median(vDestroy)),
+      },
       ratio: Math.round((vm / qm) * 100) / 100,
       goal: GOAL_RATIO,
-      snapshot: { firstUpMs: Math.round(first.ms), provisionMs: ff.provisionMs ?? 0, snapshotSaveMs: ff.snapshotMs ?? 0, restoreUpMs: Math.round(again.ms), ratio: Math.round((again.ms / first.ms) * 100) / 100 },
+      snapshot: {
+        firstUpMs: Math.round(first.ms),
+        provisionMs: ff.provisionMs ?? 0,
+        snapshotSaveMs: ff.snapshotMs ?? 0,
+        restoreUpMs: Math.round(again.ms),
+        ratio: Math.round((again.ms / first.ms) * 100) / 100,
+      },
       ...(perTarget ? { target: perTarget } : {}),
       leftovers: await leftovers(vagrant.prefix).then(async (a) => {
         const b = await leftovers(snapBackend.prefix);
@@ -193,7 +229,8 @@ export function formatVagrantBench(r: VagrantBench): string {
 
 function formatTarget(t: NonNullable<VagrantBench['target']>): string[] {
   const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
-  const line = (name: string, x: TargetTiming) => `    ${name.padEnd(8)} ${s(x.ms).padStart(8)}  (boot ${s(x.bootMs)}, upload + build ${s(x.prepareMs)}, ${x.cells} cells ${s(x.cellsMs)}, stop ${s(x.stopMs)})`;
+  const line = (name: string, x: TargetTiming) =>
+    `    ${name.padEnd(8)} ${s(x.ms).padStart(8)}  (boot ${s(x.bootMs)}, upload + build ${s(x.prepareMs)}, ${x.cells} cells ${s(x.cellsMs)}, stop ${s(x.stopMs)})`;
   return [
     `  time per target, ${t.qemu.cells} cells (${t.cells.variants.join(',')} x ${t.cells.modes.join(',')} x ${t.cells.scenarios.join(',')}, ${t.cells.iterations} iterations):`,
     line('qemu', t.qemu),

@@ -2,7 +2,27 @@
 // says what is allowed.
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.ts';
-import { APIS, BACKENDS, CPUS_RANGE, HOOKS, MODES, NAGLE, READS, SCENARIOS, TRACE_SCOPES, VARIANTS, type Api, type BackendName, type Hook, type Mode, type Nagle, type Reads, type Scenario, type TraceScope, type Variant } from '../domain.ts';
+import {
+  APIS,
+  BACKENDS,
+  CPUS_RANGE,
+  HOOKS,
+  MODES,
+  NAGLE,
+  READS,
+  SCENARIOS,
+  TRACE_SCOPES,
+  VARIANTS,
+  type Api,
+  type BackendName,
+  type Hook,
+  type Mode,
+  type Nagle,
+  type Reads,
+  type Scenario,
+  type TraceScope,
+  type Variant,
+} from '../domain.ts';
 
 export interface MatrixFlags {
   help: boolean;
@@ -70,7 +90,10 @@ Exit codes: 0 every cell ran and met its expectation; 1 a verdict was not as exp
 
 function list<T extends string>(flag: string, raw: string | undefined, allowed?: readonly T[]): T[] | undefined {
   if (raw === undefined) return undefined;
-  const items = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const items = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (items.length === 0) throw new ConfigError(`--${flag} needs at least one value${allowed ? ` (allowed: ${allowed.join(', ')})` : ''}`);
   if (allowed) {
     for (const it of items) {

@@ -36,7 +36,13 @@ export async function matrixMain(e: CliEnv): Promise<number> {
     const reporter = createReporter(e.stderr);
     let result;
     try {
-      result = await runMatrix(run, { repoRoot: e.repoRoot, backends: backendLoader(e.repoRoot, { rebuild: run.rebuild, sandboxed: cfg.vagrant.sandboxed, cacheDir: run.cacheDir, installHostDeps: false }), emit: reporter.emit, signal: e.signal, argv: e.argv });
+      result = await runMatrix(run, {
+        repoRoot: e.repoRoot,
+        backends: backendLoader(e.repoRoot, { rebuild: run.rebuild, sandboxed: cfg.vagrant.sandboxed, cacheDir: run.cacheDir, installHostDeps: false }),
+        emit: reporter.emit,
+        signal: e.signal,
+        argv: e.argv,
+      });
     } finally {
       reporter.stop();
     }

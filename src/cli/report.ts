@@ -7,7 +7,8 @@ import { mergeRuns } from '../report/merge.ts';
 import { renderTable } from '../report/summary.ts';
 import { compareMain } from '../report/compare.ts';
 
-export const REPORT_HELP = 'Usage: npx zx scripts/report.mjs merge DIR [DIR...] --out DIR\n  merge the report folders of several shards into one summary.md / summary.json / manifest.json\n       npx zx scripts/report.mjs compare PREV CUR [--history DIR] [--keep K]  (compare --help)\n';
+export const REPORT_HELP =
+  'Usage: npx zx scripts/report.mjs merge DIR [DIR...] --out DIR\n  merge the report folders of several shards into one summary.md / summary.json / manifest.json\n       npx zx scripts/report.mjs compare PREV CUR [--history DIR] [--keep K]  (compare --help)\n';
 
 export function parseReportFlags(argv: readonly string[]): { help: true } | { help: false; dirs: string[]; out: string } {
   let parsed;

@@ -19,14 +19,21 @@ export function matrixFile(f: Pick<MatrixFlags, 'config'>, env: { cwd: string; r
 }
 
 export function makeRunId(now = new Date()): string {
-  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 /** Merge matrix.yaml and flags; check every name before the first VM boots. */
 /** After the client exits, before the tracer stops: the investigation's script sleeps 2 s before it queries. */
 export const SETTLE_MS = 2000;
 
-export function resolveRun(cfg: MatrixConfig, f: MatrixFlags, env: { cwd: string; home: string; cacheEnv?: string; now?: Date; hostCpus?: number }): ResolvedRun {
+export function resolveRun(
+  cfg: MatrixConfig,
+  f: MatrixFlags,
+  env: { cwd: string; home: string; cacheEnv?: string; now?: Date; hostCpus?: number },
+): ResolvedRun {
   const byName = new Map(cfg.targets.map((t) => [t.name, t]));
   let names: string[];
   if (f.targets) names = f.targets;
@@ -36,18 +43,27 @@ export function resolveRun(cfg: MatrixConfig, f: MatrixFlags, env: { cwd: string
     const t = byName.get(n);
     if (!t) throw new ConfigError(`--targets: unknown target '${n}' (defined in ${cfg.file}: ${[...byName.keys()].join(', ')})`);
     if (f.backend && f.backend !== t.backend) {
-      if (f.backend === 'local' || t.backend === 'local') throw new ConfigError(`--backend ${f.backend} cannot run target '${n}' (backend ${t.backend}); use --targets local or a VM target`);
+      if (f.backend === 'local' || t.backend === 'local')
+        throw new ConfigError(`--backend ${f.backend} cannot run target '${n}' (backend ${t.backend}); use --targets local or a VM target`);
       if (!t.suite && !t.box) throw new ConfigError(`target '${n}' has no suite or box to run with backend ${f.backend}`);
       return { ...t, backend: f.backend };
     }
     return t;
   });
   for (const t of targets) {
-    if (f.cpus && t.backend === 'vagrant' && f.cpus.length > 1) throw new ConfigError(`--cpus ${f.cpus.join(',')}: target '${t.name}' runs on Vagrant, whose Vagrantfile defines one machine per target: give one vCPU count`);
-    if (!f.cpus && t.backend === 'vagrant' && (cfg.targetCpus[t.name]?.length ?? 1) > 1) throw new ConfigError(`target '${t.name}': cpus ${cfg.targetCpus[t.name]!.join(',')} on Vagrant, whose Vagrantfile defines one machine per target: give one vCPU count`);
+    if (f.cpus && t.backend === 'vagrant' && f.cpus.length > 1)
+      throw new ConfigError(
+        `--cpus ${f.cpus.join(',')}: target '${t.name}' runs on Vagrant, whose Vagrantfile defines one machine per target: give one vCPU count`,
+      );
+    if (!f.cpus && t.backend === 'vagrant' && (cfg.targetCpus[t.name]?.length ?? 1) > 1)
+      throw new ConfigError(
+        `target '${t.name}': cpus ${cfg.targetCpus[t.name]!.join(',')} on Vagrant, whose Vagrantfile defines one machine per target: give one vCPU count`,
+      );
   }
   // One boot per vCPU count; local runs on this host as it is: its CPU count is recorded, not chosen.
-  const cpus = Object.fromEntries(targets.map((t) => [t.name, t.backend === 'local' ? [env.hostCpus ?? availableParallelism()] : (f.cpus ?? cfg.targetCpus[t.name] ?? [t.cpus ?? 1])]));
+  const cpus = Object.fromEntries(
+    targets.map((t) => [t.name, t.backend === 'local' ? [env.hostCpus ?? availableParallelism()] : (f.cpus ?? cfg.targetCpus[t.name] ?? [t.cpus ?? 1])]),
+  );
   const runId = makeRunId(env.now);
   return {
     targets,

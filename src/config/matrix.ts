@@ -3,7 +3,28 @@
 import { readFile } from 'node:fs/promises';
 import { LineCounter, parseDocument, isMap, isSeq, isScalar, type Node, type Document } from 'yaml';
 import { ConfigError } from '../errors.ts';
-import { APIS, BACKENDS, CPUS_RANGE, HOOKS, MODES, NAGLE, READS, SCENARIOS, SUITES, TRACE_SCOPES, VARIANTS, type Api, type BackendName, type Hook, type Mode, type Nagle, type Reads, type Scenario, type TraceScope, type Variant } from '../domain.ts';
+import {
+  APIS,
+  BACKENDS,
+  CPUS_RANGE,
+  HOOKS,
+  MODES,
+  NAGLE,
+  READS,
+  SCENARIOS,
+  SUITES,
+  TRACE_SCOPES,
+  VARIANTS,
+  type Api,
+  type BackendName,
+  type Hook,
+  type Mode,
+  type Nagle,
+  type Reads,
+  type Scenario,
+  type TraceScope,
+  type Variant,
+} from '../domain.ts';
 import type { TargetSpec } from '../backends/types.ts';
 
 export interface MatrixDefaults {
@@ -59,7 +80,22 @@ export const BUILTIN_DEFAULTS: MatrixDefaults = {
   cpus: [1],
 };
 
-const DEFAULT_KEYS = ['variants', 'modes', 'scenarios', 'iterations', 'trials', 'ports', 'trace', 'api', 'hook', 'memory', 'seed', 'reads', 'nagle', 'cpus'] as const;
+const DEFAULT_KEYS = [
+  'variants',
+  'modes',
+  'scenarios',
+  'iterations',
+  'trials',
+  'ports',
+  'trace',
+  'api',
+  'hook',
+  'memory',
+  'seed',
+  'reads',
+  'nagle',
+  'cpus',
+] as const;
 const TARGET_KEYS = ['backend', 'suite', 'box', 'memory', 'cpus'] as const;
 
 type Where = (node: Node | null | undefined) => string;
@@ -119,7 +155,8 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
     throw configError(file, problems);
   }
   const root = doc.contents;
-  if (!isMap(root)) throw configError(file, [{ off: -1, text: `${where(root)}: the matrix file must be a mapping with keys defaults, targets, default_targets, vagrant` }]);
+  if (!isMap(root))
+    throw configError(file, [{ off: -1, text: `${where(root)}: the matrix file must be a mapping with keys defaults, targets, default_targets, vagrant` }]);
 
   const checkKeys = (map: Node | null | undefined, allowed: readonly string[], what: string) => {
     if (!isMap(map)) fail(map, `${what} must be a mapping (keys: ${allowed.join(', ')})`);

@@ -56,11 +56,18 @@ export async function hostMirror(env: NodeJS.ProcessEnv = process.env): Promise<
 
 export async function checkBuildHost(env: NodeJS.ProcessEnv = process.env): Promise<void> {
   if (process.getuid?.() !== 0) {
-    throw new LabError('build-failed', 'building an image needs root (debootstrap, and root-owned files in the image): run as root, e.g. sudo npx zx scripts/images.mjs build --suite SUITE');
+    throw new LabError(
+      'build-failed',
+      'building an image needs root (debootstrap, and root-owned files in the image): run as root, e.g. sudo npx zx scripts/images.mjs build --suite SUITE',
+    );
   }
   const missing: string[] = [];
   for (const t of HOST_TOOLS) if (!(await findTool(t, env))) missing.push(t);
-  if (missing.length) throw new LabError('build-failed', `missing host tools: ${missing.join(', ')} (install the packages in provision/host-deps-images.txt: bash provision/host-deps.sh images)`);
+  if (missing.length)
+    throw new LabError(
+      'build-failed',
+      `missing host tools: ${missing.join(', ')} (install the packages in provision/host-deps-images.txt: bash provision/host-deps.sh images)`,
+    );
 }
 
 /** Unmount whatever is still mounted under dir (debootstrap mounts proc/sys in the tree). */
@@ -100,7 +107,13 @@ export async function buildImage(opts: BuildOptions): Promise<ImageManifest> {
     // INITRD=No: the kernel's postinst hooks (initramfs-tools, dracut) skip building the distro
     // initrd, which the lab never boots (it builds its own tiny one below).
     const bootstrap = ['debootstrap', '--variant=minbase', `--include=${recipe.packages.join(',')}`, suite, tree, mirror];
-    await step(emit, target, 'debootstrap', () => runLogged(bootstrap, { log, timeoutMs: 30 * 60_000, signal, env: { ...env, INITRD: 'No' } }), `${suite} from ${mirror}`);
+    await step(
+      emit,
+      target,
+      'debootstrap',
+      () => runLogged(bootstrap, { log, timeoutMs: 30 * 60_000, signal, env: { ...env, INITRD: 'No' } }),
+      `${suite} from ${mirror}`,
+    );
 
     const hostKey = generateEd25519(`root@lab-${suite}`);
     await step(emit, target, 'configure', async () => {
@@ -110,17 +123,33 @@ export async function buildImage(opts: BuildOptions): Promise<ImageManifest> {
       await writeFile(join(files, 'authorized_keys'), opts.clientKey.publicKey + '\n', { mode: 0o600 });
       await writeFile(join(files, 'init.sh'), recipe.scripts['init.sh'] ?? '', { mode: 0o755 });
       await writeFile(join(files, 'configure-tree.sh'), recipe.scripts['configure-tree.sh'] ?? '', { mode: 0o755 });
-      await sh(['sh', join(files, 'configure-tree.sh'), tree, `lab-${suite}`, join(files, 'init.sh'), join(files, 'authorized_keys'), join(files, 'host_ed25519')], 120_000);
+      await sh(
+        ['sh', join(files, 'configure-tree.sh'), tree, `lab-${suite}`, join(files, 'init.sh'), join(files, 'authorized_keys'), join(files, 'host_ed25519')],
+        120_000,
+      );
       await removeBuildDir(files, log);
     });
 
     const kver = await kernelRelease(tree);
     const versions = await packageVersions(tree, log, signal, env);
-    await step(emit, target, 'initrd', async () => {
-      await copyFile(join(tree, 'boot', `vmlinuz-${kver}`), join(tmp, 'vmlinuz'));
-      const plan = await buildBootInitrd({ tree, kver, out: join(tmp, 'initrd.img'), initScript: recipe.scripts['initrd-init.sh'] ?? '', modules: recipe.initrdModules, applets: recipe.initrdApplets });
-      await writeFile(log, `initrd modules (load order): ${plan.load.join(' ')}; built in: ${plan.builtin.join(' ')}\n`, { flag: 'a' });
-    }, kver);
+    await step(
+      emit,
+      target,
+      'initrd',
+      async () => {
+        await copyFile(join(tree, 'boot', `vmlinuz-${kver}`), join(tmp, 'vmlinuz'));
+        const plan = await buildBootInitrd({
+          tree,
+          kver,
+          out: join(tmp, 'initrd.img'),
+          initScript: recipe.scripts['initrd-init.sh'] ?? '',
+          modules: recipe.initrdModules,
+          applets: recipe.initrdApplets,
+        });
+        await writeFile(log, `initrd modules (load order): ${plan.load.join(' ')}; built in: ${plan.builtin.join(' ')}\n`, { flag: 'a' });
+      },
+      kver,
+    );
 
     const raw = join(tmp, 'disk.raw');
     let fsSize = 0;
@@ -188,8 +217,18 @@ async function kernelRelease(tree: string): Promise<string> {
 
 async function packageVersions(tree: string, log: string, signal: AbortSignal, env: NodeJS.ProcessEnv): Promise<Record<string, string>> {
   const pkgs = Object.values(VERSION_PACKAGES);
-  const out = await runLogged(['dpkg-query', `--admindir=${join(tree, 'var/lib/dpkg')}`, '-W', '-f=${Package}\t${Version}\n', ...pkgs], { log, timeoutMs: 60_000, signal, env });
-  const byPkg = new Map(out.split('\n').filter(Boolean).map((l) => l.split('\t') as [string, string]));
+  const out = await runLogged(['dpkg-query', `--admindir=${join(tree, 'var/lib/dpkg')}`, '-W', '-f=${Package}\t${Version}\n', ...pkgs], {
+    log,
+    timeoutMs: 60_000,
+    signal,
+    env,
+  });
+  const byPkg = new Map(
+    out
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split('\t') as [string, string]),
+  );
   const versions: Record<string, string> = {};
   for (const [field, pkg] of Object.entries(VERSION_PACKAGES)) versions[field] = byPkg.get(pkg) ?? 'missing';
   return versions;

@@ -40,7 +40,12 @@ export function parseImagesFlags(argv: readonly string[]): ImagesFlags {
       args: [...argv],
       allowPositionals: true,
       strict: true,
-      options: { suite: { type: 'string' }, rebuild: { type: 'boolean', default: false }, cache: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } },
+      options: {
+        suite: { type: 'string' },
+        rebuild: { type: 'boolean', default: false },
+        cache: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
     });
   } catch (err) {
     const msg = (err as Error).message.replace(/\. To specify a positional argument.*$/s, '');
@@ -48,7 +53,8 @@ export function parseImagesFlags(argv: readonly string[]): ImagesFlags {
   }
   const { values, positionals } = parsed;
   if (values.help) return { command: 'help', suites: [], rebuild: false };
-  if (positionals.length !== 1) throw new ConfigError(`expected one command (allowed: ${COMMANDS.join(', ')}), got ${positionals.length ? positionals.join(' ') : 'none'}`);
+  if (positionals.length !== 1)
+    throw new ConfigError(`expected one command (allowed: ${COMMANDS.join(', ')}), got ${positionals.length ? positionals.join(' ') : 'none'}`);
   const command = positionals[0]!;
   if (!(COMMANDS as readonly string[]).includes(command)) throw new ConfigError(`unknown command '${command}' (allowed: ${COMMANDS.join(', ')})`);
   let suites: Suite[] = [];
@@ -69,10 +75,24 @@ export function formatList(rows: Awaited<ReturnType<typeof listImages>>, cacheRo
   const head = ['suite', 'kernel', 'openssl', 'clang', 'libbpf', 'bpftool', 'size', 'built', 'state'];
   const body = rows.map((r) => {
     const m = r.manifest;
-    return [r.suite, m?.kernel ?? '?', upstream(m?.versions.openssl), upstream(m?.versions.clang), upstream(m?.versions.libbpf), upstream(m?.versions.bpftool), fmtBytes(r.bytes), m ? m.builtAt.slice(0, 16).replace('T', ' ') : '-', !m ? 'incomplete' : r.current ? 'current' : 'stale recipe'];
+    return [
+      r.suite,
+      m?.kernel ?? '?',
+      upstream(m?.versions.openssl),
+      upstream(m?.versions.clang),
+      upstream(m?.versions.libbpf),
+      upstream(m?.versions.bpftool),
+      fmtBytes(r.bytes),
+      m ? m.builtAt.slice(0, 16).replace('T', ' ') : '-',
+      !m ? 'incomplete' : r.current ? 'current' : 'stale recipe',
+    ];
   });
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(w[i]!))
+      .join('  ')
+      .trimEnd();
   return [line(head), ...body.map(line)].join('\n') + `\n(cache: ${cacheRoot}/images)\n`;
 }
 
@@ -113,7 +133,9 @@ export async function imagesMain(e: ImagesEnv): Promise<number> {
         for (const suite of flags.suites) {
           const img = await ensureImage(suite, { cacheDir, emit: e.emit, signal: e.signal, rebuild: flags.rebuild, env: e.env });
           const m = img.manifest;
-          e.stdout.write(`${suite}: ${img.built ? `built in ${m.buildSeconds} s` : 'cached, current'}: kernel ${m.kernel}, OpenSSL ${upstream(m.versions.openssl)}, ${fmtBytes(m.size)} (${img.paths.dir})\n`);
+          e.stdout.write(
+            `${suite}: ${img.built ? `built in ${m.buildSeconds} s` : 'cached, current'}: kernel ${m.kernel}, OpenSSL ${upstream(m.versions.openssl)}, ${fmtBytes(m.size)} (${img.paths.dir})\n`,
+          );
         }
         return 0;
     }

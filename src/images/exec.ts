@@ -70,8 +70,14 @@ export async function runLogged(argv: readonly string[], opts: RunOptions): Prom
       await pending;
       await appendFile(opts.log, `[exit ${code ?? signal}]\n`).catch(() => {});
       if (why === 'abort') return reject(new LabError('interrupted', `${cmd} interrupted`));
-      if (why === 'timeout') return reject(Object.assign(new LabError('build-failed', `${cmd} timed out after ${Math.round(opts.timeoutMs / 1000)} s`, await logTail(opts.log)), { logFile: opts.log }));
-      if (code !== 0) return reject(Object.assign(new LabError('build-failed', `${cmd} failed (exit ${code ?? signal})`, await logTail(opts.log)), { logFile: opts.log }));
+      if (why === 'timeout')
+        return reject(
+          Object.assign(new LabError('build-failed', `${cmd} timed out after ${Math.round(opts.timeoutMs / 1000)} s`, await logTail(opts.log)), {
+            logFile: opts.log,
+          }),
+        );
+      if (code !== 0)
+        return reject(Object.assign(new LabError('build-failed', `${cmd} failed (exit ${code ?? signal})`, await logTail(opts.log)), { logFile: opts.log }));
       resolve(stdout);
     });
   });

@@ -69,7 +69,8 @@ async function ensureImageOnce(suite: Suite, opts: EnsureOptions): Promise<Image
   const hash = recipeHash(recipe);
   const key = await ensureClientKey(cp.clientKey);
 
-  const cached = async (): Promise<ImageState> => (opts.rebuild ? { ok: false, reason: '--rebuild' } : checkImage(paths, { recipeHash: hash, clientKey: key.publicKey }));
+  const cached = async (): Promise<ImageState> =>
+    opts.rebuild ? { ok: false, reason: '--rebuild' } : checkImage(paths, { recipeHash: hash, clientKey: key.publicKey });
   let state = await step(emit, target, 'image-check', cached, suite);
   if (state.ok) return { suite, paths, manifest: state.manifest, key, keyPath: cp.clientKey, built: false };
 
@@ -89,7 +90,13 @@ async function ensureImageOnce(suite: Suite, opts: EnsureOptions): Promise<Image
     if (state.manifest || opts.rebuild) emit({ type: 'info', target, message: `rebuilding the ${suite} image: ${why}` });
     else emit({ type: 'info', target, message: `building the ${suite} image (first use; a few minutes)` });
     await removeStaleBuilds(cp.images, suite);
-    const manifest = await step(emit, target, 'image-build', () => buildImage({ cacheRoot: opts.cacheDir, recipe, clientKey: key, emit, signal, target, ...(opts.env ? { env: opts.env } : {}) }), suite);
+    const manifest = await step(
+      emit,
+      target,
+      'image-build',
+      () => buildImage({ cacheRoot: opts.cacheDir, recipe, clientKey: key, emit, signal, target, ...(opts.env ? { env: opts.env } : {}) }),
+      suite,
+    );
     return { suite, paths, manifest, key, keyPath: cp.clientKey, built: true };
   } finally {
     await release();

@@ -55,7 +55,9 @@ export function cpioNewc(entries: readonly CpioEntry[]): Buffer {
 
 /** Module name of a path in modules.dep: basename without .ko[.xz|.zst|.gz], '-' as '_'. */
 export function moduleName(path: string): string {
-  return basename(path).replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_');
+  return basename(path)
+    .replace(/\.ko(\.(xz|zst|gz))?$/, '')
+    .replace(/-/g, '_');
 }
 
 export interface ModulePlan {
@@ -112,7 +114,8 @@ async function busyboxEntries(busybox: string, applets: readonly string[]): Prom
   const data = await readFile(busybox).catch(() => {
     throw new LabError('build-failed', `${busybox} not found: install busybox-static (see provision/host-deps-images.txt)`);
   });
-  if (!isStaticElf(data)) throw new LabError('build-failed', `${busybox} is not a statically linked ELF: install busybox-static (see provision/host-deps-images.txt)`);
+  if (!isStaticElf(data))
+    throw new LabError('build-failed', `${busybox} is not a statically linked ELF: install busybox-static (see provision/host-deps-images.txt)`);
   return [
     { kind: 'dir', path: 'bin' },
     { kind: 'file', path: 'bin/busybox', data, mode: 0o755 },
@@ -133,7 +136,15 @@ async function decompressModule(path: string): Promise<Buffer> {
 }
 
 /** Build the boot initrd for the kernel KVER of the root tree TREE; returns the module plan. */
-export async function buildBootInitrd(opts: { tree: string; kver: string; out: string; initScript: string; modules: readonly string[]; applets: readonly string[]; busybox?: string }): Promise<ModulePlan> {
+export async function buildBootInitrd(opts: {
+  tree: string;
+  kver: string;
+  out: string;
+  initScript: string;
+  modules: readonly string[];
+  applets: readonly string[];
+  busybox?: string;
+}): Promise<ModulePlan> {
   const modDir = join(opts.tree, 'lib/modules', opts.kver);
   const [dep, builtin] = await Promise.all([readFile(join(modDir, 'modules.dep'), 'utf8'), readFile(join(modDir, 'modules.builtin'), 'utf8').catch(() => '')]);
   const plan = planModules(dep, builtin, opts.modules);

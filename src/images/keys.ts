@@ -22,7 +22,8 @@ export function generateEd25519(comment: string): KeyPair {
   // neither ssh2 nor OpenSSH can read it. Draw again until both halves parse.
   for (let i = 0; i < 16; i++) {
     const k = utils.generateKeyPairSync('ed25519', { comment });
-    if (!(utils.parseKey(k.private) instanceof Error) && !(utils.parseKey(k.public) instanceof Error)) return { privateKey: k.private, publicKey: k.public.trim() };
+    if (!(utils.parseKey(k.private) instanceof Error) && !(utils.parseKey(k.public) instanceof Error))
+      return { privateKey: k.private, publicKey: k.public.trim() };
   }
   throw new Error('ssh2 generated 16 malformed ed25519 key pairs in a row');
 }
@@ -104,7 +105,8 @@ async function ensureClientKeyOnce(path: string): Promise<KeyPair> {
     privateKey = await readFile(path, 'utf8');
   }
   const publicKey = publicLineOf(privateKey);
-  if (publicKey === null) throw new LabError('internal', `${path} is not an OpenSSH private key (remove it and ${path}.pub to create a new pair; the images are rebuilt for it)`);
+  if (publicKey === null)
+    throw new LabError('internal', `${path} is not an OpenSSH private key (remove it and ${path}.pub to create a new pair; the images are rebuilt for it)`);
   // Keep an existing .pub of this key as it is (images record its exact line); write a missing or
   // wrong one (a crash before it was written, an edit).
   const pub = (await readOrNull(`${path}.pub`))?.trim();

@@ -42,7 +42,14 @@ export interface ImagePaths {
 
 export function imagePaths(cacheRoot: string, suite: Suite): ImagePaths {
   const dir = join(cachePaths(cacheRoot).images, suite);
-  return { dir, manifest: join(dir, 'manifest.json'), disk: join(dir, 'disk.qcow2'), kernel: join(dir, 'vmlinuz'), initrd: join(dir, 'initrd.img'), buildLog: join(dir, 'build.log') };
+  return {
+    dir,
+    manifest: join(dir, 'manifest.json'),
+    disk: join(dir, 'disk.qcow2'),
+    kernel: join(dir, 'vmlinuz'),
+    initrd: join(dir, 'initrd.img'),
+    buildLog: join(dir, 'build.log'),
+  };
 }
 
 export interface ImageManifest {
@@ -81,9 +88,7 @@ export async function readManifest(path: string): Promise<ImageManifest | null> 
   }
 }
 
-export type ImageState =
-  | { ok: true; manifest: ImageManifest }
-  | { ok: false; reason: string; manifest?: ImageManifest };
+export type ImageState = { ok: true; manifest: ImageManifest } | { ok: false; reason: string; manifest?: ImageManifest };
 
 /**
  * Is the cached image usable for this recipe and client key? Checks, cheapest first: manifest
@@ -92,7 +97,8 @@ export type ImageState =
 export async function checkImage(p: ImagePaths, want: { recipeHash: string; clientKey: string; verifyChecksum?: boolean }): Promise<ImageState> {
   const m = await readManifest(p.manifest);
   if (!m) return { ok: false, reason: 'not built' };
-  if (m.recipeHash !== want.recipeHash) return { ok: false, reason: `recipe changed (${m.recipeHash.slice(0, 12)} -> ${want.recipeHash.slice(0, 12)})`, manifest: m };
+  if (m.recipeHash !== want.recipeHash)
+    return { ok: false, reason: `recipe changed (${m.recipeHash.slice(0, 12)} -> ${want.recipeHash.slice(0, 12)})`, manifest: m };
   if (m.clientKey.trim() !== want.clientKey.trim()) return { ok: false, reason: 'the cache key pair changed since the image was built', manifest: m };
   for (const f of [p.disk, p.kernel, p.initrd]) {
     try {
@@ -103,7 +109,8 @@ export async function checkImage(p: ImagePaths, want: { recipeHash: string; clie
   }
   if (want.verifyChecksum !== false) {
     const sum = await sha256File(p.disk);
-    if (sum !== m.sha256) return { ok: false, reason: `checksum mismatch for ${p.disk} (manifest ${m.sha256.slice(0, 12)}, file ${sum.slice(0, 12)})`, manifest: m };
+    if (sum !== m.sha256)
+      return { ok: false, reason: `checksum mismatch for ${p.disk} (manifest ${m.sha256.slice(0, 12)}, file ${sum.slice(0, 12)})`, manifest: m };
   }
   return { ok: true, manifest: m };
 }

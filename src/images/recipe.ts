@@ -33,7 +33,22 @@ export const PACKAGES: Record<Suite, readonly string[]> = {
 export const INITRD_MODULES = ['virtio_pci', 'virtio_blk', 'virtio_net', 'virtio_rng', 'ext4'] as const;
 
 /** Busybox applets linked in the initrd (what initrd-init.sh and floor-init.sh call). */
-export const INITRD_APPLETS = ['sh', 'mount', 'umount', 'insmod', 'switch_root', 'usleep', 'sleep', 'cat', 'mkdir', 'ln', 'ip', 'poweroff', 'echo', 'ls'] as const;
+export const INITRD_APPLETS = [
+  'sh',
+  'mount',
+  'umount',
+  'insmod',
+  'switch_root',
+  'usleep',
+  'sleep',
+  'cat',
+  'mkdir',
+  'ln',
+  'ip',
+  'poweroff',
+  'echo',
+  'ls',
+] as const;
 
 /** Free space added to the root file system beyond what the tree uses (guest builds, runs). */
 export const FREE_SPACE_MIB = 2048;
@@ -74,7 +89,15 @@ export function readGuestScripts(dir = GUEST_DIR): Record<string, string> {
 }
 
 export function recipeFor(suite: Suite, scripts: Record<string, string> = readGuestScripts()): Recipe {
-  return { suite, packages: PACKAGES[suite], initrdModules: INITRD_MODULES, initrdApplets: INITRD_APPLETS, freeSpaceMiB: FREE_SPACE_MIB, buildCodeVersion: BUILD_CODE_VERSION, scripts };
+  return {
+    suite,
+    packages: PACKAGES[suite],
+    initrdModules: INITRD_MODULES,
+    initrdApplets: INITRD_APPLETS,
+    freeSpaceMiB: FREE_SPACE_MIB,
+    buildCodeVersion: BUILD_CODE_VERSION,
+    scripts,
+  };
 }
 
 /** sha256 over a canonical form of the recipe (sorted keys): same recipe, same hash. */
@@ -86,7 +109,9 @@ export function recipeHash(r: Recipe): string {
     initrdApplets: [...r.initrdApplets],
     freeSpaceMiB: r.freeSpaceMiB,
     buildCodeVersion: r.buildCodeVersion,
-    scripts: Object.keys(r.scripts).sort().map((k) => [k, r.scripts[k]]),
+    scripts: Object.keys(r.scripts)
+      .sort()
+      .map((k) => [k, r.scripts[k]]),
   });
   return createHash('sha256').update(canon).digest('hex');
 }

@@ -28,8 +28,12 @@ export class LocalMachine implements Machine {
       let timedOut = false;
       const pid = child.pid;
       if (pid) this.live.add(pid);
-      child.stdout.setEncoding('utf8').on('data', (d: string) => { if (stdout.length < MAX_CAPTURE) stdout += d; });
-      child.stderr.setEncoding('utf8').on('data', (d: string) => { if (stderr.length < MAX_CAPTURE) stderr += d; });
+      child.stdout.setEncoding('utf8').on('data', (d: string) => {
+        if (stdout.length < MAX_CAPTURE) stdout += d;
+      });
+      child.stderr.setEncoding('utf8').on('data', (d: string) => {
+        if (stderr.length < MAX_CAPTURE) stderr += d;
+      });
       const timer = setTimeout(() => {
         timedOut = true;
         killGroup(pid, 'SIGKILL');

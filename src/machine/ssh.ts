@@ -73,12 +73,22 @@ export class SshMachine implements Machine {
       attempts++;
       const r = await attempt(opts, pinned, Math.max(1_000, Math.min(opts.attemptTimeoutMs ?? 20_000, left)));
       if (r.ok) return new SshMachine(r.client, opts);
-      if (r.hostKeyMismatch) throw new LabError('boot-failed', `${opts.target}: SSH host key of ${opts.host}:${opts.port} does not match the pinned key; refusing to connect`, r.error);
-      if (r.authFailed) throw new LabError('boot-failed', `${opts.target}: SSH authentication as ${opts.username} failed on ${opts.host}:${opts.port}`, r.error);
+      if (r.hostKeyMismatch)
+        throw new LabError(
+          'boot-failed',
+          `${opts.target}: SSH host key of ${opts.host}:${opts.port} does not match the pinned key; refusing to connect`,
+          r.error,
+        );
+      if (r.authFailed)
+        throw new LabError('boot-failed', `${opts.target}: SSH authentication as ${opts.username} failed on ${opts.host}:${opts.port}`, r.error);
       last = r.error;
       await sleep(Math.min(opts.retryDelayMs ?? 250, Math.max(0, opts.deadlineMs - (Date.now() - t0))), opts.signal);
     }
-    throw new LabError('boot-timeout', `${opts.target}: no SSH on ${opts.host}:${opts.port} within ${Math.round(opts.deadlineMs / 1000)} s (${attempts} attempts)`, `last error: ${last}`);
+    throw new LabError(
+      'boot-timeout',
+      `${opts.target}: no SSH on ${opts.host}:${opts.port} within ${Math.round(opts.deadlineMs / 1000)} s (${attempts} attempts)`,
+      `last error: ${last}`,
+    );
   }
 
   exec(argv: readonly string[], opts: ExecOptions): Promise<ExecResult> {
@@ -106,7 +116,8 @@ export class SshMachine implements Machine {
       settled = true;
       clearTimeout(timer);
       if (timedOut) resolve({ code: null, signal: signal ?? 'SIGKILL', stdout, stderr, timedOut });
-      else if (code === null && signal === null) reject(new LabError('internal', `${this.target}: SSH channel closed without an exit status (connection lost?)`, stderr.slice(-2000)));
+      else if (code === null && signal === null)
+        reject(new LabError('internal', `${this.target}: SSH channel closed without an exit status (connection lost?)`, stderr.slice(-2000)));
       else resolve({ code, signal, stdout, stderr, timedOut });
     };
     ch.on('data', (d: Buffer) => {
@@ -154,7 +165,9 @@ export class SshMachine implements Machine {
       try {
         this.client.exec(`kill -9 -${pid} 2>/dev/null || kill -9 ${pid} 2>/dev/null; true`, (err, ch) => {
           if (err) return done();
-          ch.on('close', done).on('data', () => {}).on('error', done);
+          ch.on('close', done)
+            .on('data', () => {})
+            .on('error', done);
           ch.stderr.on('data', () => {});
         });
       } catch {
@@ -259,10 +272,14 @@ function attempt(opts: SshConnectOptions, pinned: Buffer, timeoutMs: number): Pr
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const t = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
   });
 }
 
@@ -327,7 +344,11 @@ export async function sftpGet(sftp: SFTPWrapper, remote: string, local: string):
     } else if (st.isDirectory()) {
       await mkdir(l, { recursive: true });
       const entries = await call<ssh2.FileEntryWithStats[]>((cb) => sftp.readdir(r, cb));
-      await pool(entries.map((e) => e.filename).filter((f) => f !== '.' && f !== '..'), 4, (f) => get(posix.join(r, f), join(l, f)));
+      await pool(
+        entries.map((e) => e.filename).filter((f) => f !== '.' && f !== '..'),
+        4,
+        (f) => get(posix.join(r, f), join(l, f)),
+      );
       await chmod(l, mode);
     } else {
       await call<void>((cb) => sftp.fastGet(r, l, (e) => cb(e, undefined)));

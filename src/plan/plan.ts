@@ -57,7 +57,10 @@ export function planMatrix(p: PlanInput): TargetPlan[] {
   return boots.map((target, ti) => {
     const boot = instanceName(target, target.cpus);
     const cells: CellId[] = [];
-    for (const reads of p.reads) for (const scenario of p.scenarios) for (const mode of p.modes) for (const variant of p.variants) cells.push({ target: target.name, cpus: target.cpus, boot, reads, scenario, mode, variant });
+    for (const reads of p.reads)
+      for (const scenario of p.scenarios)
+        for (const mode of p.modes)
+          for (const variant of p.variants) cells.push({ target: target.name, cpus: target.cpus, boot, reads, scenario, mode, variant });
     // A seeded order per boot: no variant always runs first on a warm or cold machine.
     return { target, instance: boot, cells: shuffle(cells, rng(p.seed + ti)) };
   });

@@ -87,7 +87,9 @@ async function firstExisting(dir: string, patterns: readonly string[]): Promise<
 export async function loadCellArtifacts(cell: CellSummary, dir: string, opts: { rowLimit?: number; targetDetail?: string } = {}): Promise<CellArtifacts> {
   const rowLimit = opts.rowLimit ?? 100;
   const targetDir = join(dir, '..');
-  const report = await readFile(join(dir, 'report.json'), 'utf8').then((t) => JSON.parse(t) as CellReport).catch(() => null);
+  const report = await readFile(join(dir, 'report.json'), 'utf8')
+    .then((t) => JSON.parse(t) as CellReport)
+    .catch(() => null);
   const trials = report?.trials ?? [];
   const files: ArtifactFile[] = [];
   for (const n of await ls(targetDir)) if (LINKED(n)) files.push({ trial: null, name: n, path: join(targetDir, n) });
@@ -97,7 +99,9 @@ export async function loadCellArtifacts(cell: CellSummary, dir: string, opts: { 
   for (const td of trialDirs) {
     const k = Number(td.slice(6));
     for (const n of await ls(join(dir, td))) if (LINKED(n)) files.push({ trial: k, name: n, path: join(dir, td, n) });
-    const hm = await readFile(join(dir, td, 'http_monitoring.json'), 'utf8').then((t) => JSON.parse(t) as unknown[]).catch(() => []);
+    const hm = await readFile(join(dir, td, 'http_monitoring.json'), 'utf8')
+      .then((t) => JSON.parse(t) as unknown[])
+      .catch(() => []);
     if (!Array.isArray(hm)) continue;
     rowsTotal += hm.length;
     for (const r of hm as Record<string, any>[]) {
@@ -117,14 +121,19 @@ export async function loadCellArtifacts(cell: CellSummary, dir: string, opts: { 
   if (cell.status !== 'ok') {
     const cand = logCandidates(cell.status);
     const failed = trials.find((t) => t.status !== 'ok')?.trial ?? 1;
-    const text = (await firstExisting(join(dir, `trial-${failed}`), cand.trial)) ?? (await firstExisting(targetDir, cand.target)) ?? opts.targetDetail ?? cell.error ?? '';
+    const text =
+      (await firstExisting(join(dir, `trial-${failed}`), cand.trial)) ?? (await firstExisting(targetDir, cand.target)) ?? opts.targetDetail ?? cell.error ?? '';
     logTail = tail(text);
   }
   return { dir, trials, files, logTail, rows, rowsTotal };
 }
 
 /** Every cell's artifacts, by cellKey; `dirOf` says where a cell's folder is (merged runs). */
-export async function loadAllArtifacts(cells: readonly CellSummary[], dirOf: (c: CellSummary) => string, targetDetail: (target: string) => string | undefined = () => undefined): Promise<Map<string, CellArtifacts>> {
+export async function loadAllArtifacts(
+  cells: readonly CellSummary[],
+  dirOf: (c: CellSummary) => string,
+  targetDetail: (target: string) => string | undefined = () => undefined,
+): Promise<Map<string, CellArtifacts>> {
   const out = new Map<string, CellArtifacts>();
   for (const c of cells) {
     const detail = targetDetail(rowOf(c));

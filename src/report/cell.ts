@@ -12,8 +12,14 @@ export function renderCellMd(r: CellReport): string {
   const c = r.cell;
   const out: string[] = [];
   out.push(`# ${c.target}: ${c.scenario} / ${c.mode} / ${c.variant}`, '');
-  out.push(`kernel ${c.kernel}, OpenSSL ${c.openssl}, ${c.cpus ?? 1} vCPU(s), client reads: ${c.reads ?? 'full'}, kernel hooks: ${c.hook}; ${c.trialsOk} of ${c.trials} trial(s) ran.`, '');
-  out.push(`**Status: ${c.status}**${c.error ? ` (${c.error})` : ''}. Verdict: ${verdictWord(c.verdict.pass)} (expected ${c.verdict.expectation}: ${c.verdict.reason}).`, '');
+  out.push(
+    `kernel ${c.kernel}, OpenSSL ${c.openssl}, ${c.cpus ?? 1} vCPU(s), client reads: ${c.reads ?? 'full'}, kernel hooks: ${c.hook}; ${c.trialsOk} of ${c.trials} trial(s) ran.`,
+    '',
+  );
+  out.push(
+    `**Status: ${c.status}**${c.error ? ` (${c.error})` : ''}. Verdict: ${verdictWord(c.verdict.pass)} (expected ${c.verdict.expectation}: ${c.verdict.reason}).`,
+    '',
+  );
   out.push('## Attribution (rows of http_monitoring.json, as the investigation counts them)', '');
   const head = ['run'];
   for (const k of c.byConn) head.push(`conn${k.k} right`, `conn${k.k} wrong`);
@@ -30,18 +36,27 @@ export function renderCellMd(r: CellReport): string {
   if (sp) out.push(`- across the ${sp.n} trials: mean ${pct(sp.mean)}, 95 % t interval [${pct(sp.lo)}, ${pct(sp.hi)}]`);
   out.push(`- lost (in no row): ${c.lost} of ${c.expected}; captured correctly: ${pct(c.capture)}`);
   out.push(`- symmetry of the wrong rows (min/max over connections): ${c.symmetry === null ? 'n/a' : c.symmetry.toFixed(2)}`);
-  out.push('', '## Per-request truth (the client\'s own writes and reads)', '');
+  out.push('', "## Per-request truth (the client's own writes and reads)", '');
   out.push('| path | correct | wrong | lost |', '|---|---|---|---|');
   out.push(`| request writes | ${c.truth.writes.correct} | ${c.truth.writes.wrong} | ${c.truth.writes.lost} |`);
   out.push(`| response reads | ${c.truth.reads.correct} | ${c.truth.reads.wrong} | ${c.truth.reads.lost} |`, '');
-  if (c.truth.unclassifiedReads) out.push(`Client reads that did not begin with a status line, counted in neither column (a body-only read: the response's own 2-byte body with full reads, an earlier response's with single reads): ${c.truth.unclassifiedReads}.`, '');
+  if (c.truth.unclassifiedReads)
+    out.push(
+      `Client reads that did not begin with a status line, counted in neither column (a body-only read: the response's own 2-byte body with full reads, an earlier response's with single reads): ${c.truth.unclassifiedReads}.`,
+      '',
+    );
   if (c.http) {
-    out.push('## HTTP layer (upstream\'s rules: flushes, terminations, the joiner at the query, the drops)', '');
+    out.push("## HTTP layer (upstream's rules: flushes, terminations, the joiner at the query, the drops)", '');
     out.push('| counter | value |', '|---|---|');
     for (const [k, v] of Object.entries(c.http)) out.push(`| ${k} | ${v} |`);
     out.push('');
   }
-  out.push('## Trials', '', '| trial | status | rows | wrong | client ok/fail | incomplete req / orphan resp | slot writes / overwrites / consumed | ringbuf drops | s |', '|---|---|---|---|---|---|---|---|---|');
+  out.push(
+    '## Trials',
+    '',
+    '| trial | status | rows | wrong | client ok/fail | incomplete req / orphan resp | slot writes / overwrites / consumed | ringbuf drops | s |',
+    '|---|---|---|---|---|---|---|---|---|',
+  );
   for (const t of r.trials) {
     const a = t.attribution;
     const s = t.tracerStats;

@@ -20,7 +20,16 @@ export async function loadSummary(path: string): Promise<RunSummary> {
     const full = await loadFullRun(path).catch(() => null);
     const listed = await readCells(join(path, 'summary.json')).catch(() => null);
     // A merged folder without its shards has only its summary.json: take that, not a partial run.
-    if (full && full.cells.length && (!listed || full.cells.length >= listed.length)) return { runId: full.manifest.runId, startedAt: full.manifest.startedAt, cells: full.cells, dir: path, manifest: full.manifest, full: full.cells, dirOf: full.dirOf };
+    if (full && full.cells.length && (!listed || full.cells.length >= listed.length))
+      return {
+        runId: full.manifest.runId,
+        startedAt: full.manifest.startedAt,
+        cells: full.cells,
+        dir: path,
+        manifest: full.manifest,
+        full: full.cells,
+        dirOf: full.dirOf,
+      };
     const cells = listed ?? (await readCells(join(path, 'summary.json')));
     return { runId: manifest.runId ?? basename(path), startedAt: manifest.startedAt ?? '', cells };
   }
@@ -46,7 +55,9 @@ async function readCells(file: string): Promise<TrendCell[]> {
  */
 export async function loadFullRun(dir: string): Promise<{ manifest: Manifest; cells: CellSummary[]; dirOf: (c: CellSummary) => string }> {
   const own = await readRun(dir);
-  const sources = await readFile(join(dir, 'sources.json'), 'utf8').then((t) => JSON.parse(t) as string[]).catch(() => null);
+  const sources = await readFile(join(dir, 'sources.json'), 'utf8')
+    .then((t) => JSON.parse(t) as string[])
+    .catch(() => null);
   if (!sources) return { ...own, dirOf: (c) => join(dir, rowOf(c), cellFolder(c)) };
   const where = new Map<string, string>();
   const cells: CellSummary[] = [];
@@ -84,7 +95,9 @@ async function historyFiles(dir: string): Promise<{ file: string; run: History['
   const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.json'));
   const out: { file: string; run: History['runs'][number] }[] = [];
   for (const n of names) {
-    const r = await readFile(join(dir, n), 'utf8').then((t) => JSON.parse(t) as History['runs'][number]).catch(() => null);
+    const r = await readFile(join(dir, n), 'utf8')
+      .then((t) => JSON.parse(t) as History['runs'][number])
+      .catch(() => null);
     if (r && typeof r.runId === 'string' && r.cells) out.push({ file: n, run: r });
   }
   return out.sort((a, b) => (a.run.startedAt < b.run.startedAt ? -1 : a.run.startedAt > b.run.startedAt ? 1 : a.run.runId < b.run.runId ? -1 : 1));
@@ -113,7 +126,18 @@ export interface CompareEnv {
 export async function compareMain(env: CompareEnv): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: env.argv, allowPositionals: true, strict: true, options: { history: { type: 'string' }, keep: { type: 'string', default: '14' }, out: { type: 'string' }, 'allow-no-previous': { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } } });
+    parsed = parseArgs({
+      args: env.argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        history: { type: 'string' },
+        keep: { type: 'string', default: '14' },
+        out: { type: 'string' },
+        'allow-no-previous': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
   } catch (err) {
     env.stderr.write(`error: ${(err as Error).message}\n${COMPARE_HELP}`);
     return 2;
@@ -125,7 +149,9 @@ export async function compareMain(env: CompareEnv): Promise<number> {
   }
   const keep = Number(values.keep);
   if (positionals.length !== 2 || !Number.isInteger(keep) || keep < 1) {
-    env.stderr.write(`error: expected: compare PREV CUR (got ${positionals.length} path(s))${Number.isInteger(keep) && keep >= 1 ? '' : `; --keep must be a whole number >= 1, got '${values.keep}'`}\n${COMPARE_HELP}`);
+    env.stderr.write(
+      `error: expected: compare PREV CUR (got ${positionals.length} path(s))${Number.isInteger(keep) && keep >= 1 ? '' : `; --keep must be a whole number >= 1, got '${values.keep}'`}\n${COMPARE_HELP}`,
+    );
     return 2;
   }
   try {
@@ -133,7 +159,7 @@ export async function compareMain(env: CompareEnv): Promise<number> {
     const cur = await loadSummary(curPath);
     const prev = !existsSync(prevPath) && values['allow-no-previous'] ? { runId: '(none)', startedAt: '', cells: [] } : await loadSummary(prevPath);
     const trend = compareRuns(prev, cur);
-    const out = values.out ? resolve(env.cwd, values.out) : cur.dir ?? dirname(curPath);
+    const out = values.out ? resolve(env.cwd, values.out) : (cur.dir ?? dirname(curPath));
     await mkdir(out, { recursive: true });
     await writeFile(join(out, 'trend.json'), JSON.stringify(trend, null, 2) + '\n');
     const md = renderTrendMd(trend);

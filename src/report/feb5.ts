@@ -6,7 +6,15 @@ import { pct } from '../analysis/cell.ts';
 /** The investigation's own rows (INVESTIGATION.md, "Results"): what the comparison is against. */
 export const FEB5 = [
   { mode: 'sequential', run: 'sequential, v1 client, 500 iterations', iterations: 500, conn1Right: 138, conn1Wrong: 408, conn2Wrong: 402, conn2Right: 150 },
-  { mode: 'interleaved', run: 'interleaved, v2 client, 200 iterations, Vagrant VM', iterations: 200, conn1Right: 67, conn1Wrong: 133, conn2Wrong: 134, conn2Right: 84 },
+  {
+    mode: 'interleaved',
+    run: 'interleaved, v2 client, 200 iterations, Vagrant VM',
+    iterations: 200,
+    conn1Right: 67,
+    conn1Wrong: 133,
+    conn2Wrong: 134,
+    conn2Right: 84,
+  },
 ] as const;
 
 /** How close counts as reproduced, in rate points (0.10 = 10 pp). */
@@ -47,7 +55,18 @@ export interface Feb5Row {
 
 function theirs(f: (typeof FEB5)[number]): Feb5Row {
   const rows = f.conn1Right + f.conn1Wrong + f.conn2Wrong + f.conn2Right;
-  return { who: `the investigation (${f.run})`, conn1Right: f.conn1Right, conn1Wrong: f.conn1Wrong, conn2Wrong: f.conn2Wrong, conn2Right: f.conn2Right, rows, rowsPerRequest: rows / (2 * f.iterations), rate: (f.conn1Wrong + f.conn2Wrong) / rows, ci: null, within: null };
+  return {
+    who: `the investigation (${f.run})`,
+    conn1Right: f.conn1Right,
+    conn1Wrong: f.conn1Wrong,
+    conn2Wrong: f.conn2Wrong,
+    conn2Right: f.conn2Right,
+    rows,
+    rowsPerRequest: rows / (2 * f.iterations),
+    rate: (f.conn1Wrong + f.conn2Wrong) / rows,
+    ci: null,
+    within: null,
+  };
 }
 
 function ours(c: Feb5Cell, target: number): Feb5Row {
@@ -87,14 +106,22 @@ const ci = (r: Feb5Row) => (r.ci ? ` [${pct(r.ci.lo)}, ${pct(r.ci.hi)}]` : '');
 export function renderFeb5Md(cells: readonly Feb5Cell[]): string {
   const per = feb5Rows(cells).filter((m) => m.rows.length > 1);
   if (per.length === 0) return '';
-  const out = ['## The Feb 5 comparison (the investigation\'s table beside ours)', ''];
-  out.push(`Rates are wrong rows / rows naming a connection, as the investigation's script counts them; the interval is 95 % Wilson over the pooled rows; "within 10 pp" compares our rate with the investigation's.`, '');
+  const out = ["## The Feb 5 comparison (the investigation's table beside ours)", ''];
+  out.push(
+    `Rates are wrong rows / rows naming a connection, as the investigation's script counts them; the interval is 95 % Wilson over the pooled rows; "within 10 pp" compares our rate with the investigation's.`,
+    '',
+  );
   for (const m of per) {
     out.push(`### ${m.mode}`, '');
-    out.push('| run | conn1 right | conn1 wrong | conn2 wrong | conn2 right | rows | rows / request | misattribution | within 10 pp |', '|---|---|---|---|---|---|---|---|---|');
+    out.push(
+      '| run | conn1 right | conn1 wrong | conn2 wrong | conn2 right | rows | rows / request | misattribution | within 10 pp |',
+      '|---|---|---|---|---|---|---|---|---|',
+    );
     for (const r of m.rows) {
       const within = r.within === null ? '-' : r.within ? 'yes' : 'no';
-      out.push(`| ${r.who} | ${r.conn1Right} | ${r.conn1Wrong} | ${r.conn2Wrong} | ${r.conn2Right} | ${r.rows} | ${r.rowsPerRequest === null ? 'n/a' : r.rowsPerRequest.toFixed(2)} | ${pct(r.rate)}${ci(r)} | ${within} |`);
+      out.push(
+        `| ${r.who} | ${r.conn1Right} | ${r.conn1Wrong} | ${r.conn2Wrong} | ${r.conn2Right} | ${r.rows} | ${r.rowsPerRequest === null ? 'n/a' : r.rowsPerRequest.toFixed(2)} | ${pct(r.rate)}${ci(r)} | ${within} |`,
+      );
     }
     out.push('');
   }

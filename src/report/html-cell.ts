@@ -18,7 +18,8 @@ export interface CellViewOpts {
 }
 
 const td = (x: unknown, num = false) => `<td${num ? ' class="num"' : ''}>${esc(x ?? '-')}</td>`;
-const table = (head: string[], rows: string[]) => `<table><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
+const table = (head: string[], rows: string[]) =>
+  `<table><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
 
 function attribution(c: CellView): string {
   const head = ['run'];
@@ -63,7 +64,23 @@ function trials(a: CellArtifacts | undefined): string {
       td(t.durationMs !== undefined ? (t.durationMs / 1000).toFixed(1) : '-', true),
     ].join('')}</tr>`;
   });
-  return table(['trial', 'status', 'rows', 'wrong', 'client ok / fail', 'incomplete req / orphan resp', 'slot writes / overwrites / consumed', 'attributed', 'dropped (no tuple)', 'ringbuf drops', 'hook', 's'], rows);
+  return table(
+    [
+      'trial',
+      'status',
+      'rows',
+      'wrong',
+      'client ok / fail',
+      'incomplete req / orphan resp',
+      'slot writes / overwrites / consumed',
+      'attributed',
+      'dropped (no tuple)',
+      'ringbuf drops',
+      'hook',
+      's',
+    ],
+    rows,
+  );
 }
 
 function requestRows(c: CellView, a: CellArtifacts | undefined): string {
@@ -75,19 +92,23 @@ function requestRows(c: CellView, a: CellArtifacts | undefined): string {
     const verdict = want === undefined ? '-' : want === r.serverPort ? 'right' : 'wrong';
     return `<tr>${td(r.trial, true)}${td(r.path)}${td(r.clientPort, true)}${td(r.serverPort, true)}${td(want ?? '-', true)}<td class="${verdict === 'wrong' ? 'bad' : verdict === 'right' ? 'good' : ''}">${verdict}</td>${td(r.statuses)}${td(r.count, true)}</tr>`;
   });
-  return `<p>${a.rows.length} of ${a.rowsTotal} row(s).</p>${table(['trial', 'path', 'client port', 'server port', 'connection\'s port', 'row', 'status', 'count'], rows)}`;
+  return `<p>${a.rows.length} of ${a.rowsTotal} row(s).</p>${table(['trial', 'path', 'client port', 'server port', "connection's port", 'row', 'status', 'count'], rows)}`;
 }
 
 function files(a: CellArtifacts | undefined, outDir: string): string {
   if (!a?.files.length) return '<p>No files on disk.</p>';
-  const items = a.files.map((f) => `<li><a href="${href(outDir, f.path)}">${esc(f.trial === null ? `target: ${f.name}` : `trial ${f.trial}: ${f.name}`)}</a></li>`);
+  const items = a.files.map(
+    (f) => `<li><a href="${href(outDir, f.path)}">${esc(f.trial === null ? `target: ${f.name}` : `trial ${f.trial}: ${f.name}`)}</a></li>`,
+  );
   return `<ul class="files">${items.join('')}</ul>`;
 }
 
 export function renderCellView(c: CellView, o: CellViewOpts): string {
   const a = o.artifacts;
   const spark = sparkline(o.history);
-  const hist = spark ? `<h3>Trend</h3><p>${spark} ${esc(o.history.map((p) => (typeof p === 'number' ? pct(p) : p ?? '-')).join(', '))} <small>(${esc(o.historyRuns.join(', '))})</small></p>` : '';
+  const hist = spark
+    ? `<h3>Trend</h3><p>${spark} ${esc(o.history.map((p) => (typeof p === 'number' ? pct(p) : (p ?? '-'))).join(', '))} <small>(${esc(o.historyRuns.join(', '))})</small></p>`
+    : '';
   return `<section class="cell-view" id="${o.id}" data-cell="${esc(cellKey(c))}">
 <h2>${esc(rowOf(c))}: ${esc(c.scenario)} / ${esc(c.mode)} / ${esc(colOf(c))}</h2>
 <p>kernel ${esc(c.kernel)}, OpenSSL ${esc(c.openssl)}, kernel hooks: ${esc(c.hook)}; ${esc(c.trialsOk)} of ${esc(c.trials)} trial(s) ran.</p>

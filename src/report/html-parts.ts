@@ -31,6 +31,10 @@ export function sparkline(points: readonly (number | null | 'failed')[], w = 72,
   if (cur.length) segs.push(cur.join(' '));
   const last = points.at(-1);
   const dot = typeof last === 'number' ? `<circle cx="${x(points.length - 1).toFixed(1)}" cy="${y(last).toFixed(1)}" r="2" fill="#b00"/>` : '';
-  const lines = segs.map((s) => (s.includes(' ') ? `<polyline points="${s}" fill="none" stroke="#333" stroke-width="1"/>` : `<circle cx="${s.split(',')[0]}" cy="${s.split(',')[1]}" r="1.2" fill="#333"/>`));
+  const lines = segs.map((s) =>
+    s.includes(' ')
+      ? `<polyline points="${s}" fill="none" stroke="#333" stroke-width="1"/>`
+      : `<circle cx="${s.split(',')[0]}" cy="${s.split(',')[1]}" r="1.2" fill="#333"/>`,
+  );
   return `<svg class="spark" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img" aria-label="misattribution over the last ${points.length} runs">${lines.join('')}${marks.join('')}${dot}</svg>`;
 }

@@ -86,11 +86,19 @@ function heatmap(inp: HtmlInput, ids: Map<string, string>): string {
   const cells = sortCells(inp.cells);
   const byKey = new Map(cells.map((c) => [cellKey(c), c]));
   const uniq = (f: (c: CellView) => string) => [...new Set(cells.map(f))];
-  const scenarios = axis(inp.manifest.scenarios, uniq((c) => c.scenario));
-  const modes = axis(inp.manifest.modes, uniq((c) => c.mode));
+  const scenarios = axis(
+    inp.manifest.scenarios,
+    uniq((c) => c.scenario),
+  );
+  const modes = axis(
+    inp.manifest.modes,
+    uniq((c) => c.mode),
+  );
   const variants = axis(inp.manifest.variants, uniq(colOf));
   const targets = uniq(rowOf);
-  const cols = scenarios.flatMap((s) => modes.flatMap((m) => variants.map((v) => ({ s, m, v })))).filter(({ s, m, v }) => targets.some((t) => byKey.has(`${t}/${s}/${m}/${v}`)));
+  const cols = scenarios
+    .flatMap((s) => modes.flatMap((m) => variants.map((v) => ({ s, m, v }))))
+    .filter(({ s, m, v }) => targets.some((t) => byKey.has(`${t}/${s}/${m}/${v}`)));
   const span = (f: (c: { s: string; m: string; v: string }) => string) => {
     const out: { label: string; n: number }[] = [];
     for (const c of cols) {
@@ -101,8 +109,12 @@ function heatmap(inp: HtmlInput, ids: Map<string, string>): string {
     return out;
   };
   const head = [
-    `<tr><th rowspan="3">target</th>${span((c) => c.s).map((g) => `<th colspan="${g.n}">${esc(g.label)}</th>`).join('')}</tr>`,
-    `<tr>${span((c) => `${c.s}/${c.m}`).map((g) => `<th colspan="${g.n}">${esc(g.label.split('/')[1])}</th>`).join('')}</tr>`,
+    `<tr><th rowspan="3">target</th>${span((c) => c.s)
+      .map((g) => `<th colspan="${g.n}">${esc(g.label)}</th>`)
+      .join('')}</tr>`,
+    `<tr>${span((c) => `${c.s}/${c.m}`)
+      .map((g) => `<th colspan="${g.n}">${esc(g.label.split('/')[1])}</th>`)
+      .join('')}</tr>`,
     `<tr>${cols.map((c) => `<th>${esc(c.v)}</th>`).join('')}</tr>`,
   ];
   const rows = targets.map((t) => {
@@ -134,20 +146,29 @@ function heatmap(inp: HtmlInput, ids: Map<string, string>): string {
     return `<tr><th>${esc(t)}<br><small>${esc(any.kernel)}, OpenSSL ${esc(any.openssl)}</small></th>${tds.join('')}</tr>`;
   });
   const inv = cols.map((c) => investigationFor({ variant: c.v as CellView['variant'], scenario: c.s as CellView['scenario'], mode: c.m as CellView['mode'] }));
-  if (inv.some(Boolean)) rows.push(`<tr class="investigation"><th>investigation<br><small>Vagrant VM, system-probe</small></th>${inv.map((f) => (f ? `<td class="inv" title="${esc(f.detail)}">${pct(f.misattribution)}<small>${esc(f.run)}</small></td>` : '<td></td>')).join('')}</tr>`);
+  if (inv.some(Boolean))
+    rows.push(
+      `<tr class="investigation"><th>investigation<br><small>Vagrant VM, system-probe</small></th>${inv.map((f) => (f ? `<td class="inv" title="${esc(f.detail)}">${pct(f.misattribution)}<small>${esc(f.run)}</small></td>` : '<td></td>')).join('')}</tr>`,
+    );
   return `<table class="heatmap"><thead>${head.join('')}</thead><tbody>${rows.join('\n')}</tbody></table>${legend()}`;
 }
 
 function failures(inp: HtmlInput, ids: Map<string, string>): string {
   const rows = failureRows(inp.cells, new Map([...inp.artifacts].map(([k, a]) => [k, a.logTail])));
   if (!rows.length) return '';
-  const trs = rows.map((r) => `<tr><td><a href="#${ids.get(cellKey(r.first))}">${esc(r.what)}</a></td><td class="bad">${esc(r.kind)}</td><td>${esc(r.error)}</td><td><code>${esc(r.line)}</code></td></tr>`);
+  const trs = rows.map(
+    (r) =>
+      `<tr><td><a href="#${ids.get(cellKey(r.first))}">${esc(r.what)}</a></td><td class="bad">${esc(r.kind)}</td><td>${esc(r.error)}</td><td><code>${esc(r.line)}</code></td></tr>`,
+  );
   return `<section id="failures"><h2>Failures</h2><table><thead><tr><th>cell</th><th>kind</th><th>error</th><th>from the log tail</th></tr></thead><tbody>${trs.join('')}</tbody></table></section>`;
 }
 
 function trendSection(t: Trend | null | undefined): string {
   if (!t) return '';
-  const rows = t.changes.map((c) => `<tr><td>${esc(c.key)}</td><td class="${c.regression ? 'bad' : ''}">${esc(c.kinds.join(', '))}${c.regression ? ' (regression)' : ''}</td><td>${esc(c.before)}</td><td>${esc(c.after)}</td></tr>`);
+  const rows = t.changes.map(
+    (c) =>
+      `<tr><td>${esc(c.key)}</td><td class="${c.regression ? 'bad' : ''}">${esc(c.kinds.join(', '))}${c.regression ? ' (regression)' : ''}</td><td>${esc(c.before)}</td><td>${esc(c.after)}</td></tr>`,
+  );
   return `<section id="trend"><h2>Trend against ${esc(t.previous.runId)}</h2><p>${t.regressions} regression(s), ${t.changes.length} change(s) over ${t.cells} cell(s).</p>${rows.length ? `<table><thead><tr><th>cell</th><th>change</th><th>before</th><th>after</th></tr></thead><tbody>${rows.join('')}</tbody></table>` : '<p>No cell changed.</p>'}</section>`;
 }
 
@@ -155,7 +176,16 @@ export function renderHtml(inp: HtmlInput): string {
   const m = inp.manifest;
   const cells = sortCells(inp.cells);
   const ids = cellIds(cells);
-  const views = cells.map((c) => renderCellView(c, { id: ids.get(cellKey(c))!, artifacts: inp.artifacts.get(cellKey(c)), outDir: inp.outDir, history: historyPoints(inp.history, cellKey(c)), historyRuns: inp.history?.runs.map((r) => r.runId) ?? [], investigation: investigationFor(c) }));
+  const views = cells.map((c) =>
+    renderCellView(c, {
+      id: ids.get(cellKey(c))!,
+      artifacts: inp.artifacts.get(cellKey(c)),
+      outDir: inp.outDir,
+      history: historyPoints(inp.history, cellKey(c)),
+      historyRuns: inp.history?.runs.map((r) => r.runId) ?? [],
+      investigation: investigationFor(c),
+    }),
+  );
   const failedN = cells.filter((c) => c.status !== 'ok').length;
   const unexpectedN = cells.filter((c) => c.status === 'ok' && c.verdict.pass === false).length;
   return `<!doctype html>

@@ -11,7 +11,9 @@ import { cellKey, rateWithInterval, rowOf, sortCells, type CellView } from './vi
 
 /** XML 1.0 forbids most control characters; guest logs have them (ANSI colours, NULs). */
 export function xmlSafe(s: string): string {
-  return s.replace(/\x1b/g, '').replace(/[\x00-\x08\x0B\x0C\x0E-\x1F\x7F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '?');
+  return s
+    .replace(/\x1b/g, '')
+    .replace(/[\x00-\x08\x0B\x0C\x0E-\x1F\x7F\uFFFE\uFFFF]|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '?');
 }
 
 // The package is CommonJS (module.exports = the builder) but its types declare `export default`:
@@ -40,7 +42,10 @@ export function renderJunit(manifest: Manifest, cells: readonly CellView[], arti
       .property('status', xmlSafe(rec?.status ?? 'unknown'));
     for (const c of mine) {
       const a = artifacts.get(cellKey(c));
-      const tc = suite.testCase().className(xmlSafe(`${name}.${c.scenario}`)).name(xmlSafe(`${c.scenario}/${c.mode}/${c.variant}`));
+      const tc = suite
+        .testCase()
+        .className(xmlSafe(`${name}.${c.scenario}`))
+        .name(xmlSafe(`${c.scenario}/${c.mode}/${c.variant}`));
       const ms = (a?.trials ?? []).reduce((s, t) => s + (t.durationMs ?? 0), 0);
       if (ms > 0) tc.time(ms / 1000);
       if (c.status !== 'ok') {
@@ -48,7 +53,10 @@ export function renderJunit(manifest: Manifest, cells: readonly CellView[], arti
       } else if (c.verdict.pass === false) {
         tc.failure(xmlSafe(`${verdictWord(false)}: expected ${c.verdict.expectation}; got ${c.verdict.reason}`), 'verdict');
       }
-      const out = [`${c.target} ${c.scenario}/${c.mode}/${c.variant}: kernel ${c.kernel}, OpenSSL ${c.openssl}`, `misattribution ${rateWithInterval(c)} (${c.wrong} of ${c.captured} rows), status ${c.status}, verdict ${verdictWord(c.verdict.pass)} (${c.verdict.reason})`];
+      const out = [
+        `${c.target} ${c.scenario}/${c.mode}/${c.variant}: kernel ${c.kernel}, OpenSSL ${c.openssl}`,
+        `misattribution ${rateWithInterval(c)} (${c.wrong} of ${c.captured} rows), status ${c.status}, verdict ${verdictWord(c.verdict.pass)} (${c.verdict.reason})`,
+      ];
       if (a?.logTail) out.push('', '--- log tail ---', a.logTail);
       tc.standardOutput(xmlSafe(out.join('\n')));
     }

@@ -4,8 +4,18 @@
 /** The investigation's figures, set beside ours. */
 export const INVESTIGATION = [
   // Quoted as "81 % (810 of 1098)"; 810/1098 is 73.8 % of rows: the 81 % is 810 of the 1000 expected requests.
-  { run: 'sequential (v1 client, 500 iterations)', mode: 'sequential', misattribution: 810 / 1098, detail: '138 / 408 / 402 / 150 (conn1 right, conn1 wrong, conn2 wrong, conn2 right); quoted as 81 %, which is 810 of the 1000 expected requests' },
-  { run: 'interleaved (v2 client, 200 iterations, VM)', mode: 'interleaved', misattribution: 267 / 418, detail: '67 / 133 / 134 / 84; 418 captured of 400 expected' },
+  {
+    run: 'sequential (v1 client, 500 iterations)',
+    mode: 'sequential',
+    misattribution: 810 / 1098,
+    detail: '138 / 408 / 402 / 150 (conn1 right, conn1 wrong, conn2 wrong, conn2 right); quoted as 81 %, which is 810 of the 1000 expected requests',
+  },
+  {
+    run: 'interleaved (v2 client, 200 iterations, VM)',
+    mode: 'interleaved',
+    misattribution: 267 / 418,
+    detail: '67 / 133 / 134 / 84; 418 captured of 400 expected',
+  },
   { run: 'baseline: tracer before the connections', mode: 'baseline', misattribution: 0, detail: '80 entries captured' },
 ] as const;
 

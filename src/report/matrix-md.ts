@@ -7,7 +7,12 @@ import { cellKey, colOf, firstLine, rateWithInterval, rowOf, sortCells, tellingL
 
 /** A markdown table entry: no pipes, no newlines, no HTML (guest text lands here). */
 export function mdCell(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\|/g, '\\|').replace(/[\r\n]+/g, ' ');
+  return s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/\|/g, '\\|')
+    .replace(/[\r\n]+/g, ' ');
 }
 
 /** Axis values in the manifest's order, then any the cells add. */
@@ -24,7 +29,10 @@ export function matrixEntry(c: CellView | undefined): string {
 }
 
 /** Failed cells, one row per cell, or one per target when all its cells failed alike (boot, build). */
-export function failureRows(cells: readonly CellView[], tails: ReadonlyMap<string, string>): { what: string; first: CellView; kind: string; error: string; line: string }[] {
+export function failureRows(
+  cells: readonly CellView[],
+  tails: ReadonlyMap<string, string>,
+): { what: string; first: CellView; kind: string; error: string; line: string }[] {
   const sorted = sortCells(cells);
   const failed = sorted.filter((c) => c.status !== 'ok');
   const rows: ReturnType<typeof failureRows> = [];
@@ -35,7 +43,13 @@ export function failureRows(cells: readonly CellView[], tails: ReadonlyMap<strin
     const whole = mine.length > 1 && mine.every((x) => x.status === c.status && x.error === c.error);
     const group = whole ? mine : [c];
     if (whole) done.add(rowOf(c));
-    rows.push({ what: whole ? `${rowOf(c)} (all ${mine.length} cells)` : cellKey(c), first: c, kind: c.status, error: firstLine(c.error), line: tellingLine(tails.get(cellKey(group[0]!))) });
+    rows.push({
+      what: whole ? `${rowOf(c)} (all ${mine.length} cells)` : cellKey(c),
+      first: c,
+      kind: c.status,
+      error: firstLine(c.error),
+      line: tellingLine(tails.get(cellKey(group[0]!))),
+    });
   }
   return rows;
 }
@@ -54,11 +68,22 @@ export function renderMatrixMd(manifest: Pick<Manifest, 'variants' | 'modes' | '
   const sorted = sortCells(cells);
   const byKey = new Map(sorted.map((c) => [cellKey(c), c]));
   const uniq = (f: (c: CellView) => string) => [...new Set(sorted.map(f))];
-  const scenarios = axis(manifest.scenarios, uniq((c) => c.scenario));
-  const modes = axis(manifest.modes, uniq((c) => c.mode));
+  const scenarios = axis(
+    manifest.scenarios,
+    uniq((c) => c.scenario),
+  );
+  const modes = axis(
+    manifest.modes,
+    uniq((c) => c.mode),
+  );
   const variants = axis(manifest.variants, uniq(colOf));
   const targets = uniq(rowOf);
-  const out = ['## Matrix', '', 'Misattribution (wrong / captured rows) with its 95 % interval, capture; ✓ as expected, ✗ NOT as expected, · measured only, ⚠ the cell could not run.', ''];
+  const out = [
+    '## Matrix',
+    '',
+    'Misattribution (wrong / captured rows) with its 95 % interval, capture; ✓ as expected, ✗ NOT as expected, · measured only, ⚠ the cell could not run.',
+    '',
+  ];
   for (const s of scenarios) {
     const cols = variants.flatMap((v) => modes.map((m) => ({ v, m }))).filter(({ v, m }) => targets.some((t) => byKey.has(`${t}/${s}/${m}/${v}`)));
     if (!cols.length) continue;
@@ -74,10 +99,19 @@ export function renderMatrixMd(manifest: Pick<Manifest, 'variants' | 'modes' | '
 }
 
 export function renderDetailMd(cells: readonly CellView[]): string[] {
-  const out = ['## Cells', '', 'rows/req: rows per request sent (about 2 with full reads, about 1 with single reads).', '', '| target | vCPUs | kernel | OpenSSL | reads | scenario | mode | variant | expected | rows | rows/req | correct | wrong | lost | misattribution | capture | status | verdict |', '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|'];
+  const out = [
+    '## Cells',
+    '',
+    'rows/req: rows per request sent (about 2 with full reads, about 1 with single reads).',
+    '',
+    '| target | vCPUs | kernel | OpenSSL | reads | scenario | mode | variant | expected | rows | rows/req | correct | wrong | lost | misattribution | capture | status | verdict |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ];
   for (const c of sortCells(cells)) {
     const rpr = c.expected > 0 ? (c.captured / c.expected).toFixed(2) : 'n/a';
-    out.push(`| ${mdCell(c.target)} | ${c.cpus ?? 1} | ${mdCell(c.kernel)} | ${mdCell(c.openssl)} | ${c.reads ?? 'full'} | ${c.scenario} | ${c.mode} | ${c.variant} | ${c.expected} | ${c.captured} | ${rpr} | ${c.correct} | ${c.wrong} | ${c.lost} | ${rateWithInterval(c)} | ${pct(c.capture)} | ${c.status} | ${verdictWord(c.verdict.pass)} |`);
+    out.push(
+      `| ${mdCell(c.target)} | ${c.cpus ?? 1} | ${mdCell(c.kernel)} | ${mdCell(c.openssl)} | ${c.reads ?? 'full'} | ${c.scenario} | ${c.mode} | ${c.variant} | ${c.expected} | ${c.captured} | ${rpr} | ${c.correct} | ${c.wrong} | ${c.lost} | ${rateWithInterval(c)} | ${pct(c.capture)} | ${c.status} | ${verdictWord(c.verdict.pass)} |`,
+    );
   }
   out.push('');
   return out;

@@ -10,7 +10,18 @@ import type { Manifest } from './manifest.ts';
 import { writeSummary } from './summary.ts';
 import { rowOf } from './view.ts';
 
-const STATUSES: readonly string[] = ['boot-failed', 'boot-timeout', 'build-failed', 'tracer-failed', 'client-failed', 'server-failed', 'timeout', 'no-traffic', 'interrupted', 'internal'];
+const STATUSES: readonly string[] = [
+  'boot-failed',
+  'boot-timeout',
+  'build-failed',
+  'tracer-failed',
+  'client-failed',
+  'server-failed',
+  'timeout',
+  'no-traffic',
+  'interrupted',
+  'internal',
+];
 
 export async function readRun(dir: string): Promise<{ manifest: Manifest; cells: CellSummary[] }> {
   let manifest: Manifest;
@@ -32,10 +43,13 @@ export async function readRun(dir: string): Promise<{ manifest: Manifest; cells:
     // failed cells, as the run that wrote this folder counted them, not missing ones.
     if (t.status !== 'ok' && !cells.some((c) => rowOf(c) === t.name)) {
       const status = (STATUSES.includes(t.status) ? t.status : 'internal') as Status;
-      for (const reads of manifest.reads ?? ['full']) for (const scenario of manifest.scenarios) for (const mode of manifest.modes) for (const variant of manifest.variants) {
-        const id = { target: t.target ?? t.name, boot: t.name, cpus: t.cpus ?? (Number(t.facts.cpus) || 1), reads, scenario, mode, variant } as CellId;
-        cells.push(summarizeCell(id, t.facts, [{ trial: 1, status, ...(t.error ? { error: t.error } : {}) }]));
-      }
+      for (const reads of manifest.reads ?? ['full'])
+        for (const scenario of manifest.scenarios)
+          for (const mode of manifest.modes)
+            for (const variant of manifest.variants) {
+              const id = { target: t.target ?? t.name, boot: t.name, cpus: t.cpus ?? (Number(t.facts.cpus) || 1), reads, scenario, mode, variant } as CellId;
+              cells.push(summarizeCell(id, t.facts, [{ trial: 1, status, ...(t.error ? { error: t.error } : {}) }]));
+            }
     }
   }
   return { manifest, cells };
@@ -56,7 +70,10 @@ export async function mergeRuns(dirs: readonly string[], outDir: string): Promis
     ...first,
     runId: `merged-${runs.map((r) => r.manifest.runId).join('+')}`,
     startedAt: runs.map((r) => r.manifest.startedAt).sort()[0]!,
-    finishedAt: runs.map((r) => r.manifest.finishedAt ?? '').sort().at(-1),
+    finishedAt: runs
+      .map((r) => r.manifest.finishedAt ?? '')
+      .sort()
+      .at(-1),
     targets: runs.flatMap((r) => r.manifest.targets),
   };
   const key = (c: CellSummary) => `${c.target}/${String(c.cpus ?? 1).padStart(3, '0')}/${c.reads ?? 'full'}/${c.scenario}/${c.mode}/${c.variant}`;
@@ -65,6 +82,13 @@ export async function mergeRuns(dirs: readonly string[], outDir: string): Promis
   const where = new Map<string, string>();
   runs.forEach((r, i) => r.cells.forEach((c) => where.set(`${rowOf(c)}/${cellDir(c)}`, join(dirs[i]!, rowOf(c), cellDir(c)))));
   await writeSummary(outDir, manifest, cells, { dirOf: (c) => where.get(`${rowOf(c)}/${cellDir(c)}`) ?? join(outDir, rowOf(c), cellDir(c)) });
-  await writeFile(join(outDir, 'sources.json'), JSON.stringify(dirs.map((d) => relative(outDir, d) || '.'), null, 2) + '\n');
+  await writeFile(
+    join(outDir, 'sources.json'),
+    JSON.stringify(
+      dirs.map((d) => relative(outDir, d) || '.'),
+      null,
+      2,
+    ) + '\n',
+  );
   return { manifest, cells };
 }

@@ -17,7 +17,12 @@ export interface OutputOpts {
   history?: History | null;
 }
 
-export async function loadArtifactsFor(outDir: string, manifest: Manifest, cells: readonly CellSummary[], dirOf?: (c: CellSummary) => string): Promise<Map<string, CellArtifacts>> {
+export async function loadArtifactsFor(
+  outDir: string,
+  manifest: Manifest,
+  cells: readonly CellSummary[],
+  dirOf?: (c: CellSummary) => string,
+): Promise<Map<string, CellArtifacts>> {
   const detail = new Map(manifest.targets.map((t) => [t.name, t.detail ? `${t.error ?? ''}\n${t.detail}` : t.error]));
   return loadAllArtifacts(cells, dirOf ?? defaultCellDir(outDir), (t) => detail.get(t));
 }
@@ -26,7 +31,13 @@ export function tailsOf(artifacts: ReadonlyMap<string, CellArtifacts>): Map<stri
   return new Map([...artifacts].map(([k, a]) => [k, a.logTail]));
 }
 
-export async function writeHtmlAndJunit(outDir: string, manifest: Manifest, cells: readonly CellSummary[], artifacts: ReadonlyMap<string, CellArtifacts>, opts: OutputOpts = {}): Promise<void> {
+export async function writeHtmlAndJunit(
+  outDir: string,
+  manifest: Manifest,
+  cells: readonly CellSummary[],
+  artifacts: ReadonlyMap<string, CellArtifacts>,
+  opts: OutputOpts = {},
+): Promise<void> {
   await writeFile(join(outDir, 'summary.html'), renderHtml({ manifest, cells, artifacts, outDir, trend: opts.trend ?? null, history: opts.history ?? null }));
   await writeFile(join(outDir, 'junit.xml'), renderJunit(manifest, cells, artifacts));
 }

@@ -50,13 +50,24 @@ export function rowsPerRequest(c: Pick<CellSummary, 'captured' | 'expected'>): n
 export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[], tails: ReadonlyMap<string, string> = new Map()): string {
   const out: string[] = [`# USM TLS attribution matrix: run ${manifest.runId}`, ''];
   const perMode = Object.entries(manifest.iterationsByMode ?? {}).map(([m, n]) => `${m} ${n}`);
-  out.push(`tool ${manifest.tool.commit}${manifest.tool.dirty ? ' (dirty)' : ''}, ${manifest.iterations} iterations${perMode.length ? ` (${perMode.join(', ')})` : ''} x ${manifest.trials} trial(s), seed ${manifest.seed}; client reads ${(manifest.reads ?? ['full']).join(', ')}; servers' Nagle ${manifest.nagle ?? 'off'}; ${((manifest.settleMs ?? 0) / 1000).toFixed(1)} s settle before the tracer stops.`, '');
+  out.push(
+    `tool ${manifest.tool.commit}${manifest.tool.dirty ? ' (dirty)' : ''}, ${manifest.iterations} iterations${perMode.length ? ` (${perMode.join(', ')})` : ''} x ${manifest.trials} trial(s), seed ${manifest.seed}; client reads ${(manifest.reads ?? ['full']).join(', ')}; servers' Nagle ${manifest.nagle ?? 'off'}; ${((manifest.settleMs ?? 0) / 1000).toFixed(1)} s settle before the tracer stops.`,
+    '',
+  );
   out.push(...renderFailuresMd(cells, tails), ...renderMatrixMd(manifest, cells), ...renderDetailMd(cells));
   if (manifest.targets.length) {
-    out.push('', '## Targets', '', '| target | backend | status | kernel | OpenSSL | clang | libbpf | accel | boot s | peak MiB |', '|---|---|---|---|---|---|---|---|---|---|');
+    out.push(
+      '',
+      '## Targets',
+      '',
+      '| target | backend | status | kernel | OpenSSL | clang | libbpf | accel | boot s | peak MiB |',
+      '|---|---|---|---|---|---|---|---|---|---|',
+    );
     const f = (t: TargetRecord, k: string) => (t.facts[k] === undefined ? '-' : String(t.facts[k]));
     for (const t of manifest.targets) {
-      out.push(`| ${t.name} | ${t.backend} | ${t.status} | ${f(t, 'kernel')} | ${f(t, 'openssl')} | ${f(t, 'clang')} | ${f(t, 'libbpf')} | ${f(t, 'accel')} | ${f(t, 'bootSeconds')} | ${f(t, 'peakRssMiB')} |`);
+      out.push(
+        `| ${t.name} | ${t.backend} | ${t.status} | ${f(t, 'kernel')} | ${f(t, 'openssl')} | ${f(t, 'clang')} | ${f(t, 'libbpf')} | ${f(t, 'accel')} | ${f(t, 'bootSeconds')} | ${f(t, 'peakRssMiB')} |`,
+      );
     }
   }
   const failed = manifest.targets.filter((t) => t.status !== 'ok');
@@ -72,7 +83,12 @@ export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[
   out.push('', '## Beside the investigation (Vagrant VM, system-probe)', '');
   out.push('| investigation run | its misattribution | ours (same mode, upstream, preexisting) |', '|---|---|---|');
   for (const f of INVESTIGATION) {
-    const ours = cells.filter((c) => c.variant === 'upstream' && c.status === 'ok' && (f.mode === 'baseline' ? c.scenario === 'baseline' : c.scenario === 'preexisting' && c.mode === f.mode));
+    const ours = cells.filter(
+      (c) =>
+        c.variant === 'upstream' &&
+        c.status === 'ok' &&
+        (f.mode === 'baseline' ? c.scenario === 'baseline' : c.scenario === 'preexisting' && c.mode === f.mode),
+    );
     const txt = ours.length ? ours.map((c) => `${c.target}: ${pct(c.misattribution)} (${c.wrong} of ${c.captured})`).join('; ') : 'not run';
     out.push(`| ${f.run} | ${pct(f.misattribution)} (${f.detail}) | ${txt} |`);
   }
@@ -84,7 +100,14 @@ export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[
 export function renderTable(cells: readonly CellSummary[]): string {
   const rows = [['cell', 'kernel', 'misattribution', 'capture', 'status', 'verdict']];
   for (const c of cells) {
-    rows.push([`${rowOf(c)} ${c.scenario}/${c.mode}/${c.variant}${c.reads === 'single' ? '/single' : ''}`, c.kernel, c.misattribution === null ? 'n/a' : `${rateWithInterval(c)} (${c.wrong}/${c.captured})`, pct(c.capture), c.status, verdictWord(c.verdict.pass)]);
+    rows.push([
+      `${rowOf(c)} ${c.scenario}/${c.mode}/${c.variant}${c.reads === 'single' ? '/single' : ''}`,
+      c.kernel,
+      c.misattribution === null ? 'n/a' : `${rateWithInterval(c)} (${c.wrong}/${c.captured})`,
+      pct(c.capture),
+      c.status,
+      verdictWord(c.verdict.pass),
+    ]);
   }
   const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r, j) => r.map((x, i) => x.padEnd(w[i]!)).join('  ') + (j === 0 ? `\n${w.map((n) => '-'.repeat(n)).join('  ')}` : '')).join('\n');

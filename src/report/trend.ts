@@ -63,10 +63,12 @@ const describe = (c: TrendCell | undefined) => {
 export function compareRuns(prev: Pick<RunSummary, 'runId' | 'startedAt' | 'cells'>, cur: Pick<RunSummary, 'runId' | 'startedAt' | 'cells'>): Trend {
   const before = new Map(prev.cells.map((c) => [cellKey(c), c]));
   const after = new Map(cur.cells.map((c) => [cellKey(c), c]));
-  const keys = sortCells([...new Set([...before.keys(), ...after.keys()])].map((k) => {
-    const [target = '', scenario = '', mode = '', variant = ''] = k.split('/');
-    return { target, scenario, mode, variant };
-  })).map(cellKey);
+  const keys = sortCells(
+    [...new Set([...before.keys(), ...after.keys()])].map((k) => {
+      const [target = '', scenario = '', mode = '', variant = ''] = k.split('/');
+      return { target, scenario, mode, variant };
+    }),
+  ).map(cellKey);
   const changes: Change[] = [];
   for (const key of keys) {
     const a = before.get(key);
@@ -79,7 +81,8 @@ export function compareRuns(prev: Pick<RunSummary, 'runId' | 'startedAt' | 'cell
       if (a.verdict.pass !== b.verdict.pass) kinds.push('verdict-flipped');
       if (a.status !== b.status) kinds.push('status-changed');
       const i = intervalOf(a);
-      if (a.status === 'ok' && b.status === 'ok' && i && b.misattribution !== null && (b.misattribution < i.lo || b.misattribution > i.hi)) kinds.push('rate-moved');
+      if (a.status === 'ok' && b.status === 'ok' && i && b.misattribution !== null && (b.misattribution < i.lo || b.misattribution > i.hi))
+        kinds.push('rate-moved');
       regression = (a.verdict.pass === true && b.verdict.pass !== true) || (a.status === 'ok' && b.status !== 'ok');
     }
     if (kinds.length) changes.push({ key, kinds, regression, before: describe(a), after: describe(b) });
@@ -98,7 +101,8 @@ export function renderTrendMd(t: Trend): string {
   out.push(`${t.regressions} regression(s), ${t.changes.length} change(s) over ${t.cells} cell(s).`, '');
   if (t.changes.length) {
     out.push('| cell | change | before | after |', '|---|---|---|---|');
-    for (const c of t.changes) out.push(`| ${c.key.replace(/\|/g, '\\|')} | ${c.regression ? '**regression**: ' : ''}${c.kinds.join(', ')} | ${c.before} | ${c.after} |`);
+    for (const c of t.changes)
+      out.push(`| ${c.key.replace(/\|/g, '\\|')} | ${c.regression ? '**regression**: ' : ''}${c.kinds.join(', ')} | ${c.before} | ${c.after} |`);
     out.push('');
   }
   return out.join('\n');

@@ -78,7 +78,12 @@ export function rateWithInterval(c: CellView): string {
 
 /** The first non-empty line of a text (a log tail, an error). */
 export function firstLine(s: string | undefined): string {
-  return (s ?? '').split('\n').map((l) => l.trim()).find((l) => l !== '') ?? '';
+  return (
+    (s ?? '')
+      .split('\n')
+      .map((l) => l.trim())
+      .find((l) => l !== '') ?? ''
+  );
 }
 
 const TELLING = /\b(fail\w*|error|denied|refused|timed? ?out|panic|cannot|unable|no such|not found|killed|oops)\b/i;
@@ -88,6 +93,9 @@ const TELLING = /\b(fail\w*|error|denied|refused|timed? ?out|panic|cannot|unable
  * tail's last line (the tail's literal first line is wherever the cut fell: rarely the cause).
  */
 export function tellingLine(tail: string | undefined): string {
-  const lines = (tail ?? '').split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const lines = (tail ?? '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   return lines.find((l) => TELLING.test(l)) ?? lines.at(-1) ?? '';
 }

@@ -44,19 +44,24 @@ export async function prepareMachine(opts: {
   if (prebuilt) emit({ type: 'info', target: m.target, message: 'bpf/ and client/ of these sources are already built in the guest: no upload, no build' });
   else await step(emit, m.target, 'upload', () => uploadSources(m, opts.repoRoot, opts.buildTimeoutMs));
 
-  if (!prebuilt) await step(emit, m.target, 'build', async () => {
-    let log = '';
-    for (const d of ['bpf', 'client']) {
-      const r = await m.exec(['make', '-C', `${m.workdir}/${d}`], { timeoutMs: opts.buildTimeoutMs });
-      log += `$ make -C ${d}\n${r.stdout}${r.stderr}\n[exit ${r.timedOut ? 'timeout' : r.code}]\n`;
-      await writeFile(join(logDir, 'build.log'), log);
-      if (r.code !== 0) {
-        const err = new LabError('build-failed', `make -C ${d} ${r.timedOut ? 'timed out' : `failed (exit ${r.code})`} on ${m.target}`, (r.stderr || r.stdout).trim().split('\n').slice(-40).join('\n'));
-        Object.assign(err, { logFile: join(logDir, 'build.log') });
-        throw err;
+  if (!prebuilt)
+    await step(emit, m.target, 'build', async () => {
+      let log = '';
+      for (const d of ['bpf', 'client']) {
+        const r = await m.exec(['make', '-C', `${m.workdir}/${d}`], { timeoutMs: opts.buildTimeoutMs });
+        log += `$ make -C ${d}\n${r.stdout}${r.stderr}\n[exit ${r.timedOut ? 'timeout' : r.code}]\n`;
+        await writeFile(join(logDir, 'build.log'), log);
+        if (r.code !== 0) {
+          const err = new LabError(
+            'build-failed',
+            `make -C ${d} ${r.timedOut ? 'timed out' : `failed (exit ${r.code})`} on ${m.target}`,
+            (r.stderr || r.stdout).trim().split('\n').slice(-40).join('\n'),
+          );
+          Object.assign(err, { logFile: join(logDir, 'build.log') });
+          throw err;
+        }
       }
-    }
-  });
+    });
 
   const facts = await step(emit, m.target, 'facts', async (): Promise<MachineFacts> => {
     const r = await m.exec(['sh', `${m.workdir}/provision/facts.sh`], { timeoutMs: 60_000 });

@@ -28,7 +28,10 @@ const LAUNCH = [
   'cat "$p"',
 ].join('\n');
 
-export async function startProc(m: Machine, opts: { name: string; dir: string; argv: readonly string[]; kind: FailureKind; cwd?: string; execMs?: number }): Promise<BgProc> {
+export async function startProc(
+  m: Machine,
+  opts: { name: string; dir: string; argv: readonly string[]; kind: FailureKind; cwd?: string; execMs?: number },
+): Promise<BgProc> {
   const execMs = opts.execMs ?? DEFAULT_EXEC_MS;
   const base = `${opts.dir}/${opts.name}`;
   const files = { out: `${base}.out`, err: `${base}.log`, rc: `${base}.rc`, pid: `${base}.pid` };
@@ -90,7 +93,8 @@ export function toEre(re: RegExp): string {
 async function waitOnMachine(m: Machine, p: BgProc, ere: string, remainingMs: number): Promise<ProcState> {
   const checks = Math.max(1, Math.min(SLICE_S * 10, Math.ceil(remainingMs / 100)));
   const r = await m.exec(['sh', '-c', WAIT, 'sh', p.out, p.err, p.rc, ere, String(checks)], { timeoutMs: checks * 100 + p.execMs });
-  if (r.code !== 0 && r.code !== 1) throw new LabError(p.kind, `cannot read the state of ${p.name}: ${r.timedOut ? 'timed out' : r.stderr.trim() || `exit ${r.code}`}`);
+  if (r.code !== 0 && r.code !== 1)
+    throw new LabError(p.kind, `cannot read the state of ${p.name}: ${r.timedOut ? 'timed out' : r.stderr.trim() || `exit ${r.code}`}`);
   return parseState(r.stdout);
 }
 
@@ -107,7 +111,11 @@ export async function waitForLine(m: Machine, p: BgProc, re: RegExp, timeoutMs: 
       throw new LabError(p.kind, `${p.name} exited with code ${st.rc} before printing ${re}`, tail(st.err || st.out));
     }
     if (Date.now() >= deadline) {
-      throw new LabError(p.kind === 'client-failed' || p.kind === 'tracer-failed' || p.kind === 'server-failed' ? p.kind : 'timeout', `${p.name} did not print ${re} within ${Math.round(timeoutMs / 1000)} s`, tail(st.err || st.out));
+      throw new LabError(
+        p.kind === 'client-failed' || p.kind === 'tracer-failed' || p.kind === 'server-failed' ? p.kind : 'timeout',
+        `${p.name} did not print ${re} within ${Math.round(timeoutMs / 1000)} s`,
+        tail(st.err || st.out),
+      );
     }
   }
 }

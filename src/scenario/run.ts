@@ -102,7 +102,13 @@ export async function runTrial(opts: {
 
   const startServers = async () => {
     for (const port of spec.ports) {
-      const p = await startProc(m, { name: `server-${port}`, dir: remoteDir, kind: 'server-failed', execMs: to.execMs, argv: [tools.python, tools.server, '--ports', String(port), '--nagle', spec.nagle, '--quiet'] });
+      const p = await startProc(m, {
+        name: `server-${port}`,
+        dir: remoteDir,
+        kind: 'server-failed',
+        execMs: to.execMs,
+        argv: [tools.python, tools.server, '--ports', String(port), '--nagle', spec.nagle, '--quiet'],
+      });
       procs.push(p);
     }
     for (const p of procs.filter((x) => x.name.startsWith('server-'))) {
@@ -116,13 +122,26 @@ export async function runTrial(opts: {
       dir: remoteDir,
       kind: 'client-failed',
       execMs: to.execMs,
-      argv: [tools.client, ...conns, '--iterations', String(spec.iterations), `--${spec.mode}`, '--api', spec.api, '--reads', spec.reads, '--record', `${remoteDir}/client-record.jsonl`],
+      argv: [
+        tools.client,
+        ...conns,
+        '--iterations',
+        String(spec.iterations),
+        `--${spec.mode}`,
+        '--api',
+        spec.api,
+        '--reads',
+        spec.reads,
+        '--record',
+        `${remoteDir}/client-record.jsonl`,
+      ],
     });
     procs.push(client);
     run.clientPid = client.pid;
     const st = await waitForLine(m, client, /^READY(:\d+)+$/, to.clientReadyMs, signal);
     run.conns = parseClientOutput(st.out).conns;
-    if (run.conns.length !== spec.ports.length) throw new LabError('client-failed', `client READY line names ${run.conns.length} connections, expected ${spec.ports.length}`);
+    if (run.conns.length !== spec.ports.length)
+      throw new LabError('client-failed', `client READY line names ${run.conns.length} connections, expected ${spec.ports.length}`);
   };
   const startTracer = async () => {
     const filter = spec.trace === 'client' ? ['--comm', basename(tools.client)] : [];
@@ -131,7 +150,20 @@ export async function runTrial(opts: {
       dir: remoteDir,
       kind: 'tracer-failed',
       execMs: to.execMs,
-      argv: [tools.tracer, '--variant', spec.variant, '--libssl', tools.libssl, '--hook', spec.hook, '--out', `${remoteDir}/events.jsonl`, '--verifier-log', `${remoteDir}/verifier.log`, ...filter],
+      argv: [
+        tools.tracer,
+        '--variant',
+        spec.variant,
+        '--libssl',
+        tools.libssl,
+        '--hook',
+        spec.hook,
+        '--out',
+        `${remoteDir}/events.jsonl`,
+        '--verifier-log',
+        `${remoteDir}/verifier.log`,
+        ...filter,
+      ],
     });
     procs.push(tracer);
     await waitForLine(m, tracer, /^READY$/, to.tracerReadyMs, signal);

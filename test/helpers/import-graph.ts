@@ -54,7 +54,9 @@ export function importGraph(dir: string): Edge[] {
     const info = ts.preProcessFile(readFileSync(join(dir, from), 'utf8'), true, true);
     for (const f of info.importedFiles) {
       if (!f.fileName.startsWith('.')) continue;
-      const to = relative(dir, resolve(dir, dirname(from), f.fileName)).split(sep).join('/');
+      const to = relative(dir, resolve(dir, dirname(from), f.fileName))
+        .split(sep)
+        .join('/');
       edges.push({ from, to: posix.normalize(to) });
     }
   }

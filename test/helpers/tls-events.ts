@@ -21,13 +21,43 @@ export const ms = (x: number) => Math.round(x * 1e6);
 /** A client event of context k put on connection `on` (its own socket, or the wrong one). */
 export function cli(ts: number, fn: string, k: number, on: number, data: string): TlsEvent {
   const c = conns[on - 1]!;
-  return { ts, pid: CLIENT, tid: CLIENT, comm: 'race_client', fn, ctx: ctx(k), len: data.length, family: 4, saddr: '127.0.0.1', sport: c.lport, daddr: '127.0.0.1', dport: c.rport, via: 'fallback-send', data };
+  return {
+    ts,
+    pid: CLIENT,
+    tid: CLIENT,
+    comm: 'race_client',
+    fn,
+    ctx: ctx(k),
+    len: data.length,
+    family: 4,
+    saddr: '127.0.0.1',
+    sport: c.lport,
+    daddr: '127.0.0.1',
+    dport: c.rport,
+    via: 'fallback-send',
+    data,
+  };
 }
 
 /** A server event on connection k (servers see their own socket: always right). */
 export function srv(ts: number, fn: string, k: number, data: string): TlsEvent {
   const c = conns[k - 1]!;
-  return { ts, pid: SRV[k]!, tid: 1, comm: 'python3', fn, ctx: `0x5${k}`, len: data.length, family: 4, saddr: '127.0.0.1', sport: c.rport, daddr: '127.0.0.1', dport: c.lport, via: 'cached', data };
+  return {
+    ts,
+    pid: SRV[k]!,
+    tid: 1,
+    comm: 'python3',
+    fn,
+    ctx: `0x5${k}`,
+    len: data.length,
+    family: 4,
+    saddr: '127.0.0.1',
+    sport: c.rport,
+    daddr: '127.0.0.1',
+    dport: c.lport,
+    via: 'cached',
+    data,
+  };
 }
 
 /** A termination line as the tracer emits it: len 0, data '', the connection's tuple. */
@@ -37,12 +67,29 @@ export function term(ts: number, fn: 'SSL_shutdown' | 'tcp_close', on: number, p
 
 /** Any tuple, for normalisation cases. */
 export function raw(ts: number, data: string, t: { saddr?: string; sport: number; daddr?: string; dport: number }, fn = 'SSL_write'): TlsEvent {
-  return { ts, pid: 1, tid: 1, comm: 'x', fn, ctx: '0x1', len: data.length, family: 4, saddr: t.saddr ?? '127.0.0.1', sport: t.sport, daddr: t.daddr ?? '127.0.0.1', dport: t.dport, via: 'cached', data };
+  return {
+    ts,
+    pid: 1,
+    tid: 1,
+    comm: 'x',
+    fn,
+    ctx: '0x1',
+    len: data.length,
+    family: 4,
+    saddr: t.saddr ?? '127.0.0.1',
+    sport: t.sport,
+    daddr: t.daddr ?? '127.0.0.1',
+    dport: t.dport,
+    via: 'cached',
+    data,
+  };
 }
 
 /** A row in one line: "GET /p 40001>18001 200x1". */
 export function rowLine(r: HttpMonitoringRow): string {
-  const st = Object.entries(r.ByStatus).map(([s, v]) => `${s}x${v.Count}`).join(',');
+  const st = Object.entries(r.ByStatus)
+    .map(([s, v]) => `${s}x${v.Count}`)
+    .join(',');
   return `${r.Method} ${r.Path} ${r.Client.Port}>${r.Server.Port} ${st}`;
 }
 
@@ -99,6 +146,11 @@ export function swappedRun(n: number, order: 'interleaved' | 'sequential', seed:
     out.push(op.ev(ts));
     if (op.gives) done.add(op.gives);
   }
-  out.push(term(ts + ms(1), 'SSL_shutdown', on(1)), term(ts + ms(2), 'SSL_shutdown', on(2)), term(ts + ms(3), 'tcp_close', 1), term(ts + ms(4), 'tcp_close', 2));
+  out.push(
+    term(ts + ms(1), 'SSL_shutdown', on(1)),
+    term(ts + ms(2), 'SSL_shutdown', on(2)),
+    term(ts + ms(3), 'tcp_close', 1),
+    term(ts + ms(4), 'tcp_close', 2),
+  );
   return out;
 }

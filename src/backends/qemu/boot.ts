@@ -75,7 +75,9 @@ async function waitForSsh(vm: Vm, image: Image, name: string, deadlineMs: number
   });
   failure.catch(() => {});
   vm.onFailure((why) => failed(why));
-  const aborted = new Promise<never>((_, reject) => ac.signal.addEventListener('abort', () => reject(new LabError('interrupted', `${name}: interrupted during boot`)), { once: true }));
+  const aborted = new Promise<never>((_, reject) =>
+    ac.signal.addEventListener('abort', () => reject(new LabError('interrupted', `${name}: interrupted during boot`)), { once: true }),
+  );
   aborted.catch(() => {});
   let connecting: Promise<SshMachine> | undefined;
   try {
@@ -99,7 +101,10 @@ async function waitForSsh(vm: Vm, image: Image, name: string, deadlineMs: number
     return await Promise.race([connecting, failure]);
   } catch (err) {
     ac.abort();
-    connecting?.then((m) => m.close(), () => {});
+    connecting?.then(
+      (m) => m.close(),
+      () => {},
+    );
     throw err;
   } finally {
     signal.removeEventListener('abort', onAbort);

@@ -46,7 +46,9 @@ export class QemuBackend implements Backend {
     await mkdir(ctx.runDir, { recursive: true });
 
     const image: Image = await ensureImage(suite, { cacheDir: ctx.cacheDir, emit, signal, rebuild: this.opts.rebuild ?? false, target: target.name, env });
-    const probe = await step(emit, target.name, 'accel', async () => probeAccel({ kernel: image.paths.kernel, initrd: await ensureFloorInitrd(ctx.cacheDir), workDir: ctx.runDir, env }));
+    const probe = await step(emit, target.name, 'accel', async () =>
+      probeAccel({ kernel: image.paths.kernel, initrd: await ensureFloorInitrd(ctx.cacheDir), workDir: ctx.runDir, env }),
+    );
     emit({ type: 'info', target: target.name, message: `accelerator: ${probe.accel} (${probe.reason})` });
     if (signal.aborted) throw new LabError('interrupted', 'interrupted before boot');
 

@@ -119,7 +119,14 @@ export class Vm {
     this.consoleText = '';
     await rm(this.consoleLog, { force: true });
     await rm(this.pidFile, { force: true });
-    const args = vmArgs({ ...this.spec, overlay: this.overlay, sshPort: this.port, consoleLog: this.consoleLog, qmpSocket: this.qmpSocket, pidFile: this.pidFile });
+    const args = vmArgs({
+      ...this.spec,
+      overlay: this.overlay,
+      sshPort: this.port,
+      consoleLog: this.consoleLog,
+      qmpSocket: this.qmpSocket,
+      pidFile: this.pidFile,
+    });
     const log = openSync(this.qemuLog, 'a');
     await this.reservation.handOff();
     // Own process group (the terminal's Ctrl-C does not reach QEMU) only when someone handles

@@ -21,14 +21,21 @@ export function accelArgs(accel: Accel): string[] {
 export function floorArgs(a: { accel: Accel; kernel: string; initrd: string; consoleLog: string; memoryMiB?: number }): string[] {
   return [
     ...accelArgs(a.accel),
-    '-smp', '1',
-    '-m', String(a.memoryMiB ?? 512),
+    '-smp',
+    '1',
+    '-m',
+    String(a.memoryMiB ?? 512),
     '-nodefaults',
-    '-display', 'none',
-    '-kernel', a.kernel,
-    '-initrd', a.initrd,
-    '-append', 'console=ttyS0 random.trust_cpu=on panic=-1 rdinit=/init',
-    '-serial', `file:${a.consoleLog}`,
+    '-display',
+    'none',
+    '-kernel',
+    a.kernel,
+    '-initrd',
+    a.initrd,
+    '-append',
+    'console=ttyS0 random.trust_cpu=on panic=-1 rdinit=/init',
+    '-serial',
+    `file:${a.consoleLog}`,
     '-no-reboot',
   ];
 }
@@ -42,10 +49,23 @@ export interface FloorRun {
 }
 
 /** Boot kernel + floor initrd until the marker shows on the console; QEMU is killed either way. */
-export async function runFloor(opts: { accel: Accel; kernel: string; initrd: string; workDir: string; timeoutMs: number; memoryMiB?: number; qemu?: string; tag?: string }): Promise<FloorRun> {
+export async function runFloor(opts: {
+  accel: Accel;
+  kernel: string;
+  initrd: string;
+  workDir: string;
+  timeoutMs: number;
+  memoryMiB?: number;
+  qemu?: string;
+  tag?: string;
+}): Promise<FloorRun> {
   const consoleLog = join(opts.workDir, `floor-${opts.tag ?? opts.accel}-${process.pid}-${Date.now()}.log`);
   const t0 = performance.now();
-  const child = spawn(opts.qemu ?? QEMU_BIN, floorArgs({ accel: opts.accel, kernel: opts.kernel, initrd: opts.initrd, consoleLog, ...(opts.memoryMiB ? { memoryMiB: opts.memoryMiB } : {}) }), { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(
+    opts.qemu ?? QEMU_BIN,
+    floorArgs({ accel: opts.accel, kernel: opts.kernel, initrd: opts.initrd, consoleLog, ...(opts.memoryMiB ? { memoryMiB: opts.memoryMiB } : {}) }),
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
     if (stderr.length < 64 * 1024) stderr += d.toString('utf8');
@@ -68,7 +88,8 @@ export async function runFloor(opts: { accel: Accel; kernel: string; initrd: str
     const ms = performance.now() - t0;
     if (text.includes(FLOOR_MARKER)) result = { ok: true, ms, reason: '' };
     else if (exited) result = { ok: false, ms, reason: (stderr.trim() || text.trim().split('\n').slice(-5).join('\n') || 'QEMU exited').slice(0, 2000) };
-    else if (ms > opts.timeoutMs) result = { ok: false, ms, reason: `no marker within ${Math.round(opts.timeoutMs / 1000)} s${stderr ? `: ${stderr.trim().slice(0, 500)}` : ''}` };
+    else if (ms > opts.timeoutMs)
+      result = { ok: false, ms, reason: `no marker within ${Math.round(opts.timeoutMs / 1000)} s${stderr ? `: ${stderr.trim().slice(0, 500)}` : ''}` };
     else await new Promise((r) => setTimeout(r, 20));
   }
   if (!exited) child.kill('SIGKILL');

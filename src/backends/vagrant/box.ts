@@ -92,7 +92,11 @@ export async function packageBox(o: { disk: string; kernel: string; initrd: stri
     const size = await qcow2VirtualSize(o.disk);
     await writeFile(join(stage, 'metadata.json'), JSON.stringify(boxMetadata(size)) + '\n');
     await writeFile(join(stage, 'Vagrantfile'), BOX_VAGRANTFILE);
-    for (const [src, name] of [[o.disk, 'box.img'], [o.kernel, 'vmlinuz'], [o.initrd, 'initrd.img']] as const) {
+    for (const [src, name] of [
+      [o.disk, 'box.img'],
+      [o.kernel, 'vmlinuz'],
+      [o.initrd, 'initrd.img'],
+    ] as const) {
       await link(src, join(stage, name)).catch(() => copyFile(src, join(stage, name)));
     }
     const tmp = `${o.outFile}.${process.pid}.tmp`;
@@ -122,15 +126,26 @@ export async function listBoxes(v: VagrantEnvBase): Promise<{ name: string; prov
 export async function addBox(v: VagrantEnvBase, o: { name: string; version: string; catalog: string }): Promise<boolean> {
   if ((await listBoxes(v)).some((b) => b.name === o.name && b.version === o.version && b.provider === 'libvirt')) return false;
   // --clean: a partial download left by an interrupted add would be "resumed" and fail its checksum.
-  const r = await runVagrant(['box', 'add', '--clean', '--machine-readable', '--provider', 'libvirt', o.catalog], { cwd: v.cwd, env: v.env, timeoutMs: 20 * 60_000, ...(v.logFile ? { logFile: v.logFile } : {}), ...(v.signal ? { signal: v.signal } : {}) });
+  const r = await runVagrant(['box', 'add', '--clean', '--machine-readable', '--provider', 'libvirt', o.catalog], {
+    cwd: v.cwd,
+    env: v.env,
+    timeoutMs: 20 * 60_000,
+    ...(v.logFile ? { logFile: v.logFile } : {}),
+    ...(v.signal ? { signal: v.signal } : {}),
+  });
   if (r.code !== 0) throw vagrantError('boot-failed', `vagrant box add ${o.name} ${o.version} failed`, r);
-  if (!(await listBoxes(v)).some((b) => b.name === o.name && b.version === o.version)) throw new LabError('boot-failed', `vagrant box add ${o.name} said ok but the box is not listed`, r.stdout.slice(-2000));
+  if (!(await listBoxes(v)).some((b) => b.name === o.name && b.version === o.version))
+    throw new LabError('boot-failed', `vagrant box add ${o.name} said ok but the box is not listed`, r.stdout.slice(-2000));
   return true;
 }
 
 /** `vagrant box remove`; without force Vagrant refuses while a machine it knows uses the box. */
 export async function removeBox(v: VagrantEnvBase, name: string, version: string, force = true): Promise<boolean> {
-  const r = await runVagrant(['box', 'remove', ...(force ? ['--force'] : []), '--provider', 'libvirt', '--box-version', version, name], { cwd: v.cwd, env: v.env, timeoutMs: 120_000 });
+  const r = await runVagrant(['box', 'remove', ...(force ? ['--force'] : []), '--provider', 'libvirt', '--box-version', version, name], {
+    cwd: v.cwd,
+    env: v.env,
+    timeoutMs: 120_000,
+  });
   return r.code === 0;
 }
 
@@ -193,15 +208,17 @@ export async function ensureLocalBox(v: VagrantEnvBase & { boxesDir: string; poo
   // processes (a lock file holding the pid; a dead holder's lock is taken over).
   const key = `${v.vagrantHome}\0${src.name}`;
   const before = inFlight.get(key) ?? Promise.resolve();
-  const mine = before.catch(() => {}).then(async () => {
-    const lock = join(v.boxesDir, `.lock-${src.name.replace(/\//g, '-')}`);
-    const release = await pidLock(lock, { ...(v.signal ? { signal: v.signal } : {}), pollMs: 1_000, waitingFor: lock });
-    try {
-      return await ensureLocalBoxLocked(v, src);
-    } finally {
-      await release();
-    }
-  });
+  const mine = before
+    .catch(() => {})
+    .then(async () => {
+      const lock = join(v.boxesDir, `.lock-${src.name.replace(/\//g, '-')}`);
+      const release = await pidLock(lock, { ...(v.signal ? { signal: v.signal } : {}), pollMs: 1_000, waitingFor: lock });
+      try {
+        return await ensureLocalBoxLocked(v, src);
+      } finally {
+        await release();
+      }
+    });
   inFlight.set(key, mine);
   try {
     return await mine;
@@ -218,7 +235,8 @@ export function boxDir(vagrantHome: string, name: string, version: string): stri
 }
 
 async function ensureLocalBoxLocked(v: VagrantEnvBase & { boxesDir: string; pool: string }, src: BoxSource): Promise<{ added: boolean }> {
-  const have = (await fileSize(join(boxDir(v.vagrantHome, src.name, src.version), 'metadata.json'))) !== null ||
+  const have =
+    (await fileSize(join(boxDir(v.vagrantHome, src.name, src.version), 'metadata.json'))) !== null ||
     (await listBoxes(v)).some((b) => b.name === src.name && b.version === src.version && b.provider === 'libvirt');
   let added = false;
   if (!have) {
@@ -242,7 +260,16 @@ async function ensureLocalBoxLocked(v: VagrantEnvBase & { boxesDir: string; pool
   const vols = bootVolumeNames(src.name, src.version);
   const kernel = await uploadToPool(v.pool, vols.kernel, src.kernel);
   const initrd = await uploadToPool(v.pool, vols.initrd, src.initrd);
-  const entry: BootEntry = { version: src.version, kernel, initrd, cmdline: src.cmdline, user: src.user, key: src.keyPath, hostKey: src.hostKey, restrict: true };
+  const entry: BootEntry = {
+    version: src.version,
+    kernel,
+    initrd,
+    cmdline: src.cmdline,
+    user: src.user,
+    key: src.keyPath,
+    hostKey: src.hostKey,
+    restrict: true,
+  };
   const old = (await readBootFile(v.vagrantHome))[src.name];
   if (JSON.stringify(old) !== JSON.stringify(entry)) await writeBootEntry(v.vagrantHome, src.name, entry);
   if (added) await pruneOldVersions(v, src.name, src.version);

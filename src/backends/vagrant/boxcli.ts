@@ -30,7 +30,12 @@ Flags:
 export function parseBoxFlags(argv: readonly string[]): { help: true } | { help: false; suites: Suite[]; cache?: string } {
   let parsed;
   try {
-    parsed = parseArgs({ args: [...argv], strict: true, allowPositionals: false, options: { suite: { type: 'string' }, cache: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } } });
+    parsed = parseArgs({
+      args: [...argv],
+      strict: true,
+      allowPositionals: false,
+      options: { suite: { type: 'string' }, cache: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } },
+    });
   } catch (err) {
     throw new ConfigError(`${(err as Error).message.replace(/\. To specify a positional argument.*$/s, '')} (allowed flags: --suite, --cache, --help)`);
   }
@@ -41,7 +46,16 @@ export function parseBoxFlags(argv: readonly string[]): { help: true } | { help:
   return { help: false, suites, ...(v.cache ? { cache: v.cache } : {}) };
 }
 
-export async function boxMain(e: { argv: string[]; cwd: string; env: NodeJS.ProcessEnv; repoRoot: string; stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream; emit: Emit; signal: AbortSignal }): Promise<number> {
+export async function boxMain(e: {
+  argv: string[];
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  repoRoot: string;
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  emit: Emit;
+  signal: AbortSignal;
+}): Promise<number> {
   try {
     const f = parseBoxFlags(e.argv);
     if (f.help) {
@@ -55,17 +69,48 @@ export async function boxMain(e: { argv: string[]; cwd: string; env: NodeJS.Proc
     const started = await ensureDaemons(join(cacheDir, 'vagrant'), e.emit, 'box');
     const chosen = await choosePoolDir(cacheDir);
     const pool = await ensurePool(POOL_NAME, chosen.dir);
-    const env = vagrantEnv(e.env, { repoRoot: e.repoRoot, vagrantHome, dotfilePath: join(cacheDir, 'vagrant', 'dot'), targets: [], sandboxed: true, driver: 'qemu', pool: POOL_NAME, prefix: 'usm-lab-' });
+    const env = vagrantEnv(e.env, {
+      repoRoot: e.repoRoot,
+      vagrantHome,
+      dotfilePath: join(cacheDir, 'vagrant', 'dot'),
+      targets: [],
+      sandboxed: true,
+      driver: 'qemu',
+      pool: POOL_NAME,
+      prefix: 'usm-lab-',
+    });
     for (const suite of f.suites) {
       const image = await ensureImage(suite, { cacheDir, emit: e.emit, signal: e.signal, target: suite });
       const name = localBoxName(suite);
       const version = boxVersionFromDate(image.manifest.builtAt);
-      const r = await step(e.emit, suite, 'box', () => ensureLocalBox({ vagrantHome, env, cwd: e.repoRoot, signal: e.signal, boxesDir: join(cacheDir, 'vagrant', 'boxes'), pool: POOL_NAME }, { name, version, disk: image.paths.disk, kernel: image.paths.kernel, initrd: image.paths.initrd, cmdline: kernelCmdline(), user: 'root', keyPath: image.keyPath, hostKey: image.manifest.hostKey }), `${name} ${version}`);
+      const r = await step(
+        e.emit,
+        suite,
+        'box',
+        () =>
+          ensureLocalBox(
+            { vagrantHome, env, cwd: e.repoRoot, signal: e.signal, boxesDir: join(cacheDir, 'vagrant', 'boxes'), pool: POOL_NAME },
+            {
+              name,
+              version,
+              disk: image.paths.disk,
+              kernel: image.paths.kernel,
+              initrd: image.paths.initrd,
+              cmdline: kernelCmdline(),
+              user: 'root',
+              keyPath: image.keyPath,
+              hostKey: image.manifest.hostKey,
+            },
+          ),
+        `${name} ${version}`,
+      );
       e.stdout.write(`${name} ${version} (libvirt): ${r.added ? 'added' : 'already added'}; kernel ${image.manifest.kernel}\n`);
     }
     e.stdout.write(`\nstorage pool ${POOL_NAME}: ${pool.dir}${chosen.why ? ` (${chosen.why})` : ''}\n`);
     for (const d of started) e.stdout.write(`started ${d.name} (pid ${d.pid}); left running for vagrant; stop it with: kill ${d.pid}\n`);
-    e.stdout.write(`\nBy hand (sandboxed: QEMU user network, SSH on 127.0.0.1):\n  cd ${e.repoRoot}\n  export VAGRANT_HOME=${vagrantHome}\n  vagrant up ${f.suites[0]} && vagrant ssh ${f.suites[0]}\n  vagrant destroy -f ${f.suites[0]}\n`);
+    e.stdout.write(
+      `\nBy hand (sandboxed: QEMU user network, SSH on 127.0.0.1):\n  cd ${e.repoRoot}\n  export VAGRANT_HOME=${vagrantHome}\n  vagrant up ${f.suites[0]} && vagrant ssh ${f.suites[0]}\n  vagrant destroy -f ${f.suites[0]}\n`,
+    );
     return 0;
   } catch (err) {
     if (err instanceof ConfigError) {

@@ -57,21 +57,38 @@ export function watchChild(child: ChildProcess, argv: string[], o: Pick<VagrantR
     let stderr = '';
     let timedOut = false;
     let aborted = false;
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => { if (stdout.length < MAX_CAPTURE) stdout += d; });
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => { if (stderr.length < MAX_CAPTURE) stderr += d; });
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      if (stdout.length < MAX_CAPTURE) stdout += d;
+    });
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      if (stderr.length < MAX_CAPTURE) stderr += d;
+    });
     const kill = () => {
       // Vagrant traps one SIGINT to clean up (and a second one to quit); TERM then KILL the group.
       killGroup(child, 'SIGTERM');
       setTimeout(() => killGroup(child, 'SIGKILL'), 10_000).unref();
     };
-    const timer = setTimeout(() => { timedOut = true; kill(); }, o.timeoutMs);
-    const onAbort = () => { aborted = true; kill(); };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      kill();
+    }, o.timeoutMs);
+    const onAbort = () => {
+      aborted = true;
+      kill();
+    };
     if (o.signal?.aborted) onAbort();
     else o.signal?.addEventListener('abort', onAbort, { once: true });
     child.on('error', (err) => {
       clearTimeout(timer);
       o.signal?.removeEventListener('abort', onAbort);
-      reject(new LabError('internal', `cannot run vagrant ${argv.join(' ')}: ${err.message} (is vagrant installed? bash provision/host-deps.sh vagrant)`, undefined, { cause: err }));
+      reject(
+        new LabError(
+          'internal',
+          `cannot run vagrant ${argv.join(' ')}: ${err.message} (is vagrant installed? bash provision/host-deps.sh vagrant)`,
+          undefined,
+          { cause: err },
+        ),
+      );
     });
     child.on('close', (code) => {
       clearTimeout(timer);
@@ -95,7 +112,11 @@ function killGroup(child: ChildProcess, sig: NodeJS.Signals): void {
   try {
     process.kill(-child.pid, sig);
   } catch {
-    try { child.kill(sig); } catch { /* already gone */ }
+    try {
+      child.kill(sig);
+    } catch {
+      /* already gone */
+    }
   }
 }
 

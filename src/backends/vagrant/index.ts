@@ -105,7 +105,21 @@ export class VagrantBackend implements Backend {
   }
 
   private vagrantBase(dotfilePath: string, extra: Partial<VagrantEnvBase> = {}): VagrantEnvBase {
-    return { vagrantHome: this.vagrantHome, cwd: this.opts.repoRoot, env: vagrantEnv(this.env, { repoRoot: this.opts.repoRoot, vagrantHome: this.vagrantHome, dotfilePath, targets: [], sandboxed: this.opts.sandboxed, driver: 'qemu', pool: POOL_NAME, prefix: this.prefix }), ...extra };
+    return {
+      vagrantHome: this.vagrantHome,
+      cwd: this.opts.repoRoot,
+      env: vagrantEnv(this.env, {
+        repoRoot: this.opts.repoRoot,
+        vagrantHome: this.vagrantHome,
+        dotfilePath,
+        targets: [],
+        sandboxed: this.opts.sandboxed,
+        driver: 'qemu',
+        pool: POOL_NAME,
+        prefix: this.prefix,
+      }),
+      ...extra,
+    };
   }
 
   private prepareHost(ctx: BackendContext, target: string): Promise<HostState> {
@@ -115,7 +129,8 @@ export class VagrantBackend implements Backend {
 
   private async doPrepareHost(ctx: BackendContext, target: string): Promise<HostState> {
     const { emit } = ctx;
-    if (this.opts.installHostDeps !== false) await step(emit, target, 'host-deps', () => ensureHostPackages(this.opts.repoRoot, ['vagrant'], { kind: 'boot-failed' }), 'vagrant');
+    if (this.opts.installHostDeps !== false)
+      await step(emit, target, 'host-deps', () => ensureHostPackages(this.opts.repoRoot, ['vagrant'], { kind: 'boot-failed' }), 'vagrant');
     const kvmFix = await fixKvmPermissions();
     if (kvmFix) emit({ type: 'info', target, message: kvmFix });
     const started = await step(emit, target, 'libvirtd', () => ensureDaemons(ctx.runDir, emit, target));

@@ -26,12 +26,18 @@ import { SnapshotStore, snapshotKey, type SnapshotRecord } from './snapshot.ts';
 export function provisionFailure(code: number | null, target: string, output: string): LabError {
   const tail = output.trim().split('\n').slice(-30).join('\n');
   switch (code) {
-    case 3: return new LabError('build-failed', `${target}: unsupported distribution for provision/ (Debian/Ubuntu or Fedora/RHEL family needed)`, tail);
-    case 4: return new LabError('build-failed', `${target}: the box's kernel has no BTF (/sys/kernel/btf/vmlinux); the CO-RE tracer cannot run there`, tail);
-    case 5: return new LabError('build-failed', `${target}: installing the toolchain failed (apt/dnf)`, tail);
-    case 6: return new LabError('build-failed', `${target}: building bpf/ or client/ failed`, tail);
-    case 7: return new LabError('build-failed', `${target}: provision/setup.sh must run as root`, tail);
-    default: return new LabError('build-failed', `${target}: provision/setup.sh failed (exit ${code})`, tail);
+    case 3:
+      return new LabError('build-failed', `${target}: unsupported distribution for provision/ (Debian/Ubuntu or Fedora/RHEL family needed)`, tail);
+    case 4:
+      return new LabError('build-failed', `${target}: the box's kernel has no BTF (/sys/kernel/btf/vmlinux); the CO-RE tracer cannot run there`, tail);
+    case 5:
+      return new LabError('build-failed', `${target}: installing the toolchain failed (apt/dnf)`, tail);
+    case 6:
+      return new LabError('build-failed', `${target}: building bpf/ or client/ failed`, tail);
+    case 7:
+      return new LabError('build-failed', `${target}: provision/setup.sh must run as root`, tail);
+    default:
+      return new LabError('build-failed', `${target}: provision/setup.sh failed (exit ${code})`, tail);
   }
 }
 
@@ -92,7 +98,20 @@ export class VagrantLease implements Lease {
     this.machine = await this.ssh(src?.hostKey ?? null);
     const upMs = performance.now() - t0;
     const kernel = (await this.machine.exec(['uname', '-r'], { timeoutMs: 30_000, cwd: '/' })).stdout.trim();
-    this.facts = { kernel, accel: this.host.accel, image: t.suite ?? box, box: useBox, boxVersion: useVersion, snapshot: found.snapshots ? (snap ? 'restored' : 'saved') : 'off', domain: this.domain, sshPort: this.port.port, upMs: Math.round(upMs), provider: 'libvirt', baseBox: box, baseBoxVersion: boxVersion };
+    this.facts = {
+      kernel,
+      accel: this.host.accel,
+      image: t.suite ?? box,
+      box: useBox,
+      boxVersion: useVersion,
+      snapshot: found.snapshots ? (snap ? 'restored' : 'saved') : 'off',
+      domain: this.domain,
+      sshPort: this.port.port,
+      upMs: Math.round(upMs),
+      provider: 'libvirt',
+      baseBox: box,
+      baseBoxVersion: boxVersion,
+    };
 
     if (!snap && this.b.provision) await this.provisionAndSave(found, src, box, boxVersion);
     // bpf/ and client/ of these sources are built in GUEST_WORKDIR (provisioned or restored):
@@ -110,8 +129,24 @@ export class VagrantLease implements Lease {
     const image = await ensureImage(suite, { cacheDir: ctx.cacheDir, emit: this.emit, signal: ctx.signal, target: t.name });
     const box = localBoxName(suite);
     const boxVersion = boxVersionFromDate(image.manifest.builtAt);
-    const src: BoxSource = { name: box, version: boxVersion, disk: image.paths.disk, kernel: image.paths.kernel, initrd: image.paths.initrd, cmdline: kernelCmdline(), user: 'root', keyPath: image.keyPath, hostKey: image.manifest.hostKey };
-    await step(this.emit, t.name, 'box', () => ensureLocalBox({ ...base, boxesDir: join(ctx.cacheDir, 'vagrant', 'boxes'), pool: this.host.pool }, src), `${box} ${boxVersion}`);
+    const src: BoxSource = {
+      name: box,
+      version: boxVersion,
+      disk: image.paths.disk,
+      kernel: image.paths.kernel,
+      initrd: image.paths.initrd,
+      cmdline: kernelCmdline(),
+      user: 'root',
+      keyPath: image.keyPath,
+      hostKey: image.manifest.hostKey,
+    };
+    await step(
+      this.emit,
+      t.name,
+      'box',
+      () => ensureLocalBox({ ...base, boxesDir: join(ctx.cacheDir, 'vagrant', 'boxes'), pool: this.host.pool }, src),
+      `${box} ${boxVersion}`,
+    );
     return { src, box, boxVersion };
   }
 
@@ -124,7 +159,8 @@ export class VagrantLease implements Lease {
     const sources = provision ? await sourcesHash(this.b.repoRoot) : '';
     const key = snapshots ? snapshotKey({ sources, box, boxVersion }) : '';
     const snap = snapshots ? await store.find(name, key) : null;
-    if (snap) this.emit({ type: 'info', target: name, message: `restoring the build snapshot ${snap.box} ${snap.version} (saved ${snap.savedAt}; sources unchanged)` });
+    if (snap)
+      this.emit({ type: 'info', target: name, message: `restoring the build snapshot ${snap.box} ${snap.version} (saved ${snap.savedAt}; sources unchanged)` });
     return { snapshots, store, sources, key, snap };
   }
 
@@ -135,7 +171,9 @@ export class VagrantLease implements Lease {
       repoRoot: this.b.repoRoot,
       vagrantHome: this.b.vagrantHome,
       dotfilePath: this.dotfilePath,
-      targets: [targetEntry(t, { box: useBox, ...(useVersion ? { boxVersion: useVersion } : {}), sshPort: this.port!.port, console: join(ctx.runDir, 'console.log') })],
+      targets: [
+        targetEntry(t, { box: useBox, ...(useVersion ? { boxVersion: useVersion } : {}), sshPort: this.port!.port, console: join(ctx.runDir, 'console.log') }),
+      ],
       sandboxed: this.b.sandboxed,
       driver: host.driver,
       pool: host.pool,
@@ -147,18 +185,27 @@ export class VagrantLease implements Lease {
 
   private async upFailed(r: VagrantRunResult | null, state: string, why?: unknown): Promise<never> {
     const e = r ? vagrantError(r.timedOut ? 'boot-timeout' : 'boot-failed', `vagrant up ${this.t.name}: state ${state}`, r) : asLabError(why, 'boot-failed');
-    throw Object.assign(new LabError(e.kind, e.message, [e.detail, await consoleTail(join(this.ctx.runDir, 'console.log'))].filter(Boolean).join('\n--- console\n')), { logFile: this.log });
+    throw Object.assign(
+      new LabError(e.kind, e.message, [e.detail, await consoleTail(join(this.ctx.runDir, 'console.log'))].filter(Boolean).join('\n--- console\n')),
+      { logFile: this.log },
+    );
   }
 
   private async up(useBox: string, useVersion: string): Promise<void> {
-    await step(this.emit, this.t.name, 'vagrant-up', async () => {
-      await this.port!.handOff();
-      this.created = true;
-      const r = await this.b.gate(useBox, useVersion, this.host.pool, () => this.ctl.up(['--provider', 'libvirt', '--no-provision'], this.bootTimeoutMs()));
-      // node-vagrant alone would call a silent failure a success: the exit code here, the state
-      // from `vagrant status --machine-readable` below.
-      if (r.code !== 0) await this.upFailed(r, await this.ctl.status().catch(() => 'unknown'));
-    }, `${useBox} ${useVersion}`.trim());
+    await step(
+      this.emit,
+      this.t.name,
+      'vagrant-up',
+      async () => {
+        await this.port!.handOff();
+        this.created = true;
+        const r = await this.b.gate(useBox, useVersion, this.host.pool, () => this.ctl.up(['--provider', 'libvirt', '--no-provision'], this.bootTimeoutMs()));
+        // node-vagrant alone would call a silent failure a success: the exit code here, the state
+        // from `vagrant status --machine-readable` below.
+        if (r.code !== 0) await this.upFailed(r, await this.ctl.status().catch(() => 'unknown'));
+      },
+      `${useBox} ${useVersion}`.trim(),
+    );
   }
 
   private ssh(pinned: string | null): Promise<SshMachine> {
@@ -169,7 +216,8 @@ export class VagrantLease implements Lease {
       const [state, m] = await Promise.allSettled([this.ctl.status(), this.connect(sc, pinned)]);
       if (state.status === 'fulfilled' && state.value === 'running' && m.status === 'fulfilled') return m.value;
       if (m.status === 'fulfilled') await m.value.close();
-      if (state.status === 'fulfilled' && state.value !== 'running') return this.upFailed(null, state.value, new LabError('boot-failed', `vagrant up ${name} exited 0 but the machine is ${state.value}`));
+      if (state.status === 'fulfilled' && state.value !== 'running')
+        return this.upFailed(null, state.value, new LabError('boot-failed', `vagrant up ${name} exited 0 but the machine is ${state.value}`));
       throw state.status === 'rejected' ? state.reason : (m as PromiseRejectedResult).reason;
     });
   }
@@ -183,7 +231,9 @@ export class VagrantLease implements Lease {
     if (!found.snapshots || !src) return;
     const s0 = performance.now();
     try {
-      await step(this.emit, name, 'snapshot-save', () => found.store.save({ target: name, key: found.key, ctl: this.ctl, domain: this.domain, base: src, baseBox: box, baseVersion: boxVersion }));
+      await step(this.emit, name, 'snapshot-save', () =>
+        found.store.save({ target: name, key: found.key, ctl: this.ctl, domain: this.domain, base: src, baseBox: box, baseVersion: boxVersion }),
+      );
       this.facts.snapshotMs = Math.round(performance.now() - s0);
     } catch (err) {
       // A run does not fail because its snapshot could not be kept; the next run rebuilds.
@@ -208,7 +258,17 @@ export class VagrantLease implements Lease {
       hostKey = await hostKeyOf(sc.hostName, sc.port, 60_000);
       this.emit({ type: 'info', target: this.t.name, message: `recorded SSH host key on first connect: ${hostKey.slice(0, 40)}...` });
     }
-    let m = await SshMachine.connect({ target: this.t.name, workdir: GUEST_WORKDIR, host: sc.hostName, port: sc.port, username: sc.user, privateKey, hostKey, deadlineMs: 120_000, signal: this.ctx.signal });
+    let m = await SshMachine.connect({
+      target: this.t.name,
+      workdir: GUEST_WORKDIR,
+      host: sc.hostName,
+      port: sc.port,
+      username: sc.user,
+      privateKey,
+      hostKey,
+      deadlineMs: 120_000,
+      signal: this.ctx.signal,
+    });
     if (sc.user !== 'root') m = await this.becomeRoot(m, sc.hostName, sc.port, privateKey, hostKey);
     await m.exec(['mkdir', '-p', GUEST_WORKDIR], { timeoutMs: 30_000, cwd: '/' });
     return m;
@@ -216,10 +276,29 @@ export class VagrantLease implements Lease {
 
   /** Public boxes log in as vagrant; the tracer needs root: authorise the same key for root. */
   private async becomeRoot(m: SshMachine, host: string, port: number, privateKey: Buffer, hostKey: string): Promise<SshMachine> {
-    const r = await m.exec(['sudo', '-n', 'sh', '-c', 'mkdir -p /root/.ssh && chmod 700 /root/.ssh && cat "$HOME/.ssh/authorized_keys" >> /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys'], { timeoutMs: 60_000, cwd: '/' });
+    const r = await m.exec(
+      [
+        'sudo',
+        '-n',
+        'sh',
+        '-c',
+        'mkdir -p /root/.ssh && chmod 700 /root/.ssh && cat "$HOME/.ssh/authorized_keys" >> /root/.ssh/authorized_keys && chmod 600 /root/.ssh/authorized_keys',
+      ],
+      { timeoutMs: 60_000, cwd: '/' },
+    );
     await m.close();
     if (r.code !== 0) throw new LabError('boot-failed', `${this.t.name}: cannot authorise the key for root (sudo -n failed)`, r.stderr);
-    return SshMachine.connect({ target: this.t.name, workdir: GUEST_WORKDIR, host, port, username: 'root', privateKey, hostKey, deadlineMs: 60_000, signal: this.ctx.signal });
+    return SshMachine.connect({
+      target: this.t.name,
+      workdir: GUEST_WORKDIR,
+      host,
+      port,
+      username: 'root',
+      privateKey,
+      hostKey,
+      deadlineMs: 60_000,
+      signal: this.ctx.signal,
+    });
   }
 
   /** Upload bpf/, client/, provision/ and run provision/setup.sh (packages, BTF check, build). */
@@ -236,7 +315,17 @@ export class VagrantLease implements Lease {
 
   private keepHints(): string[] {
     const e = this.env;
-    const vars = ['VAGRANT_HOME', 'VAGRANT_DOTFILE_PATH', 'USM_LAB_VAGRANT_TARGETS', 'USM_LAB_SANDBOXED', 'USM_LAB_LIBVIRT_DRIVER', 'USM_LAB_POOL', 'USM_LAB_PREFIX'].map((k) => `${k}=${shellQuote(e[k] ?? '')}`).join(' ');
+    const vars = [
+      'VAGRANT_HOME',
+      'VAGRANT_DOTFILE_PATH',
+      'USM_LAB_VAGRANT_TARGETS',
+      'USM_LAB_SANDBOXED',
+      'USM_LAB_LIBVIRT_DRIVER',
+      'USM_LAB_POOL',
+      'USM_LAB_PREFIX',
+    ]
+      .map((k) => `${k}=${shellQuote(e[k] ?? '')}`)
+      .join(' ');
     return [
       `${this.t.name}: ssh -p ${this.port?.port} root@127.0.0.1, or: cd ${this.b.repoRoot} && ${vars} vagrant ssh ${this.t.name}`,
       `${this.t.name}: when done: the same variables + vagrant destroy -f ${this.t.name}`,
@@ -266,7 +355,11 @@ export class VagrantLease implements Lease {
         }
         if ((await listVolumes(this.host.pool)).includes(`${this.domain}.img`)) await deleteVolume(this.host.pool, `${this.domain}.img`);
         if (r.code !== 0 || state !== 'not_created') {
-          this.emit({ type: 'warn', target: this.t.name, message: `vagrant destroy ${this.t.name}: exit ${r.code}, state ${state}; removed the domain with virsh instead` });
+          this.emit({
+            type: 'warn',
+            target: this.t.name,
+            message: `vagrant destroy ${this.t.name}: exit ${r.code}, state ${state}; removed the domain with virsh instead`,
+          });
         }
       });
     } finally {

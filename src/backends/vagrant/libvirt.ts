@@ -24,7 +24,11 @@ export async function run(cmd: string, args: string[], timeoutMs: number): Promi
   } catch (err) {
     const e = err as { code?: number | string; stdout?: string; stderr?: string; killed?: boolean; message: string };
     if (typeof e.code === 'string') return { code: null, stdout: '', stderr: `${cmd}: ${e.message}` };
-    return { code: typeof e.code === 'number' ? e.code : null, stdout: e.stdout ?? '', stderr: (e.stderr ?? '') + (e.killed ? `\n${cmd} timed out after ${timeoutMs} ms` : '') };
+    return {
+      code: typeof e.code === 'number' ? e.code : null,
+      stdout: e.stdout ?? '',
+      stderr: (e.stderr ?? '') + (e.killed ? `\n${cmd} timed out after ${timeoutMs} ms` : ''),
+    };
   }
 }
 
@@ -100,7 +104,8 @@ export async function ensureDaemons(runDir: string, emit: Emit, target: string):
     if ((await pidsOf(name)).length) continue;
     const pidFile = join(runDir, `${name}.pid`);
     const r = await run(name, ['-d', '-p', pidFile], 30_000);
-    if (r.code !== 0) throw new LabError('boot-failed', `cannot start ${name} (exit ${r.code})`, `${r.stderr.trim()}\n(install: bash provision/host-deps.sh vagrant)`);
+    if (r.code !== 0)
+      throw new LabError('boot-failed', `cannot start ${name} (exit ${r.code})`, `${r.stderr.trim()}\n(install: bash provision/host-deps.sh vagrant)`);
     const pid = await waitPidFile(pidFile, 15_000);
     started.push({ name, pid, pidFile });
     emit({ type: 'info', target, message: `started ${name} (pid ${pid}); stopped again at the end of the run` });
@@ -130,7 +135,11 @@ export async function stopDaemons(started: StartedDaemon[]): Promise<void> {
   for (const d of [...started].reverse()) {
     const comm = await readFile(`/proc/${d.pid}/comm`, 'utf8').catch(() => '');
     if (comm.trim() !== d.name) continue;
-    try { process.kill(d.pid, 'SIGTERM'); } catch { continue; }
+    try {
+      process.kill(d.pid, 'SIGTERM');
+    } catch {
+      continue;
+    }
     const t0 = Date.now();
     while (Date.now() - t0 < 10_000 && (await readFile(`/proc/${d.pid}/comm`, 'utf8').catch(() => '')).trim() === d.name) await sleep(100);
   }
@@ -149,7 +158,8 @@ export async function choosePoolDir(cacheDir: string): Promise<{ dir: string; wh
   let p = cacheDir;
   for (;;) {
     const st = await stat(p).catch(() => null);
-    if (st && (st.mode & 0o001) === 0) return { dir: '/var/lib/libvirt/images/usm-race-lab', why: `${p} is not searchable by the QEMU user (mode ${(st.mode & 0o777).toString(8)})` };
+    if (st && (st.mode & 0o001) === 0)
+      return { dir: '/var/lib/libvirt/images/usm-race-lab', why: `${p} is not searchable by the QEMU user (mode ${(st.mode & 0o777).toString(8)})` };
     const up = dirname(p);
     if (up === p) break;
     p = up;
@@ -179,13 +189,20 @@ export async function listVolumes(pool: string): Promise<string[]> {
   await virsh(['pool-refresh', pool], 60_000);
   const r = await virsh(['vol-list', pool], 60_000);
   if (r.code !== 0) return [];
-  return r.stdout.split('\n').slice(2).map((l) => l.trim().split(/\s+/)[0] ?? '').filter(Boolean);
+  return r.stdout
+    .split('\n')
+    .slice(2)
+    .map((l) => l.trim().split(/\s+/)[0] ?? '')
+    .filter(Boolean);
 }
 
 export async function listDomains(): Promise<string[]> {
   const r = await virsh(['list', '--all', '--name'], 60_000);
   if (r.code !== 0) throw new LabError('internal', 'virsh list failed', r.stderr.trim());
-  return r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+  return r.stdout
+    .split('\n')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 /**

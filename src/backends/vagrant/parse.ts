@@ -15,7 +15,10 @@ export interface MachineReadableRow {
  * (backslash + n); `\r` likewise.
  */
 export function unescapeField(s: string): string {
-  return s.replace(/%!\(VAGRANT_COMMA\)/g, ',').replace(/\\n/g, '\n').replace(/\\r/g, '\r');
+  return s
+    .replace(/%!\(VAGRANT_COMMA\)/g, ',')
+    .replace(/\\n/g, '\n')
+    .replace(/\\r/g, '\r');
 }
 
 /** Parse `--machine-readable` output; lines that are not rows (plugin warnings...) are ignored. */

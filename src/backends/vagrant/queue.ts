@@ -12,8 +12,12 @@ export class CommandQueue {
     this.pending++;
     const result = this.tail.then(fn, fn);
     this.tail = result.then(
-      () => { this.pending--; },
-      () => { this.pending--; },
+      () => {
+        this.pending--;
+      },
+      () => {
+        this.pending--;
+      },
     );
     return result;
   }

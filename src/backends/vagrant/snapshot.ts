@@ -74,12 +74,29 @@ export class SnapshotStore {
    * Save the running machine's disk as TARGET's snapshot box. The guest has synced; `ctl` is the
    * machine's controller, `domain` its libvirt name; `base` says how the snapshot box boots.
    */
-  async save(o: { target: string; key: string; ctl: VagrantMachineCtl; domain: string; base: BoxSource; baseBox: string; baseVersion: string }): Promise<SnapshotRecord> {
+  async save(o: {
+    target: string;
+    key: string;
+    ctl: VagrantMachineCtl;
+    domain: string;
+    base: BoxSource;
+    baseBox: string;
+    baseVersion: string;
+  }): Promise<SnapshotRecord> {
     await mkdir(this.o.dir, { recursive: true });
     const saved = await o.ctl.snapshot('save', SNAPSHOT_NAME, 5 * 60_000, ['--force']);
-    if (saved.code !== 0) throw new LabError('internal', `vagrant snapshot save ${o.target} ${SNAPSHOT_NAME} failed (exit ${saved.code})`, saved.stdout.slice(-2000) + saved.stderr);
+    if (saved.code !== 0)
+      throw new LabError(
+        'internal',
+        `vagrant snapshot save ${o.target} ${SNAPSHOT_NAME} failed (exit ${saved.code})`,
+        saved.stdout.slice(-2000) + saved.stderr,
+      );
     const names = await o.ctl.snapshots();
-    if (!names.includes(SNAPSHOT_NAME)) throw new LabError('internal', `vagrant snapshot save ${o.target} exited 0 but the snapshot list has no ${SNAPSHOT_NAME} (${names.join(', ') || 'empty'})`);
+    if (!names.includes(SNAPSHOT_NAME))
+      throw new LabError(
+        'internal',
+        `vagrant snapshot save ${o.target} exited 0 but the snapshot list has no ${SNAPSHOT_NAME} (${names.join(', ') || 'empty'})`,
+      );
     const overlay = await volumePath(this.o.pool, `${o.domain}.img`);
     if (!overlay) throw new LabError('internal', `no volume ${o.domain}.img in pool ${this.o.pool}`);
     const disk = join(this.o.dir, `${o.target}-${o.key}.qcow2`);
