@@ -14,23 +14,23 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Settings: written by the loader through skel->rodata before load. */
 const volatile __u32 variant = USM_VARIANT_UPSTREAM;
-const volatile bool filter_pid = false;  /* trace only the tgids in pid_filter */
+const volatile bool filter_pid = false;	 /* trace only the tgids in pid_filter */
 const volatile bool filter_comm = false; /* trace only processes named comm_filter */
 const volatile char comm_filter[USM_COMM_LEN] = {};
 
 /* Kernel constants that vmlinux.h may not carry (macros, anonymous enums). */
-#define K_AF_INET 2
-#define K_AF_INET6 10
+#define K_AF_INET     2
+#define K_AF_INET6    10
 #define K_IPPROTO_TCP 6
-#define K_TCP_CLOSE 7
-#define K_S_IFMT 00170000
-#define K_S_IFSOCK 0140000
+#define K_TCP_CLOSE   7
+#define K_S_IFMT      00170000
+#define K_S_IFSOCK    0140000
 
 /* Hide a value from clang's optimiser, so that a bound checked on it is the bound of the
  * register that is used (libbpf >= 0.6 has it as barrier_var; 0.3 does not). */
 #define opaque(v) asm volatile("" : "+r"(v))
 
-#define MAX_CONNS 16384
+#define MAX_CONNS   16384
 #define MAX_THREADS 16384
 
 /* primary path: which connection an SSL * belongs to */
@@ -143,7 +143,8 @@ struct {
 const volatile bool never = false; /* no_private_stack()'s branch; the loader leaves it false */
 
 /* Trap: kernels >= 6.14 put a kprobe-type prog with >= 64 B of stack on a PER-CPU private stack, */
-/* shared by preempted uprobe runs (sid 7.2: one server got the other's ctx/tuple); a tail call opts out. */
+/* shared by preempted uprobe runs (sid 7.2: one server got the other's ctx/tuple); a tail call opts
+ * out. */
 static __always_inline void no_private_stack(void *ctx)
 {
 	if (never)
@@ -236,9 +237,8 @@ static __always_inline bool same_conn(const struct conn_tuple *a, const struct c
 	return a->saddr[0] == b->saddr[0] && a->saddr[1] == b->saddr[1] &&
 	       a->saddr[2] == b->saddr[2] && a->saddr[3] == b->saddr[3] &&
 	       a->daddr[0] == b->daddr[0] && a->daddr[1] == b->daddr[1] &&
-	       a->daddr[2] == b->daddr[2] && a->daddr[3] == b->daddr[3] &&
-	       a->sport == b->sport && a->dport == b->dport &&
-	       a->family == b->family && a->netns == b->netns;
+	       a->daddr[2] == b->daddr[2] && a->daddr[3] == b->daddr[3] && a->sport == b->sport &&
+	       a->dport == b->dport && a->family == b->family && a->netns == b->netns;
 }
 
 /* fd -> socket through the CURRENT task's file table (upstream: sockfd_lookup_light plus a
@@ -270,7 +270,7 @@ static __always_inline bool tuple_from_fd(__u32 pid, __s32 fd, struct conn_tuple
  * since the map entry was written); the map answers only when the walk cannot. */
 static __always_inline bool tuple_by_fd(__u32 pid, __s32 fd, struct conn_tuple *t)
 {
-	struct pid_fd key = { .pid = pid, .fd = fd };
+	struct pid_fd key = {.pid = pid, .fd = fd};
 	struct conn_tuple rkey, *cached;
 
 	if (tuple_from_fd(pid, fd, t)) {
@@ -287,7 +287,8 @@ static __always_inline bool tuple_by_fd(__u32 pid, __s32 fd, struct conn_tuple *
 	return true;
 }
 
-static __always_inline void index_by_tuple(const struct conn_tuple *t, const struct ssl_ctx_key *key)
+static __always_inline void index_by_tuple(const struct conn_tuple *t,
+					   const struct ssl_ctx_key *key)
 {
 	struct conn_tuple rkey = *t;
 
@@ -297,7 +298,7 @@ static __always_inline void index_by_tuple(const struct conn_tuple *t, const str
 
 static __always_inline void init_ssl_sock(__u64 ctx, __s32 fd)
 {
-	struct ssl_ctx_key key = { .pid_tgid = bpf_get_current_pid_tgid(), .ctx = ctx };
+	struct ssl_ctx_key key = {.pid_tgid = bpf_get_current_pid_tgid(), .ctx = ctx};
 	struct ssl_sock s = {};
 
 	s.fd = fd;
@@ -314,14 +315,14 @@ static __always_inline void slot_write(__u64 pid_tgid, __u64 ctx)
 	count(USM_C_SLOT_WRITES);
 }
 
-#define CONN_FOUND 0
-#define CONN_MISS 1       /* no ssl_sock_by_ctx entry */
+#define CONN_FOUND	0
+#define CONN_MISS	1 /* no ssl_sock_by_ctx entry */
 #define CONN_UNRESOLVED 2 /* an entry, but its fd is not (or no longer) a TCP socket */
 
 /* Steps 2-3 of tup_from_ssl_ctx: the entry's cached tuple, else resolve and cache its fd. */
 static __always_inline int lookup_conn(__u64 ctx, __u64 pid_tgid, struct conn_tuple *t, __u8 *via)
 {
-	struct ssl_ctx_key key = { .pid_tgid = pid_tgid, .ctx = ctx };
+	struct ssl_ctx_key key = {.pid_tgid = pid_tgid, .ctx = ctx};
 	struct ssl_sock *s = bpf_map_lookup_elem(&ssl_sock_by_ctx, &key);
 
 	if (!s)
@@ -344,7 +345,8 @@ static __always_inline int lookup_conn(__u64 ctx, __u64 pid_tgid, struct conn_tu
  * bug's trigger: called at SSL_write RETURN, the slot outlives the call whose tcp_sendmsg has
  * already happened, and is consumed by the thread's NEXT send, whatever connection that is.
  * no-fallback never writes it; scoped writes it only at call entry (scoped_enter). */
-static __always_inline bool tup_from_ssl_ctx(__u64 ctx, __u64 pid_tgid, struct conn_tuple *t, __u8 *via)
+static __always_inline bool tup_from_ssl_ctx(__u64 ctx, __u64 pid_tgid, struct conn_tuple *t,
+					     __u8 *via)
 {
 	int r = lookup_conn(ctx, pid_tgid, t, via);
 
@@ -368,7 +370,7 @@ static __always_inline void scoped_enter(__u64 ctx, __u64 pid_tgid)
 static __always_inline void map_ssl_ctx_to_sock(struct sock *sk, __u8 via)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct ssl_ctx_key key = { .pid_tgid = pid_tgid };
+	struct ssl_ctx_key key = {.pid_tgid = pid_tgid};
 	struct ssl_sock s = {};
 	__u64 *slot;
 
@@ -408,7 +410,7 @@ static __always_inline void ssl_call_enter(void *args_map, __u32 counter, __u64 
 					   __u64 size_out, bool is_read)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct ssl_args a = { .ctx = ctx, .buf = buf, .size_out = size_out };
+	struct ssl_args a = {.ctx = ctx, .buf = buf, .size_out = size_out};
 	struct conn_tuple t;
 	__u8 via;
 
@@ -468,7 +470,8 @@ static __always_inline void emit(__u8 fn, const struct ssl_args *a, __u64 len,
 }
 
 /* SSL_shutdown / tcp_close: the connection's end, for user space to flush its transaction. */
-static __always_inline void emit_termination(__u8 fn, __u64 ctx, const struct conn_tuple *t, __u8 via)
+static __always_inline void emit_termination(__u8 fn, __u64 ctx, const struct conn_tuple *t,
+					     __u8 via)
 {
 	struct tls_event *e = event_start(fn, ctx, 0, t, via);
 
@@ -518,7 +521,7 @@ out:
 static __always_inline void ssl_shutdown(__u64 ctx)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct ssl_ctx_key key = { .pid_tgid = pid_tgid, .ctx = ctx };
+	struct ssl_ctx_key key = {.pid_tgid = pid_tgid, .ctx = ctx};
 	struct conn_tuple t;
 	__u8 via;
 	int r;
@@ -550,7 +553,8 @@ static __always_inline bool is_tcp_inet(struct sock *sk)
 static __always_inline void on_tcp_send(struct sock *sk)
 {
 	count(USM_C_TCP_SENDMSG);
-	map_ssl_ctx_to_sock(sk, variant == USM_VARIANT_SCOPED ? USM_VIA_SCOPED : USM_VIA_FALLBACK_SEND);
+	map_ssl_ctx_to_sock(sk,
+			    variant == USM_VARIANT_SCOPED ? USM_VIA_SCOPED : USM_VIA_FALLBACK_SEND);
 }
 
 static __always_inline void on_tcp_recv(struct sock *sk)
@@ -724,7 +728,8 @@ int BPF_KPROBE(uprobe__SSL_write_ex, void *ssl, const void *buf, __u64 num, __u6
 {
 	no_private_stack(ctx);
 	if (traced())
-		ssl_call_enter(&ssl_write_ex_args, USM_C_SSL_WRITE_EX, (__u64)ssl, (__u64)buf, (__u64)written, false);
+		ssl_call_enter(&ssl_write_ex_args, USM_C_SSL_WRITE_EX, (__u64)ssl, (__u64)buf,
+			       (__u64)written, false);
 	return 0;
 }
 
@@ -758,7 +763,8 @@ int BPF_KPROBE(uprobe__SSL_read_ex, void *ssl, void *buf, __u64 num, __u64 *read
 {
 	no_private_stack(ctx);
 	if (traced())
-		ssl_call_enter(&ssl_read_ex_args, USM_C_SSL_READ_EX, (__u64)ssl, (__u64)buf, (__u64)readbytes, true);
+		ssl_call_enter(&ssl_read_ex_args, USM_C_SSL_READ_EX, (__u64)ssl, (__u64)buf,
+			       (__u64)readbytes, true);
 	return 0;
 }
 

@@ -81,12 +81,9 @@ static const char *const via_names[] = {
 };
 
 static const char *const fn_names[] = {
-	[USM_FN_SSL_READ] = "SSL_read",
-	[USM_FN_SSL_READ_EX] = "SSL_read_ex",
-	[USM_FN_SSL_WRITE] = "SSL_write",
-	[USM_FN_SSL_WRITE_EX] = "SSL_write_ex",
-	[USM_FN_SSL_SHUTDOWN] = "SSL_shutdown",
-	[USM_FN_TCP_CLOSE] = "tcp_close",
+	[USM_FN_SSL_READ] = "SSL_read",		[USM_FN_SSL_READ_EX] = "SSL_read_ex",
+	[USM_FN_SSL_WRITE] = "SSL_write",	[USM_FN_SSL_WRITE_EX] = "SSL_write_ex",
+	[USM_FN_SSL_SHUTDOWN] = "SSL_shutdown", [USM_FN_TCP_CLOSE] = "tcp_close",
 };
 
 /* calls.tcp_* count the kernel hook of the mode taken (kprobe or raw tracepoint); tcp_close
@@ -116,39 +113,44 @@ static const char *const counter_names[] = {
 };
 
 static const struct uprobe_spec uprobes[] = {
-	{ "uprobe__SSL_set_fd", "SSL_set_fd", false, false },
-	{ "uprobe__SSL_set_bio", "SSL_set_bio", false, false },
-	{ "uprobe__SSL_do_handshake", "SSL_do_handshake", false, false },
-	{ "uretprobe__SSL_do_handshake", "SSL_do_handshake", true, false },
-	{ "uprobe__SSL_connect", "SSL_connect", false, false },
-	{ "uretprobe__SSL_connect", "SSL_connect", true, false },
-	{ "uprobe__SSL_write", "SSL_write", false, false },
-	{ "uretprobe__SSL_write", "SSL_write", true, false },
-	{ "uprobe__SSL_write_ex", "SSL_write_ex", false, false },
-	{ "uretprobe__SSL_write_ex", "SSL_write_ex", true, false },
-	{ "uprobe__SSL_read", "SSL_read", false, false },
-	{ "uretprobe__SSL_read", "SSL_read", true, false },
-	{ "uprobe__SSL_read_ex", "SSL_read_ex", false, false },
-	{ "uretprobe__SSL_read_ex", "SSL_read_ex", true, false },
-	{ "uprobe__SSL_shutdown", "SSL_shutdown", false, false },
-	{ "uprobe__BIO_new_socket", "BIO_new_socket", false, true },
-	{ "uretprobe__BIO_new_socket", "BIO_new_socket", true, true },
+	{"uprobe__SSL_set_fd", "SSL_set_fd", false, false},
+	{"uprobe__SSL_set_bio", "SSL_set_bio", false, false},
+	{"uprobe__SSL_do_handshake", "SSL_do_handshake", false, false},
+	{"uretprobe__SSL_do_handshake", "SSL_do_handshake", true, false},
+	{"uprobe__SSL_connect", "SSL_connect", false, false},
+	{"uretprobe__SSL_connect", "SSL_connect", true, false},
+	{"uprobe__SSL_write", "SSL_write", false, false},
+	{"uretprobe__SSL_write", "SSL_write", true, false},
+	{"uprobe__SSL_write_ex", "SSL_write_ex", false, false},
+	{"uretprobe__SSL_write_ex", "SSL_write_ex", true, false},
+	{"uprobe__SSL_read", "SSL_read", false, false},
+	{"uretprobe__SSL_read", "SSL_read", true, false},
+	{"uprobe__SSL_read_ex", "SSL_read_ex", false, false},
+	{"uretprobe__SSL_read_ex", "SSL_read_ex", true, false},
+	{"uprobe__SSL_shutdown", "SSL_shutdown", false, false},
+	{"uprobe__BIO_new_socket", "BIO_new_socket", false, true},
+	{"uretprobe__BIO_new_socket", "BIO_new_socket", true, true},
 };
 
 static const struct khook_spec kprobes[] = {
-	{ "kprobe__tcp_sendmsg", "tcp_sendmsg" },
-	{ "kprobe__tcp_recvmsg", "tcp_recvmsg" },
-	{ "kprobe__tcp_close", "tcp_close" },
+	{"kprobe__tcp_sendmsg", "tcp_sendmsg"},
+	{"kprobe__tcp_recvmsg", "tcp_recvmsg"},
+	{"kprobe__tcp_close", "tcp_close"},
 };
 
 static const struct khook_spec tracepoints[] = {
-	{ "raw_tp__sock_send_length", "sock_send_length" },
-	{ "raw_tp__sock_recv_length", "sock_recv_length" },
-	{ "raw_tp__inet_sock_set_state", "inet_sock_set_state" },
+	{"raw_tp__sock_send_length", "sock_send_length"},
+	{"raw_tp__sock_recv_length", "sock_recv_length"},
+	{"raw_tp__inet_sock_set_state", "inet_sock_set_state"},
 };
 
 static const char *const lib_dirs[] = {
-	"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/lib64", "/usr/lib", "/lib",
+	"/lib/x86_64-linux-gnu",
+	"/usr/lib/x86_64-linux-gnu",
+	"/usr/lib64",
+	"/lib64",
+	"/usr/lib",
+	"/lib",
 };
 
 static volatile sig_atomic_t stop;
@@ -162,10 +164,13 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: usm_tls [--variant upstream|no-fallback|recv-hook|scoped] [--libssl PATH]\n"
-		"               [--pid PID]... [--comm NAME] [--out FILE] [--hook auto|kprobe|tracepoint]\n"
+		"               [--pid PID]... [--comm NAME] [--out FILE] [--hook "
+		"auto|kprobe|tracepoint]\n"
 		"               [--verifier-log FILE] [--help]\n"
-		"Trace OpenSSL through uprobes and attribute each SSL_read/SSL_write buffer to a TCP\n"
-		"connection as Datadog USM does. stdout (or --out): a meta line, one JSON line per\n"
+		"Trace OpenSSL through uprobes and attribute each SSL_read/SSL_write buffer to a "
+		"TCP\n"
+		"connection as Datadog USM does. stdout (or --out): a meta line, one JSON line "
+		"per\n"
 		"attributed buffer or connection end (SSL_shutdown, tcp_close), a stats line on\n"
 		"SIGINT/SIGTERM. stderr: log, READY once attached.\n"
 		"  --variant        fallback-slot behaviour (default upstream)\n"
@@ -173,22 +178,24 @@ static void usage(FILE *f)
 		"  --pid            trace only this process (repeatable, up to %d)\n"
 		"  --comm           trace only processes with this name\n"
 		"  --out            write JSON lines here instead of stdout\n"
-		"  --hook           kernel side: kprobes, raw tracepoints, or auto (kprobes, else tracepoints)\n"
-		"  --verifier-log   where a verifier rejection is saved (default bpf-verifier.log)\n",
+		"  --hook           kernel side: kprobes, raw tracepoints, or auto (kprobes, else "
+		"tracepoints)\n"
+		"  --verifier-log   where a verifier rejection is saved (default "
+		"bpf-verifier.log)\n",
 		USM_MAX_PIDS);
 }
 
 static int parse_args(int argc, char **argv, struct env *env)
 {
 	static const struct option opts[] = {
-		{ "variant", required_argument, NULL, 'v' },
-		{ "libssl", required_argument, NULL, 'l' },
-		{ "pid", required_argument, NULL, 'p' },
-		{ "comm", required_argument, NULL, 'c' },
-		{ "out", required_argument, NULL, 'o' },
-		{ "hook", required_argument, NULL, 'k' },
-		{ "verifier-log", required_argument, NULL, 'V' },
-		{ "help", no_argument, NULL, 'h' },
+		{"variant", required_argument, NULL, 'v'},
+		{"libssl", required_argument, NULL, 'l'},
+		{"pid", required_argument, NULL, 'p'},
+		{"comm", required_argument, NULL, 'c'},
+		{"out", required_argument, NULL, 'o'},
+		{"hook", required_argument, NULL, 'k'},
+		{"verifier-log", required_argument, NULL, 'V'},
+		{"help", no_argument, NULL, 'h'},
 		{},
 	};
 	char *end;
@@ -224,7 +231,8 @@ static int parse_args(int argc, char **argv, struct env *env)
 			break;
 		case 'c':
 			if (!*optarg || strlen(optarg) >= USM_COMM_LEN) {
-				fprintf(stderr, "bad comm '%s': 1 to %d characters\n", optarg, USM_COMM_LEN - 1);
+				fprintf(stderr, "bad comm '%s': 1 to %d characters\n", optarg,
+					USM_COMM_LEN - 1);
 				return 2;
 			}
 			env->comm = optarg;
@@ -449,7 +457,8 @@ static int attach_uprobes(struct usm_tls_bpf *skel, const struct env *env, struc
 		int err;
 
 		if (!prog) {
-			fprintf(stderr, "failed to find program %s: %s\n", u->prog, strerror(ENOENT));
+			fprintf(stderr, "failed to find program %s: %s\n", u->prog,
+				strerror(ENOENT));
 			return -ENOENT;
 		}
 		err = elf_sym_offset(path, u->sym, &offset);
@@ -458,9 +467,11 @@ static int attach_uprobes(struct usm_tls_bpf *skel, const struct env *env, struc
 				kind, u->sym, path, strerror(-err));
 			return err;
 		}
-		err = add_link(links, bpf_program__attach_uprobe(prog, u->retprobe, -1, path, offset));
+		err = add_link(links,
+			       bpf_program__attach_uprobe(prog, u->retprobe, -1, path, offset));
 		if (err) {
-			fprintf(stderr, "failed to attach %s %s in %s: %s\n", kind, u->sym, path, strerror(-err));
+			fprintf(stderr, "failed to attach %s %s in %s: %s\n", kind, u->sym, path,
+				strerror(-err));
 			return err;
 		}
 	}
@@ -471,14 +482,16 @@ static int attach_khooks(struct usm_tls_bpf *skel, const struct khook_spec *spec
 			 bool kprobe, struct links *links, const char **failed)
 {
 	for (size_t i = 0; i < n; i++) {
-		struct bpf_program *prog = bpf_object__find_program_by_name(skel->obj, specs[i].prog);
+		struct bpf_program *prog =
+			bpf_object__find_program_by_name(skel->obj, specs[i].prog);
 		int err;
 
 		*failed = specs[i].target;
 		if (!prog)
 			return -ENOENT;
-		err = add_link(links, kprobe ? bpf_program__attach_kprobe(prog, false, specs[i].target)
-					     : bpf_program__attach_raw_tracepoint(prog, specs[i].target));
+		err = add_link(links,
+			       kprobe ? bpf_program__attach_kprobe(prog, false, specs[i].target)
+				      : bpf_program__attach_raw_tracepoint(prog, specs[i].target));
 		if (err)
 			return err;
 	}
@@ -496,7 +509,8 @@ static int attach_kernel(struct usm_tls_bpf *skel, enum hook_mode mode, struct l
 		err = attach_khooks(skel, kprobes, 3, true, links, &failed);
 		if (!err) {
 			*taken = "kprobe";
-			fprintf(stderr, "kernel hooks: kprobes on tcp_sendmsg, tcp_recvmsg, tcp_close\n");
+			fprintf(stderr,
+				"kernel hooks: kprobes on tcp_sendmsg, tcp_recvmsg, tcp_close\n");
 			return 0;
 		}
 		drop_links(links, keep);
@@ -504,7 +518,8 @@ static int attach_kernel(struct usm_tls_bpf *skel, enum hook_mode mode, struct l
 			fprintf(stderr, "failed to attach kprobe %s: %s\n", failed, strerror(-err));
 			return err;
 		}
-		fprintf(stderr, "kernel hooks: kprobe %s refused (%s); falling back to raw tracepoints\n",
+		fprintf(stderr,
+			"kernel hooks: kprobe %s refused (%s); falling back to raw tracepoints\n",
 			failed, strerror(-err));
 	}
 	err = attach_khooks(skel, tracepoints, 3, false, links, &failed);
@@ -545,9 +560,11 @@ static void report_load_failure(const char *log, const char *path, int err)
 	}
 	saved = f ? path : "nowhere: cannot write it";
 	if (name[0])
-		fprintf(stderr, "failed to load BPF program %s: %s (verifier log in %s)\n", name, strerror(-err), saved);
+		fprintf(stderr, "failed to load BPF program %s: %s (verifier log in %s)\n", name,
+			strerror(-err), saved);
 	else
-		fprintf(stderr, "failed to load BPF object: %s (libbpf log in %s)\n", strerror(-err), saved);
+		fprintf(stderr, "failed to load BPF object: %s (libbpf log in %s)\n",
+			strerror(-err), saved);
 }
 
 static void json_string(FILE *f, const char *s, size_t n)
@@ -584,12 +601,15 @@ static int on_event(void *ctx, void *data, size_t size)
 	n = e->data_len < USM_DATA_MAX ? e->data_len : USM_DATA_MAX;
 	format_addr(saddr, sizeof(saddr), e->tup.family, e->tup.saddr);
 	format_addr(daddr, sizeof(daddr), e->tup.family, e->tup.daddr);
-	fprintf(out, "{\"ts\":%llu,\"pid\":%u,\"tid\":%u,\"comm\":", (unsigned long long)e->ts, e->pid, e->tid);
+	fprintf(out, "{\"ts\":%llu,\"pid\":%u,\"tid\":%u,\"comm\":", (unsigned long long)e->ts,
+		e->pid, e->tid);
 	json_string(out, e->comm, strnlen(e->comm, sizeof(e->comm)));
-	fprintf(out, ",\"fn\":\"%s\",\"ctx\":\"0x%llx\",\"len\":%llu,\"family\":%u,"
-		     "\"saddr\":\"%s\",\"sport\":%u,\"daddr\":\"%s\",\"dport\":%u,\"via\":\"%s\",\"data\":",
-		e->fn < USM_FN_MAX ? fn_names[e->fn] : "?", (unsigned long long)e->ctx, (unsigned long long)e->len,
-		e->tup.family, saddr, e->tup.sport, daddr, e->tup.dport,
+	fprintf(out,
+		",\"fn\":\"%s\",\"ctx\":\"0x%llx\",\"len\":%llu,\"family\":%u,"
+		"\"saddr\":\"%s\",\"sport\":%u,\"daddr\":\"%s\",\"dport\":%u,\"via\":\"%s\","
+		"\"data\":",
+		e->fn < USM_FN_MAX ? fn_names[e->fn] : "?", (unsigned long long)e->ctx,
+		(unsigned long long)e->len, e->tup.family, saddr, e->tup.sport, daddr, e->tup.dport,
 		e->via <= USM_VIA_SCOPED ? via_names[e->via] : "?");
 	json_string(out, e->data, n);
 	fprintf(out, ",\"truncated\":%s}\n", e->truncated ? "true" : "false");
@@ -605,13 +625,15 @@ static void print_meta(FILE *out, const struct env *env, const char *hook)
 	snprintf(libbpf, sizeof(libbpf), "%u.%u", libbpf_major_version(), libbpf_minor_version());
 #else
 	/* libbpf < 0.6 cannot tell its version at run time: the one built against */
-	snprintf(libbpf, sizeof(libbpf), "%s", USM_LIBBPF_PKG_VERSION[0] ? USM_LIBBPF_PKG_VERSION : "unknown");
+	snprintf(libbpf, sizeof(libbpf), "%s",
+		 USM_LIBBPF_PKG_VERSION[0] ? USM_LIBBPF_PKG_VERSION : "unknown");
 	if (strchr(libbpf, '.') && strchr(strchr(libbpf, '.') + 1, '.'))
 		*strchr(strchr(libbpf, '.') + 1, '.') = '\0';
 #endif
 	if (uname(&u))
 		snprintf(u.release, sizeof(u.release), "unknown");
-	fprintf(out, "{\"meta\":{\"variant\":\"%s\",\"hook\":\"%s\",\"libssl\":", variant_names[env->variant], hook);
+	fprintf(out, "{\"meta\":{\"variant\":\"%s\",\"hook\":\"%s\",\"libssl\":",
+		variant_names[env->variant], hook);
 	json_string(out, env->libssl, strlen(env->libssl));
 	fprintf(out, ",\"kernel\":");
 	json_string(out, u.release, strlen(u.release));
@@ -649,15 +671,18 @@ static int print_stats(FILE *out, struct usm_tls_bpf *skel)
 	fprintf(out, "}");
 	for (key = USM_C_CALLS_END; key < USM_C_MAX; key++)
 		fprintf(out, ",\"%s\":%llu", counter_names[key], totals[key]);
-	fprintf(out, ",\"ktime_ns\":%llu}}\n", (unsigned long long)now.tv_sec * 1000000000ULL + now.tv_nsec);
+	fprintf(out, ",\"ktime_ns\":%llu}}\n",
+		(unsigned long long)now.tv_sec * 1000000000ULL + now.tv_nsec);
 	return fflush(out) ? -errno : 0;
 }
 
 int main(int argc, char **argv)
 {
-	struct env env = { .variant = USM_VARIANT_UPSTREAM, .hook = HOOK_AUTO, .verifier_log = "bpf-verifier.log" };
-	struct rlimit unlimited = { RLIM_INFINITY, RLIM_INFINITY };
-	struct sigaction sa = { .sa_handler = on_signal }; /* no SA_RESTART: poll returns -EINTR */
+	struct env env = {.variant = USM_VARIANT_UPSTREAM,
+			  .hook = HOOK_AUTO,
+			  .verifier_log = "bpf-verifier.log"};
+	struct rlimit unlimited = {RLIM_INFINITY, RLIM_INFINITY};
+	struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: poll returns -EINTR */
 	static char libssl[PATH_MAX];
 	struct usm_tls_bpf *skel = NULL;
 	struct ring_buffer *rb = NULL;
@@ -678,7 +703,8 @@ int main(int argc, char **argv)
 	if (!env.libssl) {
 		if (find_in_lib_dirs("libssl.so.3", libssl, sizeof(libssl)) &&
 		    find_in_lib_dirs("libssl.so.1.1", libssl, sizeof(libssl))) {
-			fprintf(stderr, "failed to find libssl (libssl.so.3, libssl.so.1.1): %s\n", strerror(ENOENT));
+			fprintf(stderr, "failed to find libssl (libssl.so.3, libssl.so.1.1): %s\n",
+				strerror(ENOENT));
 			return 1;
 		}
 		env.libssl = libssl;
@@ -689,7 +715,8 @@ int main(int argc, char **argv)
 	}
 	err = find_libcrypto(env.libssl, env.libcrypto, sizeof(env.libcrypto));
 	if (err) {
-		fprintf(stderr, "failed to find the libcrypto of %s: %s\n", env.libssl, strerror(-err));
+		fprintf(stderr, "failed to find the libcrypto of %s: %s\n", env.libssl,
+			strerror(-err));
 		return 1;
 	}
 	fprintf(stderr, "libssl: %s\nlibcrypto: %s\n", env.libssl, env.libcrypto);
@@ -704,10 +731,14 @@ int main(int argc, char **argv)
 	/* kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; later ones to the memory cgroup */
 	if (setrlimit(RLIMIT_MEMLOCK, &unlimited)) {
 		if (kernel_older_than(5, 11))
-			fprintf(stderr, "failed to raise RLIMIT_MEMLOCK: %s (this kernel needs it: map creation may fail)\n",
+			fprintf(stderr,
+				"failed to raise RLIMIT_MEMLOCK: %s (this kernel needs it: map "
+				"creation may fail)\n",
 				strerror(errno));
 		else
-			fprintf(stderr, "memlock: RLIMIT_MEMLOCK not raised (%s), not needed on kernels >= 5.11\n",
+			fprintf(stderr,
+				"memlock: RLIMIT_MEMLOCK not raised (%s), not needed on kernels >= "
+				"5.11\n",
 				strerror(errno));
 	}
 	libbpf_log = open_memstream(&log_buf, &log_size);
@@ -733,10 +764,12 @@ int main(int argc, char **argv)
 	}
 	libbpf_loaded = true;
 	for (i = 0; i < env.npids; i++) {
-		err = bpf_map_update_elem(bpf_map__fd(skel->maps.pid_filter), &env.pids[i], &one, BPF_ANY);
+		err = bpf_map_update_elem(bpf_map__fd(skel->maps.pid_filter), &env.pids[i], &one,
+					  BPF_ANY);
 		if (err) {
 			err = -errno;
-			fprintf(stderr, "failed to add pid %u to the filter: %s\n", env.pids[i], strerror(-err));
+			fprintf(stderr, "failed to add pid %u to the filter: %s\n", env.pids[i],
+				strerror(-err));
 			goto cleanup;
 		}
 	}
@@ -756,7 +789,8 @@ int main(int argc, char **argv)
 		goto cleanup;
 	}
 	print_meta(out, &env, hook);
-	fprintf(stderr, "variant %s: %d probes attached\nREADY\n", variant_names[env.variant], links.n);
+	fprintf(stderr, "variant %s: %d probes attached\nREADY\n", variant_names[env.variant],
+		links.n);
 
 	/* poll until SIGINT/SIGTERM, then drain and report */
 	while (!stop) {

@@ -6,7 +6,7 @@
 
 #define USM_COMM_LEN 16
 #define USM_DATA_MAX 208 /* upstream inspects the first ~160-208 bytes of a buffer */
-#define USM_MAX_PIDS 64  /* --pid may be given this many times */
+#define USM_MAX_PIDS 64	 /* --pid may be given this many times */
 
 /* How the fallback slot ssl_ctx_by_pid_tgid behaves (MODEL.md, "Variants"). */
 enum usm_variant {
@@ -19,10 +19,10 @@ enum usm_variant {
 /* How an ssl_sock_by_ctx entry learnt its connection; copied into every event. */
 enum usm_via {
 	USM_VIA_NONE = 0,
-	USM_VIA_FD = 1,            /* SSL_set_fd / SSL_set_bio fd, resolved through the fd table */
+	USM_VIA_FD = 1,		   /* SSL_set_fd / SSL_set_bio fd, resolved through the fd table */
 	USM_VIA_FALLBACK_SEND = 2, /* the slot, consumed by tcp_sendmsg */
 	USM_VIA_FALLBACK_RECV = 3, /* the slot, consumed by tcp_recvmsg (recv-hook) */
-	USM_VIA_SCOPED = 4,        /* the call-scoped slot (scoped) */
+	USM_VIA_SCOPED = 4,	   /* the call-scoped slot (scoped) */
 };
 
 enum usm_fn {
@@ -109,8 +109,8 @@ struct tls_event {
 	__u32 pid;
 	__u32 tid;
 	__u32 data_len; /* bytes copied into data */
-	__u8 fn;        /* enum usm_fn */
-	__u8 via;       /* enum usm_via */
+	__u8 fn;	/* enum usm_fn */
+	__u8 via;	/* enum usm_via */
 	__u8 truncated;
 	__u8 pad;
 	char comm[USM_COMM_LEN];
