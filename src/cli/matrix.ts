@@ -7,6 +7,7 @@ import { ConfigError, asLabError } from '../errors.ts';
 import { ensureHostPackages } from '../hostdeps.ts';
 import { runMatrix } from '../matrix.ts';
 import { createReporter } from '../progress/reporter.ts';
+import { renderFeb5Md } from '../report/feb5.ts';
 import { renderTable } from '../report/summary.ts';
 import { HELP, parseMatrixFlags } from './flags.ts';
 import { matrixFile, resolveRun } from './run.ts';
@@ -47,6 +48,8 @@ export async function matrixMain(e: CliEnv): Promise<number> {
       reporter.stop();
     }
     e.stdout.write(`\n${renderTable(result.cells)}\n\n`);
+    const feb5 = renderFeb5Md(result.cells);
+    if (feb5) e.stdout.write(`${feb5}\n`);
     e.stdout.write(`report: ${relative(e.cwd, result.outDir) || '.'}/summary.md\n`);
     for (const h of result.hints) e.stdout.write(`keep: ${h}\n`);
     return result.exitCode;
