@@ -154,7 +154,7 @@ describe.skipIf(missing !== null && !inCI)(`local end to end${missing ? ` (skipp
       n(/conn2 -> 18001 \(WRONG\): +(\d+)/),
       n(/conn2 -> 18002 \(correct\): (\d+)/),
     ]).toEqual([c1!.rightRows, c1!.wrongRows, c2!.wrongRows, c2!.rightRows]);
-    expect(Number(/Misattribution rate: ([\d.]+)%/.exec(py.stdout)?.[1])).toBeCloseTo(e.misattribution! * 100, 0) // it prints one decimal;
+    expect(Number(/Misattribution rate: ([\d.]+)%/.exec(py.stdout)?.[1])).toBeCloseTo(e.misattribution! * 100, 0); // it prints one decimal;
     expect(readFileSync(join(out, 'local', 'preexisting-interleaved-upstream', 'report.md'), 'utf8')).toContain('conn1 right');
   });
 });
