@@ -13,6 +13,7 @@ export function summaryEntries(cells: readonly CellSummary[]) {
   return cells.map((c) => ({
     target: c.target,
     cpus: c.cpus,
+    ...(c.boot ? { boot: c.boot } : {}),
     reads: c.reads,
     kernel: c.kernel,
     openssl: c.openssl,
