@@ -38,7 +38,9 @@ export const fakePrepare: typeof prepareMachine = async () => ({
 });
 
 /** A trial that ran: the client printed READY and DONE, the tracer its stats; no wrong rows. */
-export function fakeTrial(o: { fail?: (spec: { target: string; trial: number }) => LabError | undefined; onRun?: () => void } = {}): typeof runTrial {
+export function fakeTrial(
+  o: { fail?: (spec: { target: string; trial: number; mode: string; variant: string }) => LabError | undefined; onRun?: () => void } = {},
+): typeof runTrial {
   return async (opts) => {
     o.onRun?.();
     await mkdir(opts.localDir, { recursive: true });
@@ -48,7 +50,7 @@ export function fakeTrial(o: { fail?: (spec: { target: string; trial: number }) 
       `${JSON.stringify({ meta: { hook: 'kprobe' } })}\n${JSON.stringify({ stats: { calls: { SSL_write: 4, SSL_read: 4 } } })}\n`,
     );
     const run: TrialRun = { localDir: opts.localDir, conns: [], clientPid: 100, clientRc: 0, tracerRc: 0, durationMs: 1 };
-    const error = o.fail?.({ target: opts.machine.target, trial: opts.spec.trial });
+    const error = o.fail?.({ target: opts.machine.target, trial: opts.spec.trial, mode: opts.spec.mode, variant: opts.spec.variant });
     return error ? { ...run, error } : run;
   };
 }
