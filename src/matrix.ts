@@ -1,6 +1,6 @@
 // The matrix run: for each target (N at once) bring it up, prepare it, run every cell's trials,
 // analyse, report; a failure in one target never loses another's results.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { summarizeCell, cellDir, type CellSummary, type Status, type TrialResult } from './analysis/cell.ts';
@@ -9,12 +9,14 @@ import type { Backend, Lease, TargetSpec } from './backends/types.ts';
 import type { BackendName, CellId } from './domain.ts';
 import { LabError, asLabError, type FailureKind } from './errors.ts';
 import { planMatrix, type TargetPlan } from './plan/plan.ts';
+import { cellInputs, readPreviousRun, reusableCells, targetIdentity, type CellSettings, type TargetIdentity } from './plan/resume.ts';
 import { step, type Emit } from './progress/events.ts';
-import { writeCellReport } from './report/cell.ts';
+import { writeCellReport, type CellInputs, type CellReport } from './report/cell.ts';
 import type { Manifest, TargetRecord } from './report/manifest.ts';
 import { pointLatest, writeSummary } from './report/summary.ts';
 import { prepareMachine, type Prepared } from './scenario/prepare.ts';
 import { DEFAULT_TIMEOUTS, runTrial, scaleTimeouts, type TrialSpec } from './scenario/run.ts';
+import { sourcesHash } from './sources.ts';
 
 /** A run with every name checked and every path absolute (src/cli/run.ts makes it from flags + matrix.yaml). */
 export interface ResolvedRun {
@@ -43,6 +45,13 @@ export interface ResolvedRun {
   runId: string;
   cacheDir: string;
   rebuild: boolean;
+  /**
+   * Reuse the complete cells of the run already in outDir whose inputs are unchanged (plan/resume.ts):
+   * 'required' (--resume DIR: outDir must be a report folder), 'auto' (when outDir holds a run), 'off'.
+   */
+  resume: 'off' | 'auto' | 'required';
+  /** Rerun every cell, reusable or not (--force). */
+  force: boolean;
   shard?: { k: number; n: number };
 }
 
@@ -110,7 +119,13 @@ export async function runMatrix(run: ResolvedRun, deps: MatrixDeps): Promise<Mat
     settleMs: run.settleMs,
     targets: [],
   };
+  // Before anything boots: a --resume folder that is not a report folder is a ConfigError (exit 2).
+  const previous = run.resume === 'off' ? null : await readPreviousRun(run.outDir, run.resume === 'required');
+  const ctx: RunContext = { sources: await sourcesHash(deps.repoRoot), previous: run.force ? null : previous };
+  if (ctx.previous) manifest.resumedFrom = { runId: ctx.previous.runId, startedAt: ctx.previous.startedAt };
   await mkdir(run.outDir, { recursive: true });
+  // A folder is a report folder from the start: a run killed before its first target finished resumes too.
+  if (!previous) await writeFile(join(run.outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
   const cellsByTarget = new Map<string, CellSummary[]>();
   const hints: string[] = [];
   const flush = async () => {
@@ -124,7 +139,7 @@ export async function runMatrix(run: ResolvedRun, deps: MatrixDeps): Promise<Mat
     for (let p = queue.shift(); p; p = queue.shift()) {
       const rec: TargetRecord = { name: p.instance, target: p.target.name, cpus: p.target.cpus ?? 1, backend: p.target.backend, status: 'ok', facts: {} };
       manifest.targets.push(rec);
-      const cells = await runTarget(p, run, deps, rec, hints);
+      const cells = await runTarget(p, run, deps, rec, hints, ctx);
       cellsByTarget.set(p.instance, cells);
       await flush();
     }
@@ -143,24 +158,67 @@ export function exitCodeFor(cells: readonly CellSummary[], interrupted: boolean)
   return 0;
 }
 
-async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec: TargetRecord, hints: string[]): Promise<CellSummary[]> {
+/** What every target of a run shares: the sources hash, and the run whose cells may be reused (null: none, or --force). */
+interface RunContext {
+  sources: string;
+  previous: Manifest | null;
+}
+
+/** The run's settings that shape a cell of this mode (the cell's inputs, with its id, sources and target). */
+function cellSettings(run: ResolvedRun, cell: CellId): CellSettings {
+  return {
+    iterations: run.iterationsByMode[cell.mode] ?? run.iterations,
+    trials: run.trials,
+    ports: run.ports,
+    trace: run.trace,
+    api: run.api,
+    hook: run.hook,
+    nagle: run.nagle,
+    settleMs: run.settleMs,
+  };
+}
+
+async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec: TargetRecord, hints: string[], ctx: RunContext): Promise<CellSummary[]> {
   const { emit, signal } = deps;
   const t = p.target;
   const name = p.instance;
   const targetDir = join(run.outDir, name);
   await mkdir(targetDir, { recursive: true });
+  const identityOpts = { cacheDir: run.cacheDir, repoRoot: deps.repoRoot };
+  const inputsFor = (id: TargetIdentity) => (c: CellId) => cellInputs(c, cellSettings(run, c), ctx.sources, id);
+  // Reuse is decided before the boot, from files on disk: no identity yet, nothing reused.
+  const before = ctx.previous ? await targetIdentity(t, { ...identityOpts, rebuild: run.rebuild }).catch(() => null) : null;
+  const reused: Map<string, CellReport> = before ? await reusableCells(targetDir, p.cells, inputsFor(before), run.trials) : new Map();
+  const todo = p.cells.filter((c) => !reused.has(cellDir(c)));
+  const inOrder = (ran: readonly CellSummary[]): CellSummary[] => {
+    const byDir = new Map(ran.map((c) => [cellDir(c), c]));
+    return p.cells.map((c) => reused.get(cellDir(c))?.cell ?? byDir.get(cellDir(c))!);
+  };
+  if (reused.size) {
+    rec.reused = reused.size;
+    emit({ type: 'reused', target: name, cells: reused.size, of: p.cells.length, boot: todo.length > 0 });
+  }
+  if (todo.length === 0) {
+    // Not booted: what the previous run learned of this boot stands (its cells' kernel and OpenSSL are in their reports).
+    const prev = ctx.previous?.targets.find((r) => r.name === name);
+    Object.assign(rec.facts, prev?.facts ?? {});
+    return inOrder([]);
+  }
   let lease: Lease | undefined;
   let prepared: Prepared | undefined;
   const failAll = (err: LabError): CellSummary[] => {
     rec.status = err.kind;
     rec.error = err.message;
     if (err.detail) rec.detail = err.detail;
-    return p.cells.map((c) => summarizeCell(c, rec.facts, [{ trial: 1, status: statusOf(err.kind), error: err.message }]));
+    return inOrder(todo.map((c) => summarizeCell(c, rec.facts, [{ trial: 1, status: statusOf(err.kind), error: err.message }])));
   };
   try {
     const backend = await deps.backends(t.backend);
     lease = await step(emit, name, 'boot', () => backend.up(t, { runDir: targetDir, emit, signal, keep: run.keep, cacheDir: run.cacheDir }), t.backend);
     Object.assign(rec.facts, lease.facts);
+    // After the boot the image is built: the identity a later run will compare with. Still unknown: no inputs, never reused.
+    const after = await targetIdentity(t, { ...identityOpts, rebuild: false }).catch(() => null);
+    const inputsOf = after ? inputsFor(after) : () => undefined;
     const slow = t.backend === 'local' ? 1 : String(lease.facts.accel ?? '').includes('kvm') ? 3 : 10;
     const built = typeof lease.facts.sourcesHash === 'string' ? { builtSources: lease.facts.sourcesHash } : {};
     prepared = await (deps.scenario?.prepareMachine ?? prepareMachine)({
@@ -174,15 +232,15 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
     Object.assign(rec.facts, prepared.facts);
     const timeouts = scaleTimeouts(DEFAULT_TIMEOUTS, slow);
     const out: CellSummary[] = [];
-    for (const cell of p.cells) {
+    for (const cell of todo) {
       if (signal.aborted) {
         out.push(summarizeCell(cell, rec.facts, [{ trial: 1, status: 'interrupted', error: 'interrupted before this cell ran' }]));
         continue;
       }
-      out.push(await runCell(cell, name, run, deps, lease, prepared, targetDir, timeouts));
+      out.push(await runCell(cell, name, run, deps, lease, prepared, targetDir, timeouts, inputsOf(cell)));
     }
     if (out.some((c) => c.status !== 'ok')) rec.status = 'cells-failed';
-    return out;
+    return inOrder(out);
   } catch (err) {
     const e = signal.aborted ? new LabError('interrupted', 'interrupted') : asLabError(err);
     emit({ type: 'warn', target: name, message: `${e.kind}: ${e.message}` });
@@ -208,11 +266,14 @@ async function runCell(
   prepared: Prepared,
   targetDir: string,
   timeouts: ReturnType<typeof scaleTimeouts>,
+  inputs: CellInputs | undefined,
 ): Promise<CellSummary> {
   const dir = join(targetDir, cellDir(cell));
+  // A cell rerun over a resumed folder: no trial folder of the earlier run is left beside the new ones.
+  await rm(dir, { recursive: true, force: true });
   const trials: TrialResult[] = [];
   for (let k = 1; k <= run.trials; k++) {
-    const iterations = run.iterationsByMode[cell.mode] ?? run.iterations;
+    const { iterations } = cellSettings(run, cell);
     const spec: TrialSpec = {
       variant: cell.variant,
       mode: cell.mode,
@@ -263,6 +324,6 @@ async function runCell(
     trials.push(tr);
   }
   const summary = summarizeCell(cell, { kernel: prepared.facts.kernel, openssl: prepared.facts.openssl }, trials);
-  await writeCellReport(dir, { cell: summary, trials });
+  await writeCellReport(dir, { cell: summary, trials, ...(inputs ? { inputs } : {}) });
   return summary;
 }

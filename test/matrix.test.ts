@@ -1,68 +1,21 @@
 // The orchestrator (src/matrix.ts) without real machines: a fake Backend hands out fake
 // Machines, and the scenario's two entry points are fakes that write what a trial fetches.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Backend, BackendContext, Lease, TargetSpec } from '../src/backends/types.ts';
+import type { Backend } from '../src/backends/types.ts';
 import { matrixMain } from '../src/cli/matrix.ts';
 import { LabError } from '../src/errors.ts';
-import type { Machine } from '../src/machine/types.ts';
 import { exitCodeFor, runMatrix, type MatrixDeps, type ResolvedRun } from '../src/matrix.ts';
 import type { ProgressEvent } from '../src/progress/events.ts';
-import type { prepareMachine } from '../src/scenario/prepare.ts';
-import type { runTrial, TrialRun } from '../src/scenario/run.ts';
+import type { runTrial } from '../src/scenario/run.ts';
+import { FakeBackend, fakePrepare, fakeTrial } from './helpers/fake-lab.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'usm-lab-matrix-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 let runs = 0;
-
-function fakeMachine(target: string): Machine {
-  return {
-    target,
-    workdir: '/fake/workdir',
-    exec: async () => ({ code: 0, signal: null, stdout: '', stderr: '', timedOut: false }),
-    put: async () => {},
-    get: async () => {},
-    close: async () => {},
-  };
-}
-
-class FakeBackend implements Backend {
-  readonly name = 'qemu' as const;
-  readonly ups: string[] = [];
-  readonly stops: string[] = [];
-  constructor(private readonly failBoot: readonly string[] = []) {}
-  async up(t: TargetSpec, ctx: BackendContext): Promise<Lease> {
-    if (ctx.signal.aborted) throw new LabError('interrupted', 'interrupted before boot');
-    this.ups.push(t.name);
-    if (this.failBoot.includes(t.name)) throw new LabError('boot-failed', `${t.name}: the kernel panicked`, 'Kernel panic - not syncing');
-    return { machine: fakeMachine(t.name), facts: { kernel: '6.1.0-fake', accel: 'kvm' }, stop: async () => void this.stops.push(t.name) };
-  }
-}
-
-const fakePrepare: typeof prepareMachine = async () => ({
-  tools: { tracer: '/t', client: '/c', server: '/s', python: '/p', libssl: '/libssl.so.3' },
-  facts: { kernel: '6.1.0-fake', openssl: '3.0.11' },
-});
-
-/** A trial that ran: the client printed READY and DONE, the tracer its stats; no wrong rows. */
-function fakeTrial(o: { fail?: (spec: { target: string; trial: number }) => LabError | undefined; onRun?: () => void } = {}): typeof runTrial {
-  return async (opts) => {
-    o.onRun?.();
-    await mkdir(opts.localDir, { recursive: true });
-    await writeFile(join(opts.localDir, 'client.out'), 'READY:40001:18001:40002:18002\nDONE\nconn1 ok=2 fail=0\nconn2 ok=2 fail=0\n');
-    await writeFile(
-      join(opts.localDir, 'events.jsonl'),
-      `${JSON.stringify({ meta: { hook: 'kprobe' } })}\n${JSON.stringify({ stats: { calls: { SSL_write: 4, SSL_read: 4 } } })}\n`,
-    );
-    const run: TrialRun = { localDir: opts.localDir, conns: [], clientPid: 100, clientRc: 0, tracerRc: 0, durationMs: 1 };
-    const error = o.fail?.({ target: opts.machine.target, trial: opts.spec.trial });
-    return error ? { ...run, error } : run;
-  };
-}
 
 function resolved(targets: string[], over: Partial<ResolvedRun> = {}): ResolvedRun {
   const runId = `run-${++runs}`;
@@ -89,6 +42,8 @@ function resolved(targets: string[], over: Partial<ResolvedRun> = {}): ResolvedR
     runId,
     cacheDir: join(root, 'cache'),
     rebuild: false,
+    resume: 'off',
+    force: false,
     ...over,
   };
 }

@@ -87,6 +87,9 @@ async function timeTarget(o: {
     runId,
     cacheDir: o.cacheDir,
     rebuild: false,
+    // A benchmark measures whole runs: nothing reused.
+    resume: 'off',
+    force: false,
   };
   const t0 = performance.now();
   const r = await runMatrix(run, { repoRoot: o.repoRoot, backends: async () => o.backend, emit, signal: o.signal, argv: ['bench-vagrant'] });

@@ -47,6 +47,8 @@ export interface MatrixFlags {
   cpus?: number[];
   cache?: string;
   rebuild: boolean;
+  resume?: string;
+  force: boolean;
   shard?: { k: number; n: number };
 }
 
@@ -65,7 +67,15 @@ Flags (each overrides matrix.yaml; lists are comma-separated):
   --scenarios S,...     ${SCENARIOS.join(', ')}
   --iterations N        requests per connection per trial (default from matrix.yaml)
   --trials N            trials per cell
-  --out DIR             report folder (default reports/<run-id>)
+  --out DIR             report folder (default reports/<run-id>); a folder that holds a run
+                        is resumed (as --resume DIR)
+  --resume DIR          resume the run in DIR (it must be a report folder): a cell whose inputs
+                        are unchanged (its id, iterations, trials, ports, trace, api, hook, nagle,
+                        the sources of bpf/ client/ provision/, the target's image, box or host
+                        kernel and libssl) and whose report is complete is reused, not rerun;
+                        a target with every cell reused does not boot. Writes to DIR: with --out,
+                        --out must name DIR too
+  --force               rerun every cell, even those --resume (or --out) would reuse
   --parallel N          targets run at once (default: number of cores)
   --keep                leave VMs running afterwards and print how to reach them
   --trace SCOPE         ${TRACE_SCOPES.join(' | ')}: trace every libssl user (as upstream) or only the client
@@ -148,6 +158,8 @@ const OPTIONS = {
   seed: { type: 'string' },
   cache: { type: 'string' },
   rebuild: { type: 'boolean' },
+  resume: { type: 'string' },
+  force: { type: 'boolean' },
   shard: { type: 'string' },
 } as const;
 
@@ -177,6 +189,7 @@ export function parseMatrixFlags(argv: readonly string[]): MatrixFlags {
     help: values.help === true,
     keep: values.keep === true,
     rebuild: values.rebuild === true,
+    force: values.force === true,
     config: s('config'),
     backend: one('backend', s('backend'), BACKENDS),
     targets: list('targets', s('targets')),
@@ -196,6 +209,7 @@ export function parseMatrixFlags(argv: readonly string[]): MatrixFlags {
     nagle: one('nagle', s('nagle'), NAGLE),
     cpus: ints('cpus', s('cpus'), CPUS_RANGE[0], CPUS_RANGE[1]),
     cache: s('cache'),
+    resume: s('resume'),
     shard,
   };
   return f;

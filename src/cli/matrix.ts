@@ -6,6 +6,7 @@ import { backendLoader } from '../backends/index.ts';
 import { ConfigError, asLabError } from '../errors.ts';
 import { ensureHostPackages } from '../hostdeps.ts';
 import { runMatrix } from '../matrix.ts';
+import { readPreviousRun } from '../plan/resume.ts';
 import { createReporter } from '../progress/reporter.ts';
 import { renderFeb5Md } from '../report/feb5.ts';
 import { renderTable } from '../report/summary.ts';
@@ -31,6 +32,8 @@ export async function matrixMain(e: CliEnv): Promise<number> {
     }
     const cfg = await loadMatrix(matrixFile(flags, e));
     const run = resolveRun(cfg, flags, { cwd: e.cwd, home: e.env.HOME ?? homedir(), ...(e.env.USM_LAB_CACHE ? { cacheEnv: e.env.USM_LAB_CACHE } : {}) });
+    // --resume DIR names a report folder (exit 2 otherwise), checked before the host is touched.
+    if (run.resume === 'required') await readPreviousRun(run.outDir, true);
     const groups = new Set(['build']);
     for (const t of run.targets) if (t.backend !== 'local') groups.add('images').add(t.backend === 'vagrant' ? 'vagrant' : 'images');
     await ensureHostPackages(e.repoRoot, [...groups], { kind: 'build-failed', out: e.stderr });

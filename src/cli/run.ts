@@ -65,6 +65,11 @@ export function resolveRun(
     targets.map((t) => [t.name, t.backend === 'local' ? [env.hostCpus ?? availableParallelism()] : (f.cpus ?? cfg.targetCpus[t.name] ?? [t.cpus ?? 1])]),
   );
   const runId = makeRunId(env.now);
+  // --resume DIR writes to DIR: --out may name it too, not another folder.
+  const resumeDir = f.resume === undefined ? undefined : flagPath(env.cwd, f.resume);
+  const outFlag = f.out === undefined ? undefined : flagPath(env.cwd, f.out);
+  if (resumeDir && outFlag && resumeDir !== outFlag)
+    throw new ConfigError(`--resume ${f.resume} and --out ${f.out} name different folders: a resumed run writes to the folder it resumes (give one of them)`);
   return {
     targets,
     variants: f.variants ?? cfg.defaults.variants,
@@ -85,10 +90,13 @@ export function resolveRun(
     seed: f.seed ?? cfg.defaults.seed,
     parallel: f.parallel ?? Math.max(1, availableParallelism()),
     keep: f.keep,
-    outDir: flagPath(env.cwd, f.out ?? join('reports', runId)),
+    outDir: resumeDir ?? outFlag ?? flagPath(env.cwd, join('reports', runId)),
     runId,
     cacheDir: resolveCacheRoot({ flag: f.cache, env: { USM_LAB_CACHE: env.cacheEnv }, cwd: env.cwd, home: env.home }),
     rebuild: f.rebuild,
+    // A new folder (the default reports/<run-id>) holds nothing to reuse; --out DIR resumes the run DIR holds, if any.
+    resume: resumeDir ? 'required' : outFlag ? 'auto' : 'off',
+    force: f.force,
     ...(f.shard ? { shard: f.shard } : {}),
   };
 }

@@ -5,6 +5,8 @@ export type ProgressEvent =
   | { type: 'step-start'; target: string; step: string; detail?: string }
   | { type: 'step-end'; target: string; step: string; ok: boolean; ms: number; detail?: string; logFile?: string }
   | { type: 'info'; target: string; message: string }
+  /** Cells of a boot reused from the folder's previous run; `boot`: whether the others still need the target up. */
+  | { type: 'reused'; target: string; cells: number; of: number; boot: boolean }
   | { type: 'warn'; target: string; message: string };
 
 export type Emit = (ev: ProgressEvent) => void;

@@ -54,6 +54,9 @@ export function createReporter(stream: NodeJS.WriteStream = process.stderr): Rep
         case 'info':
           line(`[${ev.target}] ${ev.message}`);
           break;
+        case 'reused':
+          line(`[${ev.target}] ${ev.cells} of ${ev.of} cells reused (inputs unchanged)${ev.boot ? '' : ': not booted'}`);
+          break;
         case 'warn':
           line(`! [${ev.target}] ${ev.message}`);
           break;

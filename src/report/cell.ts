@@ -3,9 +3,17 @@ import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pct, type CellSummary, type TrialResult } from '../analysis/cell.ts';
 
+/** A cell's inputs fingerprint (src/plan/resume.ts): a later run reuses the cell when its hash is the same. */
+export interface CellInputs {
+  hash: string;
+  parts: Record<string, unknown>;
+}
+
 export interface CellReport {
   cell: CellSummary;
   trials: TrialResult[];
+  /** Absent in reports written before runs could resume: such a cell is rerun. */
+  inputs?: CellInputs;
 }
 
 export function renderCellMd(r: CellReport): string {

@@ -30,6 +30,8 @@ export interface TargetRecord {
   error?: string;
   detail?: string;
   facts: Record<string, unknown>;
+  /** Cells of this boot reused from the folder's previous run (inputs unchanged, complete); 0 or absent: none. */
+  reused?: number;
 }
 
 export interface Manifest {
@@ -49,4 +51,6 @@ export interface Manifest {
   nagle?: string;
   settleMs?: number;
   targets: TargetRecord[];
+  /** The run this one resumed (--resume, or --out naming an existing run): its cells were reused where their inputs were unchanged. */
+  resumedFrom?: { runId: string; startedAt: string };
 }

@@ -55,6 +55,13 @@ export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[
     `tool ${manifest.tool.commit}${manifest.tool.dirty ? ' (dirty)' : ''}, ${manifest.iterations} iterations${perMode.length ? ` (${perMode.join(', ')})` : ''} x ${manifest.trials} trial(s), seed ${manifest.seed}; client reads ${(manifest.reads ?? ['full']).join(', ')}; servers' Nagle ${manifest.nagle ?? 'off'}; ${((manifest.settleMs ?? 0) / 1000).toFixed(1)} s settle before the tracer stops.`,
     '',
   );
+  if (manifest.resumedFrom) {
+    const reused = manifest.targets.reduce((n, t) => n + (t.reused ?? 0), 0);
+    out.push(
+      `Resumed run ${manifest.resumedFrom.runId}: ${reused} of ${cells.length} cell(s) reused (inputs unchanged, report complete), the others ran again.`,
+      '',
+    );
+  }
   out.push(...renderFailuresMd(cells, tails), ...renderMatrixMd(manifest, cells), ...renderDetailMd(cells));
   if (manifest.targets.length) {
     out.push(
