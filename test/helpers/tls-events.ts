@@ -2,6 +2,7 @@
 // servers (pids 201, 202), each event on the tuple the tracer attributed it to.
 import type { Conn, TlsEvent } from '../../src/analysis/events.ts';
 import type { HttpMonitoringRow } from '../../src/analysis/transactions.ts';
+import { rng } from '../../src/plan/plan.ts';
 
 export const CLIENT = 100;
 export const SRV = [0, 201, 202] as const;
@@ -93,18 +94,6 @@ export function rowLine(r: HttpMonitoringRow): string {
   return `${r.Method} ${r.Path} ${r.Client.Port}>${r.Server.Port} ${st}`;
 }
 
-/** mulberry32: a small seeded PRNG for reproducible interleavings. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 type Op = { actor: 0 | 1 | 2; ev: (ts: number) => TlsEvent; needs?: string; gives?: string };
 
 /**
@@ -135,7 +124,7 @@ export function swappedRun(n: number, order: 'interleaved' | 'sequential', seed:
   }
   const queues = [client, servers[1]!, servers[2]!];
   const done = new Set<string>();
-  const rnd = seed ? prng(seed) : null;
+  const rnd = seed ? rng(seed) : null;
   const out: TlsEvent[] = [];
   let ts = ms(1000);
   while (queues.some((q) => q.length)) {
