@@ -12,6 +12,7 @@ import { netdevArg, overlayArgs, qemuPath, vmArgs, type VmArgs } from '../src/ba
 import { accelArgs, floorArgs } from '../src/backends/shared/accel.ts';
 import { kernelCmdline } from '../src/backends/shared/cmdline.ts';
 import { QemuBackend, Vm, runningVms, stopAllVms } from '../src/backends/qemu/index.ts';
+import { consoleTail } from '../src/backends/qemu/vm.ts';
 import { reservePort, reservedPorts } from '../src/backends/shared/ports.ts';
 import type { Lease } from '../src/backends/types.ts';
 import { LabError } from '../src/errors.ts';
@@ -111,6 +112,25 @@ describe('QEMU argv builders', () => {
     expect(f[f.indexOf('-append') + 1]).toMatch(/rdinit=\/init/);
     expect(overlayArgs('/base.qcow2', '/ov.qcow2')).toEqual(['create', '-q', '-f', 'qcow2', '-b', '/base.qcow2', '-F', 'qcow2', '/ov.qcow2']);
     expect(qemuPath('a,b,,c')).toBe('a,,b,,,,c');
+  });
+});
+
+describe('console tail (what a boot failure shows)', () => {
+  const trace = Array.from({ length: 60 }, (_, i) => `[    5.2${i}] ? frame_${i}+0x1/0x2`);
+  it('after a kernel panic: the lines that end at the panic, so the cause is not pushed out by the stack dump', () => {
+    const log = ['[    1.0] booting', 'initrd: /sbin/no-such-init is missing', '[    5.1] Kernel panic - not syncing: Attempted to kill init!', ...trace].join(
+      '\n',
+    );
+    const t = consoleTail(log, 2);
+    expect(t.split('\n')).toEqual([
+      'initrd: /sbin/no-such-init is missing',
+      '[    5.1] Kernel panic - not syncing: Attempted to kill init!',
+      "(60 more lines of the panic's trace in console.log)",
+    ]);
+  });
+  it('without a panic: the last lines', () => {
+    expect(consoleTail(['a', 'b', 'c', 'd'].join('\n'), 2)).toBe('c\nd');
+    expect(consoleTail('x\nKernel panic - y', 5)).toBe('x\nKernel panic - y');
   });
 });
 

@@ -44,6 +44,19 @@ export function runningVms(): readonly Vm[] {
   return [...live];
 }
 
+/**
+ * The part of a console log a person needs: its last `lines` lines, or, after a kernel panic,
+ * the `lines` lines that end at the panic (what went wrong comes before it; the stack dump after
+ * it pushed the cause out of a plain tail). The rest stays in console.log.
+ */
+export function consoleTail(text: string, lines = 40): string {
+  const all = text.trimEnd().split('\n');
+  const panic = all.findIndex((l) => /Kernel panic/.test(l));
+  if (panic < 0 || panic === all.length - 1) return all.slice(-lines).join('\n');
+  const cut = all.slice(Math.max(0, panic + 1 - lines), panic + 1);
+  return [...cut, `(${all.length - panic - 1} more lines of the panic's trace in console.log)`].join('\n');
+}
+
 export class Vm {
   readonly overlay: string;
   readonly consoleLog: string;
@@ -238,8 +251,7 @@ export class Vm {
   }
 
   async consoleTail(lines = 40): Promise<string> {
-    const text = await readFile(this.consoleLog, 'utf8').catch(() => '');
-    return text.trimEnd().split('\n').slice(-lines).join('\n');
+    return consoleTail(await readFile(this.consoleLog, 'utf8').catch(() => ''), lines);
   }
 
   async logsTail(): Promise<string> {
