@@ -11,7 +11,7 @@ import { LabError } from '../src/errors.ts';
 import { exitCodeFor, runMatrix, type MatrixDeps, type ResolvedRun } from '../src/matrix.ts';
 import type { ProgressEvent } from '../src/progress/events.ts';
 import type { runTrial } from '../src/scenario/run.ts';
-import { FakeBackend, fakePrepare, fakeTrial } from './helpers/fake-lab.ts';
+import { FakeBackend, fakePrepare, fakeRun, fakeTrial } from './helpers/fake-lab.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'usm-lab-matrix-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -19,33 +19,7 @@ let runs = 0;
 
 function resolved(targets: string[], over: Partial<ResolvedRun> = {}): ResolvedRun {
   const runId = `run-${++runs}`;
-  return {
-    targets: targets.map((name) => ({ name, backend: 'qemu', suite: 'bookworm' })),
-    variants: ['upstream'],
-    modes: ['sequential', 'interleaved'],
-    scenarios: ['baseline'],
-    iterations: 2,
-    iterationsByMode: {},
-    trials: 1,
-    ports: [18001, 18002],
-    reads: ['full'],
-    nagle: 'off',
-    cpus: {},
-    settleMs: 0,
-    trace: 'all',
-    api: 'classic',
-    hook: 'auto',
-    seed: 1,
-    parallel: 1,
-    keep: false,
-    outDir: join(root, runId),
-    runId,
-    cacheDir: join(root, 'cache'),
-    rebuild: false,
-    resume: 'off',
-    force: false,
-    ...over,
-  };
+  return fakeRun({ targets, outDir: join(root, runId), runId, cacheDir: join(root, 'cache'), resume: 'off' }, over);
 }
 
 function deps(backend: Backend, trial: typeof runTrial, signal = new AbortController().signal): MatrixDeps & { events: ProgressEvent[] } {

@@ -16,7 +16,7 @@ import { runMatrix, type ResolvedRun } from '../src/matrix.ts';
 import { canonicalJson, cellInputs, readPreviousRun, targetIdentity } from '../src/plan/resume.ts';
 import type { ProgressEvent } from '../src/progress/events.ts';
 import type { CellReport } from '../src/report/cell.ts';
-import { FakeBackend, fakePrepare, fakeTrial } from './helpers/fake-lab.ts';
+import { FakeBackend, fakePrepare, fakeRun, fakeTrial } from './helpers/fake-lab.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'usm-lab-resume-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -46,33 +46,7 @@ function lab(): Lab {
 }
 
 function settings(l: Lab, over: Partial<ResolvedRun> = {}): ResolvedRun {
-  return {
-    targets: ['a', 'b'].map((name) => ({ name, backend: 'qemu', suite: 'bookworm' })),
-    variants: ['upstream'],
-    modes: ['sequential', 'interleaved'],
-    scenarios: ['baseline'],
-    iterations: 2,
-    iterationsByMode: {},
-    trials: 1,
-    ports: [18001, 18002],
-    reads: ['full'],
-    nagle: 'off',
-    cpus: {},
-    settleMs: 0,
-    trace: 'all',
-    api: 'classic',
-    hook: 'auto',
-    seed: 1,
-    parallel: 1,
-    keep: false,
-    outDir: l.out,
-    runId: `run-${labs}-${Date.now()}`,
-    cacheDir: l.cache,
-    rebuild: false,
-    resume: 'auto',
-    force: false,
-    ...over,
-  };
+  return fakeRun({ targets: ['a', 'b'], outDir: l.out, runId: `run-${labs}-${Date.now()}`, cacheDir: l.cache, resume: 'auto' }, over);
 }
 
 type Trial = Parameters<typeof fakeTrial>[0];

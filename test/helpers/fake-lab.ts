@@ -1,3 +1,4 @@
+import type { ResolvedRun } from '../../src/matrix.ts';
 // Fakes of the orchestrator's collaborators (src/matrix.ts MatrixDeps): a Backend that hands out
 // fake Machines, and the scenario's two entry points writing what a trial fetches. No VM, no tracer.
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -52,5 +53,39 @@ export function fakeTrial(
     const run: TrialRun = { localDir: opts.localDir, conns: [], clientPid: 100, clientRc: 0, tracerRc: 0, durationMs: 1 };
     const error = o.fail?.({ target: opts.machine.target, trial: opts.spec.trial, mode: opts.spec.mode, variant: opts.spec.variant });
     return error ? { ...run, error } : run;
+  };
+}
+
+/** A resolved run for the fakes: targets on qemu/bookworm, one mode pair, one trial, nothing slow (no settle). */
+export function fakeRun(
+  o: { targets: string[]; outDir: string; runId: string; cacheDir: string; resume: ResolvedRun['resume'] },
+  over: Partial<ResolvedRun> = {},
+): ResolvedRun {
+  return {
+    targets: o.targets.map((name) => ({ name, backend: 'qemu', suite: 'bookworm' })),
+    variants: ['upstream'],
+    modes: ['sequential', 'interleaved'],
+    scenarios: ['baseline'],
+    iterations: 2,
+    iterationsByMode: {},
+    trials: 1,
+    ports: [18001, 18002],
+    reads: ['full'],
+    nagle: 'off',
+    cpus: {},
+    settleMs: 0,
+    trace: 'all',
+    api: 'classic',
+    hook: 'auto',
+    seed: 1,
+    parallel: 1,
+    keep: false,
+    outDir: o.outDir,
+    runId: o.runId,
+    cacheDir: o.cacheDir,
+    rebuild: false,
+    resume: o.resume,
+    force: false,
+    ...over,
   };
 }
