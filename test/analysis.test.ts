@@ -7,62 +7,19 @@ import { normalize, tupleKey } from '../src/analysis/normalize.ts';
 import { classify, formTransactions, toHttpMonitoring } from '../src/analysis/transactions.ts';
 import { attributeTrial, clientTruth, symmetry } from '../src/analysis/attribution.ts';
 import type { HttpMonitoringRow } from '../src/analysis/transactions.ts';
-import { parseClientOutput, parseTracerOutput, type Conn, type TlsEvent } from '../src/analysis/events.ts';
+import { parseClientOutput, parseTracerOutput, type TlsEvent } from '../src/analysis/events.ts';
 import { summarizeCell, type TrialResult } from '../src/analysis/cell.ts';
 import { zeroCounters } from '../src/analysis/transactions.ts';
+import { CLIENT, cli as tlsCli, conns, srv as tlsSrv } from './helpers/tls-events.ts';
 
-const CLIENT = 100;
-const SRV1 = 201;
-const SRV2 = 202;
-const conns: Conn[] = [
-  { k: 1, lport: 40001, rport: 18001 },
-  { k: 2, lport: 40002, rport: 18002 },
-];
-const ctx = (k: number) => `0x${(0x1000 * k).toString(16)}`;
 const req = (k: number, i: number) => `GET /200/conn${k}-iter${i} HTTP/1.1\r\nHost: 127.0.0.1:1800${k}\r\nConnection: keep-alive\r\n\r\n`;
 const RESP = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK';
 
 let clock = 0;
-/** A client-side event put on connection `on` (its own socket, or the wrong one). */
-function cli(fn: string, k: number, on: number, data: string): TlsEvent {
-  const c = conns[on - 1]!;
-  return {
-    ts: ++clock,
-    pid: CLIENT,
-    tid: CLIENT,
-    comm: 'race_client',
-    fn,
-    ctx: ctx(k),
-    len: data.length,
-    family: 4,
-    saddr: '127.0.0.1',
-    sport: c.lport,
-    daddr: '127.0.0.1',
-    dport: c.rport,
-    via: 'fallback-send',
-    data,
-  };
-}
+/** A client-side event put on connection `on` (its own socket, or the wrong one); the next tick of the clock. */
+const cli = (fn: string, k: number, on: number, data: string): TlsEvent => tlsCli(++clock, fn, k, on, data);
 /** A server-side event on connection k (servers see their own socket: always right). */
-function srv(fn: string, k: number, data: string): TlsEvent {
-  const c = conns[k - 1]!;
-  return {
-    ts: ++clock,
-    pid: k === 1 ? SRV1 : SRV2,
-    tid: 1,
-    comm: 'python3',
-    fn,
-    ctx: `0xs${k}`,
-    len: data.length,
-    family: 4,
-    saddr: '127.0.0.1',
-    sport: c.rport,
-    daddr: '127.0.0.1',
-    dport: c.lport,
-    via: 'fallback-send',
-    data,
-  };
-}
+const srv = (fn: string, k: number, data: string): TlsEvent => tlsSrv(++clock, fn, k, data);
 
 /** One interleaved iteration where the client's contexts are swapped (upstream's permanent swap). */
 function swappedIteration(i: number, withServers: boolean): TlsEvent[] {
