@@ -2,6 +2,7 @@
 // layout (conn1 right / conn1 wrong / conn2 wrong / conn2 right, rows, rate), with our interval
 // and whether our rate lands within 10 percentage points of its figure.
 import { pct } from '../analysis/cell.ts';
+import { rowsPerRequest } from './view.ts';
 
 /** The investigation's own rows (INVESTIGATION.md, "Results"): what the comparison is against. */
 export const FEB5 = [
@@ -80,7 +81,7 @@ function ours(c: Feb5Cell, target: number): Feb5Row {
     conn2Wrong: conn(2).wrongRows,
     conn2Right: conn(2).rightRows,
     rows: c.captured,
-    rowsPerRequest: c.expected > 0 ? c.captured / c.expected : null,
+    rowsPerRequest: rowsPerRequest(c),
     rate,
     ci: c.misattributionCI ?? null,
     // Only upstream reproduces the bug; a fix variant is not meant to land near it.

@@ -3,7 +3,7 @@
 import { pct } from '../analysis/cell.ts';
 import { verdictWord } from './cell.ts';
 import type { Manifest } from './manifest.ts';
-import { cellKey, colOf, firstLine, rateWithInterval, rowOf, sortCells, tellingLine, verdictMark, type CellView } from './view.ts';
+import { cellKey, colOf, firstLine, rateWithInterval, rowOf, rowsPerRequest, sortCells, tellingLine, verdictMark, type CellView } from './view.ts';
 
 /** A markdown table entry: no pipes, no newlines, no HTML (guest text lands here). */
 export function mdCell(s: string): string {
@@ -108,7 +108,7 @@ export function renderDetailMd(cells: readonly CellView[]): string[] {
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const c of sortCells(cells)) {
-    const rpr = c.expected > 0 ? (c.captured / c.expected).toFixed(2) : 'n/a';
+    const rpr = rowsPerRequest(c)?.toFixed(2) ?? 'n/a';
     out.push(
       `| ${mdCell(c.target)} | ${c.cpus ?? 1} | ${mdCell(c.kernel)} | ${mdCell(c.openssl)} | ${c.reads ?? 'full'} | ${c.scenario} | ${c.mode} | ${c.variant} | ${c.expected} | ${c.captured} | ${rpr} | ${c.correct} | ${c.wrong} | ${c.lost} | ${rateWithInterval(c)} | ${pct(c.capture)} | ${c.status} | ${verdictWord(c.verdict.pass)} |`,
     );

@@ -5,7 +5,7 @@ import { pct, type CellSummary } from '../analysis/cell.ts';
 import { verdictWord } from './cell.ts';
 import { renderFeb5Md } from './feb5.ts';
 import { renderDetailMd, renderFailuresMd, renderMatrixMd } from './matrix-md.ts';
-import { rateWithInterval, rowOf } from './view.ts';
+import { rateWithInterval, rowOf, rowsPerRequest } from './view.ts';
 import { loadArtifactsFor, tailsOf, writeHtmlAndJunit, type OutputOpts } from './outputs.ts';
 import { INVESTIGATION, type Manifest, type TargetRecord } from './manifest.ts';
 
@@ -40,11 +40,6 @@ export function summaryEntries(cells: readonly CellSummary[]) {
     ...(c.error ? { error: c.error } : {}),
     verdict: c.verdict,
   }));
-}
-
-/** Rows of http_monitoring.json per request sent (about 2 with full reads, about 1 with the investigation's single reads). */
-export function rowsPerRequest(c: Pick<CellSummary, 'captured' | 'expected'>): number | null {
-  return c.expected > 0 ? c.captured / c.expected : null;
 }
 
 /** Failed cells first, then the matrix, then every cell in report order; `tails` are the log tails by cellKey. */

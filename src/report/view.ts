@@ -99,3 +99,8 @@ export function tellingLine(tail: string | undefined): string {
     .filter((l) => l !== '');
   return lines.find((l) => TELLING.test(l)) ?? lines.at(-1) ?? '';
 }
+
+/** Rows of http_monitoring.json per request sent (about 2 with full reads, about 1 with the investigation's single reads). */
+export function rowsPerRequest(c: Pick<CellSummary, 'captured' | 'expected'>): number | null {
+  return c.expected > 0 ? c.captured / c.expected : null;
+}
