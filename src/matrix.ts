@@ -305,7 +305,8 @@ async function runCell(
           emit: deps.emit,
           signal: deps.signal,
         });
-        return analyzeTrial({
+        const a0 = Date.now();
+        const res = await analyzeTrial({
           dir: r.localDir,
           trial: k,
           iterations,
@@ -314,6 +315,7 @@ async function runCell(
           durationMs: r.durationMs,
           ...(r.error ? { failure: { kind: statusOf(r.error.kind), message: r.error.message } } : {}),
         });
+        return { ...res, phases: [...r.phases, { name: 'analysis' as const, ms: Date.now() - a0 }] };
       },
       label,
       (res) => (res.status === 'ok' ? null : { message: `${label}: ${res.error ?? res.status}`, logFile: join(localDir, 'tracer.log') }),

@@ -6,7 +6,7 @@ import { symmetry } from './attribution.ts';
 import type { TracerMeta, TracerStats } from './events.ts';
 import { trialSpread, wilson, type Interval, type Spread } from './interval.ts';
 import { zeroCounters, type HttpCounters } from './transactions.ts';
-import type { CellId } from '../domain.ts';
+import type { CellId, Phase } from '../domain.ts';
 
 export type Status = 'ok' | Exclude<FailureKind, 'config'>;
 
@@ -26,6 +26,8 @@ export interface TrialResult {
   clientOk?: number;
   clientFail?: number;
   durationMs?: number;
+  /** Wall time of each step of the run protocol, analysis last (domain.ts PHASES). */
+  phases?: Phase[];
 }
 
 export interface QueryTime {

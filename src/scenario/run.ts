@@ -4,7 +4,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { LabError, asLabError } from '../errors.ts';
 import type { Machine } from '../machine/types.ts';
-import type { Api, Hook, Mode, Nagle, Reads, Scenario, TraceScope, Variant } from '../domain.ts';
+import type { Api, Hook, Mode, Nagle, Phase, PhaseName, Reads, Scenario, TraceScope, Variant } from '../domain.ts';
 import { parseClientOutput, type Conn } from '../analysis/events.ts';
 import type { Emit } from '../progress/events.ts';
 import { DEFAULT_EXEC_MS, startProc, stopProc, signalProc, waitExit, waitForLine, readProc, type BgProc } from './procs.ts';
@@ -76,6 +76,8 @@ export interface TrialRun {
   /** Set when the protocol failed; the files fetched so far are kept. */
   error?: LabError;
   durationMs: number;
+  /** Wall time of each step of the protocol, in the order they ran (PHASES; a failed run stops early). */
+  phases: Phase[];
 }
 
 export async function runTrial(opts: {
@@ -93,12 +95,19 @@ export async function runTrial(opts: {
   const to = opts.timeouts ?? DEFAULT_TIMEOUTS;
   const t0 = Date.now();
   const procs: BgProc[] = [];
-  const run: TrialRun = { localDir, conns: [], clientPid: null, clientRc: null, tracerRc: null, durationMs: 0 };
+  const run: TrialRun = { localDir, conns: [], clientPid: null, clientRc: null, tracerRc: null, durationMs: 0, phases: [] };
+  let lap = t0;
+  const mark = (name: PhaseName) => {
+    const now = Date.now();
+    run.phases.push({ name, ms: now - lap });
+    lap = now;
+  };
   let tracer: BgProc | undefined;
   let client: BgProc | undefined;
 
   const mk = await m.exec(['mkdir', '-p', remoteDir], { timeoutMs: 15_000 });
   if (mk.code !== 0) throw new LabError('internal', `failed to create ${remoteDir} on ${m.target}: ${mk.stderr.trim()}`);
+  mark('setup');
 
   const startServers = async () => {
     for (const port of spec.ports) {
@@ -171,23 +180,31 @@ export async function runTrial(opts: {
 
   try {
     await startServers();
+    mark('servers');
     if (spec.scenario === 'preexisting') {
       await startClient();
+      mark('client-ready');
       await startTracer();
+      mark('tracer-ready');
     } else {
       await startTracer();
+      mark('tracer-ready');
       await startClient();
+      mark('client-ready');
     }
     await signalProc(m, client!, 'USR1');
     const budget = to.clientBaseMs + to.perRequestMs * spec.iterations * spec.ports.length;
     const cst = await waitExit(m, client!, budget, signal);
     run.clientRc = cst.rc;
+    mark('traffic');
     // Let the servers see the client's closes (their tcp_close ends each connection's transaction) before the "query".
     if (spec.settleMs > 0) await sleep(spec.settleMs, signal);
+    mark('settle');
     // Stop the tracer (SIGINT: it drains the ring buffer and writes its stats line).
     await signalProc(m, tracer!, 'INT');
     const tst = await waitExit(m, tracer!, to.tracerStopMs, signal);
     run.tracerRc = tst.rc;
+    mark('tracer-exit');
     if (cst.rc !== 0) throw new LabError('client-failed', `client exited with code ${cst.rc}`, cst.err.slice(-4000));
     if (tst.rc !== 0) throw new LabError('tracer-failed', `tracer exited with code ${tst.rc}`, tst.err.slice(-4000));
   } catch (err) {
@@ -200,6 +217,7 @@ export async function runTrial(opts: {
       if (p === tracer && run.tracerRc === null) run.tracerRc = st?.rc ?? null;
       if (p === client && run.clientRc === null) run.clientRc = st?.rc ?? null;
     }
+    mark('stop');
     // Fetch whatever exists, even after a failure.
     await rm(localDir, { recursive: true, force: true });
     await mkdir(localDir, { recursive: true });
@@ -209,6 +227,7 @@ export async function runTrial(opts: {
     } catch (err) {
       run.error ??= new LabError('internal', `failed to fetch ${remoteDir} from ${m.target}: ${asLabError(err).message}`);
     }
+    mark('fetch');
     run.durationMs = Date.now() - t0;
   }
   return run;
