@@ -18,6 +18,11 @@ const volatile bool filter_pid = false;	 /* trace only the tgids in pid_filter *
 const volatile bool filter_comm = false; /* trace only processes named comm_filter */
 const volatile char comm_filter[USM_COMM_LEN] = {};
 
+/* The gate (.data, written by the loader at run time): every program returns at once while it is
+ * 0. `usm_tls --control` loads and attaches with the gate closed and opens it for each run: a
+ * closed gate records nothing and changes no map, so opening it is the moment the tracer starts. */
+volatile __u32 gate = 1;
+
 /* Kernel constants that vmlinux.h may not carry (macros, anonymous enums). */
 #define K_AF_INET     2
 #define K_AF_INET6    10
@@ -613,6 +618,8 @@ static __always_inline void on_tcp_close(struct sock *sk, bool report)
 SEC("uprobe/SSL_set_fd")
 int BPF_KPROBE(uprobe__SSL_set_fd, void *ssl, int fd)
 {
+	if (!gate)
+		return 0;
 	no_private_stack(ctx);
 	if (!traced())
 		return 0;
@@ -624,6 +631,8 @@ int BPF_KPROBE(uprobe__SSL_set_fd, void *ssl, int fd)
 SEC("uprobe/BIO_new_socket")
 int BPF_KPROBE(uprobe__BIO_new_socket, int fd)
 {
+	if (!gate)
+		return 0;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 
 	no_private_stack(ctx);
@@ -637,6 +646,8 @@ int BPF_KPROBE(uprobe__BIO_new_socket, int fd)
 SEC("uretprobe/BIO_new_socket")
 int BPF_KRETPROBE(uretprobe__BIO_new_socket, void *bio)
 {
+	if (!gate)
+		return 0;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 key = (__u64)bio;
 	__s32 *fd = bpf_map_lookup_elem(&bio_new_socket_args, &pid_tgid);
@@ -653,6 +664,8 @@ int BPF_KRETPROBE(uretprobe__BIO_new_socket, void *bio)
 SEC("uprobe/SSL_set_bio")
 int BPF_KPROBE(uprobe__SSL_set_bio, void *ssl, void *rbio)
 {
+	if (!gate)
+		return 0;
 	__u64 key = (__u64)rbio;
 	__s32 *fd;
 
@@ -671,6 +684,8 @@ int BPF_KPROBE(uprobe__SSL_set_bio, void *ssl, void *rbio)
 SEC("uprobe/SSL_do_handshake")
 int BPF_KPROBE(uprobe__SSL_do_handshake, void *ssl)
 {
+	if (!gate)
+		return 0;
 	no_private_stack(ctx);
 	if (!traced())
 		return 0;
@@ -682,6 +697,8 @@ int BPF_KPROBE(uprobe__SSL_do_handshake, void *ssl)
 SEC("uretprobe/SSL_do_handshake")
 int BPF_KRETPROBE(uretprobe__SSL_do_handshake)
 {
+	if (!gate)
+		return 0;
 	no_private_stack(ctx);
 	handshake_return();
 	return 0;
@@ -690,6 +707,8 @@ int BPF_KRETPROBE(uretprobe__SSL_do_handshake)
 SEC("uprobe/SSL_connect")
 int BPF_KPROBE(uprobe__SSL_connect, void *ssl)
 {
+	if (!gate)
+		return 0;
 	no_private_stack(ctx);
 	if (!traced())
 		return 0;
@@ -701,6 +720,8 @@ int BPF_KPROBE(uprobe__SSL_connect, void *ssl)
 SEC("uretprobe/SSL_connect")
 int BPF_KRETPROBE(uretprobe__SSL_connect)
 {
+	if (!gate)
+		return 0;
 	no_private_stack(ctx);
 	handshake_return();
 	return 0;
@@ -709,6 +730,8 @@ int BPF_KRETPROBE(uretprobe__SSL_connect)
 SEC("uprobe/SSL_write")
 int BPF_KPROBE(uprobe__SSL_write, void *ssl, const void *buf)
 {
+	if (!gate)
+		return 0;
 	no_private_stack(ctx);
 	if (traced())
 		ssl_call_enter(&ssl_write_args, USM_C_SSL_WRITE, (__u64)ssl, (__u64)buf, 0, false);
@@ -718,6 +741,8 @@ int BPF_KPROBE(uprobe__SSL_write, void *ssl, const void *buf)
 SEC("uretprobe/SSL_write")
 int BPF_KRETPROBE(uretprobe__SSL_write, int ret)
 {
+	if (!gate)
+		return 0;
 	no_private_stack(ctx);
 	ssl_call_return(&ssl_write_args, USM_FN_SSL_WRITE, ret, false);
 	return 0;
@@ -726,6 +751,8 @@ int BPF_KRETPROBE(uretprobe__SSL_write, int ret)
 SEC("uprobe/SSL_write_ex")
 int BPF_KPROBE(uprobe__SSL_write_ex, void *ssl, const void *buf, __u64 num, __u64 *written)
 {
+	if (!gate)
+		return 0;
 	no_private_stack(ctx);
 	if (traced())
 		ssl_call_enter(&ssl_write_ex_args, USM_C_SSL_WRITE_EX, (__u64)ssl, (__u64)buf,
@@ -736,6 +763,8 @@ int BPF_KPROBE(uprobe__SSL_write_ex, void *ssl, const void *buf, __u64 num, __u6
 SEC("uretprobe/SSL_write_ex")
 int BPF_KRETPROBE(uretprobe__SSL_write_ex, int ret)
 {
+	if (!gate)
+		return 0;
 	no_private_stack(ctx);
 	ssl_call_return(&ssl_write_ex_args, USM_FN_SSL_WRITE_EX, ret, true);
 	return 0;
@@ -744,6 +773,8 @@ int BPF_KRETPROBE(uretprobe__SSL_write_ex, int ret)
 SEC("uprobe/SSL_read")
 int BPF_KPROBE(uprobe__SSL_read, void *ssl, void *buf)
 {
+	if (!gate)
+		return 0;
 	no_private_stack(ctx);
 	if (traced())
 		ssl_call_enter(&ssl_read_args, USM_C_SSL_READ, (__u64)ssl, (__u64)buf, 0, true);
@@ -753,6 +784,8 @@ int BPF_KPROBE(uprobe__SSL_read, void *ssl, void *buf)
 SEC("uretprobe/SSL_read")
 int BPF_KRETPROBE(uretprobe__SSL_read, int ret)
 {
+	if (!gate)
+		return 0;
 	no_private_stack(ctx);
 	ssl_call_return(&ssl_read_args, USM_FN_SSL_READ, ret, false);
 	return 0;
@@ -761,6 +794,8 @@ int BPF_KRETPROBE(uretprobe__SSL_read, int ret)
 SEC("uprobe/SSL_read_ex")
 int BPF_KPROBE(uprobe__SSL_read_ex, void *ssl, void *buf, __u64 num, __u64 *readbytes)
 {
+	if (!gate)
+		return 0;
 	no_private_stack(ctx);
 	if (traced())
 		ssl_call_enter(&ssl_read_ex_args, USM_C_SSL_READ_EX, (__u64)ssl, (__u64)buf,
@@ -771,6 +806,8 @@ int BPF_KPROBE(uprobe__SSL_read_ex, void *ssl, void *buf, __u64 num, __u64 *read
 SEC("uretprobe/SSL_read_ex")
 int BPF_KRETPROBE(uretprobe__SSL_read_ex, int ret)
 {
+	if (!gate)
+		return 0;
 	no_private_stack(ctx);
 	ssl_call_return(&ssl_read_ex_args, USM_FN_SSL_READ_EX, ret, true);
 	return 0;
@@ -779,6 +816,8 @@ int BPF_KRETPROBE(uretprobe__SSL_read_ex, int ret)
 SEC("uprobe/SSL_shutdown")
 int BPF_KPROBE(uprobe__SSL_shutdown, void *ssl)
 {
+	if (!gate)
+		return 0;
 	no_private_stack(ctx);
 	if (traced())
 		ssl_shutdown((__u64)ssl);
@@ -790,6 +829,8 @@ int BPF_KPROBE(uprobe__SSL_shutdown, void *ssl)
 SEC("kprobe/tcp_sendmsg")
 int BPF_KPROBE(kprobe__tcp_sendmsg, struct sock *sk)
 {
+	if (!gate)
+		return 0;
 	if (traced())
 		on_tcp_send(sk);
 	return 0;
@@ -798,6 +839,8 @@ int BPF_KPROBE(kprobe__tcp_sendmsg, struct sock *sk)
 SEC("kprobe/tcp_recvmsg")
 int BPF_KPROBE(kprobe__tcp_recvmsg, struct sock *sk)
 {
+	if (!gate)
+		return 0;
 	if (traced())
 		on_tcp_recv(sk);
 	return 0;
@@ -806,6 +849,8 @@ int BPF_KPROBE(kprobe__tcp_recvmsg, struct sock *sk)
 SEC("kprobe/tcp_close")
 int BPF_KPROBE(kprobe__tcp_close, struct sock *sk)
 {
+	if (!gate)
+		return 0;
 	on_tcp_close(sk, true);
 	return 0;
 }
@@ -817,6 +862,8 @@ int BPF_KPROBE(kprobe__tcp_close, struct sock *sk)
 SEC("raw_tracepoint/sock_send_length")
 int raw_tp__sock_send_length(struct bpf_raw_tracepoint_args *ctx)
 {
+	if (!gate)
+		return 0;
 	struct sock *sk = (struct sock *)ctx->args[0];
 
 	if (traced() && is_tcp_inet(sk))
@@ -827,6 +874,8 @@ int raw_tp__sock_send_length(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tracepoint/sock_recv_length")
 int raw_tp__sock_recv_length(struct bpf_raw_tracepoint_args *ctx)
 {
+	if (!gate)
+		return 0;
 	struct sock *sk = (struct sock *)ctx->args[0];
 
 	if (traced() && is_tcp_inet(sk))
@@ -838,6 +887,8 @@ int raw_tp__sock_recv_length(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tracepoint/inet_sock_set_state")
 int raw_tp__inet_sock_set_state(struct bpf_raw_tracepoint_args *ctx)
 {
+	if (!gate)
+		return 0;
 	/* a transition to TCP_CLOSE from TCP_CLOSE is not a second end of the connection */
 	if ((int)ctx->args[2] == K_TCP_CLOSE)
 		on_tcp_close((struct sock *)ctx->args[0], (int)ctx->args[1] != K_TCP_CLOSE);

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -17,6 +18,8 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <linux/membarrier.h>
 #include <sys/utsname.h>
 #include <linux/types.h>
 #include <gelf.h>
@@ -44,6 +47,8 @@ struct env {
 	const char *comm;
 	const char *out;
 	const char *verifier_log;
+	/* --control: runs opened and closed by signals, the output path read from this file */
+	const char *control;
 };
 
 struct links {
@@ -166,7 +171,7 @@ static void usage(FILE *f)
 		"Usage: usm_tls [--variant upstream|no-fallback|recv-hook|scoped] [--libssl PATH]\n"
 		"               [--pid PID]... [--comm NAME] [--out FILE] [--hook "
 		"auto|kprobe|tracepoint]\n"
-		"               [--verifier-log FILE] [--help]\n"
+		"               [--verifier-log FILE] [--control FILE] [--help]\n"
 		"Trace OpenSSL through uprobes and attribute each SSL_read/SSL_write buffer to a "
 		"TCP\n"
 		"connection as Datadog USM does. stdout (or --out): a meta line, one JSON line "
@@ -181,7 +186,10 @@ static void usage(FILE *f)
 		"  --hook           kernel side: kprobes, raw tracepoints, or auto (kprobes, else "
 		"tracepoints)\n"
 		"  --verifier-log   where a verifier rejection is saved (default "
-		"bpf-verifier.log)\n",
+		"bpf-verifier.log)\n"
+		"  --control FILE   load and attach with the gate closed (LOADED); then SIGUSR1\n"
+		"                   opens a run writing to the path in FILE (meta, ENABLED <n>),\n"
+		"                   SIGUSR2 closes it (stats, maps emptied, FLUSHED <n>)\n",
 		USM_MAX_PIDS);
 }
 
@@ -195,6 +203,7 @@ static int parse_args(int argc, char **argv, struct env *env)
 		{"out", required_argument, NULL, 'o'},
 		{"hook", required_argument, NULL, 'k'},
 		{"verifier-log", required_argument, NULL, 'V'},
+		{"control", required_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},
 		{},
 	};
@@ -255,6 +264,9 @@ static int parse_args(int argc, char **argv, struct env *env)
 		case 'V':
 			env->verifier_log = optarg;
 			break;
+		case 'C':
+			env->control = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -285,10 +297,16 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 	return 0;
 }
 
+static volatile sig_atomic_t run_open_req, run_close_req;
+
 static void on_signal(int sig)
 {
-	(void)sig;
-	stop = 1;
+	if (sig == SIGUSR1)
+		run_open_req = 1;
+	else if (sig == SIGUSR2)
+		run_close_req = 1;
+	else
+		stop = 1;
 }
 
 static bool kernel_older_than(int major, int minor)
@@ -440,10 +458,33 @@ static int add_link(struct links *links, struct bpf_link *link)
 	return 0;
 }
 
+static void *destroy_link(void *link)
+{
+	bpf_link__destroy(link);
+	return NULL;
+}
+
+/*
+ * Detach every link past `keep`, all at once: each uprobe's detach waits for an RCU grace
+ * period (about 0.1 s on 6.x, more in a TCG guest), and 20 of them one after the other took
+ * 2 s per tracer exit. Concurrent detaches share grace periods. A link whose thread cannot be
+ * started is destroyed here, in turn.
+ */
 static void drop_links(struct links *links, int keep)
 {
-	while (links->n > keep)
-		bpf_link__destroy(links->l[--links->n]);
+	pthread_t threads[MAX_LINKS];
+	bool started[MAX_LINKS] = {};
+	int i;
+
+	for (i = keep; i < links->n; i++)
+		started[i] = !pthread_create(&threads[i], NULL, destroy_link, links->l[i]);
+	for (i = keep; i < links->n; i++) {
+		if (started[i])
+			pthread_join(threads[i], NULL);
+		else
+			bpf_link__destroy(links->l[i]);
+	}
+	links->n = keep < links->n ? keep : links->n;
 }
 
 static int attach_uprobes(struct usm_tls_bpf *skel, const struct env *env, struct links *links)
@@ -592,11 +633,11 @@ static void format_addr(char *buf, size_t size, __u16 family, const __u32 a[4])
 static int on_event(void *ctx, void *data, size_t size)
 {
 	const struct tls_event *e = data;
-	FILE *out = ctx;
+	FILE *out = *(FILE **)ctx;
 	char saddr[INET6_ADDRSTRLEN], daddr[INET6_ADDRSTRLEN];
 	size_t n;
 
-	if (size < sizeof(*e))
+	if (size < sizeof(*e) || !out)
 		return 0;
 	n = e->data_len < USM_DATA_MAX ? e->data_len : USM_DATA_MAX;
 	format_addr(saddr, sizeof(saddr), e->tup.family, e->tup.saddr);
@@ -616,7 +657,9 @@ static int on_event(void *ctx, void *data, size_t size)
 	return 0;
 }
 
-static void print_meta(FILE *out, const struct env *env, const char *hook)
+/* run > 0 (--control): the run's number, and the entries its maps held when it opened (0: the
+ * previous run's state was emptied). */
+static void print_meta(FILE *out, const struct env *env, const char *hook, int run, long left)
 {
 	struct utsname u;
 	char libbpf[32];
@@ -637,7 +680,10 @@ static void print_meta(FILE *out, const struct env *env, const char *hook)
 	json_string(out, env->libssl, strlen(env->libssl));
 	fprintf(out, ",\"kernel\":");
 	json_string(out, u.release, strlen(u.release));
-	fprintf(out, ",\"libbpf\":\"%s\"}}\n", libbpf);
+	fprintf(out, ",\"libbpf\":\"%s\"", libbpf);
+	if (run > 0)
+		fprintf(out, ",\"run\":%d,\"map_entries_at_start\":%ld", run, left);
+	fprintf(out, "}}\n");
 	fflush(out);
 }
 
@@ -674,6 +720,117 @@ static int print_stats(FILE *out, struct usm_tls_bpf *skel)
 	fprintf(out, ",\"ktime_ns\":%llu}}\n",
 		(unsigned long long)now.tv_sec * 1000000000ULL + now.tv_nsec);
 	return fflush(out) ? -errno : 0;
+}
+
+/* The run state: entries in the hash maps, pid_filter (a setting) aside. clear: delete them. */
+static long map_entries(struct usm_tls_bpf *skel, bool clear)
+{
+	struct bpf_map *map;
+	char key[512];
+	long n = 0;
+
+	bpf_object__for_each_map(map, skel->obj)
+	{
+		struct bpf_map_info info = {};
+		__u32 len = sizeof(info);
+		int fd = bpf_map__fd(map);
+
+		if (fd < 0 || bpf_obj_get_info_by_fd(fd, &info, &len))
+			continue;
+		if (info.type != BPF_MAP_TYPE_HASH || map == skel->maps.pid_filter ||
+		    info.key_size > sizeof(key))
+			continue;
+		if (clear) {
+			while (!bpf_map_get_next_key(fd, NULL, key) &&
+			       !bpf_map_delete_elem(fd, key))
+				n++;
+		} else {
+			void *prev = NULL;
+
+			while (!bpf_map_get_next_key(fd, prev, key)) {
+				n++;
+				prev = key;
+			}
+		}
+	}
+	return n;
+}
+
+static int zero_counters(struct usm_tls_bpf *skel)
+{
+	int ncpus = libbpf_num_possible_cpus(), fd = bpf_map__fd(skel->maps.counters);
+	__u64 *zeros;
+	__u32 key;
+	int err = 0;
+
+	if (ncpus <= 0)
+		return ncpus ? ncpus : -EINVAL;
+	zeros = calloc(ncpus, sizeof(*zeros));
+	if (!zeros)
+		return -ENOMEM;
+	for (key = 0; key < USM_C_MAX && !err; key++)
+		if (bpf_map_update_elem(fd, &key, zeros, BPF_ANY))
+			err = -errno;
+	free(zeros);
+	return err;
+}
+
+/* SIGUSR1 with --control: open run n, writing to the path in the control file; open the gate. */
+static int open_run(struct usm_tls_bpf *skel, const struct env *env, const char *hook, FILE **out,
+		    int run)
+{
+	char path[PATH_MAX] = "";
+	FILE *f = fopen(env->control, "r");
+	size_t len;
+
+	if (!f || !fgets(path, sizeof(path), f)) {
+		fprintf(stderr, "run %d: cannot read the output path from %s: %s\n", run,
+			env->control, f ? "empty" : strerror(errno));
+		if (f)
+			fclose(f);
+		return -EINVAL;
+	}
+	fclose(f);
+	len = strlen(path);
+	while (len && (path[len - 1] == '\n' || path[len - 1] == '\r'))
+		path[--len] = '\0';
+	*out = fopen(path, "w");
+	if (!*out) {
+		fprintf(stderr, "run %d: failed to open %s: %s\n", run, path, strerror(errno));
+		return -errno;
+	}
+	setvbuf(*out, NULL, _IOLBF, 0);
+	print_meta(*out, env, hook, run, map_entries(skel, false));
+	skel->data->gate = 1;
+	fprintf(stderr, "ENABLED %d\n", run);
+	return 0;
+}
+
+/*
+ * SIGUSR2 (or the exit) with --control: close the gate; wait for a grace period, so that no
+ * program that passed the gate is still running (they run under rcu_read_lock); drain the ring
+ * buffer; write the stats; empty the maps and counters for the next run.
+ */
+static int close_run(struct usm_tls_bpf *skel, struct ring_buffer *rb, FILE **out, int run)
+{
+	int err;
+
+	skel->data->gate = 0;
+	if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0))
+		usleep(200 * 1000);
+	err = ring_buffer__consume(rb);
+	if (err < 0)
+		fprintf(stderr, "run %d: failed to drain ring buffer: %s\n", run, strerror(-err));
+	err = print_stats(*out, skel);
+	if (err)
+		fprintf(stderr, "run %d: failed to write stats: %s\n", run, strerror(-err));
+	fclose(*out);
+	*out = NULL;
+	fprintf(stderr, "run %d: %ld map entries emptied\n", run, map_entries(skel, true));
+	if (zero_counters(skel))
+		fprintf(stderr, "run %d: failed to zero the counters\n", run);
+	fprintf(stderr, "FLUSHED %d\n", run);
+	return err;
 }
 
 int main(int argc, char **argv)
@@ -720,13 +877,26 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	fprintf(stderr, "libssl: %s\nlibcrypto: %s\n", env.libssl, env.libcrypto);
-	if (env.out && !(out = fopen(env.out, "w"))) {
+	if (env.control && env.out) {
+		fprintf(stderr,
+			"--control and --out: each run's output path comes from the control "
+			"file\n");
+		return 2;
+	}
+	if (env.control)
+		out = NULL;
+	else if (env.out && !(out = fopen(env.out, "w"))) {
 		fprintf(stderr, "failed to open %s: %s\n", env.out, strerror(errno));
 		return 1;
 	}
-	setvbuf(out, NULL, _IOLBF, 0);
+	if (out)
+		setvbuf(out, NULL, _IOLBF, 0);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	if (env.control) {
+		sigaction(SIGUSR1, &sa, NULL);
+		sigaction(SIGUSR2, &sa, NULL);
+	}
 
 	/* kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK; later ones to the memory cgroup */
 	if (setrlimit(RLIMIT_MEMLOCK, &unlimited)) {
@@ -752,6 +922,7 @@ int main(int argc, char **argv)
 		goto cleanup;
 	}
 	skel->rodata->variant = env.variant;
+	skel->data->gate = env.control ? 0 : 1;
 	skel->rodata->filter_pid = env.npids > 0;
 	skel->rodata->filter_comm = env.comm != NULL;
 	if (env.comm)
@@ -781,14 +952,42 @@ int main(int argc, char **argv)
 	err = attach_kernel(skel, env.hook, &links, &hook);
 	if (err)
 		goto cleanup;
-	rb = ring_buffer__new(bpf_map__fd(skel->maps.events), on_event, out, NULL);
+	rb = ring_buffer__new(bpf_map__fd(skel->maps.events), on_event, &out, NULL);
 	err = rb ? 0 : -errno;
 	if (!rb || (err = libbpf_get_error(rb))) {
 		rb = NULL;
 		fprintf(stderr, "failed to create ring buffer: %s\n", strerror(-err));
 		goto cleanup;
 	}
-	print_meta(out, &env, hook);
+	if (env.control) {
+		/* the programs are attached behind a closed gate: runs open and close on signals */
+		int run = 0;
+
+		fprintf(stderr, "variant %s: %d probes attached, gate closed\nLOADED\n",
+			variant_names[env.variant], links.n);
+		while (!stop) {
+			err = ring_buffer__poll(rb, 100);
+			if (err < 0 && err != -EINTR) {
+				fprintf(stderr, "failed to poll ring buffer: %s\n", strerror(-err));
+				goto cleanup;
+			}
+			err = 0;
+			if (run_open_req) {
+				run_open_req = 0;
+				if (!out && open_run(skel, &env, hook, &out, run + 1) == 0)
+					run++;
+			}
+			if (run_close_req) {
+				run_close_req = 0;
+				if (out)
+					close_run(skel, rb, &out, run);
+			}
+		}
+		if (out)
+			err = close_run(skel, rb, &out, run);
+		goto cleanup;
+	}
+	print_meta(out, &env, hook, 0, 0);
 	fprintf(stderr, "variant %s: %d probes attached\nREADY\n", variant_names[env.variant],
 		links.n);
 
@@ -819,7 +1018,7 @@ cleanup:
 	if (libbpf_log)
 		fclose(libbpf_log);
 	free(log_buf);
-	if (out != stdout)
+	if (out && out != stdout)
 		fclose(out);
 	return err ? 1 : 0;
 }

@@ -7,7 +7,8 @@ GET /<code>/anything answers <code> (100-599, else 400). Headers and body are tw
 TLS records; --nagle on leaves Nagle's algorithm on as the investigation's server does (Python's
 default), --nagle off (the default) sets TCP_NODELAY on every connection.
 
-stdout: one line "LISTENING <port>" per port once it accepts connections. Access log on stderr.
+stdout: one line "LISTENING <port>" per port once it accepts connections, and one line
+"CLOSED <port> <peer port>" per connection once the server has closed it. Access log on stderr.
 """
 import argparse
 import http.server
@@ -28,11 +29,23 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 class Server(http.server.HTTPServer):
-    """HTTPServer without the reverse-DNS lookup of server_bind (slow on hosts without DNS)."""
+    """HTTPServer without the reverse-DNS lookup of server_bind (slow on hosts without DNS).
+
+    Prints "CLOSED <port> <peer port>" on stdout once it has closed a connection (its tcp_close
+    is done): the run protocol waits for these lines instead of sleeping before the query."""
 
     def server_bind(self):
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
+
+    def shutdown_request(self, request):
+        try:
+            peer = request.getpeername()[1]
+        except OSError:
+            peer = None
+        super().shutdown_request(request)
+        if peer is not None:
+            os.write(sys.stdout.fileno(), f"CLOSED {self.server_address[1]} {peer}\n".encode())  # one write: atomic among siblings
 
 
 class Server6(Server):

@@ -48,7 +48,19 @@ export interface CellId {
 export const GUEST_WORKDIR = '/root/usm-race-lab';
 
 /** The steps of the run protocol as timed per trial (TrialRun.phases, report.json's trials[].phases, `npm run bench:trial`). */
-export const PHASES = ['setup', 'servers', 'client-ready', 'tracer-ready', 'traffic', 'settle', 'tracer-exit', 'stop', 'fetch', 'analysis'] as const;
+export const PHASES = [
+  'setup',
+  'servers',
+  'tracer-load',
+  'client-ready',
+  'tracer-ready',
+  'traffic',
+  'settle',
+  'tracer-exit',
+  'stop',
+  'fetch',
+  'analysis',
+] as const;
 export type PhaseName = (typeof PHASES)[number];
 export interface Phase {
   name: PhaseName;

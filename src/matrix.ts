@@ -15,7 +15,7 @@ import { writeCellReport, type CellInputs, type CellReport } from './report/cell
 import type { Manifest, TargetRecord } from './report/manifest.ts';
 import { pointLatest, writeSummary } from './report/summary.ts';
 import { prepareMachine, type Prepared } from './scenario/prepare.ts';
-import { DEFAULT_TIMEOUTS, runTrial, scaleTimeouts, type TrialSpec } from './scenario/run.ts';
+import { DEFAULT_TIMEOUTS, closeSession, newSession, runTrial, scaleTimeouts, type TargetSession, type TrialSpec } from './scenario/run.ts';
 import { sourcesHash } from './sources.ts';
 
 /** A run with every name checked and every path absolute (src/cli/run.ts makes it from flags + matrix.yaml). */
@@ -206,6 +206,8 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
   }
   let lease: Lease | undefined;
   let prepared: Prepared | undefined;
+  // The target's servers, shared by its trials (scenario/run.ts); stopped before the VM.
+  const session = newSession(`/tmp/usm-lab-${run.runId}/servers`);
   const failAll = (err: LabError): CellSummary[] => {
     rec.status = err.kind;
     rec.error = err.message;
@@ -237,7 +239,7 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
         out.push(summarizeCell(cell, rec.facts, [{ trial: 1, status: 'interrupted', error: 'interrupted before this cell ran' }]));
         continue;
       }
-      out.push(await runCell(cell, name, run, deps, lease, prepared, targetDir, timeouts, inputsOf(cell)));
+      out.push(await runCell(cell, name, run, deps, lease, prepared, session, targetDir, timeouts, inputsOf(cell)));
     }
     if (out.some((c) => c.status !== 'ok')) rec.status = 'cells-failed';
     return inOrder(out);
@@ -248,6 +250,7 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
     return failAll(e);
   } finally {
     if (lease) {
+      await closeSession(lease.machine, session).catch(() => {});
       if (run.keep && lease.hints) hints.push(...lease.hints.map((h) => `${name}: ${h}`));
       else {
         await step(emit, name, 'stop', () => lease!.stop()).catch(() => {});
@@ -264,6 +267,7 @@ async function runCell(
   deps: MatrixDeps,
   lease: Lease,
   prepared: Prepared,
+  session: TargetSession,
   targetDir: string,
   timeouts: ReturnType<typeof scaleTimeouts>,
   inputs: CellInputs | undefined,
@@ -302,6 +306,7 @@ async function runCell(
           remoteDir: `/tmp/usm-lab-${run.runId}/${cellDir(cell)}/trial-${k}`,
           localDir,
           timeouts,
+          session,
           emit: deps.emit,
           signal: deps.signal,
         });
@@ -315,7 +320,7 @@ async function runCell(
           durationMs: r.durationMs,
           ...(r.error ? { failure: { kind: statusOf(r.error.kind), message: r.error.message } } : {}),
         });
-        return { ...res, phases: [...r.phases, { name: 'analysis' as const, ms: Date.now() - a0 }] };
+        return { ...res, phases: [...r.phases, { name: 'analysis' as const, ms: Date.now() - a0 }], ...(r.notes?.length ? { notes: r.notes } : {}) };
       },
       label,
       (res) => (res.status === 'ok' ? null : { message: `${label}: ${res.error ?? res.status}`, logFile: join(localDir, 'tracer.log') }),

@@ -28,6 +28,8 @@ export interface TrialResult {
   durationMs?: number;
   /** Wall time of each step of the run protocol, analysis last (domain.ts PHASES). */
   phases?: Phase[];
+  /** What the run protocol noticed without failing the trial (e.g. the target's servers restarted). */
+  notes?: string[];
 }
 
 export interface QueryTime {

@@ -16,8 +16,8 @@ import { parseSuite, readGuestScripts, recipeFor, recipeHash } from '../images/r
 import type { CellInputs, CellReport } from '../report/cell.ts';
 import type { Manifest } from '../report/manifest.ts';
 
-/** Bump when the host-side analysis or the shape of report.json changes what a cell's report says. */
-export const INPUTS_VERSION = 1;
+/** Bump when the host-side analysis, the run protocol or the shape of report.json changes what a cell's report says (2: servers and tracers per target session). */
+export const INPUTS_VERSION = 2;
 
 /** The run's settings that shape one cell (iterations already resolved for its mode). */
 export interface CellSettings {

@@ -54,7 +54,7 @@ export function logCandidates(status: string): { trial: string[]; target: string
     case 'client-failed':
       return { trial: ['client.log', 'client.out'], target: [] };
     case 'server-failed':
-      return { trial: ['server-*.log'], target: [] };
+      return { trial: ['servers.log', 'servers.out'], target: [] };
     case 'build-failed':
       return { trial: [], target: ['build-failed.txt', 'build.log'] };
     case 'boot-failed':

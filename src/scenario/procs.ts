@@ -19,10 +19,11 @@ export interface BgProc {
 /** One control exec's deadline on this host; a TCG guest under load wants its scaled value (Timeouts.execMs). */
 export const DEFAULT_EXEC_MS = 15_000;
 
-// $1..$4: stdout, stderr, rc, pid files; the rest is argv. The inner sh writes its own pid and
-// execs the program, so the pid file holds the program's pid; the subshell records the exit code.
+// $1..$4: stdout, stderr, rc, pid files; $5, $6: WAIT's pattern and checks (when a wait follows
+// in the same exec); the rest is argv. The inner sh writes its own pid and execs the program, so
+// the pid file holds the program's pid; the subshell records the exit code.
 const LAUNCH = [
-  'o=$1; e=$2; r=$3; p=$4; shift 4',
+  'o=$1; e=$2; r=$3; p=$4; pat=$5; n=$6; shift 6',
   '( setsid -w sh -c \'echo $$ >"$0"; exec "$@"\' "$p" "$@" >"$o" 2>"$e" </dev/null; echo $? >"$r" ) >/dev/null 2>&1 </dev/null &',
   'i=0; while [ ! -s "$p" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done',
   'cat "$p"',
@@ -32,18 +33,59 @@ export async function startProc(
   m: Machine,
   opts: { name: string; dir: string; argv: readonly string[]; kind: FailureKind; cwd?: string; execMs?: number },
 ): Promise<BgProc> {
-  const execMs = opts.execMs ?? DEFAULT_EXEC_MS;
+  return (await launch(m, opts, '', 0)).proc;
+}
+
+function procFiles(opts: { name: string; dir: string }) {
   const base = `${opts.dir}/${opts.name}`;
-  const files = { out: `${base}.out`, err: `${base}.log`, rc: `${base}.rc`, pid: `${base}.pid` };
-  const r = await m.exec(['sh', '-c', LAUNCH, 'sh', files.out, files.err, files.rc, files.pid, ...opts.argv], {
-    timeoutMs: execMs,
+  return { out: `${base}.out`, err: `${base}.log`, rc: `${base}.rc`, pid: `${base}.pid` };
+}
+
+/** Start the process and, in the same exec, wait up to `checks` tenths of a second for `ere` (or its exit). */
+async function launch(
+  m: Machine,
+  opts: { name: string; dir: string; argv: readonly string[]; kind: FailureKind; cwd?: string; execMs?: number },
+  ere: string,
+  checks: number,
+): Promise<{ proc: BgProc; state: ProcState | null }> {
+  const execMs = opts.execMs ?? DEFAULT_EXEC_MS;
+  const files = procFiles(opts);
+  // READ's last cat fails while the rc file does not exist yet: the status is the pid's, not READ's.
+  const script = checks > 0 ? `${LAUNCH}\nprintf '\\037'\n${WAIT}\nexit 0` : LAUNCH;
+  const r = await m.exec(['sh', '-c', script, 'sh', files.out, files.err, files.rc, files.pid, ere, String(checks), ...opts.argv], {
+    timeoutMs: execMs + checks * 100,
     ...(opts.cwd ? { cwd: opts.cwd } : {}),
   });
-  const pid = Number(r.stdout.trim());
+  const [pidText = '', rest] = r.stdout.split('\x1f');
+  const pid = Number(pidText.trim());
   if (r.code !== 0 || !Number.isInteger(pid) || pid <= 0) {
     throw new LabError(opts.kind, `failed to start ${opts.name}: ${r.stderr.trim() || `exit ${r.code}`}`);
   }
-  return { name: opts.name, pid, out: files.out, err: files.err, rc: files.rc, kind: opts.kind, execMs };
+  const proc = { name: opts.name, pid, out: files.out, err: files.err, rc: files.rc, kind: opts.kind, execMs };
+  return { proc, state: rest === undefined ? null : parseState(rest) };
+}
+
+/**
+ * Start a process and wait for `re` on one of its outputs: one round trip when it is ready within
+ * a wait slice (a TCG guest spends 0.2-0.9 s per exec), then waitForLine's loop for the rest.
+ */
+export async function startAndWait(
+  m: Machine,
+  opts: { name: string; dir: string; argv: readonly string[]; kind: FailureKind; cwd?: string; execMs?: number },
+  re: RegExp,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<{ proc: BgProc; state: ProcState }> {
+  const deadline = Date.now() + timeoutMs;
+  const { proc, state } = await launch(m, opts, toEre(re), sliceChecks(timeoutMs));
+  if (state && matches(state, re)) return { proc, state };
+  try {
+    return { proc, state: await waitForLine(m, proc, re, Math.max(0, deadline - Date.now()), signal, state) };
+  } catch (err) {
+    // never ready: the caller has no handle on it, so it is stopped here
+    await stopProc(m, proc);
+    throw err;
+  }
 }
 
 export interface ProcState {
@@ -72,8 +114,14 @@ function parseState(text: string): ProcState {
 // exec costs 0.2-0.9 s, so host-side polling added about a second per wait and loaded the
 // guest's one vCPU while the client ran. The host re-checks with the JS RegExp (the ERE given to
 // grep is only a wake-up hint) and checks the abort signal and deadline between slices.
+// $6 $7: a signal to send to pid $7 first; $8 $9: a line to write to file $8 before that.
+const WAIT_ARGS = [
+  'o=$1; e=$2; r=$3; pat=$4; n=$5; k=$6',
+  '[ -z "$8" ] || printf \'%s\\n\' "$9" >"$8" || exit 3',
+  '[ -z "$k" ] || kill -s "$k" "$7" 2>/dev/null',
+].join('\n');
 const WAIT = [
-  'o=$1; e=$2; r=$3; pat=$4; n=$5; i=0',
+  'i=0',
   'while [ "$i" -lt "$n" ]; do',
   '  [ -s "$r" ] && break',
   '  if [ -n "$pat" ] && grep -E -q -e "$pat" "$o" "$e" 2>/dev/null; then break; fi',
@@ -90,23 +138,49 @@ export function toEre(re: RegExp): string {
   return /\\[a-zA-Z]|\(\?/.test(src) || re.flags.includes('i') ? '' : src;
 }
 
-async function waitOnMachine(m: Machine, p: BgProc, ere: string, remainingMs: number): Promise<ProcState> {
-  const checks = Math.max(1, Math.min(SLICE_S * 10, Math.ceil(remainingMs / 100)));
-  const r = await m.exec(['sh', '-c', WAIT, 'sh', p.out, p.err, p.rc, ere, String(checks)], { timeoutMs: checks * 100 + p.execMs });
+function sliceChecks(remainingMs: number): number {
+  return Math.max(1, Math.min(SLICE_S * 10, Math.ceil(remainingMs / 100)));
+}
+
+function matches(st: ProcState, re: RegExp): boolean {
+  return `${st.out}\n${st.err}`.split('\n').some((l) => re.test(l));
+}
+
+/** Done in the first round trip of a wait, before it: write a line to a file, then send a signal. */
+export interface Before {
+  kill?: Sig;
+  write?: { file: string; line: string };
+}
+
+/** One wait slice on the machine, after `before` in the same exec. */
+async function waitOnMachine(m: Machine, p: BgProc, ere: string, remainingMs: number, before?: Before): Promise<ProcState> {
+  const checks = sliceChecks(remainingMs);
+  const w = before?.write;
+  const argv = [p.out, p.err, p.rc, ere, String(checks), before?.kill ?? '', String(p.pid), w?.file ?? '', w?.line ?? ''];
+  const r = await m.exec(['sh', '-c', `${WAIT_ARGS}\n${WAIT}`, 'sh', ...argv], { timeoutMs: checks * 100 + p.execMs });
   if (r.code !== 0 && r.code !== 1)
     throw new LabError(p.kind, `cannot read the state of ${p.name}: ${r.timedOut ? 'timed out' : r.stderr.trim() || `exit ${r.code}`}`);
   return parseState(r.stdout);
 }
 
 /** Wait until `re` matches a line of the process's stdout or stderr; fail if it exits first. */
-export async function waitForLine(m: Machine, p: BgProc, re: RegExp, timeoutMs: number, signal?: AbortSignal): Promise<ProcState> {
+export async function waitForLine(
+  m: Machine,
+  p: BgProc,
+  re: RegExp,
+  timeoutMs: number,
+  signal?: AbortSignal,
+  /** A state already read (startAndWait's): checked first, before another round trip. */
+  first?: ProcState | null,
+  /** Done in the first round trip, before the wait (not with `first`). */
+  before?: Before,
+): Promise<ProcState> {
   const deadline = Date.now() + timeoutMs;
   const ere = toEre(re);
-  for (;;) {
+  for (let known = first ?? null, b = before; ; known = null, b = undefined) {
     if (signal?.aborted) throw new LabError('interrupted', `interrupted while waiting for ${p.name}`);
-    const st = await waitOnMachine(m, p, ere, deadline - Date.now());
-    const lines = `${st.out}\n${st.err}`.split('\n');
-    if (lines.some((l) => re.test(l))) return st;
+    const st = known ?? (await waitOnMachine(m, p, ere, deadline - Date.now(), b));
+    if (matches(st, re)) return st;
     if (st.rc !== null) {
       throw new LabError(p.kind, `${p.name} exited with code ${st.rc} before printing ${re}`, tail(st.err || st.out));
     }
@@ -120,18 +194,20 @@ export async function waitForLine(m: Machine, p: BgProc, re: RegExp, timeoutMs: 
   }
 }
 
-/** Wait for the process to exit; returns its state, or throws on timeout. */
-export async function waitExit(m: Machine, p: BgProc, timeoutMs: number, signal?: AbortSignal): Promise<ProcState> {
+/** Wait for the process to exit (after sending it `kill`, in the first round trip); returns its state, or throws on timeout. */
+export async function waitExit(m: Machine, p: BgProc, timeoutMs: number, signal?: AbortSignal, kill?: Sig): Promise<ProcState> {
   const deadline = Date.now() + timeoutMs;
-  for (;;) {
+  for (let k = kill; ; k = undefined) {
     if (signal?.aborted) throw new LabError('interrupted', `interrupted while waiting for ${p.name}`);
-    const st = await waitOnMachine(m, p, '', deadline - Date.now());
+    const st = await waitOnMachine(m, p, '', deadline - Date.now(), k ? { kill: k } : undefined);
     if (st.rc !== null) return st;
     if (Date.now() >= deadline) throw new LabError(p.kind, `${p.name} did not exit within ${Math.round(timeoutMs / 1000)} s`, tail(st.err || st.out));
   }
 }
 
-export async function signalProc(m: Machine, p: BgProc, sig: 'USR1' | 'INT' | 'TERM' | 'KILL'): Promise<void> {
+export type Sig = 'USR1' | 'USR2' | 'INT' | 'TERM' | 'KILL';
+
+export async function signalProc(m: Machine, p: BgProc, sig: Sig): Promise<void> {
   await m.exec(['kill', '-s', sig, String(p.pid)], { timeoutMs: p.execMs });
 }
 

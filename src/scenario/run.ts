@@ -1,13 +1,14 @@
 // The run protocol of DESIGN.md on any Machine: servers, client, tracer (order by scenario),
 // SIGUSR1, DONE, stop, fetch. Every step has a timeout; every process started is stopped on
 // success, failure and abort.
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { LabError, asLabError } from '../errors.ts';
 import type { Machine } from '../machine/types.ts';
 import type { Api, Hook, Mode, Nagle, Phase, PhaseName, Reads, Scenario, TraceScope, Variant } from '../domain.ts';
 import { parseClientOutput, type Conn } from '../analysis/events.ts';
 import type { Emit } from '../progress/events.ts';
-import { DEFAULT_EXEC_MS, startProc, stopProc, signalProc, waitExit, waitForLine, readProc, type BgProc } from './procs.ts';
+import { DEFAULT_EXEC_MS, startAndWait, stopProc, waitExit, waitForLine, readProc, tail, type BgProc } from './procs.ts';
 
 export interface Tools {
   /** Absolute paths on the machine. */
@@ -72,13 +73,74 @@ export interface TrialRun {
   conns: Conn[];
   clientPid: number | null;
   clientRc: number | null;
-  tracerRc: number | null;
   /** Set when the protocol failed; the files fetched so far are kept. */
   error?: LabError;
   durationMs: number;
   /** Wall time of each step of the protocol, in the order they ran (PHASES; a failed run stops early). */
   phases: Phase[];
+  /** What the protocol noticed without failing (servers restarted, closes not seen within the settle). */
+  notes: string[];
 }
+
+/**
+ * What a target's trials share: the HTTPS servers, started by the first trial and reused by the
+ * next ones (each trial's client opens new connections to them), restarted when they died or
+ * when a trial asks for other ports or another Nagle setting. closeSession stops them.
+ */
+export interface TargetSession {
+  /** Scratch folder on the machine for the servers' and tracers' files. */
+  dir: string;
+  servers?: { proc: BgProc; key: string; starts: number };
+  /**
+   * Loaded tracers (`usm_tls --control`), one per variant and settings: attached behind a closed
+   * gate, opened for each trial's run and closed after it with its maps emptied.
+   */
+  tracers: Map<string, SessionTracer>;
+}
+
+export interface SessionTracer {
+  proc: BgProc;
+  /** Control file: the next run's output path. */
+  control: string;
+  /** Runs opened so far (the loader numbers them from 1). */
+  runs: number;
+}
+
+export function newSession(dir: string): TargetSession {
+  return { dir, tracers: new Map() };
+}
+
+/** Stop the session's tracers and servers and remove its folder (the trials' folders are removed by their fetch). */
+export async function closeSession(m: Machine, s: TargetSession): Promise<void> {
+  for (const t of s.tracers.values()) await stopProc(m, t.proc, { signal: 'INT' });
+  s.tracers.clear();
+  if (s.servers) await stopProc(m, s.servers.proc, { signal: 'TERM' });
+  s.servers = undefined;
+  await m.exec(['rm', '-rf', s.dir], { timeoutMs: 30_000 }).catch(() => {});
+}
+
+// $1 trial folder, $2 session folder, $3 servers' rc file ('' when none), $4 $5 servers' stdout and
+// stderr: make both folders; say whether the servers still run, and where their outputs end now.
+const SETUP = [
+  'mkdir -p "$1" "$2" || exit 4',
+  'if [ -z "$3" ]; then echo NONE; elif [ -s "$3" ]; then echo "EXITED $(cat "$3")"; else echo RUNNING; fi',
+  'wc -c <"$4" 2>/dev/null || echo 0',
+  'wc -c <"$5" 2>/dev/null || echo 0',
+].join('\n');
+
+// $1 servers' stdout, $2 its offset at the trial's start, $3 checks (20 a second), then one
+// "CLOSED <port> <peer port>" line per connection of the trial: wait until the servers have closed
+// them all; print ALL or SOME. Then $4.. : copy the servers' outputs since the trial began.
+const SETTLE = [
+  'so=$1; off=$2; n=$3; se=$4; eoff=$5; d=$6; shift 6; i=0; res=SOME',
+  'while [ "$i" -lt "$n" ]; do',
+  '  all=1; for pat in "$@"; do tail -c +$((off+1)) "$so" | grep -q -F -x -e "$pat" || { all=0; break; }; done',
+  '  [ "$all" = 1 ] && { res=ALL; break; }',
+  '  sleep 0.05; i=$((i+1))',
+  'done',
+  'tail -c +$((off+1)) "$so" >"$d/servers.out" 2>/dev/null; tail -c +$((eoff+1)) "$se" >"$d/servers.log" 2>/dev/null',
+  'echo "$res"',
+].join('\n');
 
 export async function runTrial(opts: {
   machine: Machine;
@@ -88,99 +150,176 @@ export async function runTrial(opts: {
   remoteDir: string;
   localDir: string;
   timeouts?: Timeouts;
+  /** The target's servers, shared by its trials; without one the trial starts and stops servers of its own. */
+  session?: TargetSession;
   emit: Emit;
   signal: AbortSignal;
 }): Promise<TrialRun> {
   const { machine: m, tools, spec, remoteDir, localDir, signal } = opts;
   const to = opts.timeouts ?? DEFAULT_TIMEOUTS;
+  const session = opts.session ?? newSession(`${remoteDir}-servers`);
   const t0 = Date.now();
   const procs: BgProc[] = [];
-  const run: TrialRun = { localDir, conns: [], clientPid: null, clientRc: null, tracerRc: null, durationMs: 0, phases: [] };
+  const run: TrialRun = { localDir, conns: [], clientPid: null, clientRc: null, durationMs: 0, phases: [], notes: [] };
   let lap = t0;
   const mark = (name: PhaseName) => {
     const now = Date.now();
     run.phases.push({ name, ms: now - lap });
     lap = now;
   };
-  let tracer: BgProc | undefined;
   let client: BgProc | undefined;
+  let tracerLog = '';
+  /** Exit codes already known (no stop needed for these). */
+  const exited = new Set<BgProc>();
+  const key = `${spec.ports.join(',')} nagle=${spec.nagle}`;
+  let offsets = { out: 0, err: 0 };
 
-  const mk = await m.exec(['mkdir', '-p', remoteDir], { timeoutMs: 15_000 });
-  if (mk.code !== 0) throw new LabError('internal', `failed to create ${remoteDir} on ${m.target}: ${mk.stderr.trim()}`);
+  const sv = session.servers;
+  const mk = await m.exec(['sh', '-c', SETUP, 'sh', remoteDir, session.dir, sv?.proc.rc ?? '', sv?.proc.out ?? '', sv?.proc.err ?? ''], {
+    timeoutMs: to.execMs,
+  });
+  if (mk.code !== 0) throw new LabError('internal', `failed to create ${remoteDir} on ${m.target}: ${mk.stderr.trim() || `exit ${mk.code}`}`);
+  const [state = '', outAt = '0', errAt = '0'] = mk.stdout.trim().split('\n');
+  offsets = { out: Number(outAt) || 0, err: Number(errAt) || 0 };
   mark('setup');
 
   const startServers = async () => {
-    for (const port of spec.ports) {
-      const p = await startProc(m, {
-        name: `server-${port}`,
-        dir: remoteDir,
+    if (sv && state === 'RUNNING' && sv.key === key) return;
+    if (sv) {
+      if (state.startsWith('EXITED')) {
+        const st = await readProc(m, sv.proc).catch(() => null);
+        const why = `the servers had exited (code ${state.slice('EXITED '.length).trim()}) since the last trial: restarted`;
+        run.notes.push(why + (st?.err ? `; their last log lines: ${tail(st.err, 3).replace(/\n/g, ' | ')}` : ''));
+        opts.emit({ type: 'warn', target: m.target, message: why });
+      } else await stopProc(m, sv.proc, { signal: 'TERM' });
+      session.servers = undefined;
+    }
+    const { proc } = await startAndWait(
+      m,
+      {
+        name: 'servers',
+        dir: session.dir,
         kind: 'server-failed',
         execMs: to.execMs,
-        argv: [tools.python, tools.server, '--ports', String(port), '--nagle', spec.nagle, '--quiet'],
-      });
-      procs.push(p);
-    }
-    for (const p of procs.filter((x) => x.name.startsWith('server-'))) {
-      await waitForLine(m, p, new RegExp(`^LISTENING ${p.name.slice('server-'.length)}$`), to.serverMs, signal);
-    }
+        argv: [tools.python, tools.server, '--ports', spec.ports.join(','), '--nagle', spec.nagle, '--quiet'],
+      },
+      new RegExp(`^LISTENING ${spec.ports.at(-1)}$`),
+      to.serverMs,
+      signal,
+    );
+    session.servers = { proc, key, starts: (sv?.starts ?? 0) + 1 };
+    // every port listening (one line each; the last one's wake-up above is only a hint)
+    for (const port of spec.ports) await waitForLine(m, proc, new RegExp(`^LISTENING ${port}$`), to.serverMs, signal);
+    offsets = { out: 0, err: 0 };
   };
   const startClient = async () => {
     const conns = spec.ports.flatMap((port) => ['--conn', `127.0.0.1:${port}`]);
-    client = await startProc(m, {
-      name: 'client',
-      dir: remoteDir,
-      kind: 'client-failed',
-      execMs: to.execMs,
-      argv: [
-        tools.client,
-        ...conns,
-        '--iterations',
-        String(spec.iterations),
-        `--${spec.mode}`,
-        '--api',
-        spec.api,
-        '--reads',
-        spec.reads,
-        '--record',
-        `${remoteDir}/client-record.jsonl`,
-      ],
-    });
+    const { proc, state: st } = await startAndWait(
+      m,
+      {
+        name: 'client',
+        dir: remoteDir,
+        kind: 'client-failed',
+        execMs: to.execMs,
+        argv: [
+          tools.client,
+          ...conns,
+          '--iterations',
+          String(spec.iterations),
+          `--${spec.mode}`,
+          '--api',
+          spec.api,
+          '--reads',
+          spec.reads,
+          '--record',
+          `${remoteDir}/client-record.jsonl`,
+        ],
+      },
+      /^READY(:\d+)+$/,
+      to.clientReadyMs,
+      signal,
+    );
+    client = proc;
     procs.push(client);
     run.clientPid = client.pid;
-    const st = await waitForLine(m, client, /^READY(:\d+)+$/, to.clientReadyMs, signal);
     run.conns = parseClientOutput(st.out).conns;
     if (run.conns.length !== spec.ports.length)
       throw new LabError('client-failed', `client READY line names ${run.conns.length} connections, expected ${spec.ports.length}`);
   };
-  const startTracer = async () => {
+  // The tracer of this variant and settings, loaded once per session behind a closed gate (its
+  // programs return at their first instruction): loading it before the client makes no difference
+  // to what it sees. A tracer that died is loaded again.
+  const tkey = `${spec.variant} ${spec.hook} ${spec.trace} ${tools.libssl}`;
+  let st: SessionTracer | undefined;
+  let tracerErrAt = 0;
+  const loadTracer = async () => {
+    const have = session.tracers.get(tkey);
+    if (have) {
+      const cur = await readProc(m, have.proc);
+      if (cur.rc === null) {
+        st = have;
+        tracerErrAt = cur.err.length;
+        return false;
+      }
+      run.notes.push(`the ${spec.variant} tracer had exited (code ${cur.rc}) since its last run: loaded again`);
+      session.tracers.delete(tkey);
+    }
     const filter = spec.trace === 'client' ? ['--comm', basename(tools.client)] : [];
-    tracer = await startProc(m, {
-      name: 'tracer',
-      dir: remoteDir,
-      kind: 'tracer-failed',
-      execMs: to.execMs,
-      argv: [
-        tools.tracer,
-        '--variant',
-        spec.variant,
-        '--libssl',
-        tools.libssl,
-        '--hook',
-        spec.hook,
-        '--out',
-        `${remoteDir}/events.jsonl`,
-        '--verifier-log',
-        `${remoteDir}/verifier.log`,
-        ...filter,
-      ],
-    });
-    procs.push(tracer);
-    await waitForLine(m, tracer, /^READY$/, to.tracerReadyMs, signal);
+    const name = `tracer-${session.tracers.size + 1}-${spec.variant}`;
+    const control = `${session.dir}/${name}.control`;
+    const { proc } = await startAndWait(
+      m,
+      {
+        name,
+        dir: session.dir,
+        kind: 'tracer-failed',
+        execMs: to.execMs,
+        argv: [
+          tools.tracer,
+          '--variant',
+          spec.variant,
+          '--libssl',
+          tools.libssl,
+          '--hook',
+          spec.hook,
+          '--control',
+          control,
+          '--verifier-log',
+          `${remoteDir}/verifier.log`,
+          ...filter,
+        ],
+      },
+      /^LOADED$/,
+      to.tracerReadyMs,
+      signal,
+    );
+    st = { proc, control, runs: 0 };
+    session.tracers.set(tkey, st);
+    tracerErrAt = 0;
+    return true;
   };
+  /** "The tracer starts": its gate opens for this trial's run, writing to the trial's events.jsonl. */
+  const startTracer = async () => {
+    const n = st!.runs + 1;
+    tracerOpen = true;
+    await waitForLine(m, st!.proc, new RegExp(`^ENABLED ${n}$`), to.tracerReadyMs, signal, null, {
+      write: { file: st!.control, line: `${remoteDir}/events.jsonl` },
+      kill: 'USR1',
+    });
+    st!.runs = n;
+  };
+  /** The "query": the gate closes, the ring buffer is drained, the stats written, the maps emptied. */
+  const stopTracer = async () => {
+    const state = await waitForLine(m, st!.proc, new RegExp(`^FLUSHED ${st!.runs}$`), to.tracerStopMs, signal, null, { kill: 'USR2' });
+    tracerOpen = false;
+    return state;
+  };
+  let tracerOpen = false;
 
   try {
     await startServers();
     mark('servers');
+    if (await loadTracer()) mark('tracer-load');
     if (spec.scenario === 'preexisting') {
       await startClient();
       mark('client-ready');
@@ -192,31 +331,51 @@ export async function runTrial(opts: {
       await startClient();
       mark('client-ready');
     }
-    await signalProc(m, client!, 'USR1');
     const budget = to.clientBaseMs + to.perRequestMs * spec.iterations * spec.ports.length;
-    const cst = await waitExit(m, client!, budget, signal);
+    const cst = await waitExit(m, client!, budget, signal, 'USR1');
     run.clientRc = cst.rc;
+    exited.add(client!);
     mark('traffic');
-    // Let the servers see the client's closes (their tcp_close ends each connection's transaction) before the "query".
-    if (spec.settleMs > 0) await sleep(spec.settleMs, signal);
+    // Before the "query": the servers have closed the run's connections (their tcp_close ends each
+    // connection's transaction). Waited for by their CLOSED lines, settleMs at most (the
+    // investigation sleeps 2 s before its query); the servers' outputs of this trial are copied.
+    const closes = run.conns.map((c) => `CLOSED ${c.rport} ${c.lport}`);
+    const sproc = session.servers!.proc;
+    const checks = Math.ceil(spec.settleMs / 50);
+    const se = await m.exec(['sh', '-c', SETTLE, 'sh', sproc.out, String(offsets.out), String(checks), sproc.err, String(offsets.err), remoteDir, ...closes], {
+      timeoutMs: spec.settleMs + to.execMs,
+    });
+    if (spec.settleMs > 0 && se.stdout.trim() !== 'ALL')
+      run.notes.push(`not every connection was closed by the servers within ${spec.settleMs} ms of the client's exit`);
     mark('settle');
-    // Stop the tracer (SIGINT: it drains the ring buffer and writes its stats line).
-    await signalProc(m, tracer!, 'INT');
-    const tst = await waitExit(m, tracer!, to.tracerStopMs, signal);
-    run.tracerRc = tst.rc;
+    // Close the tracer's run: it drains the ring buffer and writes its stats line.
+    const tst = await stopTracer();
+    tracerLog = tst.err;
     mark('tracer-exit');
     if (cst.rc !== 0) throw new LabError('client-failed', `client exited with code ${cst.rc}`, cst.err.slice(-4000));
-    if (tst.rc !== 0) throw new LabError('tracer-failed', `tracer exited with code ${tst.rc}`, tst.err.slice(-4000));
+    const sst = await readProc(m, sproc);
+    if (sst.rc !== null) throw new LabError('server-failed', `the servers exited with code ${sst.rc} during the run`, tail(sst.err));
   } catch (err) {
     run.error = asLabError(err);
   } finally {
-    // Stop everything still running: tracer first (it must flush), then client, then servers.
-    const order = [...procs].sort((a, b) => rank(a) - rank(b));
-    for (const p of order) {
-      const st = await stopProc(m, p, { signal: p === tracer ? 'INT' : 'TERM' });
-      if (p === tracer && run.tracerRc === null) run.tracerRc = st?.rc ?? null;
-      if (p === client && run.clientRc === null) run.clientRc = st?.rc ?? null;
+    // Stop everything still running: tracer first (it must flush), then the client. The servers
+    // stay for the next trial, unless this trial owns them.
+    if (tracerOpen && st) {
+      // a run left open by a failure: close it (its stats still land in events.jsonl), or drop the tracer
+      const closed = await stopTracer().catch(() => null);
+      if (closed) tracerLog = closed.err;
+      else {
+        await stopProc(m, st.proc, { signal: 'INT' });
+        session.tracers.delete(tkey);
+      }
     }
+    if (!tracerLog && st) tracerLog = (await readProc(m, st.proc).catch(() => null))?.err ?? '';
+    const order = [...procs].filter((p) => !exited.has(p));
+    for (const p of order) {
+      const state = await stopProc(m, p, { signal: 'TERM' });
+      if (p === client && run.clientRc === null) run.clientRc = state?.rc ?? null;
+    }
+    if (!opts.session) await closeSession(m, session);
     mark('stop');
     // Fetch whatever exists, even after a failure.
     await rm(localDir, { recursive: true, force: true });
@@ -227,30 +386,12 @@ export async function runTrial(opts: {
     } catch (err) {
       run.error ??= new LabError('internal', `failed to fetch ${remoteDir} from ${m.target}: ${asLabError(err).message}`);
     }
+    // this trial's part of the session tracer's log
+    if (tracerLog) await writeFile(join(localDir, 'tracer.log'), tracerLog.slice(tracerErrAt)).catch(() => {});
     mark('fetch');
     run.durationMs = Date.now() - t0;
   }
   return run;
-}
-
-/** setTimeout as a promise that an abort ends early (the protocol then stops everything as on any failure). */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new LabError('interrupted', 'interrupted'));
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(new LabError('interrupted', 'interrupted'));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-function rank(p: BgProc): number {
-  return p.name === 'tracer' ? 0 : p.name === 'client' ? 1 : 2;
 }
 
 function basename(p: string): string {
