@@ -24,6 +24,8 @@ export const DEFAULT_EXEC_MS = 15_000;
 // the pid file holds the program's pid; the subshell records the exit code.
 const LAUNCH = [
   'o=$1; e=$2; r=$3; p=$4; pat=$5; n=$6; shift 6',
+  // a restart under the same name: the last run's exit code and pid must not be read as this one's
+  'rm -f "$r" "$p"',
   '( setsid -w sh -c \'echo $$ >"$0"; exec "$@"\' "$p" "$@" >"$o" 2>"$e" </dev/null; echo $? >"$r" ) >/dev/null 2>&1 </dev/null &',
   'i=0; while [ ! -s "$p" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done',
   'cat "$p"',
