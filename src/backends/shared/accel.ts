@@ -4,7 +4,7 @@
 // backends (vagrant-libvirt runs QEMU too) and by the boot benchmark.
 import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, readFile, rm } from 'node:fs/promises';
+import { access, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FLOOR_MARKER } from '../../images/initrd.ts';
 
@@ -109,9 +109,67 @@ let cached: Promise<AccelProbe> | null = null;
  * KVM if a guest really boots under it, else TCG. USM_LAB_ACCEL=kvm|tcg forces the answer.
  * The first call's kernel/initrd are used; the result is kept for the whole process.
  */
-export function probeAccel(opts: { kernel: string; initrd: string; workDir: string; env?: NodeJS.ProcessEnv }): Promise<AccelProbe> {
-  cached ??= doProbe(opts);
+export function probeAccel(opts: { kernel: string; initrd: string; workDir: string; env?: NodeJS.ProcessEnv; cacheDir?: string }): Promise<AccelProbe> {
+  cached ??= opts.cacheDir ? probeCached({ ...opts, cacheDir: opts.cacheDir }) : doProbe(opts);
   return cached;
+}
+
+/** What a probe's answer depends on: this boot of the host, its /dev/kvm, and the QEMU binary. */
+export interface AccelKey {
+  bootId: string;
+  kvm: string;
+  qemu: string;
+}
+
+export async function accelKey(qemu = QEMU_BIN): Promise<AccelKey> {
+  const bootId = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8').catch(() => '')).trim();
+  const kvm = await stat('/dev/kvm').then(
+    (st) => `${st.rdev}:${st.mode}:${st.ctimeMs}`,
+    () => 'missing',
+  );
+  let bin = 'missing';
+  for (const dir of (process.env.PATH ?? '/usr/bin').split(':')) {
+    const st = await stat(join(dir, qemu)).catch(() => null);
+    if (st) {
+      bin = `${join(dir, qemu)}:${st.size}:${st.mtimeMs}`;
+      break;
+    }
+  }
+  return { bootId, kvm, qemu: bin };
+}
+
+/** The cached answer when it was found on this boot, with this /dev/kvm and this QEMU; else null. */
+export async function readAccelCache(file: string, key: AccelKey): Promise<AccelProbe | null> {
+  try {
+    const c = JSON.parse(await readFile(file, 'utf8')) as { key?: AccelKey; accel?: string; reason?: string; at?: string };
+    if (!key.bootId || !c.key || c.key.bootId !== key.bootId || c.key.kvm !== key.kvm || c.key.qemu !== key.qemu) return null;
+    if ((c.accel !== 'kvm' && c.accel !== 'tcg') || typeof c.reason !== 'string') return null;
+    return { accel: c.accel, reason: `${c.reason} (probed ${c.at ?? 'earlier'} on this boot; cached in ${file})` };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The probe's answer kept in the cache for the rest of this host's boot: a broken KVM costs its
+ * 30 s timeout once per boot instead of once per run (and per test file).
+ */
+async function probeCached(opts: { kernel: string; initrd: string; workDir: string; env?: NodeJS.ProcessEnv; cacheDir: string }): Promise<AccelProbe> {
+  const forced = (opts.env ?? process.env).USM_LAB_ACCEL;
+  if (forced === 'kvm' || forced === 'tcg') return doProbe(opts);
+  const file = join(opts.cacheDir, 'accel-probe.json');
+  const key = await accelKey();
+  const hit = await readAccelCache(file, key);
+  if (hit) return hit;
+  const r = await doProbe(opts);
+  if (key.bootId) {
+    await mkdir(opts.cacheDir, { recursive: true }).catch(() => {});
+    const tmp = `${file}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify({ key, ...r, at: new Date().toISOString() }, null, 2) + '\n')
+      .then(() => rename(tmp, file))
+      .catch(() => rm(tmp, { force: true }));
+  }
+  return r;
 }
 
 /** Forget the cached probe (tests). */
