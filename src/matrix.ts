@@ -250,7 +250,7 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
     return failAll(e);
   } finally {
     if (lease) {
-      await closeSession(lease.machine, session).catch(() => {});
+      await closeSession(lease.machine, session, [`/tmp/usm-lab-${run.runId}`]).catch(() => {});
       if (run.keep && lease.hints) hints.push(...lease.hints.map((h) => `${name}: ${h}`));
       else {
         await step(emit, name, 'stop', () => lease!.stop()).catch(() => {});

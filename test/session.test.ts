@@ -176,6 +176,23 @@ describe.skipIf(missing !== null && !inCI)(`a target's trials share servers and 
   );
 
   it.runIf(missing === null)(
+    "servers killed during a run: that trial is server-failed (not the client's fault), the next one gets new servers",
+    async () => {
+      const pid = session.servers!.proc.pid;
+      const killer = setTimeout(() => void m.exec(['kill', '-s', 'KILL', '--', `-${pid}`], { timeoutMs: 10_000 }), 1500);
+      const r = await trial(5, { iterations: 50_000 });
+      clearTimeout(killer);
+      expect(r.error?.kind, r.error?.message).toBe('server-failed');
+      expect(r.error?.message).toMatch(/the servers exited with code \d+ during the run/);
+      const next = await trial(6);
+      expect(next.error, next.error?.message).toBeUndefined();
+      expect(session.servers!.proc.pid).not.toBe(pid);
+      expect(next.notes.join('\n')).toMatch(/servers had exited/);
+    },
+    180_000,
+  );
+
+  it.runIf(missing === null)(
     'servers that died between trials are started again, and the trial says so',
     async () => {
       const old = session.servers!.proc;

@@ -110,13 +110,13 @@ export function newSession(dir: string): TargetSession {
   return { dir, tracers: new Map() };
 }
 
-/** Stop the session's tracers and servers and remove its folder (the trials' folders are removed by their fetch). */
-export async function closeSession(m: Machine, s: TargetSession): Promise<void> {
+/** Stop the session's tracers and servers; remove its folder and `scratch` (the trials' folders). */
+export async function closeSession(m: Machine, s: TargetSession, scratch: string[] = []): Promise<void> {
   for (const t of s.tracers.values()) await stopProc(m, t.proc, { signal: 'INT' });
   s.tracers.clear();
   if (s.servers) await stopProc(m, s.servers.proc, { signal: 'TERM' });
   s.servers = undefined;
-  await m.exec(['rm', '-rf', s.dir], { timeoutMs: 30_000 }).catch(() => {});
+  await m.exec(['rm', '-rf', s.dir, ...scratch], { timeoutMs: 30_000 }).catch(() => {});
 }
 
 // $1 trial folder, $2 session folder, $3 servers' rc file ('' when none), $4 $5 servers' stdout and
@@ -128,11 +128,13 @@ const SETUP = [
   'wc -c <"$5" 2>/dev/null || echo 0',
 ].join('\n');
 
-// $1 servers' stdout, $2 its offset at the trial's start, $3 checks (20 a second), then one
-// "CLOSED <port> <peer port>" line per connection of the trial: wait until the servers have closed
-// them all; print ALL or SOME. Then $4.. : copy the servers' outputs since the trial began.
+// $1 servers' stdout, $2 its offset at the trial's start, $3 checks (20 a second), $4 $5 their
+// stderr and its offset, $6 the trial's folder, $7 their rc file, then one "CLOSED <port> <peer
+// port>" line per connection of the trial: wait until the servers have closed them all; copy
+// their outputs since the trial began into the trial's folder; print ALL or SOME, then the
+// servers' exit code if they have exited.
 const SETTLE = [
-  'so=$1; off=$2; n=$3; se=$4; eoff=$5; d=$6; shift 6; i=0; res=SOME',
+  'so=$1; off=$2; n=$3; se=$4; eoff=$5; d=$6; rc=$7; shift 7; i=0; res=SOME',
   'while [ "$i" -lt "$n" ]; do',
   '  all=1; for pat in "$@"; do tail -c +$((off+1)) "$so" | grep -q -F -x -e "$pat" || { all=0; break; }; done',
   '  [ "$all" = 1 ] && { res=ALL; break; }',
@@ -140,6 +142,7 @@ const SETTLE = [
   'done',
   'tail -c +$((off+1)) "$so" >"$d/servers.out" 2>/dev/null; tail -c +$((eoff+1)) "$se" >"$d/servers.log" 2>/dev/null',
   'echo "$res"',
+  'cat "$rc" 2>/dev/null || true',
 ].join('\n');
 
 export async function runTrial(opts: {
@@ -342,19 +345,24 @@ export async function runTrial(opts: {
     const closes = run.conns.map((c) => `CLOSED ${c.rport} ${c.lport}`);
     const sproc = session.servers!.proc;
     const checks = Math.ceil(spec.settleMs / 50);
-    const se = await m.exec(['sh', '-c', SETTLE, 'sh', sproc.out, String(offsets.out), String(checks), sproc.err, String(offsets.err), remoteDir, ...closes], {
-      timeoutMs: spec.settleMs + to.execMs,
-    });
-    if (spec.settleMs > 0 && se.stdout.trim() !== 'ALL')
-      run.notes.push(`not every connection was closed by the servers within ${spec.settleMs} ms of the client's exit`);
+    const se = await m.exec(
+      ['sh', '-c', SETTLE, 'sh', sproc.out, String(offsets.out), String(checks), sproc.err, String(offsets.err), remoteDir, sproc.rc, ...closes],
+      { timeoutMs: spec.settleMs + to.execMs },
+    );
+    const [closed = '', serversRc = ''] = se.stdout.trim().split('\n');
+    if (spec.settleMs > 0 && closed !== 'ALL') run.notes.push(`not every connection was closed by the servers within ${spec.settleMs} ms of the client's exit`);
     mark('settle');
     // Close the tracer's run: it drains the ring buffer and writes its stats line.
     const tst = await stopTracer();
     tracerLog = tst.err;
     mark('tracer-exit');
+    // servers that died during the run are the cause of whatever the client then did
+    if (serversRc.trim() !== '') {
+      const sst = await readProc(m, sproc).catch(() => null);
+      const client = cst.rc !== 0 ? ` (the client then exited with code ${cst.rc})` : '';
+      throw new LabError('server-failed', `the servers exited with code ${serversRc.trim()} during the run${client}`, tail(sst?.err ?? ''));
+    }
     if (cst.rc !== 0) throw new LabError('client-failed', `client exited with code ${cst.rc}`, cst.err.slice(-4000));
-    const sst = await readProc(m, sproc);
-    if (sst.rc !== null) throw new LabError('server-failed', `the servers exited with code ${sst.rc} during the run`, tail(sst.err));
   } catch (err) {
     run.error = asLabError(err);
   } finally {
@@ -382,7 +390,8 @@ export async function runTrial(opts: {
     await mkdir(localDir, { recursive: true });
     try {
       await m.get(remoteDir, localDir, { timeoutMs: 120_000 });
-      await m.exec(['rm', '-rf', remoteDir], { timeoutMs: 30_000 });
+      // with a session, the run's scratch root goes at closeSession (one exec less per trial)
+      if (!opts.session) await m.exec(['rm', '-rf', remoteDir], { timeoutMs: 30_000 });
     } catch (err) {
       run.error ??= new LabError('internal', `failed to fetch ${remoteDir} from ${m.target}: ${asLabError(err).message}`);
     }
