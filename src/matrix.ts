@@ -229,6 +229,7 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
       logDir: targetDir,
       emit,
       buildTimeoutMs: 60_000 * Math.max(5, slow),
+      buildCacheDir: join(run.cacheDir, 'builds'),
       ...built,
     });
     Object.assign(rec.facts, prepared.facts);

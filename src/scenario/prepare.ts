@@ -1,6 +1,7 @@
 // Get a Machine ready for runs: upload the sources (remote machines), build bpf/ and client/
 // with the machine's own toolchain, read its versions, and find the libssl the client uses.
-import { writeFile, mkdir } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { writeFile, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LabError } from '../errors.ts';
 import type { Machine } from '../machine/types.ts';
@@ -37,6 +38,11 @@ export async function prepareMachine(opts: {
   buildTimeoutMs: number;
   /** sourcesHash() of what the backend already built in the machine's workdir (vagrant snapshots). */
   builtSources?: string;
+  /**
+   * Keep the build output here (CACHE/builds), keyed by the sources and the guest's toolchain and
+   * kernel: the next run of the same image and sources restores it instead of building again.
+   */
+  buildCacheDir?: string;
 }): Promise<Prepared> {
   const { machine: m, emit, logDir } = opts;
   await mkdir(logDir, { recursive: true });
@@ -44,7 +50,48 @@ export async function prepareMachine(opts: {
   if (prebuilt) emit({ type: 'info', target: m.target, message: 'bpf/ and client/ of these sources are already built in the guest: no upload, no build' });
   else await step(emit, m.target, 'upload', () => uploadSources(m, opts.repoRoot, opts.buildTimeoutMs));
 
-  if (!prebuilt)
+  // A remote machine's build output, cached on the host by what it depends on: the sources and
+  // the guest's packages, kernel release and kernel BTF (vmlinux.h is made from it).
+  const cacheable = !prebuilt && opts.buildCacheDir !== undefined && m.workdir !== opts.repoRoot;
+  let cacheFile: string | undefined;
+  if (cacheable) {
+    const id = await m.exec(['sh', '-c', '{ uname -r; dpkg-query -W 2>/dev/null; sha256sum /sys/kernel/btf/vmlinux 2>/dev/null; } | sha256sum'], {
+      timeoutMs: 60_000,
+    });
+    const guest = id.code === 0 ? id.stdout.trim().split(/\s+/)[0] : '';
+    if (guest && /^[0-9a-f]{64}$/.test(guest)) {
+      const key = createHash('sha256')
+        .update(`${await sourcesHash(opts.repoRoot)}\0${guest}`)
+        .digest('hex')
+        .slice(0, 32);
+      cacheFile = join(opts.buildCacheDir!, `${key}.tar`);
+    }
+  }
+  const restored =
+    cacheFile !== undefined &&
+    (await step(emit, m.target, 'build-cache', async () => {
+      if (!(await stat(cacheFile!).catch(() => null))) return false;
+      const remote = `/tmp/usm-lab-build-${process.pid}.tar`;
+      await m.put(cacheFile!, remote, { timeoutMs: opts.buildTimeoutMs });
+      const x = await m.exec(
+        ['sh', '-c', 'tar -C "$1" -xf "$2" && rm -f "$2" && test -x "$1/bpf/build/usm_tls" && test -x "$1/client/build/race_client"', 'sh', m.workdir, remote],
+        {
+          timeoutMs: opts.buildTimeoutMs,
+        },
+      );
+      if (x.code !== 0) {
+        emit({ type: 'warn', target: m.target, message: `the cached build ${cacheFile} did not restore (${x.stderr.trim() || `exit ${x.code}`}): building` });
+        return false;
+      }
+      await writeFile(
+        join(logDir, 'build.log'),
+        `restored from the build cache: ${cacheFile}\n(same sources, same guest packages, kernel and BTF; delete the file to build again)\n`,
+      );
+      return true;
+    }));
+  if (restored) emit({ type: 'info', target: m.target, message: `bpf/ and client/ restored from the build cache (${cacheFile}): no build` });
+
+  if (!prebuilt && !restored)
     await step(emit, m.target, 'build', async () => {
       let log = '';
       for (const d of ['bpf', 'client']) {
@@ -62,6 +109,11 @@ export async function prepareMachine(opts: {
         }
       }
     });
+
+  if (cacheFile && !restored)
+    await saveBuild(m, cacheFile, opts.buildTimeoutMs).catch((err: unknown) =>
+      emit({ type: 'warn', target: m.target, message: `could not keep the build in ${cacheFile}: ${(err as Error).message}` }),
+    );
 
   const facts = await step(emit, m.target, 'facts', async (): Promise<MachineFacts> => {
     const r = await m.exec(['sh', `${m.workdir}/provision/facts.sh`], { timeoutMs: 60_000 });
@@ -92,4 +144,20 @@ export async function prepareMachine(opts: {
       libssl,
     },
   };
+}
+
+/** bpf/build and client/build of the machine's workdir into the host's build cache (whole or not at all). */
+async function saveBuild(m: Machine, file: string, timeoutMs: number): Promise<void> {
+  const remote = `/tmp/usm-lab-build-${process.pid}.tar`;
+  const t = await m.exec(['tar', '-C', m.workdir, '-cf', remote, 'bpf/build', 'client/build'], { timeoutMs });
+  if (t.code !== 0) throw new Error(t.stderr.trim() || `tar exited ${t.code}`);
+  await mkdir(join(file, '..'), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    await m.get(remote, tmp, { timeoutMs });
+    await rename(tmp, file);
+  } finally {
+    await rm(tmp, { force: true });
+    await m.exec(['rm', '-f', remote], { timeoutMs: 30_000 }).catch(() => {});
+  }
 }
