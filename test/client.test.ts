@@ -814,7 +814,9 @@ describe('https_server.py', () => {
     await proc.until(() => (proc.err.match(/connection: Nagle's algorithm on \(TCP_NODELAY=0\)/g) ?? []).length >= 2, 5_000, 'two connection lines');
     expect(proc.err).not.toMatch(/TCP_NODELAY=1/);
     expect(proc.out.split('\n').filter((l) => l !== '')).toEqual(expect.arrayContaining(ports.map((p) => `LISTENING ${p}`)));
-    expect(proc.out.split('\n').filter((l) => l !== '')).toHaveLength(2);
+    // stdout: a LISTENING line per port, then a CLOSED line per connection once the server closed it
+    await proc.until(() => ports.every((p) => new RegExp(`^CLOSED ${p} \\d+$`, 'm').test(proc.out)), 5_000, 'a CLOSED line per connection');
+    expect(proc.out.split('\n').filter((l) => l !== '' && !/^CLOSED \d+ \d+$/.test(l))).toHaveLength(2);
   }, 60_000);
 
   it('--nagle off: TCP_NODELAY=1 on every connection', async () => {

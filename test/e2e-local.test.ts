@@ -131,7 +131,7 @@ describe.skipIf(missing !== null && !inCI)(`local end to end${missing ? ` (skipp
 
   it.runIf(missing === null)('each trial folder holds the raw files and the seed-shaped http_monitoring.json', () => {
     const trial = join(out, 'local', 'preexisting-interleaved-upstream', 'trial-1');
-    for (const f of ['events.jsonl', 'http_monitoring.json', 'tracer.log', 'client.log', 'client.out', 'server-18001.log', 'server-18002.log']) {
+    for (const f of ['events.jsonl', 'http_monitoring.json', 'tracer.log', 'client.log', 'client.out', 'servers.log', 'servers.out']) {
       expect(existsSync(join(trial, f)), f).toBe(true);
     }
     const rows = JSON.parse(readFileSync(join(trial, 'http_monitoring.json'), 'utf8')) as { Server: { Port: number }; ByStatus: object }[];

@@ -207,4 +207,22 @@ describe.skipIf(missing !== null && !inCI)(`a target's trials share servers and 
     },
     120_000,
   );
+
+  it.runIf(missing === null)(
+    'a loaded tracer that died between trials is loaded again, and the trial says so',
+    async () => {
+      const old = [...session.tracers.values()][0]!;
+      await m.exec(['kill', '-s', 'KILL', String(old.proc.pid)], { timeoutMs: 10_000 });
+      for (let i = 0; i < 50 && (await readProc(m, old.proc)).rc === null; i++) await new Promise((r) => setTimeout(r, 100));
+      const r = await trial(7);
+      expect(r.error, r.error?.message).toBeUndefined();
+      const now = [...session.tracers.values()];
+      expect(now).toHaveLength(1);
+      expect(now[0]!.proc.pid).not.toBe(old.proc.pid);
+      expect(r.notes.join('\n')).toMatch(/upstream tracer had exited \(exited 137\) since its last run: loaded again/);
+      expect(r.phases.map((p) => p.name)).toContain('tracer-load');
+      expect(tracerOut(r).meta).toMatchObject({ run: 1, map_entries_at_start: 0 });
+    },
+    120_000,
+  );
 });

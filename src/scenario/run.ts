@@ -120,12 +120,16 @@ export async function closeSession(m: Machine, s: TargetSession, scratch: string
 }
 
 // $1 trial folder, $2 session folder, $3 servers' rc file ('' when none), $4 $5 servers' stdout and
-// stderr: make both folders; say whether the servers still run, and where their outputs end now.
+// stderr, $6 $7 the variant's tracer's rc file and stderr ('' when none): make both folders; say
+// whether the servers and the tracer still run, and where their outputs end now.
 const SETUP = [
   'mkdir -p "$1" "$2" || exit 4',
-  'if [ -z "$3" ]; then echo NONE; elif [ -s "$3" ]; then echo "EXITED $(cat "$3")"; else echo RUNNING; fi',
+  'state() { if [ -z "$1" ]; then echo NONE; elif [ -s "$1" ]; then echo "EXITED $(cat "$1")"; else echo RUNNING; fi; }',
+  'state "$3"',
   'wc -c <"$4" 2>/dev/null || echo 0',
   'wc -c <"$5" 2>/dev/null || echo 0',
+  'state "$6"',
+  'wc -c <"$7" 2>/dev/null || echo 0',
 ].join('\n');
 
 // $1 servers' stdout, $2 its offset at the trial's start, $3 checks (20 a second), $4 $5 their
@@ -178,11 +182,14 @@ export async function runTrial(opts: {
   let offsets = { out: 0, err: 0 };
 
   const sv = session.servers;
-  const mk = await m.exec(['sh', '-c', SETUP, 'sh', remoteDir, session.dir, sv?.proc.rc ?? '', sv?.proc.out ?? '', sv?.proc.err ?? ''], {
-    timeoutMs: to.execMs,
-  });
+  const tkey = `${spec.variant} ${spec.hook} ${spec.trace} ${tools.libssl}`;
+  const tv = session.tracers.get(tkey);
+  const mk = await m.exec(
+    ['sh', '-c', SETUP, 'sh', remoteDir, session.dir, sv?.proc.rc ?? '', sv?.proc.out ?? '', sv?.proc.err ?? '', tv?.proc.rc ?? '', tv?.proc.err ?? ''],
+    { timeoutMs: to.execMs },
+  );
   if (mk.code !== 0) throw new LabError('internal', `failed to create ${remoteDir} on ${m.target}: ${mk.stderr.trim() || `exit ${mk.code}`}`);
-  const [state = '', outAt = '0', errAt = '0'] = mk.stdout.trim().split('\n');
+  const [state = '', outAt = '0', errAt = '0', tracerState = '', tracerAt = '0'] = mk.stdout.trim().split('\n');
   offsets = { out: Number(outAt) || 0, err: Number(errAt) || 0 };
   mark('setup');
 
@@ -252,19 +259,18 @@ export async function runTrial(opts: {
   // The tracer of this variant and settings, loaded once per session behind a closed gate (its
   // programs return at their first instruction): loading it before the client makes no difference
   // to what it sees. A tracer that died is loaded again.
-  const tkey = `${spec.variant} ${spec.hook} ${spec.trace} ${tools.libssl}`;
   let st: SessionTracer | undefined;
   let tracerErrAt = 0;
   const loadTracer = async () => {
-    const have = session.tracers.get(tkey);
-    if (have) {
-      const cur = await readProc(m, have.proc);
-      if (cur.rc === null) {
-        st = have;
-        tracerErrAt = cur.err.length;
+    if (tv) {
+      if (tracerState === 'RUNNING') {
+        st = tv;
+        tracerErrAt = Number(tracerAt) || 0;
         return false;
       }
-      run.notes.push(`the ${spec.variant} tracer had exited (code ${cur.rc}) since its last run: loaded again`);
+      const why = `the ${spec.variant} tracer had exited (${tracerState.toLowerCase()}) since its last run: loaded again`;
+      run.notes.push(why);
+      opts.emit({ type: 'warn', target: m.target, message: why });
       session.tracers.delete(tkey);
     }
     const filter = spec.trace === 'client' ? ['--comm', basename(tools.client)] : [];
