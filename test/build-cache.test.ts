@@ -46,10 +46,16 @@ describe.skipIf(missing !== null && !inCI)(`build cache${missing ? ` (skipped: $
       expect(first.log).toContain('$ make -C bpf');
       const kept = readdirSync(cache).filter((f) => f.endsWith('.tar'));
       expect(kept).toHaveLength(1);
+      expect(first.events.some((e) => e.type === 'step-start' && e.step === 'facts')).toBe(true);
 
       const second = await prepare('b');
       expect(second.log).toMatch(/^restored from the build cache: .*\.tar$/m);
       expect(second.log).not.toContain('$ make');
+      // the facts were kept with the build: the same versions and tools, and facts.sh not run again
+      expect(second.p.facts).toEqual(first.p.facts);
+      expect(second.p.tools.libssl).toBe(first.p.tools.libssl);
+      expect(second.p.tools.python).toBe(first.p.tools.python);
+      expect(second.events.some((e) => e.type === 'step-start' && e.step === 'facts')).toBe(false);
       // what was restored runs
       for (const bin of [second.p.tools.tracer, second.p.tools.client]) {
         const r = spawnSync(bin, ['--help'], { encoding: 'utf8', timeout: 10_000 });

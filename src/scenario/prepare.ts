@@ -1,7 +1,7 @@
 // Get a Machine ready for runs: upload the sources (remote machines), build bpf/ and client/
 // with the machine's own toolchain, read its versions, and find the libssl the client uses.
 import { createHash } from 'node:crypto';
-import { writeFile, mkdir, rename, rm, stat } from 'node:fs/promises';
+import { readFile, writeFile, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LabError } from '../errors.ts';
 import type { Machine } from '../machine/types.ts';
@@ -115,6 +115,16 @@ export async function prepareMachine(opts: {
       emit({ type: 'warn', target: m.target, message: `could not keep the build in ${cacheFile}: ${(err as Error).message}` }),
     );
 
+  // The facts (versions, libssl, python) of a restored build were read on the same packages,
+  // kernel and BTF when it was made: kept beside it, they need no round trips either.
+  const factsFile = cacheFile?.replace(/\.tar$/, '.facts.json');
+  const kept = restored && factsFile ? await readKeptFacts(factsFile) : null;
+  if (kept) {
+    emit({ type: 'info', target: m.target, message: `facts read with the cached build (${factsFile})` });
+    await writeFile(join(logDir, 'facts.json'), JSON.stringify(kept.facts, null, 2) + '\n');
+    return { facts: kept.facts, tools: toolsOf(m, kept.python, kept.facts.libssl!) };
+  }
+
   const facts = await step(emit, m.target, 'facts', async (): Promise<MachineFacts> => {
     const r = await m.exec(['sh', `${m.workdir}/provision/facts.sh`], { timeoutMs: 60_000 });
     let f: MachineFacts = {};
@@ -134,16 +144,34 @@ export async function prepareMachine(opts: {
   await writeFile(join(logDir, 'facts.json'), JSON.stringify(facts, null, 2) + '\n');
 
   const py = await m.exec(['sh', '-c', 'if [ -x /usr/bin/python3 ]; then echo /usr/bin/python3; else command -v python3; fi'], { timeoutMs: 15_000 });
+  const python = py.stdout.trim() || 'python3';
+  if (factsFile && (await stat(cacheFile!).catch(() => null))) {
+    const tmp = `${factsFile}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify({ facts, python }, null, 2) + '\n')
+      .then(() => rename(tmp, factsFile))
+      .catch(() => rm(tmp, { force: true }));
+  }
+  return { facts, tools: toolsOf(m, python, libssl) };
+}
+
+function toolsOf(m: Machine, python: string, libssl: string): Tools {
   return {
-    facts,
-    tools: {
-      tracer: `${m.workdir}/bpf/build/usm_tls`,
-      client,
-      server: `${m.workdir}/client/https_server.py`,
-      python: py.stdout.trim() || 'python3',
-      libssl,
-    },
+    tracer: `${m.workdir}/bpf/build/usm_tls`,
+    client: `${m.workdir}/client/build/race_client`,
+    server: `${m.workdir}/client/https_server.py`,
+    python,
+    libssl,
   };
+}
+
+async function readKeptFacts(file: string): Promise<{ facts: MachineFacts; python: string } | null> {
+  try {
+    const k = JSON.parse(await readFile(file, 'utf8')) as { facts?: MachineFacts; python?: unknown };
+    if (!k.facts || typeof k.facts.libssl !== 'string' || typeof k.python !== 'string') return null;
+    return { facts: k.facts, python: k.python };
+  } catch {
+    return null;
+  }
 }
 
 /** bpf/build and client/build of the machine's workdir into the host's build cache (whole or not at all). */
