@@ -363,14 +363,16 @@ export async function runTrial(opts: {
     tracerLog = tst.err;
     mark('tracer-exit');
     // servers that died during the run are the cause of whatever the client then did
-    if (serversRc.trim() !== '') {
-      const sst = await readProc(m, sproc).catch(() => null);
-      const client = cst.rc !== 0 ? ` (the client then exited with code ${cst.rc})` : '';
-      throw new LabError('server-failed', `the servers exited with code ${serversRc.trim()} during the run${client}`, tail(sst?.err ?? ''));
-    }
+    if (serversRc.trim() !== '') throw await serversDied(m, sproc, serversRc.trim(), cst.rc !== 0 ? ` (the client then exited with code ${cst.rc})` : '');
     if (cst.rc !== 0) throw new LabError('client-failed', `client exited with code ${cst.rc}`, cst.err.slice(-4000));
   } catch (err) {
     run.error = asLabError(err);
+    // a client that failed because the servers went away: the servers failed (their log says why)
+    const sv = session.servers?.proc;
+    if (run.error.kind === 'client-failed' && sv) {
+      const st = await readProc(m, sv).catch(() => null);
+      if (st && st.rc !== null) run.error = await serversDied(m, sv, String(st.rc), ` (the client failed after them: ${run.error.message})`);
+    }
   } finally {
     // Stop everything still running: tracer first (it must flush), then the client. The servers
     // stay for the next trial, unless this trial owns them.
@@ -407,6 +409,13 @@ export async function runTrial(opts: {
     run.durationMs = Date.now() - t0;
   }
   return run;
+}
+
+/** The servers' exit as a server-failed error naming what their log said last (e.g. which port's server died). */
+async function serversDied(m: Machine, p: BgProc, rc: string, after: string): Promise<LabError> {
+  const st = await readProc(m, p).catch(() => null);
+  const last = (st?.err ?? '').trim().split('\n').filter(Boolean).at(-1);
+  return new LabError('server-failed', `the servers exited with code ${rc} during the run${last ? `: ${last}` : ''}${after}`, tail(st?.err ?? ''));
 }
 
 function basename(p: string): string {
