@@ -206,6 +206,9 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
   }
   let lease: Lease | undefined;
   let prepared: Prepared | undefined;
+  let stopping: Promise<void> | undefined;
+  const stopLease = () => (stopping ??= lease!.stop());
+  let disarm = () => {};
   const failAll = (err: LabError): CellSummary[] => {
     rec.status = err.kind;
     rec.error = err.message;
@@ -216,6 +219,7 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
     const backend = await deps.backends(t.backend);
     lease = await step(emit, name, 'boot', () => backend.up(t, { runDir: targetDir, emit, signal, keep: run.keep, cacheDir: run.cacheDir }), t.backend);
     Object.assign(rec.facts, lease.facts);
+    if (!run.keep) disarm = stopOnAbort(signal, stopLease);
     // After the boot the image is built: the identity a later run will compare with. Still unknown: no inputs, never reused.
     const after = await targetIdentity(t, { ...identityOpts, rebuild: false }).catch(() => null);
     const inputsOf = after ? inputsFor(after) : () => undefined;
@@ -247,14 +251,35 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
     if (e.detail) await writeFile(join(targetDir, `${e.kind}.txt`), e.detail).catch(() => {});
     return failAll(e);
   } finally {
+    disarm();
     if (lease) {
       if (run.keep && lease.hints) hints.push(...lease.hints.map((h) => `${name}: ${h}`));
       else {
-        await step(emit, name, 'stop', () => lease!.stop()).catch(() => {});
+        await step(emit, name, 'stop', stopLease).catch(() => {});
         Object.assign(rec.facts, lease.facts); // what the backend learned while stopping (peak memory)
       }
     }
   }
+}
+
+/** After an abort, what is in flight (a build, a trial's teardown) gets this long before its VM is stopped under it. */
+const ABORT_GRACE_MS = 5_000;
+
+/**
+ * Stop the lease ABORT_GRACE_MS after the run is aborted: no step (a build over SSH, a trial)
+ * holds a cancelled job's VM up until its own timeout. Returns the disarm function.
+ */
+function stopOnAbort(signal: AbortSignal, stop: () => Promise<void>): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  const onAbort = () => {
+    timer = setTimeout(() => void stop().catch(() => {}), ABORT_GRACE_MS);
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  return () => {
+    signal.removeEventListener('abort', onAbort);
+    clearTimeout(timer);
+  };
 }
 
 async function runCell(
@@ -321,6 +346,8 @@ async function runCell(
       const e = asLabError(err);
       return { trial: k, status: statusOf(e.kind), error: e.message };
     });
+    // Whatever a trial died of once the run was aborted (its VM stopped under it), it was interrupted.
+    if (deps.signal.aborted && tr.status !== 'ok') Object.assign(tr, { status: 'interrupted' });
     trials.push(tr);
   }
   const summary = summarizeCell(cell, { kernel: prepared.facts.kernel, openssl: prepared.facts.openssl }, trials);

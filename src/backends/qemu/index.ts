@@ -47,7 +47,7 @@ export class QemuBackend implements Backend {
 
     const image: Image = await ensureImage(suite, { cacheDir: ctx.cacheDir, emit, signal, rebuild: this.opts.rebuild ?? false, target: target.name, env });
     const probe = await step(emit, target.name, 'accel', async () =>
-      probeAccel({ kernel: image.paths.kernel, initrd: await ensureFloorInitrd(ctx.cacheDir), workDir: ctx.runDir, env }),
+      probeAccel({ kernel: image.paths.kernel, initrd: await ensureFloorInitrd(ctx.cacheDir), workDir: ctx.runDir, env, signal }),
     );
     emit({ type: 'info', target: target.name, message: `accelerator: ${probe.accel} (${probe.reason})` });
     if (signal.aborted) throw new LabError('interrupted', 'interrupted before boot');

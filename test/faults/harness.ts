@@ -1,0 +1,205 @@
+// The fault suite's harness: start `npx zx scripts/matrix.mjs` as a user does (npx the top
+// process, in its own process group so a signal meant for it never reaches vitest), follow its
+// progress lines, inject a fault through what a user sees (PIDs, ports, progress), and check
+// what is left: processes whose command line names the run's folder (qemu's overlay and console
+// live there, the node process has it in --out), the run's overlays and temporary folders.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inCI } from '../helpers/requirements.ts';
+
+export const REPO = join(import.meta.dirname, '..', '..');
+
+const has = (bin: string) => spawnSync('sh', ['-c', 'command -v "$1" || test -x "/usr/sbin/$1"', 'sh', bin], { timeout: 5_000 }).status === 0;
+
+/** Why the qemu fault cases cannot run here, or null. */
+export function missingForQemu(): string | null {
+  if (process.platform !== 'linux') return 'needs Linux';
+  if (process.getuid?.() !== 0) return 'needs root (image build and BPF in the guest)';
+  if (!has('qemu-system-x86_64')) return 'needs qemu-system-x86_64 (bash provision/host-deps.sh images)';
+  return null;
+}
+
+/** Outside CI a missing requirement skips; under CI=true the case runs and fails with the reason. */
+export const skipUnless = (missing: string | null) => missing !== null && !inCI;
+
+export interface Exit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Date.now() at the exit. */
+  at: number;
+}
+
+export class MatrixRun {
+  readonly child: ChildProcess;
+  stdout = '';
+  stderr = '';
+  readonly exited: Promise<Exit>;
+  private waiters: { re: RegExp; done: () => void }[] = [];
+
+  constructor(
+    readonly args: string[],
+    readonly outDir: string,
+    env: NodeJS.ProcessEnv = {},
+  ) {
+    this.child = spawn('npx', ['zx', 'scripts/matrix.mjs', ...args, '--out', outDir], {
+      cwd: REPO,
+      env: { ...process.env, USM_LAB_ACCEL: 'tcg', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
+    this.child.stdout!.on('data', (d: Buffer) => (this.stdout += d.toString()));
+    this.child.stderr!.on('data', (d: Buffer) => {
+      this.stderr += d.toString();
+      for (const w of [...this.waiters]) if (w.re.test(this.stderr)) w.done();
+    });
+    this.exited = new Promise((resolve) => this.child.on('exit', (code, signal) => resolve({ code, signal, at: Date.now() })));
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** Resolves once stderr (the progress lines) matches re; rejects after timeoutMs or at the exit. */
+  waitFor(re: RegExp, timeoutMs: number): Promise<void> {
+    if (re.test(this.stderr)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const w = {
+        re,
+        done: () => {
+          clearTimeout(t);
+          this.waiters = this.waiters.filter((x) => x !== w);
+          resolve();
+        },
+      };
+      const t = setTimeout(() => {
+        this.waiters = this.waiters.filter((x) => x !== w);
+        reject(new Error(`no ${re} within ${timeoutMs} ms\n${this.log()}`));
+      }, timeoutMs);
+      this.waiters.push(w);
+      void this.exited.then(() => {
+        if (this.waiters.includes(w)) {
+          clearTimeout(t);
+          this.waiters = this.waiters.filter((x) => x !== w);
+          reject(new Error(`exited before ${re}\n${this.log()}`));
+        }
+      });
+    });
+  }
+
+  /** Waits for the exit at most timeoutMs (then kills the group and fails). */
+  async exit(timeoutMs: number): Promise<Exit> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.kill();
+        reject(new Error(`still running after ${timeoutMs} ms\n${this.log()}`));
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([this.exited, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Last resort in afterEach: SIGKILL the group we started (npx and what stayed in its group). */
+  kill(): void {
+    try {
+      process.kill(-this.pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+
+  log(): string {
+    return `--- stdout\n${this.stdout.slice(-3000)}\n--- stderr\n${this.stderr.slice(-5000)}`;
+  }
+
+  summary(): { target: string; status: string; error?: string; [k: string]: unknown }[] {
+    return JSON.parse(readFileSync(join(this.outDir, 'summary.json'), 'utf8'));
+  }
+}
+
+interface ProcInfo {
+  pid: number;
+  ppid: number;
+  cmdline: string;
+}
+
+export function processes(): ProcInfo[] {
+  const out: ProcInfo[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const cmdline = readFileSync(`/proc/${d}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+      out.push({ pid: Number(d), ppid, cmdline });
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return out;
+}
+
+/** Every live process under pid (children, grandchildren, ...). */
+export function descendants(pid: number): ProcInfo[] {
+  const all = processes();
+  const found: ProcInfo[] = [];
+  const todo = [pid];
+  while (todo.length) {
+    const p = todo.pop()!;
+    for (const c of all) if (c.ppid === p) (found.push(c), todo.push(c.pid));
+  }
+  return found;
+}
+
+/** The run's qemu process(es) (their command line names the run's folder). */
+export function qemuOf(outDir: string): ProcInfo[] {
+  return processes().filter((p) => p.cmdline.startsWith('qemu-system') && p.cmdline.includes(outDir));
+}
+
+/** Live processes that belong to the run: qemu, node (--out), guest-side tools, by the run's folder. */
+export function leftoverProcesses(outDir: string): string[] {
+  return processes()
+    .filter((p) => p.pid !== process.pid && p.cmdline.includes(outDir))
+    .map((p) => `${p.pid} ${p.cmdline.slice(0, 200)}`);
+}
+
+/** Overlays of the run, and QMP socket folders in /tmp made since `since` (ms) that no live qemu uses. */
+export function leftoverFiles(outDir: string, since = 0): string[] {
+  const left: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/overlay\.qcow2$|qmp\.sock$|qemu\.pid$/.test(e.name)) left.push(p);
+    }
+  };
+  if (existsSync(outDir)) walk(outDir);
+  const live = processes().map((p) => p.cmdline);
+  for (const e of readdirSync(tmpdir())) {
+    if (!e.startsWith('usm-qmp-')) continue;
+    const p = join(tmpdir(), e);
+    let mtime = 0;
+    try {
+      mtime = statSync(p).mtimeMs;
+    } catch {
+      continue;
+    }
+    if (mtime >= since && !live.some((c) => c.includes(p))) left.push(p);
+  }
+  return left;
+}
+
+/** Polls until no process of the run is left, or timeoutMs: what is still there. */
+export async function waitNoLeftovers(outDir: string, timeoutMs: number): Promise<string[]> {
+  const t0 = Date.now();
+  for (;;) {
+    const left = leftoverProcesses(outDir);
+    if (left.length === 0 || Date.now() - t0 > timeoutMs) return left;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
