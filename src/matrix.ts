@@ -217,31 +217,45 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
   };
   try {
     const backend = await deps.backends(t.backend);
-    lease = await step(emit, name, 'boot', () => backend.up(t, { runDir: targetDir, emit, signal, keep: run.keep, cacheDir: run.cacheDir }), t.backend);
-    Object.assign(rec.facts, lease.facts);
-    if (!run.keep) disarm = stopOnAbort(signal, stopLease);
+    let slow = 1;
+    const bootAndPrepare = async (): Promise<void> => {
+      lease = await step(emit, name, 'boot', () => backend.up(t, { runDir: targetDir, emit, signal, keep: run.keep, cacheDir: run.cacheDir }), t.backend);
+      stopping = undefined;
+      Object.assign(rec.facts, lease.facts);
+      disarm();
+      if (!run.keep) disarm = stopOnAbort(signal, stopLease);
+      slow = t.backend === 'local' ? 1 : String(lease.facts.accel ?? '').includes('kvm') ? 3 : 10;
+      const built = typeof lease.facts.sourcesHash === 'string' ? { builtSources: lease.facts.sourcesHash } : {};
+      prepared = await (deps.scenario?.prepareMachine ?? prepareMachine)({
+        machine: lease.machine,
+        repoRoot: deps.repoRoot,
+        logDir: targetDir,
+        emit,
+        buildTimeoutMs: 60_000 * Math.max(5, slow),
+        ...built,
+      });
+      Object.assign(rec.facts, prepared.facts);
+    };
+    await bootAndPrepare();
     // After the boot the image is built: the identity a later run will compare with. Still unknown: no inputs, never reused.
     const after = await targetIdentity(t, { ...identityOpts, rebuild: false }).catch(() => null);
     const inputsOf = after ? inputsFor(after) : () => undefined;
-    const slow = t.backend === 'local' ? 1 : String(lease.facts.accel ?? '').includes('kvm') ? 3 : 10;
-    const built = typeof lease.facts.sourcesHash === 'string' ? { builtSources: lease.facts.sourcesHash } : {};
-    prepared = await (deps.scenario?.prepareMachine ?? prepareMachine)({
-      machine: lease.machine,
-      repoRoot: deps.repoRoot,
-      logDir: targetDir,
-      emit,
-      buildTimeoutMs: 60_000 * Math.max(5, slow),
-      ...built,
-    });
-    Object.assign(rec.facts, prepared.facts);
     const timeouts = scaleTimeouts(DEFAULT_TIMEOUTS, slow);
     const out: CellSummary[] = [];
+    /** Why the cells left cannot run (the VM died and could not be booted again), or null. */
+    let blocked: LabError | null = null;
     for (const cell of todo) {
       if (signal.aborted) {
         out.push(summarizeCell(cell, rec.facts, [{ trial: 1, status: 'interrupted', error: 'interrupted before this cell ran' }]));
         continue;
       }
-      out.push(await runCell(cell, name, run, deps, lease, prepared, targetDir, timeouts, inputsOf(cell)));
+      if (blocked) {
+        out.push(summarizeCell(cell, rec.facts, [{ trial: 1, status: statusOf(blocked.kind), error: `not run: ${blocked.message}` }]));
+        continue;
+      }
+      const c = await runCell(cell, name, run, deps, lease!, prepared!, targetDir, timeouts, inputsOf(cell));
+      out.push(c);
+      if (c.status === 'vm-died') blocked = await bootAgainOnce(rec, emit, stopLease, bootAndPrepare, signal);
     }
     if (out.some((c) => c.status !== 'ok')) rec.status = 'cells-failed';
     return inOrder(out);
@@ -259,6 +273,32 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
         Object.assign(rec.facts, lease.facts); // what the backend learned while stopping (peak memory)
       }
     }
+  }
+}
+
+/**
+ * The VM died under a cell (QEMU killed, a panic): stop what is left of it and boot the target
+ * again, once per target, for the cells left. null: the target is back (a new lease and build);
+ * else why the cells left cannot run (a second death, the boot or build failed, an abort).
+ */
+async function bootAgainOnce(
+  rec: TargetRecord,
+  emit: Emit,
+  stopOld: () => Promise<void>,
+  boot: () => Promise<void>,
+  signal: AbortSignal,
+): Promise<LabError | null> {
+  if (rec.reboots) return new LabError('vm-died', 'the VM died again after it was booted again once');
+  rec.reboots = 1;
+  await stopOld().catch(() => {});
+  if (signal.aborted) return new LabError('interrupted', 'interrupted');
+  emit({ type: 'info', target: rec.name, message: 'the VM died under a cell: booting it again (once) for the cells left' });
+  try {
+    await boot();
+    return null;
+  } catch (err) {
+    const e = signal.aborted ? new LabError('interrupted', 'interrupted') : asLabError(err);
+    return new LabError(e.kind, `booting again after the VM died: ${e.message}`, e.detail);
   }
 }
 
@@ -349,6 +389,18 @@ async function runCell(
     // Whatever a trial died of once the run was aborted (its VM stopped under it), it was interrupted.
     if (deps.signal.aborted && tr.status !== 'ok') Object.assign(tr, { status: 'interrupted' });
     trials.push(tr);
+    const death = tr.status === 'ok' || deps.signal.aborted ? null : await lease.died?.();
+    if (death) {
+      // What the trial saw (an SSH channel closed) is a consequence: the cell says the VM died, with the console tail.
+      Object.assign(tr, { status: 'vm-died', error: death.message });
+      if (death.detail)
+        await mkdir(localDir, { recursive: true })
+          .then(() => writeFile(join(localDir, 'vm-died.txt'), death.detail!))
+          .catch(() => {});
+      if (death.detail) await writeFile(join(targetDir, 'vm-died.txt'), death.detail).catch(() => {});
+      for (let j = k + 1; j <= run.trials; j++) trials.push({ trial: j, status: 'vm-died', error: `not run: the VM died in trial ${k}` });
+      break;
+    }
   }
   const summary = summarizeCell(cell, { kernel: prepared.facts.kernel, openssl: prepared.facts.openssl }, trials);
   await writeCellReport(dir, { cell: summary, trials, ...(inputs ? { inputs } : {}) });

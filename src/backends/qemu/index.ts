@@ -10,6 +10,7 @@ import { step } from '../../progress/events.ts';
 import { probeAccel, type Accel } from '../shared/accel.ts';
 import type { Backend, BackendContext, Lease, TargetSpec } from '../types.ts';
 import { bootVm } from './boot.ts';
+import type { Vm } from './vm.ts';
 
 export { stopAllVms, runningVms, Vm } from './vm.ts';
 
@@ -101,6 +102,7 @@ export class QemuBackend implements Backend {
       machine,
       facts,
       hints,
+      died: () => vmDeath(vm, target.name),
       stop: async () => {
         if (stopped) return;
         stopped = true;
@@ -112,6 +114,23 @@ export class QemuBackend implements Backend {
       },
     };
   }
+}
+
+/** How long a failed trial waits for QEMU's exit to be seen (its SSH connection may close first). */
+const DEATH_SETTLE_MS = 2_000;
+
+/** null while the VM runs; else a 'vm-died' error with how it went and the console tail. */
+export async function vmDeath(vm: Vm, name: string): Promise<LabError | null> {
+  if (!vm.failure)
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, DEATH_SETTLE_MS);
+      vm.onFailure(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  if (!vm.failure) return null;
+  return new LabError('vm-died', `${name}: the VM died mid-cell: ${vm.failure} (pid ${vm.pid})`, await vm.logsTail());
 }
 
 /** VmHWM of a live process in MiB, or null when it cannot be read. */
