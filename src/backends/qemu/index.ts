@@ -22,6 +22,8 @@ export interface QemuBackendOptions {
   env?: NodeJS.ProcessEnv;
   /** Extra kernel command-line arguments. */
   append?: string[];
+  /** Spawn-to-SSH deadline when the context gives none (default 60 s under KVM, 180 s under TCG). */
+  bootTimeoutMs?: number;
 }
 
 export interface QemuFacts {
@@ -53,7 +55,7 @@ export class QemuBackend implements Backend {
     emit({ type: 'info', target: target.name, message: `accelerator: ${probe.accel} (${probe.reason})` });
     if (signal.aborted) throw new LabError('interrupted', 'interrupted before boot');
 
-    const deadlineMs = ctx.bootTimeoutMs ?? (probe.accel === 'kvm' ? 60_000 : 180_000);
+    const deadlineMs = ctx.bootTimeoutMs ?? this.opts.bootTimeoutMs ?? (probe.accel === 'kvm' ? 60_000 : 180_000);
     const { vm, machine } = await bootVm({
       name: target.name,
       image,
