@@ -266,6 +266,8 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
     return failAll(e);
   } finally {
     disarm();
+    // This host's /tmp outlives the run (a VM's goes with its overlay): remove the trials' folder there.
+    if (lease && t.backend === 'local') await lease.machine.exec(['rm', '-rf', remoteRunDir(run)], { timeoutMs: 30_000 }).catch(() => {});
     if (lease) {
       if (run.keep && lease.hints) hints.push(...lease.hints.map((h) => `${name}: ${h}`));
       else {
@@ -301,6 +303,9 @@ async function bootAgainOnce(
     return new LabError(e.kind, `booting again after the VM died: ${e.message}`, e.detail);
   }
 }
+
+/** The run's folder on a target: each trial's files (logs, pid files, events) below it. */
+const remoteRunDir = (run: ResolvedRun) => `/tmp/usm-lab-${run.runId}`;
 
 /** After an abort, what is in flight (a build, a trial's teardown) gets this long before its VM is stopped under it. */
 const ABORT_GRACE_MS = 5_000;
@@ -364,7 +369,7 @@ async function runCell(
           machine: lease.machine,
           tools: prepared.tools,
           spec,
-          remoteDir: `/tmp/usm-lab-${run.runId}/${cellDir(cell)}/trial-${k}`,
+          remoteDir: `${remoteRunDir(run)}/${cellDir(cell)}/trial-${k}`,
           localDir,
           timeouts,
           emit: deps.emit,

@@ -192,6 +192,8 @@ export async function runTrial(opts: {
     if (tst.rc !== 0) throw new LabError('tracer-failed', `tracer exited with code ${tst.rc}`, tst.err.slice(-4000));
   } catch (err) {
     run.error = asLabError(err);
+    // A client that failed because a server went away: the server failed (its own log says why).
+    if (run.error.kind === 'client-failed') run.error = (await serverThatDied(m, procs)) ?? run.error;
   } finally {
     // Stop everything still running: tracer first (it must flush), then client, then servers.
     const order = [...procs].sort((a, b) => rank(a) - rank(b));
@@ -215,6 +217,16 @@ export async function runTrial(opts: {
 }
 
 /** setTimeout as a promise that an abort ends early (the protocol then stops everything as on any failure). */
+/** A server of the trial that has already exited (before the protocol stopped it), as a server-failed error; else null. */
+async function serverThatDied(m: Machine, procs: readonly BgProc[]): Promise<LabError | null> {
+  for (const p of procs.filter((x) => x.kind === 'server-failed')) {
+    const st = await readProc(m, p).catch(() => null);
+    if (st?.rc !== null && st?.rc !== undefined)
+      return new LabError('server-failed', `${p.name} exited with code ${st.rc} while the client ran (the client failed after it)`, st.err.slice(-4000));
+  }
+  return null;
+}
+
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(new LabError('interrupted', 'interrupted'));

@@ -10,8 +10,19 @@ import { join } from 'node:path';
 import { inCI } from '../helpers/requirements.ts';
 
 export const REPO = join(import.meta.dirname, '..', '..');
+/** The host-wide lock every local-backend run with a tracer takes (other users of this machine run them too). */
+export const LOCAL_LOCK = '/tmp/usm-local.lock';
 
 const has = (bin: string) => spawnSync('sh', ['-c', 'command -v "$1" || test -x "/usr/sbin/$1"', 'sh', bin], { timeout: 5_000 }).status === 0;
+
+/** Why the local-backend fault cases cannot run here, or null. */
+export function missingForLocal(): string | null {
+  if (process.platform !== 'linux') return 'needs Linux';
+  if (process.getuid?.() !== 0) return 'needs root (BPF programs and uprobes)';
+  if (!existsSync('/sys/kernel/btf/vmlinux')) return 'needs kernel BTF (/sys/kernel/btf/vmlinux)';
+  if (!has('flock')) return 'needs flock (util-linux)';
+  return null;
+}
 
 /** Why the qemu fault cases cannot run here, or null. */
 export function missingForQemu(): string | null {
@@ -42,8 +53,12 @@ export class MatrixRun {
     readonly args: string[],
     readonly outDir: string,
     env: NodeJS.ProcessEnv = {},
+    /** Runs with the local backend attach uprobes to the host's libssl: one at a time on this machine (flock). */
+    opts: { localLock?: boolean } = {},
   ) {
-    this.child = spawn('npx', ['zx', 'scripts/matrix.mjs', ...args, '--out', outDir], {
+    const cmd = ['npx', 'zx', 'scripts/matrix.mjs', ...args, '--out', outDir];
+    const argv = opts.localLock ? ['flock', LOCAL_LOCK, ...cmd] : cmd;
+    this.child = spawn(argv[0]!, argv.slice(1), {
       cwd: REPO,
       env: { ...process.env, USM_LAB_ACCEL: 'tcg', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -201,5 +216,68 @@ export async function waitNoLeftovers(outDir: string, timeoutMs: number): Promis
     const left = leftoverProcesses(outDir);
     if (left.length === 0 || Date.now() - t0 > timeoutMs) return left;
     await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** The run id (manifest.json, written before the first boot), or null before it exists. */
+export function runIdOf(outDir: string): string | null {
+  try {
+    return (JSON.parse(readFileSync(join(outDir, 'manifest.json'), 'utf8')) as { runId: string }).runId;
+  } catch {
+    return null;
+  }
+}
+
+/** The run's folder on a local target (the trials' files, the background processes' pid files). */
+export const localRunDir = (runId: string) => `/tmp/usm-lab-${runId}`;
+
+/**
+ * Background processes of a local run (servers, client, tracer) run in their own sessions (setsid),
+ * so they are no descendants of npx: follow their pid files in the run's folder instead. Polls
+ * until stopped; `pids` holds every one seen, `find` waits for one by name.
+ */
+export class LocalPids {
+  readonly pids = new Map<string, number>();
+  private timer: NodeJS.Timeout;
+  constructor(private readonly r: MatrixRun) {
+    this.timer = setInterval(() => this.scan(), 50);
+  }
+  private scan(): void {
+    const id = runIdOf(this.r.outDir);
+    if (!id || !existsSync(localRunDir(id))) return;
+    try {
+      for (const f of readdirSync(localRunDir(id), { recursive: true, encoding: 'utf8' })) {
+        if (!f.endsWith('.pid')) continue;
+        const pid = Number(readFileSync(join(localRunDir(id), f), 'utf8').trim());
+        if (pid > 0) this.pids.set(f, pid);
+      }
+    } catch {
+      /* removed meanwhile */
+    }
+  }
+  /** The pid of the first live process whose pid file ends with `${name}.pid`. */
+  async find(name: string, timeoutMs: number): Promise<number> {
+    const t0 = Date.now();
+    for (;;) {
+      for (const [f, pid] of this.pids) if (f.endsWith(`/${name}.pid`) && alive(pid)) return pid;
+      if (Date.now() - t0 > timeoutMs) throw new Error(`no live ${name} within ${timeoutMs} ms\n${this.r.log()}`);
+      await new Promise((res) => setTimeout(res, 50));
+    }
+  }
+  /** The processes seen that are still alive. */
+  alive(): string[] {
+    return [...this.pids].filter(([, pid]) => alive(pid)).map(([f, pid]) => `${pid} (${f})`);
+  }
+  stop(): void {
+    clearInterval(this.timer);
+  }
+}
+
+export function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
   }
 }
