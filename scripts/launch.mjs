@@ -15,6 +15,11 @@ import { fileURLToPath } from 'node:url';
 
 /** How often the parent is checked (ms): a cancelled job's VMs stop within seconds. */
 const PARENT_POLL_MS = 500;
+/**
+ * One Ctrl-C can arrive twice: the terminal signals the whole group (npm and node), and npm
+ * forwards its copy to node. A repeat of the first signal this soon is that copy, not "again to force".
+ */
+const SAME_SIGNAL_MS = 1_000;
 
 /**
  * @param {string} scriptUrl import.meta.url of the script
@@ -31,11 +36,16 @@ export function launch(scriptUrl, o = {}) {
   const repoRoot = dirname(dirname(file));
   const ac = new AbortController();
   let interrupts = 0;
+  let firstAt = 0;
   /** @type {NodeJS.Signals | null} */
   let first = null;
   const exitCode = (code) => (code === 130 && first ? 128 + (constants.signals[first] ?? 2) : code);
   const onSignal = (sig) => {
-    first ??= sig;
+    if (first === sig && Date.now() - firstAt < SAME_SIGNAL_MS) return;
+    if (!first) {
+      first = sig;
+      firstAt = Date.now();
+    }
     if (++interrupts > 1 && o.force !== false) {
       if (o.onForce) void o.onForce().finally(() => process.exit(exitCode(130)));
       else process.exit(exitCode(130));

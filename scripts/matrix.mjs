@@ -5,7 +5,7 @@ import { launch } from './launch.mjs';
 
 let stopAll = async () => {};
 const { argv, repoRoot, signal, exitCode } = launch(import.meta.url, {
-  message: (sig) => `\n${sig}: stopping every VM and process of this run (again to force)...\n`,
+  message: (sig) => `\n${sig}: stopping every VM and process of this run (again, a second later, to force)...\n`,
   onForce: () => stopAll(),
 });
 const { matrixMain } = await import('../src/cli/matrix.ts');
@@ -13,5 +13,6 @@ const { matrixMain } = await import('../src/cli/matrix.ts');
 
 const code = await matrixMain({ argv, cwd: process.cwd(), repoRoot, env: process.env, stdout: process.stdout, stderr: process.stderr, signal });
 await stopAll();
-// 130 becomes 143 after SIGTERM, 129 when the parent went away (scripts/launch.mjs).
-process.exit(exitCode(code));
+// Interrupted, even after the last cell (while the reports were written): 130, or 143 after
+// SIGTERM, 129 when the parent went away (scripts/launch.mjs).
+process.exit(exitCode(signal.aborted && code !== 2 ? 130 : code));

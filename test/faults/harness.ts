@@ -53,12 +53,8 @@ export class MatrixRun {
     readonly args: string[],
     readonly outDir: string,
     env: NodeJS.ProcessEnv = {},
-    /** Runs with the local backend attach uprobes to the host's libssl: one at a time on this machine (flock). */
-    opts: { localLock?: boolean } = {},
   ) {
-    const cmd = ['npx', 'zx', 'scripts/matrix.mjs', ...args, '--out', outDir];
-    const argv = opts.localLock ? ['flock', LOCAL_LOCK, ...cmd] : cmd;
-    this.child = spawn(argv[0]!, argv.slice(1), {
+    this.child = spawn('npx', ['zx', 'scripts/matrix.mjs', ...args, '--out', outDir], {
       cwd: REPO,
       env: { ...process.env, USM_LAB_ACCEL: 'tcg', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -71,6 +67,34 @@ export class MatrixRun {
     });
     this.exited = new Promise((resolve) => this.child.on('exit', (code, signal) => resolve({ code, signal, at: Date.now() })));
   }
+
+  /**
+   * A run with the local backend: its tracer attaches uprobes to the host's libssl and its servers
+   * take 18001/18002, so it holds the host-wide lock (flock /tmp/usm-local.lock) from its start to
+   * its exit. The lock is held by a process of its own, so npx stays the top of the run's tree (a
+   * signal to the run's group does not hit flock).
+   */
+  static async local(args: string[], outDir: string, env: NodeJS.ProcessEnv = {}): Promise<MatrixRun> {
+    const holder = spawn('flock', [LOCAL_LOCK, 'sh', '-c', 'echo locked; exec sleep 86400'], { stdio: ['ignore', 'pipe', 'ignore'], detached: true });
+    await new Promise<void>((resolve, reject) => {
+      holder.stdout!.once('data', () => resolve());
+      holder.once('exit', (code) => reject(new Error(`flock ${LOCAL_LOCK} exited (${code})`)));
+    });
+    const release = () => {
+      try {
+        process.kill(-holder.pid!, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    };
+    const r = new MatrixRun(args, outDir, env);
+    r.releases.push(release);
+    void r.exited.then(release);
+    return r;
+  }
+
+  /** Run when the test lets go of the run (afterEach), whatever happened. */
+  readonly releases: (() => void)[] = [];
 
   get pid(): number {
     return this.child.pid!;
@@ -126,6 +150,7 @@ export class MatrixRun {
     } catch {
       /* gone */
     }
+    for (const r of this.releases.splice(0)) r();
   }
 
   log(): string {
@@ -280,4 +305,13 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** TCP/UDP listeners of a process as `ss` sees them: their local addresses (e.g. 127.0.0.1:40123). */
+export function listenersOf(pid: number): string[] {
+  const r = spawnSync('ss', ['-H', '-ltunp'], { encoding: 'utf8', timeout: 10_000 });
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.includes(`pid=${pid},`))
+    .map((l) => l.trim().split(/\s+/)[4] ?? '');
 }

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LocalPids, MatrixRun, REPO, localRunDir, missingForLocal, runIdOf, skipUnless, waitNoLeftovers } from './harness.ts';
+import { LocalPids, MatrixRun, REPO, listenersOf, localRunDir, missingForLocal, runIdOf, skipUnless, waitNoLeftovers } from './harness.ts';
 
 const missing = missingForLocal();
 // Two cells: the fault hits the first one that runs; the other must complete with its figures.
@@ -37,10 +37,10 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-function start(iterations: number): { r: MatrixRun; procs: LocalPids } {
+async function start(iterations: number): Promise<{ r: MatrixRun; procs: LocalPids }> {
   const parent = mkdtempSync(join(tmpdir(), 'fault-local-'));
   dirs.push(parent);
-  const r = new MatrixRun([...TWO_CELLS, '--iterations', String(iterations)], join(parent, META), {}, { localLock: true });
+  const r = await MatrixRun.local([...TWO_CELLS, '--iterations', String(iterations)], join(parent, META));
   runs.push(r);
   const procs = new LocalPids(r);
   watchers.push(procs);
@@ -90,9 +90,14 @@ describe.skipIf(skipUnless(missing))(`local backend faults (real tracer, client,
   it(
     '7: the client SIGKILLed mid-run -> that cell client-failed, the other ok; exit 3; a $(...) report path is one argument',
     async () => {
-      const { r, procs } = start(20_000);
+      const { r, procs } = await start(20_000);
       // The client is up once the run's first trial starts it; kill it while it runs.
       const pid = await procs.find('client', 5 * 60_000);
+      // Security: the servers this run started listen on 127.0.0.1 only (ss, while they serve).
+      for (const port of [18001, 18002]) {
+        const listening = listenersOf(await procs.find(`server-${port}`, 5_000));
+        expect(listening, `server-${port} listens on ${listening.join(' ')}`).toEqual([`127.0.0.1:${port}`]);
+      }
       await new Promise((res) => setTimeout(res, 1_500));
       process.kill(pid, 'SIGKILL');
       await expectOneCellFailed(r, procs, 'client-failed', /client/);
@@ -103,7 +108,7 @@ describe.skipIf(skipUnless(missing))(`local backend faults (real tracer, client,
   it(
     '8: a server SIGKILLed mid-run -> that cell server-failed, the other ok; exit 3',
     async () => {
-      const { r, procs } = start(20_000);
+      const { r, procs } = await start(20_000);
       await procs.find('client', 5 * 60_000);
       const pid = await procs.find('server-18002', 5_000);
       await new Promise((res) => setTimeout(res, 1_500));
@@ -119,7 +124,7 @@ describe.skipIf(skipUnless(missing))(`local backend faults (real tracer, client,
       const squat: Server = createServer();
       await new Promise<void>((res, rej) => squat.once('error', rej).listen(18002, '127.0.0.1', () => res()));
       try {
-        const { r, procs } = start(200);
+        const { r, procs } = await start(200);
         const exit = await r.exit(10 * 60_000);
         const cells = r.summary();
         const log = `${JSON.stringify(cells.map((c) => [c.variant, c.status, c.error]))}\n${r.log()}`;
