@@ -253,9 +253,9 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
         out.push(summarizeCell(cell, rec.facts, [{ trial: 1, status: statusOf(blocked.kind), error: `not run: ${blocked.message}` }]));
         continue;
       }
-      const c = await runCell(cell, name, run, deps, lease!, prepared!, targetDir, timeouts, inputsOf(cell));
-      out.push(c);
-      if (c.status === 'vm-died') blocked = await bootAgainOnce(rec, emit, stopLease, bootAndPrepare, signal);
+      let gone = false;
+      out.push(await runCell(cell, name, run, deps, lease!, prepared!, targetDir, timeouts, inputsOf(cell), () => (gone = true)));
+      if (gone) blocked = await bootAgainOnce(rec, emit, stopLease, bootAndPrepare, signal);
     }
     if (out.some((c) => c.status !== 'ok')) rec.status = 'cells-failed';
     return inOrder(out);
@@ -278,8 +278,16 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
   }
 }
 
+/** Write a failure's detail (the console tail) into each folder; a full disk does not fail the cell twice. */
+async function saveDetail(dirs: readonly string[], name: string, text: string): Promise<void> {
+  for (const d of dirs)
+    await mkdir(d, { recursive: true })
+      .then(() => writeFile(join(d, name), text))
+      .catch(() => {});
+}
+
 /**
- * The VM died under a cell (QEMU killed, a panic): stop what is left of it and boot the target
+ * The VM died or hung under a cell (QEMU killed, a panic, no answer): stop what is left of it and boot the target
  * again, once per target, for the cells left. null: the target is back (a new lease and build);
  * else why the cells left cannot run (a second death, the boot or build failed, an abort).
  */
@@ -337,6 +345,8 @@ async function runCell(
   targetDir: string,
   timeouts: ReturnType<typeof scaleTimeouts>,
   inputs: CellInputs | undefined,
+  /** Called when the VM died or hung under this cell (its trials left are not run). */
+  vmGone: () => void,
 ): Promise<CellSummary> {
   const dir = join(targetDir, cellDir(cell));
   // A cell rerun over a resumed folder: no trial folder of the earlier run is left beside the new ones.
@@ -396,14 +406,12 @@ async function runCell(
     trials.push(tr);
     const death = tr.status === 'ok' || deps.signal.aborted ? null : await lease.died?.();
     if (death) {
-      // What the trial saw (an SSH channel closed) is a consequence: the cell says the VM died, with the console tail.
-      Object.assign(tr, { status: 'vm-died', error: death.message });
-      if (death.detail)
-        await mkdir(localDir, { recursive: true })
-          .then(() => writeFile(join(localDir, 'vm-died.txt'), death.detail!))
-          .catch(() => {});
-      if (death.detail) await writeFile(join(targetDir, 'vm-died.txt'), death.detail).catch(() => {});
-      for (let j = k + 1; j <= run.trials; j++) trials.push({ trial: j, status: 'vm-died', error: `not run: the VM died in trial ${k}` });
+      // What the trial saw (an SSH channel closed) is a consequence: the cell says the VM died or hung, with the console tail.
+      const kind = statusOf(death.kind);
+      Object.assign(tr, { status: kind, error: death.message });
+      if (death.detail) await saveDetail([localDir, targetDir], `${kind}.txt`, death.detail);
+      for (let j = k + 1; j <= run.trials; j++) trials.push({ trial: j, status: kind, error: `not run: the VM went away in trial ${k}` });
+      vmGone();
       break;
     }
   }

@@ -48,9 +48,10 @@ export interface Lease {
   /** With --keep: how to reach the target (one line per hint). */
   hints?: string[];
   /**
-   * Asked after a failed trial: null while the machine runs; else a 'vm-died' LabError that says
-   * how it went (QEMU exited, was killed, panicked) with the console tail. Backends without a VM
-   * of their own (local) leave it out.
+   * Asked after a failed trial: null while the machine runs; else why it is gone, with the console
+   * tail: 'vm-died' (QEMU exited, was killed, panicked) or 'timeout' (the guest stopped answering;
+   * the VM is then killed). Either way the target is booted again for the cells left. Backends
+   * without a VM of their own (local) leave it out.
    */
   died?(): Promise<LabError | null>;
 }

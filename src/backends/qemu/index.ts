@@ -104,7 +104,7 @@ export class QemuBackend implements Backend {
       machine,
       facts,
       hints,
-      died: () => vmDeath(vm, target.name),
+      died: () => vmDeath(vm, target.name, machine),
       stop: async () => {
         if (stopped) return;
         stopped = true;
@@ -121,8 +121,12 @@ export class QemuBackend implements Backend {
 /** How long a failed trial waits for QEMU's exit to be seen (its SSH connection may close first). */
 const DEATH_SETTLE_MS = 2_000;
 
-/** null while the VM runs; else a 'vm-died' error with how it went and the console tail. */
-export async function vmDeath(vm: Vm, name: string): Promise<LabError | null> {
+/**
+ * null while the VM runs and answers; else why it is gone, with the console tail: 'vm-died' when
+ * QEMU exited or the kernel panicked; 'timeout' when QEMU runs but the guest stopped answering
+ * (SSH keepalives lost: a hung guest, a stopped QEMU), and then the VM is killed here.
+ */
+export async function vmDeath(vm: Vm, name: string, machine?: { readonly connected: boolean }): Promise<LabError | null> {
   if (!vm.failure)
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, DEATH_SETTLE_MS);
@@ -131,6 +135,15 @@ export async function vmDeath(vm: Vm, name: string): Promise<LabError | null> {
         resolve();
       });
     });
+  if (!vm.failure && machine && !machine.connected) {
+    const tail = await vm.logsTail();
+    await vm.stop();
+    return new LabError(
+      'timeout',
+      `${name}: the VM stopped answering (its SSH connection was lost: keepalives unanswered, or the session dropped) and was killed (pid ${vm.pid})`,
+      tail,
+    );
+  }
   if (!vm.failure) return null;
   return new LabError('vm-died', `${name}: the VM died mid-cell: ${vm.failure} (pid ${vm.pid})`, await vm.logsTail());
 }
