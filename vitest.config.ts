@@ -1,8 +1,10 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The fault suite has its own config and command (vitest.faults.config.ts, `npm run test:faults`).
+    exclude: [...configDefaults.exclude, 'test/faults/**'],
     // One file at a time: the end-to-end tests attach uprobes to the system libssl, which every
     // other test's TLS traffic would cross; and VMs want the cores to themselves.
     fileParallelism: false,

@@ -5,7 +5,7 @@
 // exit with the code it returns. See --help.
 import { launch } from './launch.mjs';
 
-const { argv, repoRoot, signal } = launch(import.meta.url, {
+const { argv, repoRoot, signal, exitCode } = launch(import.meta.url, {
   message: (sig) => `\n${sig}: stopping the build and removing its temporary folder (again to force)...\n`,
 });
 const { imagesMain } = await import('../src/images/cli.ts');
@@ -25,4 +25,4 @@ const code = await main({
   signal,
 });
 reporter.stop();
-process.exit(code);
+process.exit(exitCode(code));

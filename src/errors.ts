@@ -11,6 +11,8 @@ export type FailureKind =
   | 'server-failed'
   | 'timeout'
   | 'no-traffic'
+  /** The VM went away under a cell (QEMU exited or was killed, a kernel panic): the console tail says how. */
+  | 'vm-died'
   | 'interrupted'
   | 'internal';
 

@@ -206,8 +206,12 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
   }
   let lease: Lease | undefined;
   let prepared: Prepared | undefined;
-  // The target's servers, shared by its trials (scenario/run.ts); stopped before the VM.
-  const session = newSession(`/tmp/usm-lab-${run.runId}/servers`);
+  let stopping: Promise<void> | undefined;
+  const stopLease = () => (stopping ??= lease!.stop());
+  let disarm = () => {};
+  // The target's servers and loaded tracers, shared by its trials (scenario/run.ts); stopped
+  // before the VM. A VM booted again starts a new session (the old one's processes died with it).
+  let session = newSession(`${remoteRunDir(run)}/servers`);
   const failAll = (err: LabError): CellSummary[] => {
     rec.status = err.kind;
     rec.error = err.message;
@@ -216,31 +220,47 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
   };
   try {
     const backend = await deps.backends(t.backend);
-    lease = await step(emit, name, 'boot', () => backend.up(t, { runDir: targetDir, emit, signal, keep: run.keep, cacheDir: run.cacheDir }), t.backend);
-    Object.assign(rec.facts, lease.facts);
+    let slow = 1;
+    const bootAndPrepare = async (): Promise<void> => {
+      lease = await step(emit, name, 'boot', () => backend.up(t, { runDir: targetDir, emit, signal, keep: run.keep, cacheDir: run.cacheDir }), t.backend);
+      stopping = undefined;
+      Object.assign(rec.facts, lease.facts);
+      disarm();
+      if (!run.keep) disarm = stopOnAbort(signal, stopLease);
+      slow = t.backend === 'local' ? 1 : String(lease.facts.accel ?? '').includes('kvm') ? 3 : 10;
+      const built = typeof lease.facts.sourcesHash === 'string' ? { builtSources: lease.facts.sourcesHash } : {};
+      prepared = await (deps.scenario?.prepareMachine ?? prepareMachine)({
+        machine: lease.machine,
+        repoRoot: deps.repoRoot,
+        logDir: targetDir,
+        emit,
+        buildTimeoutMs: 60_000 * Math.max(5, slow),
+        buildCacheDir: join(run.cacheDir, 'builds'),
+        ...built,
+      });
+      Object.assign(rec.facts, prepared.facts);
+      session = newSession(`${remoteRunDir(run)}/servers`);
+    };
+    await bootAndPrepare();
     // After the boot the image is built: the identity a later run will compare with. Still unknown: no inputs, never reused.
     const after = await targetIdentity(t, { ...identityOpts, rebuild: false }).catch(() => null);
     const inputsOf = after ? inputsFor(after) : () => undefined;
-    const slow = t.backend === 'local' ? 1 : String(lease.facts.accel ?? '').includes('kvm') ? 3 : 10;
-    const built = typeof lease.facts.sourcesHash === 'string' ? { builtSources: lease.facts.sourcesHash } : {};
-    prepared = await (deps.scenario?.prepareMachine ?? prepareMachine)({
-      machine: lease.machine,
-      repoRoot: deps.repoRoot,
-      logDir: targetDir,
-      emit,
-      buildTimeoutMs: 60_000 * Math.max(5, slow),
-      buildCacheDir: join(run.cacheDir, 'builds'),
-      ...built,
-    });
-    Object.assign(rec.facts, prepared.facts);
     const timeouts = scaleTimeouts(DEFAULT_TIMEOUTS, slow);
     const out: CellSummary[] = [];
+    /** Why the cells left cannot run (the VM died and could not be booted again), or null. */
+    let blocked: LabError | null = null;
     for (const cell of todo) {
       if (signal.aborted) {
         out.push(summarizeCell(cell, rec.facts, [{ trial: 1, status: 'interrupted', error: 'interrupted before this cell ran' }]));
         continue;
       }
-      out.push(await runCell(cell, name, run, deps, lease, prepared, session, targetDir, timeouts, inputsOf(cell)));
+      if (blocked) {
+        out.push(summarizeCell(cell, rec.facts, [{ trial: 1, status: statusOf(blocked.kind), error: `not run: ${blocked.message}` }]));
+        continue;
+      }
+      let gone = false;
+      out.push(await runCell(cell, name, run, deps, lease!, prepared!, session, targetDir, timeouts, inputsOf(cell), () => (gone = true)));
+      if (gone) blocked = await bootAgainOnce(rec, emit, stopLease, bootAndPrepare, signal);
     }
     if (out.some((c) => c.status !== 'ok')) rec.status = 'cells-failed';
     return inOrder(out);
@@ -250,15 +270,74 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
     if (e.detail) await writeFile(join(targetDir, `${e.kind}.txt`), e.detail).catch(() => {});
     return failAll(e);
   } finally {
+    disarm();
     if (lease) {
-      await closeSession(lease.machine, session, [`/tmp/usm-lab-${run.runId}`]).catch(() => {});
+      // The session's servers and tracers, and the trials' folder (this host's /tmp outlives the run).
+      await closeSession(lease.machine, session, [remoteRunDir(run)]).catch(() => {});
       if (run.keep && lease.hints) hints.push(...lease.hints.map((h) => `${name}: ${h}`));
       else {
-        await step(emit, name, 'stop', () => lease!.stop()).catch(() => {});
+        await step(emit, name, 'stop', stopLease).catch(() => {});
         Object.assign(rec.facts, lease.facts); // what the backend learned while stopping (peak memory)
       }
     }
   }
+}
+
+/** Write a failure's detail (the console tail) into each folder; a full disk does not fail the cell twice. */
+async function saveDetail(dirs: readonly string[], name: string, text: string): Promise<void> {
+  for (const d of dirs)
+    await mkdir(d, { recursive: true })
+      .then(() => writeFile(join(d, name), text))
+      .catch(() => {});
+}
+
+/**
+ * The VM died or hung under a cell (QEMU killed, a panic, no answer): stop what is left of it and boot the target
+ * again, once per target, for the cells left. null: the target is back (a new lease and build);
+ * else why the cells left cannot run (a second death, the boot or build failed, an abort).
+ */
+async function bootAgainOnce(
+  rec: TargetRecord,
+  emit: Emit,
+  stopOld: () => Promise<void>,
+  boot: () => Promise<void>,
+  signal: AbortSignal,
+): Promise<LabError | null> {
+  if (rec.reboots) return new LabError('vm-died', 'the VM died again after it was booted again once');
+  rec.reboots = 1;
+  await stopOld().catch(() => {});
+  if (signal.aborted) return new LabError('interrupted', 'interrupted');
+  emit({ type: 'info', target: rec.name, message: 'the VM died under a cell: booting it again (once) for the cells left' });
+  try {
+    await boot();
+    return null;
+  } catch (err) {
+    const e = signal.aborted ? new LabError('interrupted', 'interrupted') : asLabError(err);
+    return new LabError(e.kind, `booting again after the VM died: ${e.message}`, e.detail);
+  }
+}
+
+/** The run's folder on a target: each trial's files (logs, pid files, events) below it. */
+const remoteRunDir = (run: ResolvedRun) => `/tmp/usm-lab-${run.runId}`;
+
+/** After an abort, what is in flight (a build, a trial's teardown) gets this long before its VM is stopped under it. */
+const ABORT_GRACE_MS = 5_000;
+
+/**
+ * Stop the lease ABORT_GRACE_MS after the run is aborted: no step (a build over SSH, a trial)
+ * holds a cancelled job's VM up until its own timeout. Returns the disarm function.
+ */
+function stopOnAbort(signal: AbortSignal, stop: () => Promise<void>): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  const onAbort = () => {
+    timer = setTimeout(() => void stop().catch(() => {}), ABORT_GRACE_MS);
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  return () => {
+    signal.removeEventListener('abort', onAbort);
+    clearTimeout(timer);
+  };
 }
 
 async function runCell(
@@ -272,6 +351,8 @@ async function runCell(
   targetDir: string,
   timeouts: ReturnType<typeof scaleTimeouts>,
   inputs: CellInputs | undefined,
+  /** Called when the VM died or hung under this cell (its trials left are not run). */
+  vmGone: () => void,
 ): Promise<CellSummary> {
   const dir = join(targetDir, cellDir(cell));
   // A cell rerun over a resumed folder: no trial folder of the earlier run is left beside the new ones.
@@ -304,7 +385,7 @@ async function runCell(
           machine: lease.machine,
           tools: prepared.tools,
           spec,
-          remoteDir: `/tmp/usm-lab-${run.runId}/${cellDir(cell)}/trial-${k}`,
+          remoteDir: `${remoteRunDir(run)}/${cellDir(cell)}/trial-${k}`,
           localDir,
           timeouts,
           session,
@@ -329,7 +410,19 @@ async function runCell(
       const e = asLabError(err);
       return { trial: k, status: statusOf(e.kind), error: e.message };
     });
+    // Whatever a trial died of once the run was aborted (its VM stopped under it), it was interrupted.
+    if (deps.signal.aborted && tr.status !== 'ok') Object.assign(tr, { status: 'interrupted' });
     trials.push(tr);
+    const death = tr.status === 'ok' || deps.signal.aborted ? null : await lease.died?.();
+    if (death) {
+      // What the trial saw (an SSH channel closed) is a consequence: the cell says the VM died or hung, with the console tail.
+      const kind = statusOf(death.kind);
+      Object.assign(tr, { status: kind, error: death.message });
+      if (death.detail) await saveDetail([localDir, targetDir], `${kind}.txt`, death.detail);
+      for (let j = k + 1; j <= run.trials; j++) trials.push({ trial: j, status: kind, error: `not run: the VM went away in trial ${k}` });
+      vmGone();
+      break;
+    }
   }
   const summary = summarizeCell(cell, { kernel: prepared.facts.kernel, openssl: prepared.facts.openssl }, trials);
   await writeCellReport(dir, { cell: summary, trials, ...(inputs ? { inputs } : {}) });

@@ -12,6 +12,10 @@ export interface BackendOptions {
   cacheDir?: string;
   /** The vagrant backend installs its host packages itself unless the caller did (default true). */
   installHostDeps?: boolean;
+  /** Extra guest kernel arguments for the qemu backend (the fault suite's hook, $USM_LAB_TEST_APPEND). */
+  append?: string[];
+  /** Boot (spawn to SSH) deadline of the qemu backend in ms (the fault suite's hook, $USM_LAB_TEST_BOOT_TIMEOUT_S). */
+  bootTimeoutMs?: number;
 }
 
 export function backendLoader(repoRoot: string, opts: BackendOptions = {}): (name: BackendName) => Promise<Backend> {
@@ -32,7 +36,11 @@ async function load(name: BackendName, repoRoot: string, opts: BackendOptions): 
       return new LocalBackend(repoRoot);
     case 'qemu': {
       const { QemuBackend } = await import('./qemu/index.ts');
-      return new QemuBackend({ rebuild: opts.rebuild ?? false });
+      return new QemuBackend({
+        rebuild: opts.rebuild ?? false,
+        ...(opts.append?.length ? { append: opts.append } : {}),
+        ...(opts.bootTimeoutMs ? { bootTimeoutMs: opts.bootTimeoutMs } : {}),
+      });
     }
     case 'vagrant': {
       if (!opts.cacheDir) throw new LabError('internal', 'the vagrant backend needs the cache folder');

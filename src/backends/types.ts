@@ -1,4 +1,5 @@
 // A backend brings a target up and hands back a Machine; it knows nothing of scenarios.
+import type { LabError } from '../errors.ts';
 import type { Machine } from '../machine/types.ts';
 import type { BackendName } from '../domain.ts';
 import type { Emit } from '../progress/events.ts';
@@ -46,6 +47,13 @@ export interface Lease {
   stop(): Promise<void>;
   /** With --keep: how to reach the target (one line per hint). */
   hints?: string[];
+  /**
+   * Asked after a failed trial: null while the machine runs; else why it is gone, with the console
+   * tail: 'vm-died' (QEMU exited, was killed, panicked) or 'timeout' (the guest stopped answering;
+   * the VM is then killed). Either way the target is booted again for the cells left. Backends
+   * without a VM of their own (local) leave it out.
+   */
+  died?(): Promise<LabError | null>;
 }
 
 export interface Backend {

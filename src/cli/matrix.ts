@@ -42,7 +42,15 @@ export async function matrixMain(e: CliEnv): Promise<number> {
     try {
       result = await runMatrix(run, {
         repoRoot: e.repoRoot,
-        backends: backendLoader(e.repoRoot, { rebuild: run.rebuild, sandboxed: cfg.vagrant.sandboxed, cacheDir: run.cacheDir, installHostDeps: false }),
+        backends: backendLoader(e.repoRoot, {
+          rebuild: run.rebuild,
+          sandboxed: cfg.vagrant.sandboxed,
+          cacheDir: run.cacheDir,
+          installHostDeps: false,
+          // Test hook (test/faults): extra guest kernel arguments, one list, never through a shell.
+          append: (e.env.USM_LAB_TEST_APPEND ?? '').split(' ').filter(Boolean),
+          bootTimeoutMs: Number(e.env.USM_LAB_TEST_BOOT_TIMEOUT_S ?? 0) * 1000 || undefined,
+        }),
         emit: reporter.emit,
         signal: e.signal,
         argv: e.argv,

@@ -59,6 +59,11 @@ export class SshMachine implements Machine {
     });
   }
 
+  /** False once the connection closed (closed here, or lost: the guest stopped answering SSH keepalives). */
+  get connected(): boolean {
+    return !this.closed;
+  }
+
   /** Connect, retrying until the server answers with the pinned host key or the deadline passes. */
   static async connect(opts: SshConnectOptions): Promise<SshMachine> {
     const pinned = publicKeyBlob(opts.hostKey);

@@ -60,6 +60,8 @@ export function logCandidates(status: string): { trial: string[]; target: string
     case 'boot-failed':
     case 'boot-timeout':
       return { trial: [], target: [`${status}.txt`, 'console.log'] };
+    case 'vm-died':
+      return { trial: ['vm-died.txt'], target: ['vm-died.txt', 'console.log'] };
     default:
       return { trial: ['tracer.log', 'client.log'], target: [`${status}.txt`, 'console.log'] };
   }

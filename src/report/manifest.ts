@@ -32,6 +32,8 @@ export interface TargetRecord {
   facts: Record<string, unknown>;
   /** Cells of this boot reused from the folder's previous run (inputs unchanged, complete); 0 or absent: none. */
   reused?: number;
+  /** Boots after the VM died under a cell (at most 1: the target is booted again once for the cells left). */
+  reboots?: number;
 }
 
 export interface Manifest {

@@ -19,6 +19,7 @@ const STATUSES: readonly string[] = [
   'server-failed',
   'timeout',
   'no-traffic',
+  'vm-died',
   'interrupted',
   'internal',
 ];

@@ -1,5 +1,5 @@
 // Across the matrix: summary.json, summary.md, manifest.json, and the terminal table.
-import { writeFile, mkdir, rm, symlink } from 'node:fs/promises';
+import { writeFile, mkdir, rename, rm, symlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { pct, type CellSummary } from '../analysis/cell.ts';
 import { verdictWord } from './cell.ts';
@@ -116,10 +116,22 @@ export function renderTable(cells: readonly CellSummary[]): string {
   return rows.map((r, j) => r.map((x, i) => x.padEnd(w[i]!)).join('  ') + (j === 0 ? `\n${w.map((n) => '-'.repeat(n)).join('  ')}` : '')).join('\n');
 }
 
+/** Whole or not at all: a run stopped mid-write (a forced exit, a full disk) leaves the previous file, never half of one. */
+async function writeAtomic(path: string, text: string): Promise<void> {
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    await writeFile(tmp, text);
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
 export async function writeSummary(outDir: string, manifest: Manifest, cells: readonly CellSummary[], opts: OutputOpts = {}): Promise<void> {
   await mkdir(outDir, { recursive: true });
-  await writeFile(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
-  await writeFile(join(outDir, 'summary.json'), JSON.stringify(summaryEntries(cells), null, 2) + '\n');
+  await writeAtomic(join(outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  await writeAtomic(join(outDir, 'summary.json'), JSON.stringify(summaryEntries(cells), null, 2) + '\n');
   const artifacts = await loadArtifactsFor(outDir, manifest, cells, opts.dirOf);
   await writeFile(join(outDir, 'summary.md'), renderSummaryMd(manifest, cells, tailsOf(artifacts)));
   await writeHtmlAndJunit(outDir, manifest, cells, artifacts, opts);

@@ -405,6 +405,9 @@ export async function runTrial(opts: {
     }
     // this trial's part of the session tracer's log
     if (tracerLog) await writeFile(join(localDir, 'tracer.log'), tracerLog.slice(tracerErrAt)).catch(() => {});
+    // servers that failed to start live in the session's folder: their words go with the trial
+    if (run.error?.kind === 'server-failed' && run.error.detail)
+      await writeFile(join(localDir, 'servers.log'), run.error.detail + '\n', { flag: 'wx' }).catch(() => {});
     mark('fetch');
     run.durationMs = Date.now() - t0;
   }

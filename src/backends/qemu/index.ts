@@ -10,6 +10,7 @@ import { step } from '../../progress/events.ts';
 import { probeAccel, type Accel } from '../shared/accel.ts';
 import type { Backend, BackendContext, Lease, TargetSpec } from '../types.ts';
 import { bootVm } from './boot.ts';
+import type { Vm } from './vm.ts';
 
 export { stopAllVms, runningVms, Vm } from './vm.ts';
 
@@ -21,6 +22,8 @@ export interface QemuBackendOptions {
   env?: NodeJS.ProcessEnv;
   /** Extra kernel command-line arguments. */
   append?: string[];
+  /** Spawn-to-SSH deadline when the context gives none (default 60 s under KVM, 180 s under TCG). */
+  bootTimeoutMs?: number;
 }
 
 export interface QemuFacts {
@@ -47,12 +50,12 @@ export class QemuBackend implements Backend {
 
     const image: Image = await ensureImage(suite, { cacheDir: ctx.cacheDir, emit, signal, rebuild: this.opts.rebuild ?? false, target: target.name, env });
     const probe = await step(emit, target.name, 'accel', async () =>
-      probeAccel({ kernel: image.paths.kernel, initrd: await ensureFloorInitrd(ctx.cacheDir), workDir: ctx.runDir, cacheDir: ctx.cacheDir, env }),
+      probeAccel({ kernel: image.paths.kernel, initrd: await ensureFloorInitrd(ctx.cacheDir), workDir: ctx.runDir, cacheDir: ctx.cacheDir, env, signal }),
     );
     emit({ type: 'info', target: target.name, message: `accelerator: ${probe.accel} (${probe.reason})` });
     if (signal.aborted) throw new LabError('interrupted', 'interrupted before boot');
 
-    const deadlineMs = ctx.bootTimeoutMs ?? (probe.accel === 'kvm' ? 60_000 : 180_000);
+    const deadlineMs = ctx.bootTimeoutMs ?? this.opts.bootTimeoutMs ?? (probe.accel === 'kvm' ? 60_000 : 180_000);
     const { vm, machine } = await bootVm({
       name: target.name,
       image,
@@ -101,6 +104,7 @@ export class QemuBackend implements Backend {
       machine,
       facts,
       hints,
+      died: () => vmDeath(vm, target.name, machine),
       stop: async () => {
         if (stopped) return;
         stopped = true;
@@ -112,6 +116,36 @@ export class QemuBackend implements Backend {
       },
     };
   }
+}
+
+/** How long a failed trial waits for QEMU's exit to be seen (its SSH connection may close first). */
+const DEATH_SETTLE_MS = 2_000;
+
+/**
+ * null while the VM runs and answers; else why it is gone, with the console tail: 'vm-died' when
+ * QEMU exited or the kernel panicked; 'timeout' when QEMU runs but the guest stopped answering
+ * (SSH keepalives lost: a hung guest, a stopped QEMU), and then the VM is killed here.
+ */
+export async function vmDeath(vm: Vm, name: string, machine?: { readonly connected: boolean }): Promise<LabError | null> {
+  if (!vm.failure)
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, DEATH_SETTLE_MS);
+      vm.onFailure(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  if (!vm.failure && machine && !machine.connected) {
+    const tail = await vm.logsTail();
+    await vm.stop();
+    return new LabError(
+      'timeout',
+      `${name}: the VM stopped answering (its SSH connection was lost: keepalives unanswered, or the session dropped) and was killed (pid ${vm.pid})`,
+      tail,
+    );
+  }
+  if (!vm.failure) return null;
+  return new LabError('vm-died', `${name}: the VM died mid-cell: ${vm.failure} (pid ${vm.pid})`, await vm.logsTail());
 }
 
 /** VmHWM of a live process in MiB, or null when it cannot be read. */

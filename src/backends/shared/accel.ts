@@ -6,6 +6,8 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { killOnExit } from '../../cleanup.ts';
+import { LabError } from '../../errors.ts';
 import { FLOOR_MARKER } from '../../images/initrd.ts';
 
 export const QEMU_BIN = 'qemu-system-x86_64';
@@ -58,6 +60,8 @@ export async function runFloor(opts: {
   memoryMiB?: number;
   qemu?: string;
   tag?: string;
+  /** Aborted: QEMU is killed at once and the run fails with reason 'interrupted'. */
+  signal?: AbortSignal;
 }): Promise<FloorRun> {
   const consoleLog = join(opts.workDir, `floor-${opts.tag ?? opts.accel}-${process.pid}-${Date.now()}.log`);
   const t0 = performance.now();
@@ -66,6 +70,7 @@ export async function runFloor(opts: {
     floorArgs({ accel: opts.accel, kernel: opts.kernel, initrd: opts.initrd, consoleLog, ...(opts.memoryMiB ? { memoryMiB: opts.memoryMiB } : {}) }),
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
+  const forget = killOnExit(() => child.kill('SIGKILL'));
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
     if (stderr.length < 64 * 1024) stderr += d.toString('utf8');
@@ -87,6 +92,7 @@ export async function runFloor(opts: {
     const text = await readFile(consoleLog, 'utf8').catch(() => '');
     const ms = performance.now() - t0;
     if (text.includes(FLOOR_MARKER)) result = { ok: true, ms, reason: '' };
+    else if (opts.signal?.aborted) result = { ok: false, ms, reason: 'interrupted' };
     else if (exited) result = { ok: false, ms, reason: (stderr.trim() || text.trim().split('\n').slice(-5).join('\n') || 'QEMU exited').slice(0, 2000) };
     else if (ms > opts.timeoutMs)
       result = { ok: false, ms, reason: `no marker within ${Math.round(opts.timeoutMs / 1000)} s${stderr ? `: ${stderr.trim().slice(0, 500)}` : ''}` };
@@ -94,6 +100,7 @@ export async function runFloor(opts: {
   }
   if (!exited) child.kill('SIGKILL');
   await exit;
+  forget();
   await rm(consoleLog, { force: true });
   return result;
 }
@@ -109,9 +116,24 @@ let cached: Promise<AccelProbe> | null = null;
  * KVM if a guest really boots under it, else TCG. USM_LAB_ACCEL=kvm|tcg forces the answer.
  * The first call's kernel/initrd are used; the result is kept for the whole process.
  */
-export function probeAccel(opts: { kernel: string; initrd: string; workDir: string; env?: NodeJS.ProcessEnv; cacheDir?: string }): Promise<AccelProbe> {
-  cached ??= opts.cacheDir ? probeCached({ ...opts, cacheDir: opts.cacheDir }) : doProbe(opts);
-  return cached;
+export function probeAccel(opts: ProbeOptions): Promise<AccelProbe> {
+  const p = (cached ??= opts.cacheDir ? probeCached({ ...opts, cacheDir: opts.cacheDir }) : doProbe(opts));
+  // An interrupted probe answers nothing: the next call (a test, a later run) probes again.
+  p.catch(() => {
+    if (cached === p) cached = null;
+  });
+  return p;
+}
+
+interface ProbeOptions {
+  kernel: string;
+  initrd: string;
+  workDir: string;
+  env?: NodeJS.ProcessEnv;
+  /** Aborted: the probe guest is killed at once and the probe rejects as 'interrupted'. */
+  signal?: AbortSignal;
+  /** Keep the answer in CACHE/accel-probe.json for the rest of this host's boot. */
+  cacheDir?: string;
 }
 
 /** What a probe's answer depends on: this boot of the host, its /dev/kvm, and the QEMU binary. */
@@ -154,7 +176,7 @@ export async function readAccelCache(file: string, key: AccelKey): Promise<Accel
  * The probe's answer kept in the cache for the rest of this host's boot: a broken KVM costs its
  * 30 s timeout once per boot instead of once per run (and per test file).
  */
-async function probeCached(opts: { kernel: string; initrd: string; workDir: string; env?: NodeJS.ProcessEnv; cacheDir: string }): Promise<AccelProbe> {
+async function probeCached(opts: ProbeOptions & { cacheDir: string }): Promise<AccelProbe> {
   const forced = (opts.env ?? process.env).USM_LAB_ACCEL;
   if (forced === 'kvm' || forced === 'tcg') return doProbe(opts);
   const file = join(opts.cacheDir, 'accel-probe.json');
@@ -177,7 +199,7 @@ export function resetAccelProbe(): void {
   cached = null;
 }
 
-async function doProbe(opts: { kernel: string; initrd: string; workDir: string; env?: NodeJS.ProcessEnv }): Promise<AccelProbe> {
+async function doProbe(opts: ProbeOptions): Promise<AccelProbe> {
   const forced = (opts.env ?? process.env).USM_LAB_ACCEL;
   if (forced === 'kvm' || forced === 'tcg') return { accel: forced, reason: `USM_LAB_ACCEL=${forced}` };
   try {
@@ -185,7 +207,16 @@ async function doProbe(opts: { kernel: string; initrd: string; workDir: string; 
   } catch {
     return { accel: 'tcg', reason: '/dev/kvm is missing or not accessible' };
   }
-  const r = await runFloor({ accel: 'kvm', kernel: opts.kernel, initrd: opts.initrd, workDir: opts.workDir, timeoutMs: 30_000, tag: 'kvm-probe' });
+  const r = await runFloor({
+    accel: 'kvm',
+    kernel: opts.kernel,
+    initrd: opts.initrd,
+    workDir: opts.workDir,
+    timeoutMs: 30_000,
+    tag: 'kvm-probe',
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
+  if (opts.signal?.aborted) throw new LabError('interrupted', 'interrupted during the KVM probe');
   if (r.ok) return { accel: 'kvm', reason: `a guest booted under KVM in ${(r.ms / 1000).toFixed(1)} s` };
   const line = r.reason.split('\n').find((l) => /KVM|kvm/.test(l)) ?? r.reason.split('\n')[0] ?? '';
   return { accel: 'tcg', reason: `KVM did not boot a guest: ${line.trim()}` };

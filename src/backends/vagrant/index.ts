@@ -145,7 +145,14 @@ export class VagrantBackend implements Backend {
     else {
       // The probe boots a kernel: the bookworm image's (built on demand) with the floor initrd.
       const img = await ensureImage('bookworm', { cacheDir: ctx.cacheDir, emit, signal: ctx.signal, target });
-      const probe = await probeAccel({ kernel: img.paths.kernel, initrd: await ensureFloorInitrd(ctx.cacheDir), workDir: ctx.runDir, cacheDir: ctx.cacheDir, env: this.env });
+      const probe = await probeAccel({
+        kernel: img.paths.kernel,
+        initrd: await ensureFloorInitrd(ctx.cacheDir),
+        workDir: ctx.runDir,
+        cacheDir: ctx.cacheDir,
+        env: this.env,
+        signal: ctx.signal,
+      });
       accel = probe.accel;
       emit({ type: 'info', target, message: `accelerator: ${accel} (${probe.reason}); libvirt driver ${accel === 'kvm' ? 'kvm' : 'qemu'}` });
     }
