@@ -403,3 +403,144 @@ describe('issue 13 dimensions: reads, nagle, cpus, iterations per mode', () => {
     expect(s1.map((x) => x.instance)).toEqual(['bookworm', 'bookworm-2cpu']);
   });
 });
+
+describe('flags: edges (each would let a wrong run through)', () => {
+  it.each([
+    [['--iterations', '1000001'], /--iterations: 1000001 is out of range \(allowed: 1\.\.1000000\)/],
+    [['--trials', '1001'], /--trials: 1001 is out of range \(allowed: 1\.\.1000\)/],
+    [['--trials', '0'], /--trials: 0 is out of range \(allowed: 1\.\.1000\)/],
+    [['--parallel', '65'], /--parallel: 65 is out of range \(allowed: 1\.\.64\)/],
+    [['--parallel', '0'], /--parallel: 0 is out of range/],
+    [['--seed', '4294967296'], /--seed: 4294967296 is out of range \(allowed: 0\.\.4294967295\)/],
+    [['--seed=-1'], /--seed: '-1' is not a whole number \(allowed: 0\.\.4294967295\)/],
+    [['--seed', '1e3'], /--seed: '1e3' is not a whole number/],
+    [['--seed', ' 7'], /--seed: ' 7' is not a whole number/],
+    [['--cpus', '65'], /--cpus: 65 is out of range \(allowed: 1\.\.64\)/],
+    [['--cpus', '0'], /--cpus: 0 is out of range/],
+    [['--ports', '18001,65536'], /--ports: 65536 is out of range \(allowed: 1024\.\.65535\)/],
+    [['--ports', '1023,18001'], /--ports: 1023 is out of range/],
+    [['--ports', '18001,18001'], /--ports: give at least two ports/], // one port twice is one connection
+    [['--shard', '0/4'], /--shard: '0\/4' must be K\/N with 1 <= K <= N/],
+    [['--shard', '1/0'], /--shard: '1\/0' must be K\/N/],
+    [['--shard', '2'], /--shard: '2' must be K\/N/],
+    [['--shard', 'x1/2'], /--shard: 'x1\/2' must be K\/N/],
+    [['--shard', '1/2x'], /--shard: '1\/2x' must be K\/N/],
+    [['--reads', 'half'], /--reads: unknown value 'half' \(allowed: full, single\)/],
+    [['--trace', 'servers'], /--trace: unknown value 'servers' \(allowed: all, client\)/],
+    [['--hook', 'fentry'], /--hook: unknown value 'fentry'/],
+    [['--targets', ' , '], /--targets needs at least one value$/],
+  ])('%j is refused with what is allowed', (argv, re) => {
+    expect(() => parseMatrixFlags(argv)).toThrow(ConfigError);
+    expect(() => parseMatrixFlags(argv)).toThrow(re);
+  });
+
+  it('the largest and smallest allowed values are accepted', () => {
+    expect(
+      parseMatrixFlags(['--iterations', '1000000', '--trials', '1000', '--parallel', '64', '--seed', '4294967295', '--cpus', '64', '--ports', '1024,65535']),
+    ).toMatchObject({ iterations: 1_000_000, trials: 1000, parallel: 64, seed: 2 ** 32 - 1, cpus: [64], ports: [1024, 65535] });
+    expect(parseMatrixFlags(['--iterations', '1', '--trials', '1', '--parallel', '1', '--seed', '0', '--cpus', '1'])).toMatchObject({
+      iterations: 1,
+      trials: 1,
+      parallel: 1,
+      seed: 0,
+      cpus: [1],
+    });
+  });
+
+  it('--ports with exactly two ports (the default 18001,18002) is accepted, in order', () => {
+    expect(parseMatrixFlags(['--ports', '18001,18002']).ports).toEqual([18001, 18002]);
+    expect(parseMatrixFlags(['--ports', '18002, 18001']).ports).toEqual([18002, 18001]);
+  });
+
+  it('--shard K/N: 1/1 and N/N are accepted', () => {
+    expect(parseMatrixFlags(['--shard', '1/1']).shard).toEqual({ k: 1, n: 1 });
+    expect(parseMatrixFlags(['--shard', '4/4']).shard).toEqual({ k: 4, n: 4 });
+  });
+
+  it('lists are trimmed and de-duplicated, in the order given', () => {
+    const f = parseMatrixFlags([
+      '--variants',
+      'scoped, upstream,scoped,,upstream',
+      '--targets',
+      'sid,bookworm,sid',
+      '--modes',
+      'interleaved,interleaved',
+      '--scenarios',
+      'baseline,preexisting,baseline',
+      '--reads',
+      'single,full,single',
+      '--cpus',
+      '2,1,2',
+      '--ports',
+      '19001,19002,19001',
+    ]);
+    expect(f).toMatchObject({
+      variants: ['scoped', 'upstream'],
+      targets: ['sid', 'bookworm'],
+      modes: ['interleaved'],
+      scenarios: ['baseline', 'preexisting'],
+      reads: ['single', 'full'],
+      cpus: [2, 1],
+      ports: [19001, 19002],
+    });
+  });
+
+  it('flags not given are undefined (matrix.yaml decides), booleans false', () => {
+    const f = parseMatrixFlags([]);
+    expect(f).toEqual({ help: false, keep: false, rebuild: false, force: false });
+    expect(parseMatrixFlags(['-h', '--rebuild', '--force', '--keep'])).toMatchObject({ help: true, rebuild: true, force: true, keep: true });
+    expect(
+      parseMatrixFlags([
+        '--config',
+        'c.yaml',
+        '--out',
+        'o',
+        '--cache',
+        'k',
+        '--resume',
+        'r',
+        '--trace',
+        'client',
+        '--api',
+        'ex',
+        '--hook',
+        'tracepoint',
+        '--nagle',
+        'on',
+      ]),
+    ).toMatchObject({ config: 'c.yaml', out: 'o', cache: 'k', resume: 'r', trace: 'client', api: 'ex', hook: 'tracepoint', nagle: 'on' });
+  });
+});
+
+describe('plan: the seeded order', () => {
+  const input = (seed: number) => ({
+    targets: [
+      { name: 'a', backend: 'qemu' as const, suite: 'bookworm' as const },
+      { name: 'b', backend: 'qemu' as const, suite: 'sid' as const },
+    ],
+    variants: ['upstream', 'scoped'] as ('upstream' | 'scoped')[],
+    modes: ['interleaved', 'sequential'] as ('interleaved' | 'sequential')[],
+    scenarios: ['preexisting'] as 'preexisting'[],
+    reads: ['full'] as 'full'[],
+    cpus: {},
+    trials: 1,
+    seed,
+  });
+  const order = (seed: number, boot = 0) => planMatrix(input(seed))[boot]!.cells.map((c) => `${c.mode}/${c.variant}`);
+
+  it('seed 1 gives this order (pinned: a change of the shuffle or the generator shows here)', () => {
+    // unshuffled it would be interleaved/upstream, interleaved/scoped, sequential/upstream, sequential/scoped
+    expect(order(1)).toEqual(['sequential/scoped', 'interleaved/scoped', 'interleaved/upstream', 'sequential/upstream']);
+  });
+
+  it('another seed, another order; each boot its own order (seed + boot index)', () => {
+    expect(order(2)).not.toEqual(order(1));
+    expect(order(1, 1)).toEqual(order(2, 0));
+    expect(order(1, 1)).not.toEqual(order(1, 0));
+  });
+
+  it('the order is a permutation of every cell', () => {
+    for (const seed of [0, 1, 2, 3, 4294967295])
+      expect([...order(seed)].sort()).toEqual(['interleaved/scoped', 'interleaved/upstream', 'sequential/scoped', 'sequential/upstream']);
+  });
+});
