@@ -163,6 +163,12 @@ describe('matrix.yaml', () => {
     expect(() => parseMatrix('defaults:\n  ports: 18001\ntargets: {}\n', 'm.yaml')).toThrow(/m\.yaml:2:10: defaults\.ports must be a non-empty list/);
   });
 
+  it('ports: a port named twice is refused at its place (one server per port), as --ports refuses it', () => {
+    expect(() => parseMatrix('defaults:\n  ports: [18001, 18002, 18001]\ntargets: {}\n', 'm.yaml')).toThrow(
+      /^m\.yaml:2:25: port 18001 is named twice in defaults\.ports \(one HTTPS server and one connection per port\)$/,
+    );
+  });
+
   it('a vagrant target needs a suite or a box', () => {
     expect(() => parseMatrix('targets:\n  v: { backend: vagrant, memory: 2048 }\n', 'm.yaml')).toThrow(
       /^m\.yaml:2:6: target 'v' \(backend vagrant\) needs a suite \(a local box built from it\) or a box$/,
