@@ -1,9 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseMatrixFlags } from '../src/cli/flags.ts';
-import { parseMatrix, BUILTIN_DEFAULTS } from '../src/config/matrix.ts';
+import { parseMatrix, BUILTIN_DEFAULTS, type MatrixConfig } from '../src/config/matrix.ts';
 import { resolveRun } from '../src/cli/run.ts';
 import { ConfigError, LabError } from '../src/errors.ts';
 import { ensureHostPackages } from '../src/hostdeps.ts';
@@ -241,7 +241,11 @@ describe('matrix.yaml', () => {
 });
 
 describe('resolveRun and plan', () => {
-  const cfg = parseMatrix(readFileSync('matrix.yaml', 'utf8'), 'matrix.yaml');
+  // parsed in each test (not while the file is collected), so mutation testing sees which tests use it
+  let cfg: MatrixConfig;
+  beforeEach(() => {
+    cfg = parseMatrix(readFileSync('matrix.yaml', 'utf8'), 'matrix.yaml');
+  });
   const env = { cwd: '/w', home: '/h', now: new Date('2026-11-24T10:00:00Z') };
 
   it('flags override matrix.yaml; --backend local runs only the local target', () => {
@@ -323,7 +327,11 @@ describe('host packages (provision/host-deps.sh)', () => {
 });
 
 describe('issue 13 dimensions: reads, nagle, cpus, iterations per mode', () => {
-  const cfg = parseMatrix(readFileSync('matrix.yaml', 'utf8'), 'matrix.yaml');
+  // parsed in each test (not while the file is collected), so mutation testing sees which tests use it
+  let cfg: MatrixConfig;
+  beforeEach(() => {
+    cfg = parseMatrix(readFileSync('matrix.yaml', 'utf8'), 'matrix.yaml');
+  });
   const env = { cwd: '/w', home: '/h', now: new Date('2026-11-24T10:00:00Z'), hostCpus: 6 };
 
   it('flags: --reads is a list of full/single, --nagle on/off, --cpus whole numbers 1..64, each de-duplicated', () => {

@@ -5,11 +5,11 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseMatrixFlags, HELP } from '../src/cli/flags.ts';
 import { matrixMain } from '../src/cli/matrix.ts';
 import { resolveRun } from '../src/cli/run.ts';
-import { parseMatrix } from '../src/config/matrix.ts';
+import { parseMatrix, type MatrixConfig } from '../src/config/matrix.ts';
 import { ConfigError, LabError } from '../src/errors.ts';
 import { imagePaths, recipeFor, recipeHash } from '../src/images/index.ts';
 import { runMatrix, type ResolvedRun } from '../src/matrix.ts';
@@ -282,7 +282,11 @@ describe('the target identity, from files on disk (no boot)', () => {
 });
 
 describe('--resume and --force', () => {
-  const cfg = parseMatrix('targets:\n  bw: { backend: qemu, suite: bookworm }\n', 'm.yaml');
+  // parsed in each test (not while the file is collected), so mutation testing sees which tests use it
+  let cfg: MatrixConfig;
+  beforeEach(() => {
+    cfg = parseMatrix('targets:\n  bw: { backend: qemu, suite: bookworm }\n', 'm.yaml');
+  });
   const env = { cwd: '/w', home: '/h', now: new Date('2026-11-24T10:00:00Z') };
   it('parsed, and in --help', () => {
     expect(parseMatrixFlags(['--resume', 'r/x', '--force'])).toMatchObject({ resume: 'r/x', force: true });
