@@ -2,7 +2,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseMatrixFlags } from '../src/cli/flags.ts';
+import { FLAG_NAMES, HELP, parseMatrixFlags } from '../src/cli/flags.ts';
 import { parseMatrix, BUILTIN_DEFAULTS, type MatrixConfig } from '../src/config/matrix.ts';
 import { resolveRun } from '../src/cli/run.ts';
 import { ConfigError, LabError } from '../src/errors.ts';
@@ -556,5 +556,83 @@ describe('plan: the seeded order', () => {
   it('the order is a permutation of every cell', () => {
     for (const seed of [0, 1, 2, 3, 4294967295])
       expect([...order(seed)].sort()).toEqual(['interleaved/scoped', 'interleaved/upstream', 'sequential/scoped', 'sequential/upstream']);
+  });
+});
+
+describe('--help', () => {
+  it('documents every flag the parser takes, and each list of allowed values', () => {
+    for (const f of FLAG_NAMES) expect(HELP, `--${f} missing from --help`).toMatch(new RegExp(`--${f}\\b`));
+    expect(HELP).toContain('--backend B           run the targets with this backend: qemu | vagrant | local');
+    expect(HELP).toContain('--variants V,...      upstream, no-fallback, recv-hook, scoped');
+    expect(HELP).toContain('--modes M,...         sequential, interleaved, writes-only');
+    expect(HELP).toContain('--scenarios S,...     preexisting, baseline');
+    expect(HELP).toContain('--trace SCOPE         all | client:');
+    expect(HELP).toContain('--api A               classic | ex:');
+    expect(HELP).toContain('--hook H              auto | kprobe | tracepoint:');
+    expect(HELP).toContain('--reads R,...         full, single:');
+    expect(HELP).toContain('--nagle N             on | off:');
+    expect(HELP).toContain('one boot per value (1..64)');
+    expect(HELP).toMatch(/^Usage: npx zx scripts\/matrix\.mjs \[flags\]/);
+    expect(HELP).toContain('Exit codes: 0 every cell ran and met its expectation; 1 a verdict was not as expected;');
+  });
+});
+
+describe('matrix.yaml: each structural error, exactly as reported', () => {
+  it.each([
+    ['- a\n- b\n', 'm.yaml:1:1: the matrix file must be a mapping with keys defaults, targets, default_targets, vagrant'],
+    ['defaults: {}\n', "m.yaml:1:1: missing key 'targets'"],
+    ['targets: [a, b]\n', 'm.yaml:1:10: targets must be a mapping of name -> { backend, suite | box, memory, cpus }'],
+    [
+      'defaults: [1]\ntargets: {}\n',
+      'm.yaml:1:11: defaults must be a mapping (keys: variants, modes, scenarios, iterations, trials, ports, trace, api, hook, memory, seed, reads, nagle, cpus)',
+    ],
+    ['targets:\n  a:\n', "m.yaml:2:5: target 'a' must be a mapping (keys: backend, suite, box, memory, cpus)"],
+    ['targets:\n  a: { suite: sid }\n', "m.yaml:2:6: target 'a' needs a backend (allowed: qemu, vagrant, local)"],
+    ['targets:\n  Big: { backend: qemu, suite: sid }\n', "m.yaml:2:3: target name 'Big' must be lower-case letters, digits, '.', '_' or '-'"],
+    ['targets:\n  a: { backend: vagrant, box: 7 }\n', 'm.yaml:2:31: box must be a string'],
+    [
+      'targets:\n  l: { backend: local, cpus: 2 }\n',
+      "m.yaml:2:30: target 'l' (backend local) takes no cpus: it runs on this host, whose CPU count the report records",
+    ],
+    [
+      'targets:\n  a: { backend: qemu, suite: sid, cpus: two }\n',
+      "m.yaml:2:41: target 'a' cpus must be a whole number (1..64) or a list of them (e.g. [1, 2])",
+    ],
+    ['defaults:\n  nagle: false\ntargets: {}\n', "m.yaml:2:10: unknown nagle 'false' (allowed: on, off)"],
+    ['defaults:\n  trace: 1\ntargets: {}\n', "m.yaml:2:10: unknown trace scope '1' (allowed: all, client)"],
+    ['defaults:\n  trials: 1.5\ntargets: {}\n', 'm.yaml:2:11: defaults.trials must be a whole number (1..1000)'],
+    ['defaults:\n  variants: []\ntargets: {}\n', 'm.yaml:2:13: defaults.variants must be a non-empty list'],
+    [
+      'defaults:\n  iterations: { random: 5 }\ntargets: {}\n',
+      "m.yaml:2:17: unknown key 'random' in defaults.iterations (allowed: sequential, interleaved, writes-only)",
+    ],
+    ['targets: {}\nvagrant: { sandboxed: maybe }\n', 'm.yaml:2:23: vagrant.sandboxed must be true or false'],
+    ['targets: {}\nvagrant: { boxed: true }\n', "m.yaml:2:12: unknown key 'boxed' in vagrant (allowed: sandboxed)"],
+    ['targets: {}\ndefault_targets: [7]\n', 'm.yaml:2:19: a target name must be a string'],
+  ])('%j', (text, message) => {
+    let err: unknown;
+    try {
+      parseMatrix(text, 'm.yaml');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message).toBe(message);
+  });
+
+  it('the values that are not errors: vagrant.sandboxed false, a box target, default_targets, local implied', () => {
+    const cfg = parseMatrix(
+      'targets:\n  a: { backend: vagrant, box: debian/bookworm64, cpus: [2, 1, 2] }\n  b: { backend: qemu, suite: sid }\ndefault_targets: [b, local]\nvagrant: { sandboxed: false }\n',
+      'm.yaml',
+    );
+    expect(cfg.vagrant).toEqual({ sandboxed: false });
+    expect(cfg.defaultTargets).toEqual(['b', 'local']);
+    expect(cfg.targets).toEqual([
+      { name: 'a', backend: 'vagrant', box: 'debian/bookworm64', memoryMiB: 1024, cpus: 2 },
+      { name: 'b', backend: 'qemu', suite: 'sid', memoryMiB: 1024, cpus: 1 },
+      { name: 'local', backend: 'local' },
+    ]);
+    expect(cfg.targetCpus).toEqual({ a: [2, 1], b: [1] });
+    expect(parseMatrix('targets: {}\n', 'm.yaml')).toMatchObject({ vagrant: { sandboxed: true }, defaultTargets: [], defaults: BUILTIN_DEFAULTS });
   });
 });
