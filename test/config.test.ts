@@ -232,6 +232,24 @@ describe('matrix.yaml', () => {
   it('missing keys take the built-in defaults; local is always there', () => {
     const cfg = parseMatrix('targets:\n  bw: { backend: qemu, suite: bookworm, memory: 2048 }\n', 'm.yaml');
     expect(cfg.defaults).toEqual(BUILTIN_DEFAULTS);
+    // the built-in values themselves, written out (BUILTIN_DEFAULTS compared with itself proves nothing)
+    expect(BUILTIN_DEFAULTS).toEqual({
+      variants: ['upstream', 'no-fallback', 'recv-hook', 'scoped'],
+      modes: ['sequential', 'interleaved'],
+      scenarios: ['preexisting', 'baseline'],
+      iterations: 200,
+      iterationsByMode: {},
+      trials: 1,
+      ports: [18001, 18002],
+      trace: 'all',
+      api: 'classic',
+      hook: 'auto',
+      memory: 1024,
+      seed: 1,
+      reads: ['full'],
+      nagle: 'off',
+      cpus: [1],
+    });
     expect(cfg.targets.map((t) => t.name)).toEqual(['bw', 'local']);
     expect(cfg.targets[0]!.memoryMiB).toBe(2048);
     expect(cfg.targets[0]!.cpus).toBe(1);
@@ -634,5 +652,21 @@ describe('matrix.yaml: each structural error, exactly as reported', () => {
     ]);
     expect(cfg.targetCpus).toEqual({ a: [2, 1], b: [1] });
     expect(parseMatrix('targets: {}\n', 'm.yaml')).toMatchObject({ vagrant: { sandboxed: true }, defaultTargets: [], defaults: BUILTIN_DEFAULTS });
+  });
+});
+
+describe('matrix.yaml: a value of the wrong shape is an error, never a silently dropped key or target', () => {
+  it.each([
+    ['a box that is a mapping', 'targets:\n  a: { backend: vagrant, box: { name: x } }\n', /box must be a string/],
+    ['a suite that is a list', 'targets:\n  a: { backend: qemu, suite: [sid] }\n', /suite must be a string|unknown suite/],
+    ['trials as a list', 'defaults:\n  trials: [1]\ntargets: {}\n', /defaults\.trials must be a whole number \(1\.\.1000\)/],
+    ['memory as a string', 'targets:\n  a: { backend: qemu, suite: sid, memory: lots }\n', /memory \(MiB\) must be a whole number \(256\.\.65536\)/],
+    ['sandboxed as a list', 'targets: {}\nvagrant: { sandboxed: [true] }\n', /vagrant\.sandboxed must be true or false/],
+    ['a trace scope left empty', 'defaults:\n  trace:\ntargets: {}\n', /trace scope must be a string/],
+    ['a trace scope as a list', 'defaults:\n  trace: [all]\ntargets: {}\n', /trace scope must be a string/],
+    ['a target name that is a number', 'targets:\n  7: { backend: qemu, suite: sid }\n', /a target name must be a string/],
+  ])('%s', (_what, text, re) => {
+    expect(() => parseMatrix(text, 'm.yaml')).toThrow(ConfigError);
+    expect(() => parseMatrix(text, 'm.yaml')).toThrow(re);
   });
 });
