@@ -461,6 +461,14 @@ describe('flags: edges (each would let a wrong run through)', () => {
     [['--trace', 'servers'], /--trace: unknown value 'servers' \(allowed: all, client\)/],
     [['--hook', 'fentry'], /--hook: unknown value 'fentry'/],
     [['--targets', ' , '], /--targets needs at least one value$/],
+    [['--variants', ','], /^--variants needs at least one value \(allowed: upstream, no-fallback, recv-hook, scoped\)$/],
+    [['--modes', ''], /^--modes needs at least one value \(allowed: sequential, interleaved, writes-only\)$/],
+    [['--scenarios', 'later'], /^--scenarios: unknown value 'later' \(allowed: preexisting, baseline\)$/],
+    [['--api', 'new'], /^--api: unknown value 'new' \(allowed: classic, ex\)$/],
+    [['--nagle', 'maybe'], /^--nagle: unknown value 'maybe' \(allowed: on, off\)$/],
+    [['--backend', 'docker'], /^--backend: unknown value 'docker' \(allowed: qemu, vagrant, local\)$/],
+    [['--iterations', 'x'], /^--iterations: 'x' is not a whole number \(allowed: 1\.\.1000000\)$/],
+    [['--bogus'], /^Unknown option '--bogus'.* \(valid flags: --help --config --backend /],
   ])('%j is refused with what is allowed', (argv, re) => {
     expect(() => parseMatrixFlags(argv)).toThrow(ConfigError);
     expect(() => parseMatrixFlags(argv)).toThrow(re);
@@ -482,6 +490,10 @@ describe('flags: edges (each would let a wrong run through)', () => {
   it('--ports with exactly two ports (the default 18001,18002) is accepted, in order', () => {
     expect(parseMatrixFlags(['--ports', '18001,18002']).ports).toEqual([18001, 18002]);
     expect(parseMatrixFlags(['--ports', '18002, 18001']).ports).toEqual([18002, 18001]);
+  });
+
+  it('--shard K/N: K and N of several digits', () => {
+    expect(parseMatrixFlags(['--shard', '10/12']).shard).toEqual({ k: 10, n: 12 });
   });
 
   it('--shard K/N: 1/1 and N/N are accepted', () => {
