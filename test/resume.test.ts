@@ -1,8 +1,8 @@
 // Cells that are not rerun for nothing (issue 11, section 6): a run over a folder that holds one
 // reuses every complete cell whose inputs are unchanged, and boots no target whose every cell is
 // reused. Fake backend and scenario (test/helpers/fake-lab.ts): no VM, no tracer.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
@@ -399,6 +399,18 @@ describe('resume: the pieces, case by case', () => {
     }
     writeFileSync(join(empty, 'manifest.json'), JSON.stringify({ runId: 'r', targets: [] }));
     expect(await readPreviousRun(empty, true)).toEqual({ runId: 'r', targets: [] });
+  });
+
+  it('targetIdentity of local: the kernel release and the libssl a client built here links (path, size, time)', async () => {
+    const o = { cacheDir: mkdtempSync(join(tmpdir(), 'ident-cache-')), repoRoot: mkdtempSync(join(tmpdir(), 'ident-repo-')), rebuild: false };
+    // the first dev symlink found, as resume.ts looks for it, resolved independently here
+    const dirs = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib64', '/lib'];
+    const dev = dirs.map((d) => join(d, 'libssl.so')).find((p) => existsSync(p));
+    const id = await targetIdentity({ name: 'local', backend: 'local' }, o);
+    if (dev === undefined) return expect(id).toBeNull(); // no libssl-dev: the cells are rerun
+    const path = realpathSync(dev);
+    const st = statSync(path);
+    expect(id).toEqual({ backend: 'local', kernel: release(), libssl: { path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs) } });
   });
 
   it('targetIdentity: unknown without what would tell it (no suite, no Vagrantfile, no box version)', async () => {
