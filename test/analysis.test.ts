@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { analyzeTrial, pickQueryTime } from '../src/analysis/trial.ts';
-import { normalize, tupleKey } from '../src/analysis/normalize.ts';
+import { isEphemeral, normalize, tupleKey } from '../src/analysis/normalize.ts';
 import { classify, formTransactions, toHttpMonitoring } from '../src/analysis/transactions.ts';
 import { attributeTrial, clientTruth, symmetry } from '../src/analysis/attribution.ts';
 import type { HttpMonitoringRow } from '../src/analysis/transactions.ts';
@@ -74,8 +74,10 @@ describe('classify', () => {
     expect(classify(data)?.kind ?? null).toBe(kind);
   });
 
-  it('looks only at the first bytes of a buffer, as upstream', () => {
-    expect(classify(`${'x'.repeat(200)}HTTP/1.1 200 OK`)).toBeNull();
+  // (that only the first 208 bytes are inspected: 'inspects only the first 208 bytes' below)
+  it('a status line or a request line not at the start of a buffer is not one', () => {
+    expect(classify(`${'x'.repeat(20)}HTTP/1.1 200 OK`)).toBeNull();
+    expect(classify(`x GET /200/conn1-iter0 HTTP/1.1`)).toBeNull();
   });
 });
 
@@ -417,5 +419,114 @@ describe('parsers', () => {
 
   it('a client that never finished is not DONE', () => {
     expect(parseClientOutput('READY:1:2:3:4\n').done).toBe(false);
+  });
+});
+
+describe('edges of the figures (each case fails if one comparison or branch changes)', () => {
+  it.each([
+    [32767, 61000, 61000, 32767], // neither ephemeral: the higher port is the client
+    [32768, 61000, 32768, 61000], // 32768 is the first ephemeral port: it is the client
+    [60999, 65000, 60999, 65000], // 60999 the last one
+    [61000, 65000, 65000, 61000], // 61000 is past the range: port order again
+    [443, 32768, 32768, 443], // only the destination ephemeral: flipped
+    [443, 60999, 60999, 443],
+    [18001, 18001, 18001, 18001], // equal ports are never flipped
+  ])('normalize sport %i dport %i -> client %i, server %i', (sport, dport, clientPort, serverPort) => {
+    const n = normalize({ saddr: '10.0.0.1', sport, daddr: '10.0.0.2', dport });
+    expect([n.client.port, n.server.port]).toEqual([clientPort, serverPort]);
+    expect(n.client.ip).toBe(sport === clientPort ? '10.0.0.1' : '10.0.0.2');
+  });
+
+  it.each([
+    [32767, false],
+    [32768, true],
+    [60999, true],
+    [61000, false],
+  ])('isEphemeral(%i) is %s', (port, want) => {
+    expect(isEphemeral(port)).toBe(want);
+  });
+
+  it.each([
+    ['HTTP/1.0 200 OK\r\n', 200],
+    ['HTTP/1.1 404 Not Found\r\n', 404],
+  ])('a status line %j is a response with status %i', (data, status) => {
+    expect(classify(data)).toEqual({ kind: 'response', status });
+  });
+
+  it('inspects only the first 208 bytes: a longer path is cut there and is not a full path', () => {
+    const long = `/${'a'.repeat(300)}`;
+    const c = classify(`GET ${long} HTTP/1.1\r\n\r\n`);
+    expect(c).toEqual({ kind: 'request', method: 'GET', path: long.slice(0, 208 - 4) });
+    // and a row made of it keeps the cut path, marked not full (a separate key from the full one)
+    clock = 0;
+    const events = [cli('SSL_write', 1, 1, `GET ${long} HTTP/1.1\r\n\r\n`), cli('SSL_read', 1, 1, RESP)];
+    const { tx } = analyse(events, 1);
+    expect(tx.transactions).toHaveLength(1);
+    expect(tx.transactions[0]!.path).toBe(long.slice(0, 204));
+    expect(tx.transactions[0]!.fullPath).toBe(false);
+  });
+
+  it('the row key has the method: GET and POST of one path on one connection are two rows', () => {
+    clock = 0;
+    const post = 'POST /200/conn1-iter0 HTTP/1.1\r\nContent-Length: 0\r\n\r\n';
+    const events = [cli('SSL_write', 1, 1, req(1, 0)), cli('SSL_read', 1, 1, RESP), cli('SSL_write', 1, 1, post), cli('SSL_read', 1, 1, RESP)];
+    const { rows } = analyse(events, 1);
+    expect(rows.map((r) => [r.Method, r.Path, r.ByStatus['200']!.Count])).toEqual([
+      ['GET', '/200/conn1-iter0', 1],
+      ['POST', '/200/conn1-iter0', 1],
+    ]);
+  });
+
+  it('a line with only some of the event keys is a bad line, not an event', () => {
+    const full = cli('SSL_write', 1, 1, req(1, 0));
+    const { data: _d, ...noData } = full;
+    const o = parseTracerOutput([JSON.stringify({ ts: 1 }), JSON.stringify(noData), JSON.stringify(full), 'null', '7'].join('\n'));
+    expect(o.events).toHaveLength(1);
+    expect(o.badLines).toEqual([1, 2, 4, 5]);
+  });
+
+  const cell = (a: Partial<TrialResult['attribution']> & object, variant: 'upstream' | 'scoped' = 'scoped') =>
+    summarizeCell({ target: 't', cpus: 1, reads: 'full', variant, mode: 'interleaved', scenario: 'preexisting' }, {}, [
+      {
+        trial: 1,
+        status: 'ok',
+        attribution: {
+          expected: 20,
+          captured: 0,
+          correct: 0,
+          wrong: 0,
+          lost: 0,
+          capturedRequests: 0,
+          byConn: [],
+          truth: { writes: { correct: 20, wrong: 0, lost: 0 }, reads: { correct: 20, wrong: 0, lost: 0 } },
+          ...a,
+        },
+      },
+    ]);
+
+  it('misattribution is wrong / captured rows, not wrong / expected requests', () => {
+    // 20 expected requests, 40 rows (client + server side), 10 wrong
+    const c = cell({ captured: 40, correct: 30, wrong: 10, capturedRequests: 20 }, 'upstream');
+    expect(c.misattribution).toBe(0.25);
+    expect(c.misattributionCI!.lo).toBeLessThan(0.25);
+    expect(c.misattributionCI!.hi).toBeGreaterThan(0.25);
+  });
+
+  it('capture is requests with a right row / expected, not right rows / expected', () => {
+    // 38 right rows, but they cover only 18 of the 20 requests (two rows each): 90 %, below the scoped bar
+    const c = cell({ captured: 38, correct: 38, capturedRequests: 18, lost: 2 });
+    expect(c.capture).toBe(0.9);
+    expect(c.verdict).toMatchObject({ pass: false, reason: '0 wrong rows, capture 90.0 %' });
+    // 19 of 20 requests (95.0 %) with 19 rows: passes at the edge; 0.95 is also what the reason says
+    const edge = cell({ captured: 19, correct: 19, capturedRequests: 19, lost: 1 });
+    expect(edge.capture).toBe(0.95);
+    expect(edge.verdict).toMatchObject({ pass: true, reason: '0 wrong, capture 95.0 %' });
+  });
+
+  it('zero trials: the cell is internal and its verdict says so, never ok', () => {
+    const c = summarizeCell({ target: 't', cpus: 1, reads: 'full', variant: 'upstream', mode: 'interleaved', scenario: 'baseline' }, {}, []);
+    expect(c.status).toBe('internal');
+    expect(c.verdict).toEqual({ pass: false, expectation: 'cell runs', reason: 'internal' });
+    expect(c).toMatchObject({ expected: 0, captured: 0, wrong: 0, kernel: 'unknown', openssl: 'unknown', hook: 'unknown', symmetry: null });
   });
 });

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseTracerOutput, type TlsEvent } from '../src/analysis/events.ts';
+import { inCI } from './helpers/requirements.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const TRACER = join(ROOT, 'bpf', 'build', 'usm_tls');
@@ -15,7 +16,6 @@ const RACE_CLIENT = join(ROOT, 'client', 'build', 'race_client');
 const HTTPS_SERVER = join(ROOT, 'client', 'https_server.py');
 const VARIANTS = ['upstream', 'no-fallback', 'recv-hook', 'scoped'] as const;
 const TERMINATIONS = ['SSL_shutdown', 'tcp_close'];
-const inCI = process.env.CI === 'true';
 const ROUNDS = 4;
 
 // ---- requirements ----
@@ -249,6 +249,15 @@ function connOf(data: string): number | null {
   return m?.[1] ? Number(m[1]) : null;
 }
 
+// the local port of the connection a buffer names; a buffer that names none fails the test (it
+// must not count as conn 1)
+function lportNamed(lports: readonly number[], data: string): number {
+  const k = connOf(data);
+  const lport = k === null ? undefined : lports[k - 1];
+  if (lport === undefined) throw new Error(`buffer names no connection of the run: ${JSON.stringify(data.slice(0, 60))}`);
+  return lport;
+}
+
 // ---- the suite ----
 
 const missing = missingRequirement();
@@ -407,9 +416,7 @@ describe.skipIf(missing !== null && !inCI)(`bpf/ usm_tls on this kernel${missing
       // client writes + server reads (requests), server writes + client reads (echoes): 2 conns x ROUNDS each
       expect(run.events.length, JSON.stringify(run.stats)).toBe(4 * 2 * ROUNDS);
       for (const e of run.events) {
-        const k = connOf(e.data);
-        expect(k, e.data).not.toBeNull();
-        const lport = lports[(k ?? 1) - 1];
+        const lport = lportNamed(lports, e.data);
         const clientSide = e.sport !== serverPort;
         expect(e.via).toBe('fd');
         expect(e.family).toBe(4);
@@ -431,7 +438,7 @@ describe.skipIf(missing !== null && !inCI)(`bpf/ usm_tls on this kernel${missing
       const { run, lports } = await traced('upstream', 2, 'post');
       expect(run.events.length).toBe(4 * 2 * ROUNDS);
       for (const e of run.events) {
-        const lport = lports[(connOf(e.data) ?? 1) - 1];
+        const lport = lportNamed(lports, e.data);
         expect(e.sport === serverPort ? e.dport : e.sport).toBe(lport);
         expect(['fd', 'fallback-send']).toContain(e.via);
       }
@@ -475,9 +482,7 @@ describe.skipIf(missing !== null && !inCI)(`bpf/ usm_tls on this kernel${missing
     'two connections made before the tracer, interleaved: upstream swaps them, scoped does not',
     async () => {
       const clientRows = (run: Run, lports: number[]) =>
-        run.events
-          .filter((e) => e.sport !== serverPort && e.fn.startsWith('SSL_write'))
-          .map((e) => ({ want: lports[(connOf(e.data) ?? 1) - 1], got: e.sport }));
+        run.events.filter((e) => e.sport !== serverPort && e.fn.startsWith('SSL_write')).map((e) => ({ want: lportNamed(lports, e.data), got: e.sport }));
 
       const up = await traced('upstream', 2, 'pre');
       const upRows = clientRows(up.run, up.lports);
@@ -493,7 +498,7 @@ describe.skipIf(missing !== null && !inCI)(`bpf/ usm_tls on this kernel${missing
       // the read path too: every client read lands on the connection its echo names
       const reads = sc.run.events.filter((e) => e.sport !== serverPort && e.fn.startsWith('SSL_read'));
       expect(reads).toHaveLength(2 * ROUNDS);
-      for (const e of reads) expect(e.sport).toBe(sc.lports[(connOf(e.data) ?? 1) - 1]);
+      for (const e of reads) expect(e.sport).toBe(lportNamed(sc.lports, e.data));
       for (const e of sc.run.events) expect(e.via).toBe('scoped');
     },
     120_000,

@@ -4,13 +4,17 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseMatrixFlags } from '../src/cli/flags.ts';
 import { matrixMain } from '../src/cli/matrix.ts';
 import { matrixFile, resolveRun } from '../src/cli/run.ts';
-import { parseMatrix } from '../src/config/matrix.ts';
+import { parseMatrix, type MatrixConfig } from '../src/config/matrix.ts';
 
-const cfg = parseMatrix('targets:\n  bw: { backend: qemu, suite: bookworm }\n', 'm.yaml');
+// parsed in each test (not while the file is collected), so mutation testing sees which tests use it
+let cfg: MatrixConfig;
+beforeEach(() => {
+  cfg = parseMatrix('targets:\n  bw: { backend: qemu, suite: bookworm }\n', 'm.yaml');
+});
 const env = { cwd: '/w', home: '/h', now: new Date('2026-11-24T10:00:00Z') };
 
 describe('path flags', () => {

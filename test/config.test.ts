@@ -1,9 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseMatrixFlags } from '../src/cli/flags.ts';
-import { parseMatrix, BUILTIN_DEFAULTS } from '../src/config/matrix.ts';
+import { FLAG_NAMES, HELP, parseMatrixFlags } from '../src/cli/flags.ts';
+import { parseMatrix, BUILTIN_DEFAULTS, type MatrixConfig } from '../src/config/matrix.ts';
 import { resolveRun } from '../src/cli/run.ts';
 import { ConfigError, LabError } from '../src/errors.ts';
 import { ensureHostPackages } from '../src/hostdeps.ts';
@@ -163,6 +163,12 @@ describe('matrix.yaml', () => {
     expect(() => parseMatrix('defaults:\n  ports: 18001\ntargets: {}\n', 'm.yaml')).toThrow(/m\.yaml:2:10: defaults\.ports must be a non-empty list/);
   });
 
+  it('ports: a port named twice is refused at its place (one server per port), as --ports refuses it', () => {
+    expect(() => parseMatrix('defaults:\n  ports: [18001, 18002, 18001]\ntargets: {}\n', 'm.yaml')).toThrow(
+      /^m\.yaml:2:25: port 18001 is named twice in defaults\.ports \(one HTTPS server and one connection per port\)$/,
+    );
+  });
+
   it('a vagrant target needs a suite or a box', () => {
     expect(() => parseMatrix('targets:\n  v: { backend: vagrant, memory: 2048 }\n', 'm.yaml')).toThrow(
       /^m\.yaml:2:6: target 'v' \(backend vagrant\) needs a suite \(a local box built from it\) or a box$/,
@@ -226,6 +232,24 @@ describe('matrix.yaml', () => {
   it('missing keys take the built-in defaults; local is always there', () => {
     const cfg = parseMatrix('targets:\n  bw: { backend: qemu, suite: bookworm, memory: 2048 }\n', 'm.yaml');
     expect(cfg.defaults).toEqual(BUILTIN_DEFAULTS);
+    // the built-in values themselves, written out (BUILTIN_DEFAULTS compared with itself proves nothing)
+    expect(BUILTIN_DEFAULTS).toEqual({
+      variants: ['upstream', 'no-fallback', 'recv-hook', 'scoped'],
+      modes: ['sequential', 'interleaved'],
+      scenarios: ['preexisting', 'baseline'],
+      iterations: 200,
+      iterationsByMode: {},
+      trials: 1,
+      ports: [18001, 18002],
+      trace: 'all',
+      api: 'classic',
+      hook: 'auto',
+      memory: 1024,
+      seed: 1,
+      reads: ['full'],
+      nagle: 'off',
+      cpus: [1],
+    });
     expect(cfg.targets.map((t) => t.name)).toEqual(['bw', 'local']);
     expect(cfg.targets[0]!.memoryMiB).toBe(2048);
     expect(cfg.targets[0]!.cpus).toBe(1);
@@ -235,7 +259,11 @@ describe('matrix.yaml', () => {
 });
 
 describe('resolveRun and plan', () => {
-  const cfg = parseMatrix(readFileSync('matrix.yaml', 'utf8'), 'matrix.yaml');
+  // parsed in each test (not while the file is collected), so mutation testing sees which tests use it
+  let cfg: MatrixConfig;
+  beforeEach(() => {
+    cfg = parseMatrix(readFileSync('matrix.yaml', 'utf8'), 'matrix.yaml');
+  });
   const env = { cwd: '/w', home: '/h', now: new Date('2026-11-24T10:00:00Z') };
 
   it('flags override matrix.yaml; --backend local runs only the local target', () => {
@@ -317,7 +345,11 @@ describe('host packages (provision/host-deps.sh)', () => {
 });
 
 describe('issue 13 dimensions: reads, nagle, cpus, iterations per mode', () => {
-  const cfg = parseMatrix(readFileSync('matrix.yaml', 'utf8'), 'matrix.yaml');
+  // parsed in each test (not while the file is collected), so mutation testing sees which tests use it
+  let cfg: MatrixConfig;
+  beforeEach(() => {
+    cfg = parseMatrix(readFileSync('matrix.yaml', 'utf8'), 'matrix.yaml');
+  });
   const env = { cwd: '/w', home: '/h', now: new Date('2026-11-24T10:00:00Z'), hostCpus: 6 };
 
   it('flags: --reads is a list of full/single, --nagle on/off, --cpus whole numbers 1..64, each de-duplicated', () => {
@@ -401,5 +433,252 @@ describe('issue 13 dimensions: reads, nagle, cpus, iterations per mode', () => {
       shard: { k: 1, n: 2 },
     });
     expect(s1.map((x) => x.instance)).toEqual(['bookworm', 'bookworm-2cpu']);
+  });
+});
+
+describe('flags: edges (each would let a wrong run through)', () => {
+  it.each([
+    [['--iterations', '1000001'], /--iterations: 1000001 is out of range \(allowed: 1\.\.1000000\)/],
+    [['--trials', '1001'], /--trials: 1001 is out of range \(allowed: 1\.\.1000\)/],
+    [['--trials', '0'], /--trials: 0 is out of range \(allowed: 1\.\.1000\)/],
+    [['--parallel', '65'], /--parallel: 65 is out of range \(allowed: 1\.\.64\)/],
+    [['--parallel', '0'], /--parallel: 0 is out of range/],
+    [['--seed', '4294967296'], /--seed: 4294967296 is out of range \(allowed: 0\.\.4294967295\)/],
+    [['--seed=-1'], /--seed: '-1' is not a whole number \(allowed: 0\.\.4294967295\)/],
+    [['--seed', '1e3'], /--seed: '1e3' is not a whole number/],
+    [['--seed', ' 7'], /--seed: ' 7' is not a whole number/],
+    [['--cpus', '65'], /--cpus: 65 is out of range \(allowed: 1\.\.64\)/],
+    [['--cpus', '0'], /--cpus: 0 is out of range/],
+    [['--ports', '18001,65536'], /--ports: 65536 is out of range \(allowed: 1024\.\.65535\)/],
+    [['--ports', '1023,18001'], /--ports: 1023 is out of range/],
+    [['--ports', '18001,18001'], /--ports: give at least two ports/], // one port twice is one connection
+    [['--shard', '0/4'], /--shard: '0\/4' must be K\/N with 1 <= K <= N/],
+    [['--shard', '1/0'], /--shard: '1\/0' must be K\/N/],
+    [['--shard', '2'], /--shard: '2' must be K\/N/],
+    [['--shard', 'x1/2'], /--shard: 'x1\/2' must be K\/N/],
+    [['--shard', '1/2x'], /--shard: '1\/2x' must be K\/N/],
+    [['--reads', 'half'], /--reads: unknown value 'half' \(allowed: full, single\)/],
+    [['--trace', 'servers'], /--trace: unknown value 'servers' \(allowed: all, client\)/],
+    [['--hook', 'fentry'], /--hook: unknown value 'fentry'/],
+    [['--targets', ' , '], /--targets needs at least one value$/],
+    [['--variants', ','], /^--variants needs at least one value \(allowed: upstream, no-fallback, recv-hook, scoped\)$/],
+    [['--modes', ''], /^--modes needs at least one value \(allowed: sequential, interleaved, writes-only\)$/],
+    [['--scenarios', 'later'], /^--scenarios: unknown value 'later' \(allowed: preexisting, baseline\)$/],
+    [['--api', 'new'], /^--api: unknown value 'new' \(allowed: classic, ex\)$/],
+    [['--nagle', 'maybe'], /^--nagle: unknown value 'maybe' \(allowed: on, off\)$/],
+    [['--backend', 'docker'], /^--backend: unknown value 'docker' \(allowed: qemu, vagrant, local\)$/],
+    [['--iterations', 'x'], /^--iterations: 'x' is not a whole number \(allowed: 1\.\.1000000\)$/],
+    [['--bogus'], /^Unknown option '--bogus'.* \(valid flags: --help --config --backend /],
+  ])('%j is refused with what is allowed', (argv, re) => {
+    expect(() => parseMatrixFlags(argv)).toThrow(ConfigError);
+    expect(() => parseMatrixFlags(argv)).toThrow(re);
+  });
+
+  it('the largest and smallest allowed values are accepted', () => {
+    expect(
+      parseMatrixFlags(['--iterations', '1000000', '--trials', '1000', '--parallel', '64', '--seed', '4294967295', '--cpus', '64', '--ports', '1024,65535']),
+    ).toMatchObject({ iterations: 1_000_000, trials: 1000, parallel: 64, seed: 2 ** 32 - 1, cpus: [64], ports: [1024, 65535] });
+    expect(parseMatrixFlags(['--iterations', '1', '--trials', '1', '--parallel', '1', '--seed', '0', '--cpus', '1'])).toMatchObject({
+      iterations: 1,
+      trials: 1,
+      parallel: 1,
+      seed: 0,
+      cpus: [1],
+    });
+  });
+
+  it('--ports with exactly two ports (the default 18001,18002) is accepted, in order', () => {
+    expect(parseMatrixFlags(['--ports', '18001,18002']).ports).toEqual([18001, 18002]);
+    expect(parseMatrixFlags(['--ports', '18002, 18001']).ports).toEqual([18002, 18001]);
+  });
+
+  it('--shard K/N: K and N of several digits', () => {
+    expect(parseMatrixFlags(['--shard', '10/12']).shard).toEqual({ k: 10, n: 12 });
+  });
+
+  it('--shard K/N: 1/1 and N/N are accepted', () => {
+    expect(parseMatrixFlags(['--shard', '1/1']).shard).toEqual({ k: 1, n: 1 });
+    expect(parseMatrixFlags(['--shard', '4/4']).shard).toEqual({ k: 4, n: 4 });
+  });
+
+  it('lists are trimmed and de-duplicated, in the order given', () => {
+    const f = parseMatrixFlags([
+      '--variants',
+      'scoped, upstream,scoped,,upstream',
+      '--targets',
+      'sid,bookworm,sid',
+      '--modes',
+      'interleaved,interleaved',
+      '--scenarios',
+      'baseline,preexisting,baseline',
+      '--reads',
+      'single,full,single',
+      '--cpus',
+      '2,1,2',
+      '--ports',
+      '19001,19002,19001',
+    ]);
+    expect(f).toMatchObject({
+      variants: ['scoped', 'upstream'],
+      targets: ['sid', 'bookworm'],
+      modes: ['interleaved'],
+      scenarios: ['baseline', 'preexisting'],
+      reads: ['single', 'full'],
+      cpus: [2, 1],
+      ports: [19001, 19002],
+    });
+  });
+
+  it('flags not given are undefined (matrix.yaml decides), booleans false', () => {
+    const f = parseMatrixFlags([]);
+    expect(f).toEqual({ help: false, keep: false, rebuild: false, force: false });
+    expect(parseMatrixFlags(['-h', '--rebuild', '--force', '--keep'])).toMatchObject({ help: true, rebuild: true, force: true, keep: true });
+    expect(
+      parseMatrixFlags([
+        '--config',
+        'c.yaml',
+        '--out',
+        'o',
+        '--cache',
+        'k',
+        '--resume',
+        'r',
+        '--trace',
+        'client',
+        '--api',
+        'ex',
+        '--hook',
+        'tracepoint',
+        '--nagle',
+        'on',
+      ]),
+    ).toMatchObject({ config: 'c.yaml', out: 'o', cache: 'k', resume: 'r', trace: 'client', api: 'ex', hook: 'tracepoint', nagle: 'on' });
+  });
+});
+
+describe('plan: the seeded order', () => {
+  const input = (seed: number) => ({
+    targets: [
+      { name: 'a', backend: 'qemu' as const, suite: 'bookworm' as const },
+      { name: 'b', backend: 'qemu' as const, suite: 'sid' as const },
+    ],
+    variants: ['upstream', 'scoped'] as ('upstream' | 'scoped')[],
+    modes: ['interleaved', 'sequential'] as ('interleaved' | 'sequential')[],
+    scenarios: ['preexisting'] as 'preexisting'[],
+    reads: ['full'] as 'full'[],
+    cpus: {},
+    trials: 1,
+    seed,
+  });
+  const order = (seed: number, boot = 0) => planMatrix(input(seed))[boot]!.cells.map((c) => `${c.mode}/${c.variant}`);
+
+  it('seed 1 gives this order (pinned: a change of the shuffle or the generator shows here)', () => {
+    // unshuffled it would be interleaved/upstream, interleaved/scoped, sequential/upstream, sequential/scoped
+    expect(order(1)).toEqual(['sequential/scoped', 'interleaved/scoped', 'interleaved/upstream', 'sequential/upstream']);
+  });
+
+  it('another seed, another order; each boot its own order (seed + boot index)', () => {
+    expect(order(2)).not.toEqual(order(1));
+    expect(order(1, 1)).toEqual(order(2, 0));
+    expect(order(1, 1)).not.toEqual(order(1, 0));
+  });
+
+  it('the order is a permutation of every cell', () => {
+    for (const seed of [0, 1, 2, 3, 4294967295])
+      expect([...order(seed)].sort()).toEqual(['interleaved/scoped', 'interleaved/upstream', 'sequential/scoped', 'sequential/upstream']);
+  });
+});
+
+describe('--help', () => {
+  it('documents every flag the parser takes, and each list of allowed values', () => {
+    for (const f of FLAG_NAMES) expect(HELP, `--${f} missing from --help`).toMatch(new RegExp(`--${f}\\b`));
+    expect(HELP).toContain('--backend B           run the targets with this backend: qemu | vagrant | local');
+    expect(HELP).toContain('--variants V,...      upstream, no-fallback, recv-hook, scoped');
+    expect(HELP).toContain('--modes M,...         sequential, interleaved, writes-only');
+    expect(HELP).toContain('--scenarios S,...     preexisting, baseline');
+    expect(HELP).toContain('--trace SCOPE         all | client:');
+    expect(HELP).toContain('--api A               classic | ex:');
+    expect(HELP).toContain('--hook H              auto | kprobe | tracepoint:');
+    expect(HELP).toContain('--reads R,...         full, single:');
+    expect(HELP).toContain('--nagle N             on | off:');
+    expect(HELP).toContain('one boot per value (1..64)');
+    expect(HELP).toMatch(/^Usage: npx zx scripts\/matrix\.mjs \[flags\]/);
+    expect(HELP).toContain('Exit codes: 0 every cell ran and met its expectation; 1 a verdict was not as expected;');
+  });
+});
+
+describe('matrix.yaml: each structural error, exactly as reported', () => {
+  it.each([
+    ['- a\n- b\n', 'm.yaml:1:1: the matrix file must be a mapping with keys defaults, targets, default_targets, vagrant'],
+    ['defaults: {}\n', "m.yaml:1:1: missing key 'targets'"],
+    ['targets: [a, b]\n', 'm.yaml:1:10: targets must be a mapping of name -> { backend, suite | box, memory, cpus }'],
+    [
+      'defaults: [1]\ntargets: {}\n',
+      'm.yaml:1:11: defaults must be a mapping (keys: variants, modes, scenarios, iterations, trials, ports, trace, api, hook, memory, seed, reads, nagle, cpus)',
+    ],
+    ['targets:\n  a:\n', "m.yaml:2:5: target 'a' must be a mapping (keys: backend, suite, box, memory, cpus)"],
+    ['targets:\n  a: { suite: sid }\n', "m.yaml:2:6: target 'a' needs a backend (allowed: qemu, vagrant, local)"],
+    ['targets:\n  Big: { backend: qemu, suite: sid }\n', "m.yaml:2:3: target name 'Big' must be lower-case letters, digits, '.', '_' or '-'"],
+    ['targets:\n  a: { backend: vagrant, box: 7 }\n', 'm.yaml:2:31: box must be a string'],
+    [
+      'targets:\n  l: { backend: local, cpus: 2 }\n',
+      "m.yaml:2:30: target 'l' (backend local) takes no cpus: it runs on this host, whose CPU count the report records",
+    ],
+    [
+      'targets:\n  a: { backend: qemu, suite: sid, cpus: two }\n',
+      "m.yaml:2:41: target 'a' cpus must be a whole number (1..64) or a list of them (e.g. [1, 2])",
+    ],
+    ['defaults:\n  nagle: false\ntargets: {}\n', "m.yaml:2:10: unknown nagle 'false' (allowed: on, off)"],
+    ['defaults:\n  trace: 1\ntargets: {}\n', "m.yaml:2:10: unknown trace scope '1' (allowed: all, client)"],
+    ['defaults:\n  trials: 1.5\ntargets: {}\n', 'm.yaml:2:11: defaults.trials must be a whole number (1..1000)'],
+    ['defaults:\n  variants: []\ntargets: {}\n', 'm.yaml:2:13: defaults.variants must be a non-empty list'],
+    [
+      'defaults:\n  iterations: { random: 5 }\ntargets: {}\n',
+      "m.yaml:2:17: unknown key 'random' in defaults.iterations (allowed: sequential, interleaved, writes-only)",
+    ],
+    ['targets: {}\nvagrant: { sandboxed: maybe }\n', 'm.yaml:2:23: vagrant.sandboxed must be true or false'],
+    ['targets: {}\nvagrant: { boxed: true }\n', "m.yaml:2:12: unknown key 'boxed' in vagrant (allowed: sandboxed)"],
+    ['targets: {}\ndefault_targets: [7]\n', 'm.yaml:2:19: a target name must be a string'],
+  ])('%j', (text, message) => {
+    let err: unknown;
+    try {
+      parseMatrix(text, 'm.yaml');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message).toBe(message);
+  });
+
+  it('the values that are not errors: vagrant.sandboxed false, a box target, default_targets, local implied', () => {
+    const cfg = parseMatrix(
+      'targets:\n  a: { backend: vagrant, box: debian/bookworm64, cpus: [2, 1, 2] }\n  b: { backend: qemu, suite: sid }\ndefault_targets: [b, local]\nvagrant: { sandboxed: false }\n',
+      'm.yaml',
+    );
+    expect(cfg.vagrant).toEqual({ sandboxed: false });
+    expect(cfg.defaultTargets).toEqual(['b', 'local']);
+    expect(cfg.targets).toEqual([
+      { name: 'a', backend: 'vagrant', box: 'debian/bookworm64', memoryMiB: 1024, cpus: 2 },
+      { name: 'b', backend: 'qemu', suite: 'sid', memoryMiB: 1024, cpus: 1 },
+      { name: 'local', backend: 'local' },
+    ]);
+    expect(cfg.targetCpus).toEqual({ a: [2, 1], b: [1] });
+    expect(parseMatrix('targets: {}\n', 'm.yaml')).toMatchObject({ vagrant: { sandboxed: true }, defaultTargets: [], defaults: BUILTIN_DEFAULTS });
+  });
+});
+
+describe('matrix.yaml: a value of the wrong shape is an error, never a silently dropped key or target', () => {
+  it.each([
+    ['a box that is a mapping', 'targets:\n  a: { backend: vagrant, box: { name: x } }\n', /box must be a string/],
+    ['a suite that is a list', 'targets:\n  a: { backend: qemu, suite: [sid] }\n', /suite must be a string|unknown suite/],
+    ['trials as a list', 'defaults:\n  trials: [1]\ntargets: {}\n', /defaults\.trials must be a whole number \(1\.\.1000\)/],
+    ['memory as a string', 'targets:\n  a: { backend: qemu, suite: sid, memory: lots }\n', /memory \(MiB\) must be a whole number \(256\.\.65536\)/],
+    ['sandboxed as a list', 'targets: {}\nvagrant: { sandboxed: [true] }\n', /vagrant\.sandboxed must be true or false/],
+    ['a trace scope left empty', 'defaults:\n  trace:\ntargets: {}\n', /trace scope must be a string/],
+    ['a trace scope as a list', 'defaults:\n  trace: [all]\ntargets: {}\n', /trace scope must be a string/],
+    ['a target name that is a number', 'targets:\n  7: { backend: qemu, suite: sid }\n', /a target name must be a string/],
+  ])('%s', (_what, text, re) => {
+    expect(() => parseMatrix(text, 'm.yaml')).toThrow(ConfigError);
+    expect(() => parseMatrix(text, 'm.yaml')).toThrow(re);
   });
 });

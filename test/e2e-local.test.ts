@@ -134,9 +134,25 @@ describe.skipIf(missing !== null && !inCI)(`local end to end${missing ? ` (skipp
     for (const f of ['events.jsonl', 'http_monitoring.json', 'tracer.log', 'client.log', 'client.out', 'servers.log', 'servers.out']) {
       expect(existsSync(join(trial, f)), f).toBe(true);
     }
-    const rows = JSON.parse(readFileSync(join(trial, 'http_monitoring.json'), 'utf8')) as { Server: { Port: number }; ByStatus: object }[];
+    type Row = {
+      Client: { IP: string; Port: number };
+      Server: { IP: string; Port: number };
+      Path: string;
+      Method: string;
+      ByStatus: Record<string, { Count: number }>;
+    };
+    const rows = JSON.parse(readFileSync(join(trial, 'http_monitoring.json'), 'utf8')) as Row[];
     expect(rows.length).toBeGreaterThan(0);
-    expect(rows[0]).toHaveProperty('ByStatus');
+    // upstream's debug-endpoint shape, on every row: a client (the ephemeral side), one of our
+    // servers, our request path, and counts by 3-digit status
+    for (const row of rows) {
+      expect([18001, 18002], JSON.stringify(row)).not.toContain(row.Client.Port);
+      expect([18001, 18002]).toContain(row.Server.Port);
+      expect(row.Path).toMatch(/^\/200\/conn[12]-iter\d+$/);
+      expect(row.Method).toBe('GET');
+      expect(Object.keys(row.ByStatus)).toEqual(['200']);
+      expect(row.ByStatus['200']!.Count).toBeGreaterThanOrEqual(1);
+    }
     // The investigation's own analysis (INVESTIGATION.md step 7), unchanged, on the file: its four
     // counts are the cell's (one trial), so its rate is ours.
     const py = spawnSync('python3', ['-c', INVESTIGATION_ANALYSIS], {

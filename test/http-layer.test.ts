@@ -234,8 +234,18 @@ describe('kernel state and user space, rule by rule', () => {
   });
 });
 
+// Tuples as normalize() makes them, written out: calling it while the file is collected would make
+// every normalize mutant static for mutation testing (run against all tests).
+const TUPLE_1 = { client: { ip: '127.0.0.1', port: 40001 }, server: { ip: '127.0.0.1', port: 18001 } };
+const TUPLE_2 = { client: { ip: '127.0.0.1', port: 40001 }, server: { ip: '127.0.0.1', port: 18002 } };
+
+it('the written-out tuples are what normalize makes of either side', () => {
+  expect(normalize({ saddr: '127.0.0.1', sport: 40001, daddr: '127.0.0.1', dport: 18001 })).toEqual(TUPLE_1);
+  expect(normalize({ saddr: '127.0.0.1', sport: 18002, daddr: '127.0.0.1', dport: 40001 })).toEqual(TUPLE_2);
+});
+
 describe('user space drops that events cannot reach (StatKeeper.add on a complete transaction)', () => {
-  const tuple = normalize({ saddr: '127.0.0.1', sport: 40001, daddr: '127.0.0.1', dport: 18001 });
+  const tuple = TUPLE_1;
   const tx = (over: Partial<KernelTx>): KernelTx => ({
     tuple,
     fragment: GET(),
@@ -260,8 +270,8 @@ describe('user space drops that events cannot reach (StatKeeper.add on a complet
 });
 
 describe('the joiner at the query', () => {
-  const tuple = normalize({ saddr: '127.0.0.1', sport: 40001, daddr: '127.0.0.1', dport: 18001 });
-  const other = normalize({ saddr: '127.0.0.1', sport: 40001, daddr: '127.0.0.1', dport: 18002 });
+  const tuple = TUPLE_1;
+  const other = TUPLE_2;
   const rq = (t: number, path = P, on = tuple): KernelTx => ({
     tuple: on,
     fragment: GET(path),

@@ -44,14 +44,16 @@ function cell(over: Partial<CellSummary> = {}): CellSummary {
         trial: 1,
         status: 'ok',
         attribution: {
+          // every denominator distinct: 4 requests, 6 rows (some requests have two), 2 right rows
+          // but only 1 request with a right row: misattribution 4/6 (not 4/4), capture 1/4 (not 2/4)
           expected: 4,
-          captured: 4,
-          correct: 1,
-          wrong: 3,
+          captured: 6,
+          correct: 2,
+          wrong: 4,
           lost: 0,
           capturedRequests: 1,
           byConn: [
-            { k: 1, rport: 18001, rightRows: 1, wrongRows: 2 },
+            { k: 1, rport: 18001, rightRows: 2, wrongRows: 3 },
             { k: 2, rport: 18002, rightRows: 0, wrongRows: 1 },
           ],
           truth: { writes: { correct: 0, wrong: 4, lost: 0 }, reads: { correct: 0, wrong: 2, lost: 2 } },
@@ -97,7 +99,9 @@ describe('reports', () => {
   it("report.md has the investigation's table layout with the cell's figures", () => {
     const md = renderCellMd({ cell: cell(), trials: [] });
     expect(md).toContain('| run | conn1 right | conn1 wrong | conn2 right | conn2 wrong | misattribution |');
-    expect(md).toContain('| 1 | 2 | 0 | 1 | 75.0 % (3 of 4) |');
+    expect(md).toContain('| interleaved, 4 requests expected, 6 rows captured | 2 | 3 | 0 | 1 | 66.7 % (4 of 6) |');
+    expect(md).toContain('- rows per request sent: 1.50');
+    expect(md).toContain('- lost (in no row): 0 of 4; captured correctly: 25.0 %');
     expect(md).toContain('| request writes | 0 | 4 | 0 |');
     expect(md).toMatch(/Verdict: as expected/);
   });
@@ -137,7 +141,7 @@ describe('reports', () => {
     expect(md).toContain('73.8 % (138 / 408 / 402 / 150');
     expect(md).toContain('quoted as 81 %');
     expect(md).toContain('63.9 %');
-    expect(md).toContain('bookworm: 75.0 % (3 of 4)');
+    expect(md).toContain('bookworm: 66.7 % (4 of 6)');
     expect(md).toContain('**sid** (qemu): boot-timeout: no SSH within 120 s');
     expect(md).toContain('console tail');
     await writeSummary(dir, manifest, [cell()]);
@@ -162,8 +166,18 @@ describe('reports', () => {
         'status',
       ]),
     );
-    expect(summary[0].misattribution).toBeCloseTo(0.75);
-    expect(JSON.parse(readFileSync(join(dir, 'bookworm', 'preexisting-interleaved-upstream', 'report.json'), 'utf8')).cell.wrong).toBe(3);
+    expect(summary[0]).toMatchObject({ expected: 4, captured: 6, correct: 2, wrong: 4, rowsPerRequest: 1.5, capture: 0.25 });
+    expect(summary[0].misattribution).toBeCloseTo(4 / 6, 10);
+    expect(JSON.parse(readFileSync(join(dir, 'bookworm', 'preexisting-interleaved-upstream', 'report.json'), 'utf8')).cell.wrong).toBe(4);
+    // summary.md as written, read back: the matrix entry, the detail row, the failed target
+    const written = readFileSync(join(dir, 'summary.md'), 'utf8');
+    expect(written).toBe(renderSummaryMd(manifest, [cell()]));
+    expect(written).toContain('| bookworm (6.1.0-1, OpenSSL 3.0.15) | ✓ 66.7 % [30.0-90.3], capture 25.0 % |');
+    expect(written).toContain(
+      '| bookworm | 1 | 6.1.0-1 | 3.0.15 | full | preexisting | interleaved | upstream | 4 | 6 | 1.50 | 2 | 4 | 0 | 66.7 % [30.0-90.3] | 25.0 % | ok | as expected |',
+    );
+    expect(written).toContain('| sid | qemu | boot-timeout | - | - | - | - | - | - | - |');
+    expect(written).toContain('- **sid** (qemu): boot-timeout: no SSH within 120 s');
     await pointLatest(dir);
     expect(readlinkSync(join(out, 'latest'))).toBe('20261124T000000Z');
     writeFileSync(join(out, 'x'), '');

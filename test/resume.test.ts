@@ -1,19 +1,19 @@
 // Cells that are not rerun for nothing (issue 11, section 6): a run over a folder that holds one
 // reuses every complete cell whose inputs are unchanged, and boots no target whose every cell is
 // reused. Fake backend and scenario (test/helpers/fake-lab.ts): no VM, no tracer.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseMatrixFlags, HELP } from '../src/cli/flags.ts';
 import { matrixMain } from '../src/cli/matrix.ts';
 import { resolveRun } from '../src/cli/run.ts';
-import { parseMatrix } from '../src/config/matrix.ts';
+import { parseMatrix, type MatrixConfig } from '../src/config/matrix.ts';
 import { ConfigError, LabError } from '../src/errors.ts';
 import { imagePaths, recipeFor, recipeHash } from '../src/images/index.ts';
 import { runMatrix, type ResolvedRun } from '../src/matrix.ts';
-import { canonicalJson, cellInputs, readPreviousRun, targetIdentity } from '../src/plan/resume.ts';
+import { canonicalJson, cellInputs, INPUTS_VERSION, readPreviousRun, reusableCells, reusableReport, targetIdentity } from '../src/plan/resume.ts';
 import type { ProgressEvent } from '../src/progress/events.ts';
 import type { CellReport } from '../src/report/cell.ts';
 import { FakeBackend, fakePrepare, fakeRun, fakeTrial } from './helpers/fake-lab.ts';
@@ -282,7 +282,11 @@ describe('the target identity, from files on disk (no boot)', () => {
 });
 
 describe('--resume and --force', () => {
-  const cfg = parseMatrix('targets:\n  bw: { backend: qemu, suite: bookworm }\n', 'm.yaml');
+  // parsed in each test (not while the file is collected), so mutation testing sees which tests use it
+  let cfg: MatrixConfig;
+  beforeEach(() => {
+    cfg = parseMatrix('targets:\n  bw: { backend: qemu, suite: bookworm }\n', 'm.yaml');
+  });
   const env = { cwd: '/w', home: '/h', now: new Date('2026-11-24T10:00:00Z') };
   it('parsed, and in --help', () => {
     expect(parseMatrixFlags(['--resume', 'r/x', '--force'])).toMatchObject({ resume: 'r/x', force: true });
@@ -318,5 +322,103 @@ describe('--resume and --force', () => {
     });
     expect(code).toBe(2);
     expect(text).toContain(`--resume ${join(dir, 'not-a-run')}: not a report folder`);
+  });
+});
+
+describe('resume: the pieces, case by case', () => {
+  const cell = { target: 'a', cpus: 1, boot: 'a', reads: 'full', scenario: 'baseline', mode: 'sequential', variant: 'upstream' } as const;
+  const s = { iterations: 2, trials: 1, ports: [1, 2], trace: 'all', api: 'classic', hook: 'auto', nagle: 'off', settleMs: 0 };
+
+  it('canonicalJson: undefined keys dropped, arrays kept in order, scalars as JSON', () => {
+    expect(canonicalJson({ z: undefined, b: [3, 1, { y: null, x: 'q' }], a: true })).toBe('{"a":true,"b":[3,1,{"x":"q","y":null}]}');
+    expect(canonicalJson('s')).toBe('"s"');
+    expect(canonicalJson(null)).toBe('null');
+    expect(canonicalJson([])).toBe('[]');
+  });
+
+  it('cellInputs: the parts hashed are the version, the cell, the settings, the sources and the target', () => {
+    const ports = [1, 2];
+    const r = cellInputs(cell, { ...s, ports }, 'src', { backend: 'qemu' });
+    expect(r.parts).toEqual({
+      version: INPUTS_VERSION,
+      cell: { target: 'a', cpus: 1, reads: 'full', scenario: 'baseline', mode: 'sequential', variant: 'upstream' },
+      ...s,
+      ports: [1, 2],
+      sources: 'src',
+      target: { backend: 'qemu' },
+    });
+    expect(r.parts.ports).not.toBe(ports); // a copy
+    expect(r.hash).toMatch(/^[0-9a-f]{64}$/);
+    // the boot name is not an input: the same cell under another boot name is the same cell
+    expect(cellInputs({ ...cell, boot: 'other' }, s, 'src', { backend: 'qemu' }).hash).toBe(cellInputs(cell, s, 'src', { backend: 'qemu' }).hash);
+  });
+
+  const report = (over: Record<string, unknown> = {}) => ({
+    cell: { status: 'ok' },
+    trials: [{ status: 'ok' }, { status: 'ok' }],
+    inputs: { hash: 'h' },
+    ...over,
+  });
+  const dirWith = (text: string | null) => {
+    const d = mkdtempSync(join(tmpdir(), 'reusable-'));
+    if (text !== null) writeFileSync(join(d, 'report.json'), text);
+    return d;
+  };
+
+  it.each([
+    ['no report.json', null],
+    ['report.json not JSON', '{'],
+    ['the cell not ok', JSON.stringify(report({ cell: { status: 'tracer-failed' } }))],
+    ['fewer trials than asked', JSON.stringify(report({ trials: [{ status: 'ok' }] }))],
+    ['a trial not ok', JSON.stringify(report({ trials: [{ status: 'ok' }, { status: 'client-failed' }] }))],
+    ['other inputs', JSON.stringify(report({ inputs: { hash: 'other' } }))],
+    ['no inputs (an older report)', JSON.stringify(report({ inputs: undefined }))],
+  ])('reusableReport: %s -> not reusable', async (_n, text) => {
+    expect(await reusableReport(dirWith(text), 'h', 2)).toBeNull();
+  });
+
+  it('reusableReport: complete and the same inputs -> the report; reusableCells maps them by cell folder', async () => {
+    const d = dirWith(JSON.stringify(report()));
+    expect(await reusableReport(d, 'h', 2)).toEqual(report());
+    const target = mkdtempSync(join(tmpdir(), 'reusable-target-'));
+    mkdirSync(join(target, 'baseline-sequential-upstream'));
+    writeFileSync(join(target, 'baseline-sequential-upstream', 'report.json'), JSON.stringify(report()));
+    const other = { ...cell, variant: 'scoped' } as const;
+    const m = await reusableCells(target, [cell, other], () => ({ hash: 'h', parts: {} }), 2);
+    expect([...m.keys()]).toEqual(['baseline-sequential-upstream']);
+  });
+
+  it('readPreviousRun: a folder without a manifest, or with something else in it', async () => {
+    const empty = mkdtempSync(join(tmpdir(), 'prev-'));
+    expect(await readPreviousRun(empty, false)).toBeNull();
+    await expect(readPreviousRun(empty, true)).rejects.toThrow(new RegExp(`^--resume ${empty}: not a report folder \\(no manifest.json: ENOENT\\)$`));
+    for (const text of ['{', JSON.stringify({ runId: 7, targets: [] }), JSON.stringify({ runId: 'r' }), 'null']) {
+      writeFileSync(join(empty, 'manifest.json'), text);
+      expect(await readPreviousRun(empty, false)).toBeNull();
+      await expect(readPreviousRun(empty, true)).rejects.toThrow(/not a report folder \(manifest.json is not a run's manifest\)$/);
+    }
+    writeFileSync(join(empty, 'manifest.json'), JSON.stringify({ runId: 'r', targets: [] }));
+    expect(await readPreviousRun(empty, true)).toEqual({ runId: 'r', targets: [] });
+  });
+
+  it('targetIdentity of local: the kernel release and the libssl a client built here links (path, size, time)', async () => {
+    const o = { cacheDir: mkdtempSync(join(tmpdir(), 'ident-cache-')), repoRoot: mkdtempSync(join(tmpdir(), 'ident-repo-')), rebuild: false };
+    // the first dev symlink found, as resume.ts looks for it, resolved independently here
+    const dirs = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib64', '/lib'];
+    const dev = dirs.map((d) => join(d, 'libssl.so')).find((p) => existsSync(p));
+    const id = await targetIdentity({ name: 'local', backend: 'local' }, o);
+    if (dev === undefined) return expect(id).toBeNull(); // no libssl-dev: the cells are rerun
+    const path = realpathSync(dev);
+    const st = statSync(path);
+    expect(id).toEqual({ backend: 'local', kernel: release(), libssl: { path, size: st.size, mtimeMs: Math.trunc(st.mtimeMs) } });
+  });
+
+  it('targetIdentity: unknown without what would tell it (no suite, no Vagrantfile, no box version)', async () => {
+    const o = { cacheDir: mkdtempSync(join(tmpdir(), 'ident-cache-')), repoRoot: mkdtempSync(join(tmpdir(), 'ident-repo-')), rebuild: false };
+    expect(await targetIdentity({ name: 'q', backend: 'qemu' }, o)).toBeNull();
+    expect(await targetIdentity({ name: 'v', backend: 'vagrant', box: 'debian/bookworm64' }, o)).toBeNull(); // no Vagrantfile
+    writeFileSync(join(o.repoRoot, 'Vagrantfile'), '# v\n');
+    expect(await targetIdentity({ name: 'v', backend: 'vagrant' }, o)).toBeNull(); // neither suite nor box
+    expect(await targetIdentity({ name: 'v', backend: 'vagrant', box: 'debian/bookworm64' }, o)).toBeNull(); // box not installed
   });
 });

@@ -247,7 +247,10 @@ describe('SshMachine over a real SSH server', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toBe(`${dir}\nhello\n`);
     const bad = await m.exec(['true'], { timeoutMs: 10_000, cwd: join(dir, 'missing') });
-    expect(bad.code).not.toBe(0);
+    // a real exit code (cd failed), not null: null would mean killed or timed out
+    expect(bad.code).toBeGreaterThan(0);
+    expect(bad).toMatchObject({ signal: null, timedOut: false });
+    expect(bad.stderr).toContain(join(dir, 'missing'));
   }, 20_000);
 
   it('a timeout kills the remote process group, children included', async () => {

@@ -3,7 +3,7 @@
 // vagrant end-to-end test (test/vagrant-e2e.test.ts).
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { inCI } from './helpers/requirements.ts';
@@ -86,11 +86,53 @@ describe('provision scripts', () => {
     expect(r.stderr).toMatch(/no .*\/bpf\/Makefile: upload bpf\/ and client\/ first/);
   });
 
-  it('packages.sh --dry-run on this host: the family and nothing else to do twice in a row', () => {
-    const a = sh([P('packages.sh'), '--dry-run']);
-    const b = sh([P('packages.sh'), '--dry-run']);
-    expect(a.status, a.stderr).toBe(0);
-    expect(a.stdout).toMatch(/provision: packages: (all present|would install) \(debian\)/);
-    expect(b.stdout).toBe(a.stdout);
+  it('packages.sh --dry-run on this host: says the family and changes nothing', () => {
+    const r = sh([P('packages.sh'), '--dry-run']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/provision: packages: (all present|would install) \(debian\)/);
+  });
+
+  // A fake apt world on PATH (dpkg-query answers from a state folder, apt-get installs into it and
+  // logs each call, id says root): the first run installs only what is missing, the second
+  // installs nothing and says so.
+  describe('packages.sh is idempotent (fake dpkg-query and apt-get)', () => {
+    const WANT = 'gcc make pkg-config clang llvm libbpf-dev libssl-dev libelf-dev zlib1g-dev python3 openssl ca-certificates bpftool'.split(' ');
+    const world = () => {
+      const dir = mkdtempSync(join(tmpdir(), 'apt-world-'));
+      const bin = join(dir, 'bin');
+      const state = join(dir, 'state');
+      spawnSync('mkdir', ['-p', bin, state]);
+      const tool = (name: string, body: string) => writeFileSync(join(bin, name), `#!/bin/sh\n${body}\n`, { mode: 0o755 });
+      tool('id', 'echo 0');
+      tool('dpkg-query', `for a; do p=$a; done; [ -e "${state}/$p" ] || exit 1; printf 'install ok installed'`);
+      tool('apt-get', `echo "$*" >>"${dir}/apt.log"; for a; do case $a in -*|update|install) ;; *) : >"${state}/$a" ;; esac; done`);
+      const run = (...args: string[]) =>
+        sh([P('packages.sh'), ...args], { PATH: `${bin}:${process.env.PATH}`, USM_LAB_OS_RELEASE: osRelease('ID=debian\nVERSION_ID="12"\n') });
+      const aptLog = () => (existsSync(join(dir, 'apt.log')) ? readFileSync(join(dir, 'apt.log'), 'utf8') : '');
+      return { state, run, aptLog };
+    };
+
+    it('first run installs only the missing packages, the second installs nothing', () => {
+      const w = world();
+      for (const p of WANT.filter((p) => p !== 'clang' && p !== 'bpftool')) writeFileSync(join(w.state, p), '');
+      const first = w.run();
+      expect(first.status, first.stderr).toBe(0);
+      expect(first.stdout).toContain('provision: packages: installing (debian): clang bpftool');
+      expect(w.aptLog()).toBe('update -qq\ninstall -y -qq --no-install-recommends clang bpftool\n');
+      const second = w.run();
+      expect(second.status, second.stderr).toBe(0);
+      expect(second.stdout).toContain('provision: packages: all present (debian)');
+      expect(w.aptLog().split('\n').filter(Boolean)).toHaveLength(2); // no new apt-get call
+    });
+
+    it('--dry-run says what it would install and installs nothing', () => {
+      const w = world();
+      for (const p of WANT.filter((p) => p !== 'python3')) writeFileSync(join(w.state, p), '');
+      const r = w.run('--dry-run');
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toContain('provision: packages: would install (debian): python3');
+      expect(w.aptLog()).toBe('');
+      expect(existsSync(join(w.state, 'python3'))).toBe(false);
+    });
   });
 });

@@ -237,6 +237,10 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
       field('ports', (n) => {
         const ports = list(n, 'defaults.ports', (i) => num(i, 'a port', 1024, 65535));
         if (ports.length < 2) fail(n, 'defaults.ports needs at least two ports');
+        // Each port is one HTTPS server: a port twice would fail only when the second server starts.
+        const items = (n as { items: Node[] }).items;
+        const twice = ports.findIndex((p, i) => ports.indexOf(p) !== i);
+        if (twice !== -1) fail(items[twice], `port ${ports[twice]} is named twice in defaults.ports (one HTTPS server and one connection per port)`);
         return ports;
       });
       field('trace', (n) => enumOne(n, 'trace scope', TRACE_SCOPES));

@@ -1,8 +1,14 @@
 // End-to-end tests need real things (root, BPF, QEMU). Outside CI a missing one skips with its
-// reason; under CI=true it FAILS with its reason: CI never passes by skipping.
+// reason; under CI it FAILS with its reason: CI never passes by skipping.
 import { existsSync } from 'node:fs';
 
-export const inCI = process.env.CI === 'true';
+/** CI engines set CI to 'true', '1', 'yes'...: any value but '', '0' and 'false' (any case) means CI. */
+export function isCI(value: string | undefined): boolean {
+  if (value === undefined) return false;
+  return !['', '0', 'false'].includes(value.trim().toLowerCase());
+}
+
+export const inCI = isCI(process.env.CI);
 
 export function missingForBpf(): string | null {
   if (process.platform !== 'linux') return 'needs Linux';
