@@ -65,3 +65,12 @@ describe('trialSpread', () => {
     expect(trialSpread(rates)).toBeNull();
   });
 });
+
+describe('wilson at the edges', () => {
+  it('0 of n and n of n: the bound is exactly 0 or 1, so the rate lies inside its own interval (compare saw 0 % outside [8.7e-19, 1 %])', () => {
+    for (const n of [1, 7, 398, 400, 1098]) {
+      expect(wilson(0, n)!.lo).toBe(0);
+      expect(wilson(n, n)!.hi).toBe(1);
+    }
+  });
+});

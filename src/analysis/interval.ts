@@ -30,7 +30,9 @@ export function wilson(x: number, n: number, z = Z95): Interval | null {
   const denom = 1 + z2 / n;
   const center = (p + z2 / (2 * n)) / denom;
   const half = (z * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n))) / denom;
-  return { lo: clamp01(center - half), hi: clamp01(center + half) };
+  // At x = 0 (x = n) the bound is 0 (1) exactly; the float sum left 8.7e-19 at 0 of 398, and a
+  // rate of 0 then lay outside its own interval (report compare called two equal cells 'rate-moved').
+  return { lo: x === 0 ? 0 : clamp01(center - half), hi: x === n ? 1 : clamp01(center + half) };
 }
 
 /** Student's t 0.975 quantile for df degrees of freedom. */
