@@ -90,7 +90,7 @@ export interface TrialRun {
 export interface TargetSession {
   /** Scratch folder on the machine for the servers' and tracers' files. */
   dir: string;
-  servers?: { proc: BgProc; key: string; starts: number };
+  servers?: { proc: BgProc; key: string };
   /**
    * Loaded tracers (`usm_tls --control`), one per variant and settings: attached behind a closed
    * gate, opened for each trial's run and closed after it with its maps emptied.
@@ -204,7 +204,7 @@ export async function runTrial(opts: {
       } else await stopProc(m, sv.proc, { signal: 'TERM' });
       session.servers = undefined;
     }
-    const { proc } = await startAndWait(
+    const { proc, state: ready } = await startAndWait(
       m,
       {
         name: 'servers',
@@ -217,9 +217,11 @@ export async function runTrial(opts: {
       to.serverMs,
       signal,
     );
-    session.servers = { proc, key, starts: (sv?.starts ?? 0) + 1 };
-    // every port listening (one line each; the last one's wake-up above is only a hint)
-    for (const port of spec.ports) await waitForLine(m, proc, new RegExp(`^LISTENING ${port}$`), to.serverMs, signal);
+    session.servers = { proc, key };
+    // every port listening (one line each; the last one's wake-up above is only a hint): checked on
+    // the state already read, a round trip only for a port whose line is not there yet
+    let seen = ready;
+    for (const port of spec.ports) seen = await waitForLine(m, proc, new RegExp(`^LISTENING ${port}$`), to.serverMs, signal, seen);
     offsets = { out: 0, err: 0 };
   };
   const startClient = async () => {
@@ -276,7 +278,7 @@ export async function runTrial(opts: {
     const filter = spec.trace === 'client' ? ['--comm', basename(tools.client)] : [];
     const name = `tracer-${session.tracers.size + 1}-${spec.variant}`;
     const control = `${session.dir}/${name}.control`;
-    const { proc } = await startAndWait(
+    const { proc, state: ready } = await startAndWait(
       m,
       {
         name,
