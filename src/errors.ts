@@ -41,3 +41,19 @@ export function asLabError(err: unknown, fallback: FailureKind = 'internal'): La
   const msg = err instanceof Error ? err.message : String(err);
   return new LabError(fallback, msg, undefined, { cause: err });
 }
+
+/**
+ * The line of a process's log that says why it failed: the last `failed to <verb> <what>: <why>`
+ * line (the loader's and the client's convention: "failed to attach uprobe SSL_read_ex in PATH:
+ * symbol not found", "failed to load BPF program P: ... (verifier log in FILE)"), else null.
+ */
+export function failureLine(log: string | undefined): string | null {
+  const lines = (log ?? '').split('\n').map((l) => l.trim());
+  return lines.filter((l) => l.startsWith('failed to ')).at(-1) ?? null;
+}
+
+/** The error's message, with its detail's failure line appended when the message does not say it already. */
+export function messageWithReason(e: LabError): string {
+  const line = failureLine(e.detail);
+  return line && !e.message.includes(line) ? `${e.message}: ${line}` : e.message;
+}

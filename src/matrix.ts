@@ -7,7 +7,7 @@ import { summarizeCell, cellDir, type CellSummary, type Status, type TrialResult
 import { analyzeTrial } from './analysis/trial.ts';
 import type { Backend, Lease, TargetSpec } from './backends/types.ts';
 import type { BackendName, CellId } from './domain.ts';
-import { LabError, asLabError, type FailureKind } from './errors.ts';
+import { LabError, asLabError, messageWithReason, type FailureKind } from './errors.ts';
 import { planMatrix, type TargetPlan } from './plan/plan.ts';
 import { cellInputs, readPreviousRun, reusableCells, targetIdentity, type CellSettings, type TargetIdentity } from './plan/resume.ts';
 import { step, type Emit } from './progress/events.ts';
@@ -291,6 +291,12 @@ async function saveDetail(dirs: readonly string[], name: string, text: string): 
       .catch(() => {});
 }
 
+/** A failed trial's detail: tracer.log when the tracer left none (it never loaded), else <kind>.txt; never over a file the trial fetched. */
+async function saveTrialDetail(dir: string, e: LabError): Promise<void> {
+  const name = e.kind === 'tracer-failed' ? 'tracer.log' : `${statusOf(e.kind)}.txt`;
+  await writeFile(join(dir, name), e.detail!.trimEnd() + '\n', { flag: 'wx' }).catch(() => {});
+}
+
 /**
  * The VM died or hung under a cell (QEMU killed, a panic, no answer): stop what is left of it and boot the target
  * again, once per target, for the cells left. null: the target is back (a new lease and build);
@@ -392,6 +398,9 @@ async function runCell(
           emit: deps.emit,
           signal: deps.signal,
         });
+        // The failed process's own words (a tracer that never loaded has no tracer.log of the run): kept in the
+        // trial's folder, and their `failed to ...` line goes into the cell's error.
+        if (r.error?.detail) await saveTrialDetail(r.localDir, r.error);
         const a0 = Date.now();
         const res = await analyzeTrial({
           dir: r.localDir,
@@ -400,7 +409,7 @@ async function runCell(
           conns: r.conns,
           clientPid: r.clientPid,
           durationMs: r.durationMs,
-          ...(r.error ? { failure: { kind: statusOf(r.error.kind), message: r.error.message } } : {}),
+          ...(r.error ? { failure: { kind: statusOf(r.error.kind), message: messageWithReason(r.error) } } : {}),
         });
         return { ...res, phases: [...r.phases, { name: 'analysis' as const, ms: Date.now() - a0 }], ...(r.notes?.length ? { notes: r.notes } : {}) };
       },
