@@ -69,6 +69,11 @@ export interface MatrixDeps {
   emit: Emit;
   signal: AbortSignal;
   argv: string[];
+  /**
+   * Test hook (test/faults, $USM_LAB_TEST_LIBSSL): the libssl the tracer probes instead of the one
+   * the client links (a library without a symbol: the attach fails and the cell must name it).
+   */
+  testLibssl?: string;
   /** The scenario's two entry points (default: src/scenario/); tests pass fakes. */
   scenario?: { prepareMachine: typeof prepareMachine; runTrial: typeof runTrial };
 }
@@ -389,7 +394,7 @@ async function runCell(
       async () => {
         const r = await (deps.scenario?.runTrial ?? runTrial)({
           machine: lease.machine,
-          tools: prepared.tools,
+          tools: deps.testLibssl ? { ...prepared.tools, libssl: deps.testLibssl } : prepared.tools,
           spec,
           remoteDir: `${remoteRunDir(run)}/${cellDir(cell)}/trial-${k}`,
           localDir,

@@ -51,6 +51,8 @@ export async function matrixMain(e: CliEnv): Promise<number> {
           append: (e.env.USM_LAB_TEST_APPEND ?? '').split(' ').filter(Boolean),
           bootTimeoutMs: Number(e.env.USM_LAB_TEST_BOOT_TIMEOUT_S ?? 0) * 1000 || undefined,
         }),
+        // Test hook (test/faults): the libssl the tracer probes (one path, never through a shell).
+        ...(e.env.USM_LAB_TEST_LIBSSL ? { testLibssl: e.env.USM_LAB_TEST_LIBSSL } : {}),
         emit: reporter.emit,
         signal: e.signal,
         argv: e.argv,
