@@ -4,13 +4,13 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LabError } from '../src/errors.ts';
 import { parseMirror } from '../src/images/build.ts';
 import { formatList, parseImagesFlags } from '../src/images/cli.ts';
-import { ensureImage } from '../src/images/index.ts';
+import { ensureImage, listImages } from '../src/images/index.ts';
 import { pidLock } from '../src/images/lock.ts';
 import { cpioNewc, isStaticElf, moduleName, planModules } from '../src/images/initrd.ts';
 import { ensureClientKey, publicKeyBlob } from '../src/images/keys.ts';
@@ -21,6 +21,8 @@ import type { ProgressEvent } from '../src/progress/events.ts';
 import { inCI } from './helpers/requirements.ts';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'images-test-'));
+/** Cut a file to its first n bytes (a copy or a download that stopped half way). */
+const truncateFile = (f: string, n: number) => truncate(f, n);
 const BUSYBOX = '/bin/busybox';
 const haveBusybox = existsSync(BUSYBOX);
 
@@ -64,7 +66,21 @@ describe('manifest checks (fake image)', () => {
     await writeFile(p.disk, 'not really a qcow2 image\n');
     await writeFile(p.kernel, 'k');
     await writeFile(p.initrd, 'i');
-    const manifest = { suite: 'bookworm', recipeHash: 'r1', clientKey: 'ssh-ed25519 AAAA client', sha256: await sha256File(p.disk) } as ImageManifest;
+    const manifest: ImageManifest = {
+      suite: 'bookworm',
+      kernel: '6.1.0-1-cloud-amd64',
+      versions: { openssl: '3.0.15-1~deb12u1' },
+      recipeHash: 'r1',
+      hostKey: 'ssh-ed25519 HHHH host',
+      clientKey: 'ssh-ed25519 AAAA client',
+      files: { disk: 'disk.qcow2', kernel: 'vmlinuz', initrd: 'initrd.img' },
+      sha256: await sha256File(p.disk),
+      size: 25,
+      fsSize: 0,
+      builtAt: '2026-12-01T00:00:00.000Z',
+      buildSeconds: 1,
+      packages: [],
+    };
     await writeFile(p.manifest, JSON.stringify(manifest));
     return { root, manifest };
   }
@@ -81,7 +97,28 @@ describe('manifest checks (fake image)', () => {
     ['a missing kernel', async (p: ReturnType<typeof imagePaths>) => rm(p.kernel), {}, /vmlinuz is missing/],
     ['another recipe', async () => {}, { recipeHash: 'r2' }, /recipe changed/],
     ['another client key', async () => {}, { clientKey: 'ssh-ed25519 BBBB other' }, /key pair changed/],
-    ['no manifest', async (p: ReturnType<typeof imagePaths>) => rm(p.manifest), {}, /not built/],
+    ['no manifest', async (p: ReturnType<typeof imagePaths>) => rm(p.manifest), {}, /^not built$/],
+    // a corrupt manifest is a rebuild that says why, not a silent "first use" and never a TypeError at the boot
+    [
+      'a truncated manifest',
+      async (p: ReturnType<typeof imagePaths>) => truncateFile(p.manifest, 40),
+      {},
+      /^corrupt manifest: .*manifest\.json is not valid JSON/,
+    ],
+    ['an empty manifest', async (p: ReturnType<typeof imagePaths>) => writeFile(p.manifest, ''), {}, /^corrupt manifest: .*not valid JSON/],
+    ['a manifest that is null', async (p: ReturnType<typeof imagePaths>) => writeFile(p.manifest, 'null'), {}, /^corrupt manifest: .*is not a JSON object/],
+    [
+      'a manifest without its checksum and host key',
+      async (p: ReturnType<typeof imagePaths>) => {
+        const m = JSON.parse(await readFile(p.manifest, 'utf8'));
+        delete m.sha256;
+        delete m.hostKey;
+        await writeFile(p.manifest, JSON.stringify(m));
+      },
+      {},
+      /^corrupt manifest: .*lacks hostKey, sha256/,
+    ],
+    ['a truncated qcow2 (half of it)', async (p: ReturnType<typeof imagePaths>) => truncateFile(p.disk, 12), {}, /^checksum mismatch for .*disk\.qcow2/],
   ])('rejects %s', async (_name, mutate, want, re) => {
     const { root } = await fakeImage();
     const p = imagePaths(root, 'bookworm');
@@ -89,6 +126,18 @@ describe('manifest checks (fake image)', () => {
     const s = await checkImage(p, { recipeHash: 'r1', clientKey: 'ssh-ed25519 AAAA client', ...want });
     expect(s.ok).toBe(false);
     if (!s.ok) expect(s.reason).toMatch(re);
+    // only a missing manifest is a first build; everything else is a rebuild
+    if (!s.ok) expect(s.absent === true, 'absent').toBe(_name === 'no manifest');
+  });
+
+  it('lists a corrupt manifest as such (no TypeError on its missing fields)', async () => {
+    const { root } = await fakeImage();
+    await writeFile(imagePaths(root, 'bookworm').manifest, '{"suite":"bookworm"}');
+    const rows = await listImages(root);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.manifest).toBeNull();
+    expect(rows[0]!.problem).toMatch(/lacks kernel/);
+    expect(formatList(rows, root)).toMatch(/bookworm .* corrupt manifest/);
   });
 
   it('resolves the cache root from flag, env, then home', () => {
@@ -277,7 +326,17 @@ describe.skipIf(!canBuild && !inCI)(`a failed or interrupted build leaves the ca
       for (const f of [p.disk, p.kernel, p.initrd]) await writeFile(f, 'x');
       await writeFile(
         p.manifest,
-        JSON.stringify({ suite: 'bookworm', recipeHash: recipeHash(recipeFor('bookworm')), clientKey: key.publicKey, sha256: '0'.repeat(64) }),
+        JSON.stringify({
+          suite: 'bookworm',
+          kernel: 'k',
+          versions: {},
+          recipeHash: recipeHash(recipeFor('bookworm')),
+          hostKey: 'ssh-ed25519 HHHH host',
+          clientKey: key.publicKey,
+          sha256: '0'.repeat(64),
+          size: 1,
+          builtAt: '2026-12-01T00:00:00.000Z',
+        }),
       );
       const events: ProgressEvent[] = [];
       // An unreachable mirror makes debootstrap fail at once.
@@ -292,6 +351,30 @@ describe.skipIf(!canBuild && !inCI)(`a failed or interrupted build leaves the ca
       expect(readFileSync(p.disk, 'utf8')).toBe('x');
       expect(leftovers(root)).toEqual([]);
       expect(existsSync(join(root, 'images/bookworm.failed-build.log'))).toBe(true);
+    },
+    120_000,
+  );
+
+  it.runIf(canBuild)(
+    'rebuilds an image whose manifest is corrupt and says so (not "first use")',
+    async () => {
+      const root = tmp();
+      await ensureClientKey(cachePaths(root).clientKey);
+      const p = imagePaths(root, 'bookworm');
+      await mkdir(p.dir, { recursive: true });
+      for (const f of [p.disk, p.kernel, p.initrd]) await writeFile(f, 'x');
+      await writeFile(p.manifest, '{"suite":"bookworm","kernel":"6.1');
+      const events: ProgressEvent[] = [];
+      const err = await ensureImage('bookworm', {
+        cacheDir: root,
+        emit: (e) => events.push(e),
+        env: { ...process.env, USM_LAB_MIRROR: 'http://127.0.0.1:9/debian' },
+      }).catch((e: unknown) => e);
+      expect((err as LabError).kind).toBe('build-failed');
+      const infos = events.flatMap((e) => (e.type === 'info' ? [e.message] : []));
+      expect(infos.join('\n')).toMatch(/rebuilding the bookworm image: corrupt manifest: .*manifest\.json is not valid JSON/);
+      expect(infos.join('\n')).not.toMatch(/first use/);
+      expect(leftovers(root)).toEqual([]);
     },
     120_000,
   );

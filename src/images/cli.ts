@@ -84,7 +84,7 @@ export function formatList(rows: Awaited<ReturnType<typeof listImages>>, cacheRo
       upstream(m?.versions.bpftool),
       fmtBytes(r.bytes),
       m ? m.builtAt.slice(0, 16).replace('T', ' ') : '-',
-      !m ? 'incomplete' : r.current ? 'current' : 'stale recipe',
+      r.problem ? 'corrupt manifest' : !m ? 'incomplete' : r.current ? 'current' : 'stale recipe',
     ];
   });
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));

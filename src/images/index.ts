@@ -8,7 +8,7 @@ import { buildImage, removeBuildDir } from './build.ts';
 import { buildFloorInitrd } from './initrd.ts';
 import { pidLock } from './lock.ts';
 import { ensureClientKey, type KeyPair } from './keys.ts';
-import { cachePaths, checkImage, imagePaths, readManifest, type ImageManifest, type ImagePaths, type ImageState } from './manifest.ts';
+import { cachePaths, checkImage, imagePaths, loadManifest, type ImageManifest, type ImagePaths, type ImageState } from './manifest.ts';
 import { SUITES, type Suite } from '../domain.ts';
 import { INITRD_APPLETS, recipeFor, recipeHash, readGuestScripts } from './recipe.ts';
 
@@ -37,6 +37,8 @@ export interface Image {
   keyPath: string;
   /** Whether this call built the image. */
   built: boolean;
+  /** Why a cached image was rebuilt (stale recipe, corrupt manifest, checksum mismatch, --rebuild); unset for a first build or a reuse. */
+  rebuiltBecause?: string;
 }
 
 // One build per (cache, suite) at a time inside this process; a lock file across processes.
@@ -87,7 +89,8 @@ async function ensureImageOnce(suite: Suite, opts: EnsureOptions): Promise<Image
       if (state.ok) return { suite, paths, manifest: state.manifest, key, keyPath: cp.clientKey, built: false };
     }
     const why = state.ok ? '' : state.reason;
-    if (state.manifest || opts.rebuild) emit({ type: 'info', target, message: `rebuilding the ${suite} image: ${why}` });
+    const rebuilding = !state.ok && (!state.absent || Boolean(opts.rebuild));
+    if (rebuilding) emit({ type: 'info', target, message: `rebuilding the ${suite} image: ${why}` });
     else emit({ type: 'info', target, message: `building the ${suite} image (first use; a few minutes)` });
     await removeStaleBuilds(cp.images, suite);
     const manifest = await step(
@@ -97,7 +100,7 @@ async function ensureImageOnce(suite: Suite, opts: EnsureOptions): Promise<Image
       () => buildImage({ cacheRoot: opts.cacheDir, recipe, clientKey: key, emit, signal, target, ...(opts.env ? { env: opts.env } : {}) }),
       suite,
     );
-    return { suite, paths, manifest, key, keyPath: cp.clientKey, built: true };
+    return { suite, paths, manifest, key, keyPath: cp.clientKey, built: true, ...(rebuilding ? { rebuiltBecause: why } : {}) };
   } finally {
     await release();
   }
@@ -118,6 +121,8 @@ export interface CachedImage {
   current: boolean;
   /** Bytes on disk for the folder (qcow2 + kernel + initrd + log). */
   bytes: number;
+  /** What is wrong with its manifest.json (not JSON, fields missing): the next use rebuilds it. */
+  problem?: string;
 }
 
 export async function listImages(cacheDir: string): Promise<CachedImage[]> {
@@ -125,11 +130,11 @@ export async function listImages(cacheDir: string): Promise<CachedImage[]> {
   const out: CachedImage[] = [];
   for (const suite of SUITES) {
     const p = imagePaths(cacheDir, suite);
-    const manifest = await readManifest(p.manifest);
+    const { manifest, problem } = await loadManifest(p.manifest);
     let bytes = 0;
     for (const f of await readdir(p.dir).catch(() => [] as string[])) bytes += (await stat(join(p.dir, f)).catch(() => ({ size: 0 }))).size;
     if (!manifest && bytes === 0) continue;
-    out.push({ suite, dir: p.dir, manifest, current: manifest?.recipeHash === recipeHash(recipeFor(suite, scripts)), bytes });
+    out.push({ suite, dir: p.dir, manifest, current: manifest?.recipeHash === recipeHash(recipeFor(suite, scripts)), bytes, ...(problem ? { problem } : {}) });
   }
   return out;
 }

@@ -80,23 +80,71 @@ export async function sha256File(path: string): Promise<string> {
   return h.digest('hex');
 }
 
+/** A manifest.json as read: the manifest, or null with the problem (null: there is none). */
+export type ManifestFile = { manifest: ImageManifest; problem?: undefined } | { manifest: null; problem: string | null };
+
+/** Fields every reader of a manifest relies on (the qemu backend, checkImage, resume, list). */
+const MANIFEST_STRINGS = ['suite', 'kernel', 'recipeHash', 'hostKey', 'clientKey', 'sha256', 'builtAt'] as const;
+
+/** What is wrong with a parsed manifest.json, or null: a truncated or hand-edited one must not reach a boot as undefined fields. */
+export function manifestProblem(v: unknown): string | null {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'is not a JSON object';
+  const o = v as Record<string, unknown>;
+  const bad: string[] = MANIFEST_STRINGS.filter((k) => typeof o[k] !== 'string' || o[k] === '');
+  if (typeof o.versions !== 'object' || o.versions === null || Array.isArray(o.versions)) bad.push('versions');
+  if (typeof o.size !== 'number') bad.push('size');
+  if (bad.length) return `lacks ${bad.join(', ')}`;
+  if (!/^[0-9a-f]{64}$/.test(o.sha256 as string)) return 'has no sha256 checksum (64 hex digits)';
+  return null;
+}
+
+export async function loadManifest(path: string): Promise<ManifestFile> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { manifest: null, problem: null };
+    return { manifest: null, problem: `${path} cannot be read (${(err as Error).message})` };
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    return { manifest: null, problem: `${path} is not valid JSON (${(err as Error).message})` };
+  }
+  const bad = manifestProblem(v);
+  return bad ? { manifest: null, problem: `${path} ${bad}` } : { manifest: v as ImageManifest };
+}
+
+/**
+ * The manifest as parsed (a JSON object), or null: lenient, for what only compares a field or two
+ * (resume's identity of a target). Whether the image can boot is checkImage's call, which reads it
+ * with loadManifest: every field checked.
+ */
 export async function readManifest(path: string): Promise<ImageManifest | null> {
   try {
-    return JSON.parse(await readFile(path, 'utf8')) as ImageManifest;
+    const v: unknown = JSON.parse(await readFile(path, 'utf8'));
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as ImageManifest) : null;
   } catch {
     return null;
   }
 }
 
-export type ImageState = { ok: true; manifest: ImageManifest } | { ok: false; reason: string; manifest?: ImageManifest };
+export type ImageState =
+  | { ok: true; manifest: ImageManifest }
+  /** absent: no manifest at all (a first build), as opposed to a stale, corrupt or damaged image (a rebuild). */
+  | { ok: false; reason: string; manifest?: ImageManifest; absent?: true };
 
 /**
  * Is the cached image usable for this recipe and client key? Checks, cheapest first: manifest
- * present, recipe hash, client key, files present, then the qcow2's sha256.
+ * present and whole, recipe hash, client key, files present, then the qcow2's sha256 (a
+ * truncated or damaged disk).
  */
 export async function checkImage(p: ImagePaths, want: { recipeHash: string; clientKey: string; verifyChecksum?: boolean }): Promise<ImageState> {
-  const m = await readManifest(p.manifest);
-  if (!m) return { ok: false, reason: 'not built' };
+  const f = await loadManifest(p.manifest);
+  if (f.problem) return { ok: false, reason: `corrupt manifest: ${f.problem}` };
+  const m = f.manifest;
+  if (!m) return { ok: false, reason: 'not built', absent: true };
   if (m.recipeHash !== want.recipeHash)
     return { ok: false, reason: `recipe changed (${m.recipeHash.slice(0, 12)} -> ${want.recipeHash.slice(0, 12)})`, manifest: m };
   if (m.clientKey.trim() !== want.clientKey.trim()) return { ok: false, reason: 'the cache key pair changed since the image was built', manifest: m };
