@@ -90,6 +90,8 @@ export class QemuBackend implements Backend {
       accelReason: probe.reason,
       image: `${suite} (recipe ${m.recipeHash.slice(0, 12)}, built ${m.builtAt})`,
       imageManifest: { suite: m.suite, kernel: m.kernel, versions: m.versions, recipeHash: m.recipeHash, sha256: m.sha256, builtAt: m.builtAt, size: m.size },
+      // a cached image found stale or damaged and rebuilt by this boot: the target's record says so
+      ...(image.rebuiltBecause ? { imageRebuilt: image.rebuiltBecause } : {}),
       sshPort: vm.port,
       bootSeconds,
     };
