@@ -14,6 +14,8 @@ export type FailureKind =
   /** The VM went away under a cell (QEMU exited or was killed, a kernel panic): the console tail says how. */
   | 'vm-died'
   | 'interrupted'
+  /** The report folder cannot be written (disk full, quota, read-only): the run's figures are not the fault. */
+  | 'output-failed'
   | 'internal';
 
 export class LabError extends Error {
@@ -56,4 +58,28 @@ export function failureLine(log: string | undefined): string | null {
 export function messageWithReason(e: LabError): string {
   const line = failureLine(e.detail);
   return line && !e.message.includes(line) ? `${e.message}: ${line}` : e.message;
+}
+
+/** Error codes of a file system that refuses writes: full, over quota, read-only, file too large. */
+const OUTPUT_CODES = ['ENOSPC', 'EDQUOT', 'EROFS', 'EFBIG'] as const;
+
+/**
+ * The error as an output-failed LabError when it is a refused write (its code, or an internal
+ * error whose message names one: a copy into the report folder that failed), else null.
+ */
+export function outputError(err: unknown, what: string): LabError | null {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  const msg = err instanceof Error ? err.message : String(err);
+  const named = OUTPUT_CODES.find((c) => c === code || new RegExp(`\\b${c}\\b`).test(msg));
+  if (!named) return null;
+  if (err instanceof LabError && err.kind !== 'internal') return null;
+  const why =
+    named === 'ENOSPC'
+      ? 'no space left on the device'
+      : named === 'EDQUOT'
+        ? 'disk quota exceeded'
+        : named === 'EROFS'
+          ? 'read-only file system'
+          : 'file too large';
+  return new LabError('output-failed', `cannot write ${what}: ${why} (${msg})`, undefined, { cause: err });
 }

@@ -3,11 +3,11 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { summarizeCell, cellDir, type CellSummary, type Status, type TrialResult } from './analysis/cell.ts';
+import { summarizeCell, cellDir, verdictFor, type CellSummary, type Status, type TrialResult } from './analysis/cell.ts';
 import { analyzeTrial } from './analysis/trial.ts';
 import type { Backend, Lease, TargetSpec } from './backends/types.ts';
 import type { BackendName, CellId } from './domain.ts';
-import { LabError, asLabError, messageWithReason, type FailureKind } from './errors.ts';
+import { LabError, asLabError, messageWithReason, outputError, type FailureKind } from './errors.ts';
 import { planMatrix, type TargetPlan } from './plan/plan.ts';
 import { cellInputs, readPreviousRun, reusableCells, targetIdentity, type CellSettings, type TargetIdentity } from './plan/resume.ts';
 import { step, type Emit } from './progress/events.ts';
@@ -61,6 +61,11 @@ export interface MatrixResult {
   manifest: Manifest;
   exitCode: number;
   hints: string[];
+  /**
+   * The report folder refused a write of summary.json and its siblings (disk full, read-only): the
+   * cells above are every cell of the run, but the folder holds only what was written before.
+   */
+  outputError?: LabError;
 }
 
 export interface MatrixDeps {
@@ -128,14 +133,29 @@ export async function runMatrix(run: ResolvedRun, deps: MatrixDeps): Promise<Mat
   const previous = run.resume === 'off' ? null : await readPreviousRun(run.outDir, run.resume === 'required');
   const ctx: RunContext = { sources: await sourcesHash(deps.repoRoot), previous: run.force ? null : previous };
   if (ctx.previous) manifest.resumedFrom = { runId: ctx.previous.runId, startedAt: ctx.previous.startedAt };
-  await mkdir(run.outDir, { recursive: true });
-  // A folder is a report folder from the start: a run killed before its first target finished resumes too.
-  if (!previous) await writeFile(join(run.outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  try {
+    await mkdir(run.outDir, { recursive: true });
+    // A folder is a report folder from the start: a run killed before its first target finished resumes too.
+    if (!previous) await writeFile(join(run.outDir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  } catch (err) {
+    throw outputError(err, `the report folder ${run.outDir}`) ?? err;
+  }
   const cellsByTarget = new Map<string, CellSummary[]>();
   const hints: string[] = [];
+  // A summary that cannot be written (a full disk) stops no target: the run goes on, its cells are
+  // returned (and printed), and the last refusal is the result's outputError.
+  let outputFailure: LabError | undefined;
   const flush = async () => {
     const cells = plans.flatMap((p) => cellsByTarget.get(p.instance) ?? []);
-    await writeSummary(run.outDir, manifest, cells);
+    try {
+      await writeSummary(run.outDir, manifest, cells);
+      outputFailure = undefined;
+    } catch (err) {
+      const e = outputError(err, `the summary in ${run.outDir}`);
+      if (!e) throw err;
+      outputFailure = e;
+      deps.emit({ type: 'warn', target: 'report', message: `${e.kind}: ${e.message}` });
+    }
     return cells;
   };
 
@@ -153,7 +173,9 @@ export async function runMatrix(run: ResolvedRun, deps: MatrixDeps): Promise<Mat
   manifest.finishedAt = new Date().toISOString();
   const cells = await flush();
   await pointLatest(run.outDir).catch(() => {});
-  return { outDir: run.outDir, cells, manifest, exitCode: exitCodeFor(cells, deps.signal.aborted), hints };
+  const code = exitCodeFor(cells, deps.signal.aborted);
+  const exitCode = outputFailure && code < 3 ? 3 : code;
+  return { outDir: run.outDir, cells, manifest, exitCode, hints, ...(outputFailure ? { outputError: outputFailure } : {}) };
 }
 
 export function exitCodeFor(cells: readonly CellSummary[], interrupted: boolean): number {
@@ -405,6 +427,8 @@ async function runCell(
         });
         // The failed process's own words (a tracer that never loaded has no tracer.log of the run): kept in the
         // trial's folder, and their `failed to ...` line goes into the cell's error.
+        // a copy into the report folder refused (disk full) is the folder's failure, not an internal one
+        if (r.error) r.error = outputError(r.error, `the trial's folder ${localDir}`) ?? r.error;
         if (r.error?.detail) await saveTrialDetail(r.localDir, r.error);
         const a0 = Date.now();
         const res = await analyzeTrial({
@@ -421,7 +445,7 @@ async function runCell(
       label,
       (res) => (res.status === 'ok' ? null : { message: `${label}: ${res.error ?? res.status}`, logFile: join(localDir, 'tracer.log') }),
     ).catch((err: unknown): TrialResult => {
-      const e = asLabError(err);
+      const e = outputError(err, `the trial's folder ${localDir}`) ?? asLabError(err);
       return { trial: k, status: statusOf(e.kind), error: e.message };
     });
     // Whatever a trial died of once the run was aborted (its VM stopped under it), it was interrupted.
@@ -439,6 +463,15 @@ async function runCell(
     }
   }
   const summary = summarizeCell(cell, { kernel: prepared.facts.kernel, openssl: prepared.facts.openssl }, trials);
-  await writeCellReport(dir, { cell: summary, trials, ...(inputs ? { inputs } : {}) });
+  try {
+    await writeCellReport(dir, { cell: summary, trials, ...(inputs ? { inputs } : {}) });
+  } catch (err) {
+    // The cell ran but its report could not be saved (a full disk): its figures stay in the summary,
+    // its status says the report is missing; the next cells still run.
+    const e = outputError(err, `the cell's report in ${dir}`);
+    if (!e) throw err;
+    const failed = { ...summary, status: 'output-failed' as const, error: e.message };
+    return { ...failed, verdict: verdictFor(failed) };
+  }
   return summary;
 }

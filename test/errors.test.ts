@@ -1,6 +1,6 @@
 // errors.ts: the failure line of a process's log that goes into a cell's error.
 import { describe, expect, it } from 'vitest';
-import { LabError, failureLine, messageWithReason } from '../src/errors.ts';
+import { LabError, failureLine, messageWithReason, outputError } from '../src/errors.ts';
 
 describe('failureLine', () => {
   it.each([
@@ -37,5 +37,29 @@ describe('messageWithReason', () => {
     );
     expect(messageWithReason(said)).toBe(said.message);
     expect(messageWithReason(new LabError('client-failed', 'client exited with code 1'))).toBe('client exited with code 1');
+  });
+});
+
+describe('outputError', () => {
+  const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  it.each([
+    ['an fs error with code ENOSPC', enospc, /^cannot write the folder: no space left on the device \(ENOSPC/],
+    ['an fs error with code EROFS', Object.assign(new Error('EROFS: read-only file system, open'), { code: 'EROFS' }), /read-only file system/],
+    [
+      'an internal LabError naming ENOSPC (a fetch that failed)',
+      new LabError('internal', 'failed to fetch /tmp/x from local: ENOSPC: no space left on device, copyfile'),
+      /no space left on the device/,
+    ],
+  ])('%s -> output-failed', (_name, err, re) => {
+    const e = outputError(err, 'the folder');
+    expect(e?.kind).toBe('output-failed');
+    expect(e?.message).toMatch(re);
+  });
+  it.each([
+    ['ENOENT', Object.assign(new Error('ENOENT: no such file or directory'), { code: 'ENOENT' })],
+    ['a tracer failure that mentions ENOSPC', new LabError('tracer-failed', 'failed to create map: ENOSPC')],
+    ['a word that only contains the code', new Error('XENOSPCX')],
+  ])('%s -> null', (_name, err) => {
+    expect(outputError(err, 'the folder')).toBeNull();
   });
 });

@@ -63,7 +63,11 @@ export async function matrixMain(e: CliEnv): Promise<number> {
     e.stdout.write(`\n${renderTable(result.cells)}\n\n`);
     const feb5 = renderFeb5Md(result.cells);
     if (feb5) e.stdout.write(`${feb5}\n`);
-    e.stdout.write(`report: ${relative(e.cwd, result.outDir) || '.'}/summary.md\n`);
+    if (result.outputError)
+      e.stderr.write(
+        `error: ${result.outputError.kind}: ${result.outputError.message}\n(the table above is every cell of the run; ${result.outDir} holds only what was written before)\n`,
+      );
+    else e.stdout.write(`report: ${relative(e.cwd, result.outDir) || '.'}/summary.md\n`);
     for (const h of result.hints) e.stdout.write(`keep: ${h}\n`);
     return result.exitCode;
   } catch (err) {
