@@ -21,6 +21,7 @@ const STATUSES: readonly string[] = [
   'no-traffic',
   'vm-died',
   'interrupted',
+  'output-failed',
   'internal',
 ];
 
