@@ -60,3 +60,26 @@ describe('pidLock between processes', () => {
     expect(readdirSync(dir).sort()).toEqual(['child.mts', 'log']);
   }, 60_000);
 });
+
+describe('tryPidLock', () => {
+  it('takes a free lock, reports a live holder without waiting, takes over a dead one', async () => {
+    const { pidLock, tryPidLock } = await import('../src/images/lock.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'trylock-'));
+    const lock = join(dir, '.run.lock');
+    const held = await pidLock(lock, { pollMs: 1, waitingFor: 'x' });
+    const t0 = Date.now();
+    expect(await tryPidLock(lock)).toEqual({ holder: process.pid });
+    expect(Date.now() - t0).toBeLessThan(1_000);
+    await held();
+    const got = await tryPidLock(lock);
+    expect('release' in got).toBe(true);
+    if ('release' in got) await got.release();
+    // a holder that is gone (pid 2^22 + 1 is above pid_max's default): taken over
+    writeFileSync(lock, String(4194305));
+    const over = await tryPidLock(lock);
+    expect('release' in over).toBe(true);
+    expect(readFileSync(lock, 'utf8')).toBe(String(process.pid));
+    if ('release' in over) await over.release();
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});

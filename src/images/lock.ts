@@ -19,10 +19,34 @@ export interface PidLockOptions {
 
 /** Take the lock at `path`; resolves to its release. */
 export async function pidLock(path: string, o: PidLockOptions): Promise<() => Promise<void>> {
+  let told = false;
+  return (await lockLoop(path, async (holder) => {
+    if (!told) o.onWait?.(holder);
+    told = true;
+    if (o.signal?.aborted) throw new LabError('interrupted', `interrupted while waiting for ${o.waitingFor}`);
+    await new Promise((r) => setTimeout(r, o.pollMs));
+    return true;
+  }))!;
+}
+
+/**
+ * Take the lock at `path` if no live process holds it: its release, or the pid of the live holder
+ * (nothing waited for). For what a second process must not share at all (a report folder).
+ */
+export async function tryPidLock(path: string): Promise<{ release: () => Promise<void> } | { holder: number }> {
+  let held = 0;
+  const release = await lockLoop(path, async (holder) => {
+    held = holder;
+    return false;
+  });
+  return release ? { release } : { holder: held };
+}
+
+/** link(2) the pid file into place; a dead holder's lock is taken over; a live one's: onHeld says whether to try again. */
+async function lockLoop(path: string, onHeld: (holder: number) => Promise<boolean>): Promise<(() => Promise<void>) | null> {
   await mkdir(dirname(path), { recursive: true });
   const mine = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
   await writeFile(mine, String(process.pid));
-  let told = false;
   try {
     for (;;) {
       try {
@@ -39,10 +63,7 @@ export async function pidLock(path: string, o: PidLockOptions): Promise<() => Pr
         if ((await readFile(path, 'utf8').catch(() => null)) === text) await unlink(path).catch(() => {});
         continue;
       }
-      if (!told) o.onWait?.(holder);
-      told = true;
-      if (o.signal?.aborted) throw new LabError('interrupted', `interrupted while waiting for ${o.waitingFor}`);
-      await new Promise((r) => setTimeout(r, o.pollMs));
+      if (!(await onHeld(holder))) return null;
     }
   } finally {
     await unlink(mine).catch(() => {});
