@@ -7,7 +7,8 @@ import { summarizeCell, cellDir, verdictFor, type CellSummary, type Status, type
 import { analyzeTrial } from './analysis/trial.ts';
 import type { Backend, Lease, TargetSpec } from './backends/types.ts';
 import type { BackendName, CellId } from './domain.ts';
-import { LabError, asLabError, messageWithReason, outputError, type FailureKind } from './errors.ts';
+import { ConfigError, LabError, asLabError, messageWithReason, outputError, type FailureKind } from './errors.ts';
+import { tryPidLock } from './images/lock.ts';
 import { planMatrix, type TargetPlan } from './plan/plan.ts';
 import { cellInputs, readPreviousRun, reusableCells, targetIdentity, type CellSettings, type TargetIdentity } from './plan/resume.ts';
 import { step, type Emit } from './progress/events.ts';
@@ -100,7 +101,35 @@ function toolCommit(repoRoot: string): { commit: string; dirty: boolean } {
   }
 }
 
+/**
+ * The run, with its report folder held: a second run given the same folder (the same --out, or two
+ * runs started in the same second with the default reports/<run-id>) is refused at once, before it
+ * reads or writes anything there, instead of two runs mixing their cells in one folder.
+ */
 export async function runMatrix(run: ResolvedRun, deps: MatrixDeps): Promise<MatrixResult> {
+  // --resume DIR that is no report folder: its ConfigError comes first, and no empty folder is made for it
+  if (run.resume === 'required') await readPreviousRun(run.outDir, true);
+  let held: Awaited<ReturnType<typeof tryPidLock>>;
+  try {
+    held = await tryPidLock(join(run.outDir, RUN_LOCK));
+  } catch (err) {
+    throw outputError(err, `the report folder ${run.outDir}`) ?? err;
+  }
+  if ('holder' in held)
+    throw new ConfigError(
+      `another matrix run (pid ${held.holder}) is writing to ${run.outDir}: wait for it to finish, or give this run another --out (${join(run.outDir, RUN_LOCK)} holds its pid)`,
+    );
+  try {
+    return await runMatrixIn(run, deps);
+  } finally {
+    await held.release();
+  }
+}
+
+/** The report folder's lock file: the pid of the run writing to it. */
+export const RUN_LOCK = '.run.lock';
+
+async function runMatrixIn(run: ResolvedRun, deps: MatrixDeps): Promise<MatrixResult> {
   const plans = planMatrix({
     targets: run.targets,
     variants: run.variants,

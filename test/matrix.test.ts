@@ -1,14 +1,14 @@
 // The orchestrator (src/matrix.ts) without real machines: a fake Backend hands out fake
 // Machines, and the scenario's two entry points are fakes that write what a trial fetches.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../src/backends/types.ts';
 import { matrixMain } from '../src/cli/matrix.ts';
-import { LabError } from '../src/errors.ts';
-import { exitCodeFor, runMatrix, type MatrixDeps, type ResolvedRun } from '../src/matrix.ts';
+import { ConfigError, LabError } from '../src/errors.ts';
+import { RUN_LOCK, exitCodeFor, runMatrix, type MatrixDeps, type ResolvedRun } from '../src/matrix.ts';
 import type { ProgressEvent } from '../src/progress/events.ts';
 import type { runTrial } from '../src/scenario/run.ts';
 import { FakeBackend, fakePrepare, fakeRun, fakeTrial } from './helpers/fake-lab.ts';
@@ -36,6 +36,27 @@ function deps(backend: Backend, trial: typeof runTrial, signal = new AbortContro
 }
 
 describe('runMatrix with a fake backend', () => {
+  it('a second run on the same report folder is refused at once (fault case 15), the first one finishes; the lock goes with it', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const inner = fakeTrial();
+    const slow: typeof runTrial = async (o) => (await gate, inner(o));
+    const run = resolved(['a']);
+    const first = runMatrix(run, deps(new FakeBackend(), slow));
+    await new Promise((r) => setTimeout(r, 50));
+    const second = await runMatrix({ ...run, runId: 'another' }, deps(new FakeBackend(), fakeTrial())).catch((e: unknown) => e);
+    expect(second).toBeInstanceOf(ConfigError);
+    expect((second as Error).message).toMatch(
+      new RegExp(`^another matrix run \\(pid ${process.pid}\\) is writing to ${run.outDir}: wait for it to finish, or give this run another --out`),
+    );
+    open();
+    const res = await first;
+    expect(res.cells.map((c) => c.status)).toEqual(['ok', 'ok']);
+    expect(existsSync(join(run.outDir, RUN_LOCK)), 'the lock is released').toBe(false);
+    // and a run after it may use the folder again (resume)
+    expect((await runMatrix({ ...run, resume: 'auto' }, deps(new FakeBackend(), fakeTrial()))).cells).toHaveLength(2);
+  });
+
   it('every cell ok and as expected: exit 0, one report per cell, the lease stopped', async () => {
     const b = new FakeBackend();
     const res = await runMatrix(resolved(['a', 'b']), deps(b, fakeTrial()));
