@@ -1,0 +1,219 @@
+// Fault case 15: two matrix runs at once. 15a: on one report folder -> the second is refused at
+// once (exit 2, naming the first's pid), the first finishes with every cell. 15b: on one image
+// cache whose image must be rebuilt -> the second waits for the first's build and says so
+// (naming the builder's pid); it is interrupted while waiting (one guest at a time on this host),
+// and the first builds, boots and runs its cell unharmed; the cache holds no lock or build folder
+// afterwards. 15b never touches the shared cache: it copies a current bookworm image (from
+// $USM_LAB_FAULT_IMAGE_SOURCE, else the default cache) into a temporary cache.
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cachePaths, checkImage, imagePaths, resolveCacheRoot } from '../../src/images/manifest.ts';
+import { pidLock } from '../../src/images/lock.ts';
+import { recipeFor, recipeHash } from '../../src/images/recipe.ts';
+import { LocalPids, MatrixRun, descendants, leftoverFiles, missingForLocal, missingForQemu, qemuOf, skipUnless, waitNoLeftovers } from './harness.ts';
+
+const SOURCE = resolveCacheRoot({ env: { ...process.env, USM_LAB_CACHE: process.env.USM_LAB_FAULT_IMAGE_SOURCE ?? process.env.USM_LAB_CACHE } });
+const want = () => ({ recipeHash: recipeHash(recipeFor('bookworm')), clientKey: readFileSync(cachePaths(SOURCE).clientKeyPub, 'utf8') });
+/** An unreachable mirror: a run that wrongly went on to build an image fails at once (never a guest). */
+const NO_MIRROR = { USM_LAB_MIRROR: 'http://127.0.0.1:9/debian' };
+const QEMU_CELL = [
+  '--targets',
+  'bookworm',
+  '--variants',
+  'upstream',
+  '--modes',
+  'interleaved',
+  '--scenarios',
+  'preexisting',
+  '--trials',
+  '1',
+  '--iterations',
+  '20',
+];
+
+async function missingForCache(): Promise<string | null> {
+  const q = missingForQemu();
+  if (q) return q;
+  if (spawnSync('sh', ['-c', 'command -v debootstrap || test -x /usr/sbin/debootstrap']).status !== 0)
+    return 'needs debootstrap (bash provision/host-deps.sh images)';
+  if (!existsSync(cachePaths(SOURCE).clientKeyPub)) return `no image cache to copy in ${SOURCE}`;
+  const s = await checkImage(imagePaths(SOURCE, 'bookworm'), { ...want(), verifyChecksum: false });
+  return s.ok ? null : `no current bookworm image to copy in ${SOURCE} (${s.reason})`;
+}
+const missingLocal = missingForLocal() ?? missingForQemu();
+const missingCache = await missingForCache();
+
+let runs: MatrixRun[] = [];
+let watchers: LocalPids[] = [];
+const dirs: string[] = [];
+afterEach(() => {
+  for (const r of runs) r.kill();
+  runs = [];
+  for (const w of watchers) {
+    w.stop();
+    for (const pid of w.pids.values())
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+  }
+  watchers = [];
+});
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+const tempDir = (prefix: string) => {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
+};
+const until = async (ok: () => boolean, timeoutMs: number, what: () => string) => {
+  const t0 = Date.now();
+  while (!ok()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`no ${what()} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+};
+
+describe.skipIf(skipUnless(missingLocal))(`two runs on one report folder${missingLocal ? ` (skipped: ${missingLocal})` : ''}`, () => {
+  it('requirements: root, BPF, flock, QEMU', () => {
+    expect(missingLocal, `the case cannot run here: ${missingLocal}`).toBeNull();
+  });
+
+  it(
+    '15a: a second run given the same --out is refused at once (exit 2, the first pid named); the first finishes with every cell',
+    async () => {
+      const out = join(tempDir('fault-two-'), 'out');
+      const first = await MatrixRun.local(
+        [
+          '--backend',
+          'local',
+          '--variants',
+          'upstream,scoped',
+          '--modes',
+          'interleaved',
+          '--scenarios',
+          'preexisting',
+          '--trials',
+          '1',
+          '--iterations',
+          '20000',
+        ],
+        out,
+      );
+      runs.push(first);
+      const procs = new LocalPids(first);
+      watchers.push(procs);
+      await until(
+        () => existsSync(join(out, 'manifest.json')),
+        60_000,
+        () => `manifest.json of the first run\n${first.log()}`,
+      );
+      // The second run: another target on an empty cache with no mirror, so that if it were let in
+      // it would fail at once at its image build instead of running beside the first.
+      const second = new MatrixRun(QEMU_CELL, out, { USM_LAB_CACHE: tempDir('fault-two-cache-'), ...NO_MIRROR });
+      runs.push(second);
+      const t0 = Date.now();
+      const exit2 = await second.exit(60_000);
+      expect(exit2.code, second.log()).toBe(2);
+      const holder = Number(/another matrix run \(pid (\d+)\) is writing to (\S+):/.exec(second.stderr)?.[1]);
+      expect(second.stderr, second.log()).toContain(`is writing to ${out}: wait for it to finish, or give this run another --out`);
+      expect(
+        descendants(first.pid).map((p) => p.pid),
+        'the pid named is the first run',
+      ).toContain(holder);
+      expect(exit2.at - t0, 'refused at once').toBeLessThan(20_000);
+      expect(second.stderr, 'the second run did not start a target').not.toMatch(/\[bookworm\]/);
+      const exit1 = await first.exit(10 * 60_000);
+      const cells = first.summary();
+      expect([0, 1], first.log()).toContain(exit1.code);
+      expect(
+        cells.map((c) => [c.target, c.variant, c.status]),
+        'only the first run in the folder',
+      ).toEqual([
+        ['local', 'upstream', 'ok'],
+        ['local', 'scoped', 'ok'],
+      ]);
+      expect(existsSync(join(out, '.run.lock')), 'the folder lock is gone with the first run').toBe(false);
+      expect(await waitNoLeftovers(out, 10_000)).toEqual([]);
+      expect(procs.alive()).toEqual([]);
+      console.log(
+        `figure: same --out: second exit ${exit2.code} after ${exit2.at - t0} ms; first exit ${exit1.code}, cells ${cells.map((c) => c.status).join(', ')}`,
+      );
+    },
+    12 * 60_000,
+  );
+});
+
+/** A temporary cache holding a copy of the source's bookworm image, key pair, floor initrd and accelerator probe. */
+async function copiedCache(): Promise<string> {
+  const root = tempDir('fault-cache-');
+  const from = cachePaths(SOURCE).images;
+  const to = cachePaths(root).images;
+  mkdirSync(join(to, 'bookworm'), { recursive: true });
+  const release = await pidLock(join(from, '.lock-bookworm'), { pollMs: 2_000, waitingFor: 'the bookworm image' });
+  try {
+    for (const f of readdirSync(join(from, 'bookworm'))) copyFileSync(join(from, 'bookworm', f), join(to, 'bookworm', f));
+  } finally {
+    await release();
+  }
+  for (const f of ['id_ed25519', 'id_ed25519.pub', 'floor-initrd.img', 'floor-initrd.img.src'])
+    if (existsSync(join(from, f))) copyFileSync(join(from, f), join(to, f));
+  if (existsSync(join(SOURCE, 'accel-probe.json'))) copyFileSync(join(SOURCE, 'accel-probe.json'), join(root, 'accel-probe.json'));
+  return root;
+}
+
+describe.skipIf(skipUnless(missingCache))(
+  `two runs on one image cache (real qemu, real image build)${missingCache ? ` (skipped: ${missingCache})` : ''}`,
+  () => {
+    it('requirements: root, QEMU, debootstrap and a current bookworm image to copy', () => {
+      expect(missingCache, `the case cannot run here: ${missingCache}`).toBeNull();
+    });
+
+    it(
+      "15b: the second run waits for the first one's image build and says so; interrupted while waiting, exit 130; the first builds, boots and runs unharmed",
+      async () => {
+        const cache = await copiedCache();
+        const p = imagePaths(cache, 'bookworm');
+        truncateSync(p.disk, Math.floor(statSync(p.disk).size / 2));
+        const t0 = Date.now();
+        const first = new MatrixRun(QEMU_CELL, join(tempDir('fault-two-a-'), 'out'), { USM_LAB_CACHE: cache });
+        runs.push(first);
+        await first.waitFor(/\[bookworm\] debootstrap\b/, 5 * 60_000);
+        const second = new MatrixRun(QEMU_CELL, join(tempDir('fault-two-b-'), 'out'), { USM_LAB_CACHE: cache });
+        runs.push(second);
+        await second.waitFor(/waiting for process \d+ to finish building the bookworm image/, 3 * 60_000);
+        const holder = Number(/waiting for process (\d+)/.exec(second.stderr)![1]);
+        expect(
+          descendants(first.pid).map((d) => d.pid),
+          'the builder named is the first run',
+        ).toContain(holder);
+        expect(second.stderr).not.toMatch(/rebuilding the bookworm image/);
+        // One guest at a time on this host: the second is stopped while it waits (Ctrl-C to its group).
+        process.kill(-second.pid, 'SIGINT');
+        const exit2 = await second.exit(60_000);
+        expect(exit2.code, second.log()).toBe(130);
+        expect(second.summary().map((c) => c.status)).toEqual(['interrupted']);
+        expect(await waitNoLeftovers(second.outDir, 15_000)).toEqual([]);
+        const exit1 = await first.exit(25 * 60_000);
+        const cells = first.summary();
+        expect([0, 1], first.log()).toContain(exit1.code);
+        expect(cells.map((c) => c.status)).toEqual(['ok']);
+        expect(first.stderr).toMatch(/rebuilding the bookworm image: checksum mismatch/);
+        expect((await checkImage(p, want())).ok).toBe(true);
+        expect(readdirSync(cachePaths(cache).images).filter((e) => /^\.(build|old|lock)-/.test(e))).toEqual([]);
+        expect(await waitNoLeftovers(first.outDir, 15_000)).toEqual([]);
+        expect(qemuOf(first.outDir)).toEqual([]);
+        expect(leftoverFiles(first.outDir, t0)).toEqual([]);
+        console.log(
+          `figure: one cache: second waited for pid ${holder}, exit ${exit2.code}; first exit ${exit1.code}, cell ${cells[0]!.status}, ${Math.round((Date.now() - t0) / 1000)} s`,
+        );
+      },
+      30 * 60_000,
+    );
+  },
+);
