@@ -148,6 +148,20 @@ describe('manifest checks (fake image)', () => {
   });
 });
 
+describe('runLogged', () => {
+  it('an abort while the command line is being logged still stops the tool (fault case 13b: SIGINT right at the debootstrap step)', async () => {
+    const { runLogged } = await import('../src/images/exec.ts');
+    const log = join(tmp(), 'log');
+    const ac = new AbortController();
+    const t0 = Date.now();
+    const p = runLogged(['sleep', '30'], { log, timeoutMs: 60_000, signal: ac.signal });
+    ac.abort(); // runLogged is at its first await (appending the command line to the log)
+    const err = await p.catch((e: unknown) => e);
+    expect((err as LabError).kind).toBe('interrupted');
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+});
+
 describe('initrd pieces', () => {
   const dep = [
     'kernel/drivers/virtio/virtio.ko:',

@@ -55,6 +55,9 @@ export async function runLogged(argv: readonly string[], opts: RunOptions): Prom
     const timer = setTimeout(() => kill('timeout'), opts.timeoutMs);
     const onAbort = () => kill('abort');
     opts.signal?.addEventListener('abort', onAbort, { once: true });
+    // aborted while the command line was being logged (after the check above): a listener added
+    // now never fires, and the tool would run to its end under an interrupted run
+    if (opts.signal?.aborted) kill('abort');
     const done = () => {
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
