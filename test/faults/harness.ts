@@ -4,10 +4,13 @@
 // what is left: processes whose command line names the run's folder (qemu's overlay and console
 // live there, the node process has it in --out), the run's overlays and temporary folders.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inCI } from '../helpers/requirements.ts';
+import { pidLock } from '../../src/images/lock.ts';
+import { cachePaths, checkImage, imagePaths, resolveCacheRoot } from '../../src/images/manifest.ts';
+import { recipeFor, recipeHash } from '../../src/images/recipe.ts';
 
 export const REPO = join(import.meta.dirname, '..', '..');
 /** The host-wide lock every local-backend run with a tracer takes (other users of this machine run them too). */
@@ -321,3 +324,45 @@ export function listenersOf(pid: number): string[] {
     .filter((l) => l.includes(`pid=${pid},`))
     .map((l) => l.trim().split(/\s+/)[4] ?? '');
 }
+
+// ---- a private image cache (never the shared one: other users rebuild and boot from it) ----
+
+/** Where a current bookworm image is copied from: $USM_LAB_FAULT_IMAGE_SOURCE, else the cache the toolkit would use. */
+export const IMAGE_SOURCE = resolveCacheRoot({ env: { ...process.env, USM_LAB_CACHE: process.env.USM_LAB_FAULT_IMAGE_SOURCE ?? process.env.USM_LAB_CACHE } });
+const wantImage = () => ({ recipeHash: recipeHash(recipeFor('bookworm')), clientKey: readFileSync(cachePaths(IMAGE_SOURCE).clientKeyPub, 'utf8') });
+
+/** Why no bookworm image of the current recipe can be copied from IMAGE_SOURCE, or null. */
+export async function missingImageToCopy(): Promise<string | null> {
+  if (!existsSync(cachePaths(IMAGE_SOURCE).clientKeyPub)) return `no image cache to copy in ${IMAGE_SOURCE}`;
+  const s = await checkImage(imagePaths(IMAGE_SOURCE, 'bookworm'), { ...wantImage(), verifyChecksum: false });
+  return s.ok ? null : `no current bookworm image to copy in ${IMAGE_SOURCE} (${s.reason}): npx zx scripts/images.mjs build --suite bookworm`;
+}
+
+/** Is the bookworm image in `root` whole and current (checksum verified)? */
+export async function imageOk(root: string): Promise<boolean> {
+  return (await checkImage(imagePaths(root, 'bookworm'), wantImage())).ok;
+}
+
+/**
+ * A cache in `root` holding a copy of IMAGE_SOURCE's bookworm image (copied under its build lock:
+ * never an image half replaced by another process's build), key pair, floor initrd and
+ * accelerator probe.
+ */
+export async function copyImageCache(root: string): Promise<string> {
+  const from = cachePaths(IMAGE_SOURCE).images;
+  const to = cachePaths(root).images;
+  mkdirSync(join(to, 'bookworm'), { recursive: true });
+  const release = await pidLock(join(from, '.lock-bookworm'), { pollMs: 2_000, waitingFor: 'the bookworm image' });
+  try {
+    for (const f of readdirSync(join(from, 'bookworm'))) copyFileSync(join(from, 'bookworm', f), join(to, 'bookworm', f));
+  } finally {
+    await release();
+  }
+  for (const f of ['id_ed25519', 'id_ed25519.pub', 'floor-initrd.img', 'floor-initrd.img.src'])
+    if (existsSync(join(from, f))) copyFileSync(join(from, f), join(to, f));
+  if (existsSync(join(IMAGE_SOURCE, 'accel-probe.json'))) copyFileSync(join(IMAGE_SOURCE, 'accel-probe.json'), join(root, 'accel-probe.json'));
+  return root;
+}
+
+/** Build folders, old images and locks a build leaves in a cache when it does not clean up. */
+export const cacheLeftovers = (root: string) => readdirSync(cachePaths(root).images).filter((e) => /^\.(build|old|lock)-/.test(e));

@@ -7,13 +7,22 @@
 // $USM_LAB_FAULT_IMAGE_SOURCE, else the default cache, under its build lock) into a temporary cache.
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cachePaths, checkImage, imagePaths, resolveCacheRoot } from '../../src/images/manifest.ts';
-import { pidLock } from '../../src/images/lock.ts';
-import { recipeFor, recipeHash } from '../../src/images/recipe.ts';
-import { MatrixRun, leftoverFiles, missingForQemu, qemuOf, skipUnless, waitNoLeftovers } from './harness.ts';
+import { imagePaths } from '../../src/images/manifest.ts';
+import {
+  MatrixRun,
+  cacheLeftovers,
+  copyImageCache,
+  imageOk,
+  leftoverFiles,
+  missingForQemu,
+  missingImageToCopy,
+  qemuOf,
+  skipUnless,
+  waitNoLeftovers,
+} from './harness.ts';
 
 const ONE_CELL = [
   '--targets',
@@ -29,17 +38,13 @@ const ONE_CELL = [
   '--iterations',
   '20',
 ];
-const SOURCE = resolveCacheRoot({ env: { ...process.env, USM_LAB_CACHE: process.env.USM_LAB_FAULT_IMAGE_SOURCE ?? process.env.USM_LAB_CACHE } });
-const want = () => ({ recipeHash: recipeHash(recipeFor('bookworm')), clientKey: readFileSync(cachePaths(SOURCE).clientKeyPub, 'utf8') });
 
 async function missingHere(): Promise<string | null> {
   const q = missingForQemu();
   if (q) return q;
   if (spawnSync('sh', ['-c', 'command -v debootstrap || test -x /usr/sbin/debootstrap']).status !== 0)
     return 'needs debootstrap (bash provision/host-deps.sh images)';
-  if (!existsSync(cachePaths(SOURCE).clientKeyPub)) return `no image cache to copy in ${SOURCE}`;
-  const s = await checkImage(imagePaths(SOURCE, 'bookworm'), { ...want(), verifyChecksum: false });
-  return s.ok ? null : `no current bookworm image to copy in ${SOURCE} (${s.reason}): npx zx scripts/images.mjs build --suite bookworm`;
+  return missingImageToCopy();
 }
 const missing = await missingHere();
 
@@ -53,25 +58,10 @@ afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-/** A temporary cache holding a copy of the source's bookworm image, key pair, floor initrd and accelerator probe. */
-async function copiedCache(): Promise<string> {
-  const root = mkdtempSync(join(tmpdir(), 'fault-cache-'));
-  dirs.push(root);
-  const from = cachePaths(SOURCE).images;
-  const to = cachePaths(root).images;
-  mkdirSync(join(to, 'bookworm'), { recursive: true });
-  // under the source's build lock: no copy of an image half replaced by a build of another process
-  const release = await pidLock(join(from, '.lock-bookworm'), { pollMs: 2_000, waitingFor: 'the bookworm image' });
-  try {
-    for (const f of readdirSync(join(from, 'bookworm'))) copyFileSync(join(from, 'bookworm', f), join(to, 'bookworm', f));
-  } finally {
-    await release();
-  }
-  for (const f of ['id_ed25519', 'id_ed25519.pub', 'floor-initrd.img', 'floor-initrd.img.src'])
-    if (existsSync(join(from, f))) copyFileSync(join(from, f), join(to, f));
-  if (existsSync(join(SOURCE, 'accel-probe.json'))) copyFileSync(join(SOURCE, 'accel-probe.json'), join(root, 'accel-probe.json'));
-  expect((await checkImage(imagePaths(root, 'bookworm'), want())).ok, 'the copy is whole').toBe(true);
-  return root;
+function tempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  dirs.push(d);
+  return d;
 }
 
 function start(cache: string): MatrixRun {
@@ -82,9 +72,6 @@ function start(cache: string): MatrixRun {
   return r;
 }
 
-/** Build folders, old images and locks a build leaves in the cache when it does not clean up. */
-const cacheLeftovers = (cache: string) => readdirSync(cachePaths(cache).images).filter((e) => /^\.(build|old|lock)-/.test(e));
-
 describe.skipIf(skipUnless(missing))(`a corrupt image cache (real qemu, real image build)${missing ? ` (skipped: ${missing})` : ''}`, () => {
   it('requirements: root, QEMU, debootstrap and a current bookworm image to copy', () => {
     expect(missing, `the image cache fault cases cannot run here: ${missing}`).toBeNull();
@@ -93,7 +80,7 @@ describe.skipIf(skipUnless(missing))(`a corrupt image cache (real qemu, real ima
   it(
     '13a: a truncated disk.qcow2 -> rebuilt, the run says so (progress and facts.imageRebuilt), the cell ok on the new image',
     async () => {
-      const cache = await copiedCache();
+      const cache = await copyImageCache(tempDir('fault-cache-'));
       const p = imagePaths(cache, 'bookworm');
       const before = JSON.parse(readFileSync(p.manifest, 'utf8')) as { sha256: string };
       truncateSync(p.disk, Math.floor(statSync(p.disk).size / 2));
@@ -109,9 +96,8 @@ describe.skipIf(skipUnless(missing))(`a corrupt image cache (real qemu, real ima
       const manifest = JSON.parse(readFileSync(join(r.outDir, 'manifest.json'), 'utf8')) as { targets: { facts: Record<string, unknown> }[] };
       expect(String(manifest.targets[0]!.facts.imageRebuilt), 'the target record says why the image was rebuilt').toMatch(/^checksum mismatch/);
       // the new image is whole, and another one than the truncated copy
-      const after = await checkImage(p, want());
-      expect(after.ok, JSON.stringify(after)).toBe(true);
-      expect(after.ok && after.manifest.sha256).not.toBe(before.sha256);
+      expect(await imageOk(cache), 'the new image is whole and current').toBe(true);
+      expect((JSON.parse(readFileSync(p.manifest, 'utf8')) as { sha256: string }).sha256).not.toBe(before.sha256);
       expect(cacheLeftovers(cache)).toEqual([]);
       expect(await waitNoLeftovers(r.outDir, 15_000)).toEqual([]);
       expect(qemuOf(r.outDir)).toEqual([]);
@@ -126,7 +112,7 @@ describe.skipIf(skipUnless(missing))(`a corrupt image cache (real qemu, real ima
   it(
     '13b: a corrupt manifest.json -> the run says "rebuilding ...: corrupt manifest" and starts the rebuild; interrupted there, the cache is as it was',
     async () => {
-      const cache = await copiedCache();
+      const cache = await copyImageCache(tempDir('fault-cache-'));
       const p = imagePaths(cache, 'bookworm');
       const disk = statSync(p.disk).size;
       writeFileSync(p.manifest, '{"suite":"bookworm","kernel":"6.1');

@@ -7,16 +7,26 @@
 // $USM_LAB_FAULT_IMAGE_SOURCE, else the default cache) into a temporary cache.
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cachePaths, checkImage, imagePaths, resolveCacheRoot } from '../../src/images/manifest.ts';
-import { pidLock } from '../../src/images/lock.ts';
-import { recipeFor, recipeHash } from '../../src/images/recipe.ts';
-import { LocalPids, MatrixRun, descendants, leftoverFiles, missingForLocal, missingForQemu, qemuOf, skipUnless, waitNoLeftovers } from './harness.ts';
+import { imagePaths } from '../../src/images/manifest.ts';
+import {
+  LocalPids,
+  MatrixRun,
+  cacheLeftovers,
+  copyImageCache,
+  descendants,
+  imageOk,
+  leftoverFiles,
+  missingForLocal,
+  missingForQemu,
+  missingImageToCopy,
+  qemuOf,
+  skipUnless,
+  waitNoLeftovers,
+} from './harness.ts';
 
-const SOURCE = resolveCacheRoot({ env: { ...process.env, USM_LAB_CACHE: process.env.USM_LAB_FAULT_IMAGE_SOURCE ?? process.env.USM_LAB_CACHE } });
-const want = () => ({ recipeHash: recipeHash(recipeFor('bookworm')), clientKey: readFileSync(cachePaths(SOURCE).clientKeyPub, 'utf8') });
 /** An unreachable mirror: a run that wrongly went on to build an image fails at once (never a guest). */
 const NO_MIRROR = { USM_LAB_MIRROR: 'http://127.0.0.1:9/debian' };
 const QEMU_CELL = [
@@ -39,9 +49,7 @@ async function missingForCache(): Promise<string | null> {
   if (q) return q;
   if (spawnSync('sh', ['-c', 'command -v debootstrap || test -x /usr/sbin/debootstrap']).status !== 0)
     return 'needs debootstrap (bash provision/host-deps.sh images)';
-  if (!existsSync(cachePaths(SOURCE).clientKeyPub)) return `no image cache to copy in ${SOURCE}`;
-  const s = await checkImage(imagePaths(SOURCE, 'bookworm'), { ...want(), verifyChecksum: false });
-  return s.ok ? null : `no current bookworm image to copy in ${SOURCE} (${s.reason})`;
+  return missingImageToCopy();
 }
 const missingLocal = missingForLocal() ?? missingForQemu();
 const missingCache = await missingForCache();
@@ -149,24 +157,6 @@ describe.skipIf(skipUnless(missingLocal))(`two runs on one report folder${missin
   );
 });
 
-/** A temporary cache holding a copy of the source's bookworm image, key pair, floor initrd and accelerator probe. */
-async function copiedCache(): Promise<string> {
-  const root = tempDir('fault-cache-');
-  const from = cachePaths(SOURCE).images;
-  const to = cachePaths(root).images;
-  mkdirSync(join(to, 'bookworm'), { recursive: true });
-  const release = await pidLock(join(from, '.lock-bookworm'), { pollMs: 2_000, waitingFor: 'the bookworm image' });
-  try {
-    for (const f of readdirSync(join(from, 'bookworm'))) copyFileSync(join(from, 'bookworm', f), join(to, 'bookworm', f));
-  } finally {
-    await release();
-  }
-  for (const f of ['id_ed25519', 'id_ed25519.pub', 'floor-initrd.img', 'floor-initrd.img.src'])
-    if (existsSync(join(from, f))) copyFileSync(join(from, f), join(to, f));
-  if (existsSync(join(SOURCE, 'accel-probe.json'))) copyFileSync(join(SOURCE, 'accel-probe.json'), join(root, 'accel-probe.json'));
-  return root;
-}
-
 describe.skipIf(skipUnless(missingCache))(
   `two runs on one image cache (real qemu, real image build)${missingCache ? ` (skipped: ${missingCache})` : ''}`,
   () => {
@@ -177,7 +167,7 @@ describe.skipIf(skipUnless(missingCache))(
     it(
       "15b: the second run waits for the first one's image build and says so; interrupted while waiting, exit 130; the first builds, boots and runs unharmed",
       async () => {
-        const cache = await copiedCache();
+        const cache = await copyImageCache(tempDir('fault-cache-'));
         const p = imagePaths(cache, 'bookworm');
         truncateSync(p.disk, Math.floor(statSync(p.disk).size / 2));
         const t0 = Date.now();
@@ -204,8 +194,8 @@ describe.skipIf(skipUnless(missingCache))(
         expect([0, 1], first.log()).toContain(exit1.code);
         expect(cells.map((c) => c.status)).toEqual(['ok']);
         expect(first.stderr).toMatch(/rebuilding the bookworm image: checksum mismatch/);
-        expect((await checkImage(p, want())).ok).toBe(true);
-        expect(readdirSync(cachePaths(cache).images).filter((e) => /^\.(build|old|lock)-/.test(e))).toEqual([]);
+        expect(await imageOk(cache)).toBe(true);
+        expect(cacheLeftovers(cache)).toEqual([]);
         expect(await waitNoLeftovers(first.outDir, 15_000)).toEqual([]);
         expect(qemuOf(first.outDir)).toEqual([]);
         expect(leftoverFiles(first.outDir, t0)).toEqual([]);
