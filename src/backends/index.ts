@@ -16,6 +16,8 @@ export interface BackendOptions {
   append?: string[];
   /** Boot (spawn to SSH) deadline of the qemu backend in ms (the fault suite's hook, $USM_LAB_TEST_BOOT_TIMEOUT_S). */
   bootTimeoutMs?: number;
+  /** The first SSH forward's port is taken by this process before QEMU binds it (the fault suite's hook, $USM_LAB_TEST_SQUAT_FORWARD: the file gets the port). */
+  squatForwardFile?: string;
 }
 
 export function backendLoader(repoRoot: string, opts: BackendOptions = {}): (name: BackendName) => Promise<Backend> {
@@ -40,6 +42,7 @@ async function load(name: BackendName, repoRoot: string, opts: BackendOptions): 
         rebuild: opts.rebuild ?? false,
         ...(opts.append?.length ? { append: opts.append } : {}),
         ...(opts.bootTimeoutMs ? { bootTimeoutMs: opts.bootTimeoutMs } : {}),
+        ...(opts.squatForwardFile ? { testSquatPortFile: opts.squatForwardFile } : {}),
       });
     }
     case 'vagrant': {

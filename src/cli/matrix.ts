@@ -50,6 +50,7 @@ export async function matrixMain(e: CliEnv): Promise<number> {
           // Test hook (test/faults): extra guest kernel arguments, one list, never through a shell.
           append: (e.env.USM_LAB_TEST_APPEND ?? '').split(' ').filter(Boolean),
           bootTimeoutMs: Number(e.env.USM_LAB_TEST_BOOT_TIMEOUT_S ?? 0) * 1000 || undefined,
+          ...(e.env.USM_LAB_TEST_SQUAT_FORWARD ? { squatForwardFile: e.env.USM_LAB_TEST_SQUAT_FORWARD } : {}),
         }),
         // Test hook (test/faults): the libssl the tracer probes (one path, never through a shell).
         ...(e.env.USM_LAB_TEST_LIBSSL ? { testLibssl: e.env.USM_LAB_TEST_LIBSSL } : {}),

@@ -27,6 +27,8 @@ export interface BootOptions {
   deadlineMs: number;
   signal: AbortSignal;
   emit?: Emit;
+  /** Test hook: see VmSpec.testSquatPortFile. */
+  testSquatPortFile?: string;
 }
 
 export interface Booted {
@@ -50,9 +52,16 @@ export async function bootVm(o: BootOptions): Promise<Booted> {
     append: kernelCmdline(o.append ?? []),
     runDir: o.runDir,
     keep: o.keep,
+    ...(o.testSquatPortFile ? { testSquatPortFile: o.testSquatPortFile } : {}),
   });
   try {
     await step(emit, o.name, 'qemu-start', () => vm.start(), o.accel);
+    for (const p of vm.portsTaken)
+      emit({
+        type: 'warn',
+        target: o.name,
+        message: `the SSH forward's port 127.0.0.1:${p} was taken before QEMU could bind it: QEMU started again on ${vm.port}`,
+      });
     const machine = await step(emit, o.name, 'ssh-wait', () => waitForSsh(vm, o.image, o.name, o.deadlineMs, o.signal), `127.0.0.1:${vm.port}`);
     return { vm, machine, bootMs: performance.now() - vm.spawnedAt };
   } catch (err) {

@@ -24,6 +24,8 @@ export interface QemuBackendOptions {
   append?: string[];
   /** Spawn-to-SSH deadline when the context gives none (default 60 s under KVM, 180 s under TCG). */
   bootTimeoutMs?: number;
+  /** Test hook (fault case 9): see VmSpec.testSquatPortFile. */
+  testSquatPortFile?: string;
 }
 
 export interface QemuFacts {
@@ -68,6 +70,7 @@ export class QemuBackend implements Backend {
       deadlineMs,
       signal,
       emit,
+      ...(this.opts.testSquatPortFile ? { testSquatPortFile: this.opts.testSquatPortFile } : {}),
     });
     const stop = () => vm.stop();
     const bootSeconds = Math.round((performance.now() - vm.spawnedAt) / 100) / 10;

@@ -3,7 +3,8 @@
 // entry points' stopAll()); runningVms/stopAllVms list and stop this process's VMs (tests).
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -31,7 +32,16 @@ export interface VmSpec {
   /** Leave the overlay on stop and let the VM outlive this process. */
   keep: boolean;
   qemu?: string;
+  /**
+   * Test hook (fault case 9, $USM_LAB_TEST_SQUAT_FORWARD): once the first port is handed off, this
+   * process binds it itself until it exits and writes its number to this file, so that QEMU's
+   * forward finds it taken, as when another program takes it between the reservation and QEMU.
+   */
+  testSquatPortFile?: string;
 }
+
+/** The hook's sockets: held until the process exits (unref: they keep nothing alive). */
+const squatters: Server[] = [];
 
 const live = new Set<Vm>();
 
@@ -64,6 +74,8 @@ export class Vm {
   readonly pidFile: string;
   qmpSocket = '';
   port = 0;
+  /** Ports whose forward QEMU could not bind (taken meanwhile): each one started QEMU again on another. */
+  readonly portsTaken: number[] = [];
   pid = 0;
   /** performance.now() when QEMU was spawned (boot timing). */
   spawnedAt = 0;
@@ -115,16 +127,17 @@ export class Vm {
     }
     // The port could be taken by another program between handOff and QEMU's bind: retry.
     for (let i = 0; ; i++) {
-      await this.spawnOnce();
+      await this.spawnOnce(i === 0);
       const bound = await this.waitBindOk();
       if (bound) break;
+      this.portsTaken.push(this.port);
       this.reservation?.release();
       if (i >= 2) throw new LabError('boot-failed', `${this.spec.name}: QEMU could not bind a port forward (3 tries)`, await this.logsTail());
     }
     this.watch();
   }
 
-  private async spawnOnce(): Promise<void> {
+  private async spawnOnce(first: boolean): Promise<void> {
     this.reservation = await reservePort();
     this.port = this.reservation.port;
     this.failure = null;
@@ -142,6 +155,7 @@ export class Vm {
     });
     const log = openSync(this.qemuLog, 'a');
     await this.reservation.handOff();
+    if (first && this.spec.testSquatPortFile) await squat(this.port, this.spec.testSquatPortFile);
     // Own process group (the terminal's Ctrl-C does not reach QEMU) only when someone handles
     // SIGINT and stops us; otherwise QEMU dies with us on Ctrl-C. Kept VMs always detach.
     const detached = this.spec.keep || process.listenerCount('SIGINT') > 0;
@@ -301,4 +315,13 @@ export class Vm {
       /* gone */
     }
   }
+}
+
+/** The fault-suite hook: bind 127.0.0.1:port in this process (until it exits) and say which port in `file`. */
+async function squat(port: number, file: string): Promise<void> {
+  const s = createServer();
+  await new Promise<void>((resolve, reject) => s.once('error', reject).listen({ host: '127.0.0.1', port, exclusive: true }, () => resolve()));
+  s.unref();
+  squatters.push(s);
+  await writeFile(file, `${port}\n`);
 }
