@@ -347,6 +347,11 @@ async function saveDetail(dirs: readonly string[], name: string, text: string): 
       .catch(() => {});
 }
 
+/** A message naming files of the trial's folder on the target (the verifier log) names the fetched copies instead: the folder there is gone after the run. */
+function atHome(message: string, remoteDir: string, localDir: string): string {
+  return message.replaceAll(`${remoteDir}/`, `${localDir}/`);
+}
+
 /** A failed trial's detail: tracer.log when the tracer left none (it never loaded), else <kind>.txt; never over a file the trial fetched. */
 async function saveTrialDetail(dir: string, e: LabError): Promise<void> {
   const name = e.kind === 'tracer-failed' ? 'tracer.log' : `${statusOf(e.kind)}.txt`;
@@ -438,6 +443,7 @@ async function runCell(
     };
     const label = `${cellDir(cell)}#${k}`;
     const localDir = join(dir, `trial-${k}`);
+    const remoteDir = `${remoteRunDir(run)}/${cellDir(cell)}/trial-${k}`;
     const tr = await step(
       deps.emit,
       instance,
@@ -447,7 +453,7 @@ async function runCell(
           machine: lease.machine,
           tools: deps.testLibssl ? { ...prepared.tools, libssl: deps.testLibssl } : prepared.tools,
           spec,
-          remoteDir: `${remoteRunDir(run)}/${cellDir(cell)}/trial-${k}`,
+          remoteDir,
           localDir,
           timeouts,
           session,
@@ -467,7 +473,7 @@ async function runCell(
           conns: r.conns,
           clientPid: r.clientPid,
           durationMs: r.durationMs,
-          ...(r.error ? { failure: { kind: statusOf(r.error.kind), message: messageWithReason(r.error) } } : {}),
+          ...(r.error ? { failure: { kind: statusOf(r.error.kind), message: atHome(messageWithReason(r.error), remoteDir, localDir) } } : {}),
         });
         return { ...res, phases: [...r.phases, { name: 'analysis' as const, ms: Date.now() - a0 }], ...(r.notes?.length ? { notes: r.notes } : {}) };
       },

@@ -94,6 +94,9 @@ describe.skipIf(skipUnless(missing))(`tracer faults (real tracer, client, server
       expect(bad.status, log).toBe('tracer-failed');
       // the loader's own words, not only "exited with code 1"
       expect(bad.error, log).toMatch(/failed to load BPF program uprobe__SSL_shutdown: .*verifier log in \S*verifier\.log/);
+      // ...and the log it names is the copy in the cell's folder (the trial's folder on the target is gone)
+      const named = /verifier log in (\S+verifier\.log)\)/.exec(bad.error ?? '')?.[1];
+      expect(named, log).toBe(join(cellFolder(r.outDir, 'scoped'), 'trial-1', 'verifier.log'));
       expect(good.status, log).toBe('ok');
       expect((good as { captured?: number }).captured, 'the cell that ran has its figures').toBeGreaterThan(0);
       // The verifier's log is in the failed cell's folder (fetched with the trial), and says why.
