@@ -30,6 +30,7 @@ export interface ResolvedRun {
   trials: number;
   ports: number[];
   reads: TrialSpec['reads'][];
+  servers: TrialSpec['server'][];
   nagle: TrialSpec['nagle'];
   /** vCPU counts per target name: one boot each (local: this host's CPU count). */
   cpus: Record<string, number[]>;
@@ -97,6 +98,7 @@ export async function runMatrix(run: ResolvedRun, deps: MatrixDeps): Promise<Mat
     modes: run.modes,
     scenarios: run.scenarios,
     reads: run.reads,
+    servers: run.servers,
     cpus: run.cpus,
     trials: run.trials,
     seed: run.seed,
@@ -115,6 +117,7 @@ export async function runMatrix(run: ResolvedRun, deps: MatrixDeps): Promise<Mat
     modes: run.modes,
     scenarios: run.scenarios,
     reads: run.reads,
+    servers: run.servers,
     nagle: run.nagle,
     settleMs: run.settleMs,
     targets: [],
@@ -365,6 +368,7 @@ async function runCell(
       mode: cell.mode,
       scenario: cell.scenario,
       reads: cell.reads,
+      server: cell.server ?? 'python',
       nagle: run.nagle,
       settleMs: run.settleMs,
       iterations,

@@ -79,6 +79,7 @@ export function resolveRun(
     // --iterations N is every mode's count.
     iterationsByMode: f.iterations !== undefined ? {} : { ...cfg.defaults.iterationsByMode },
     reads: f.reads ?? cfg.defaults.reads,
+    servers: f.servers ?? cfg.defaults.servers,
     nagle: f.nagle ?? cfg.defaults.nagle,
     cpus,
     settleMs: SETTLE_MS,

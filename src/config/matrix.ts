@@ -12,6 +12,7 @@ import {
   NAGLE,
   READS,
   SCENARIOS,
+  SERVERS,
   SUITES,
   TRACE_SCOPES,
   VARIANTS,
@@ -22,6 +23,7 @@ import {
   type Nagle,
   type Reads,
   type Scenario,
+  type Server,
   type TraceScope,
   type Variant,
 } from '../domain.ts';
@@ -43,6 +45,8 @@ export interface MatrixDefaults {
   seed: number;
   /** How the client reads responses, one cell set per value (distinct, in the order given). */
   reads: Reads[];
+  /** The traced TLS servers, one cell set per value (distinct, in the order given). */
+  servers: Server[];
   nagle: Nagle;
   /** vCPU counts for every VM target without its own (distinct, in the order given). */
   cpus: number[];
@@ -76,6 +80,7 @@ export const BUILTIN_DEFAULTS: MatrixDefaults = {
   memory: 1024,
   seed: 1,
   reads: ['full'],
+  servers: ['python'],
   nagle: 'off',
   cpus: [1],
 };
@@ -93,6 +98,7 @@ const DEFAULT_KEYS = [
   'memory',
   'seed',
   'reads',
+  'servers',
   'nagle',
   'cpus',
 ] as const;
@@ -249,6 +255,7 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
       field('memory', (n) => num(n, 'defaults.memory (MiB)', 256, 65536));
       field('seed', (n) => num(n, 'defaults.seed', 0, 2 ** 32 - 1));
       field('reads', (n) => (isSeq(n) ? [...new Set(list(n, 'defaults.reads', (i) => enumOne(i, 'reads', READS)))] : [enumOne(n, 'reads', READS)]));
+      field('servers', (n) => (isSeq(n) ? [...new Set(list(n, 'defaults.servers', (i) => enumOne(i, 'server', SERVERS)))] : [enumOne(n, 'server', SERVERS)]));
       field('nagle', (n) => enumOne(n, 'nagle', NAGLE));
       field('cpus', (n) => cpusOf(n, 'defaults.cpus'));
     });

@@ -27,6 +27,8 @@ export interface Feb5Cell {
   kernel: string;
   cpus?: number;
   reads?: string;
+  /** The investigation's table is of its python servers: a terminator's cells are not compared with it. */
+  server?: string;
   variant: string;
   mode: string;
   scenario: string;
@@ -94,7 +96,7 @@ export function feb5Rows(cells: readonly Feb5Cell[]): { mode: string; rows: Feb5
   return FEB5.map((f) => {
     const t = theirs(f);
     const mine = cells
-      .filter((c) => c.scenario === 'preexisting' && c.mode === f.mode && c.byConn.length === 2)
+      .filter((c) => c.scenario === 'preexisting' && c.mode === f.mode && c.byConn.length === 2 && (c.server ?? 'python') === 'python')
       .sort((a, b) => `${a.variant}/${a.reads}/${a.target}/${a.cpus}`.localeCompare(`${b.variant}/${b.reads}/${b.target}/${b.cpus}`))
       .map((c) => ours(c, t.rate!));
     return { mode: f.mode, rows: [t, ...mine] };

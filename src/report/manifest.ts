@@ -50,6 +50,8 @@ export interface Manifest {
   modes: string[];
   scenarios: string[];
   reads?: string[];
+  /** The traced TLS servers (absent before they were a dimension: python). */
+  servers?: string[];
   nagle?: string;
   settleMs?: number;
   targets: TargetRecord[];

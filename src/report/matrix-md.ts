@@ -102,15 +102,15 @@ export function renderDetailMd(cells: readonly CellView[]): string[] {
   const out = [
     '## Cells',
     '',
-    'rows/req: rows per request sent (about 2 with full reads, about 1 with single reads).',
+    'rows/req: rows per request sent (about 2 with full reads, about 1 with single reads). backend: rows naming a request of the run on a tuple of no client connection (a terminator\'s backend side); no tuple: buffers the tracer dropped for lack of a tuple.',
     '',
-    '| target | vCPUs | kernel | OpenSSL | reads | scenario | mode | variant | expected | rows | rows/req | correct | wrong | lost | misattribution | capture | status | verdict |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| target | vCPUs | kernel | OpenSSL | server | reads | scenario | mode | variant | expected | rows | rows/req | correct | wrong | lost | backend | no tuple | misattribution | capture | status | verdict |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const c of sortCells(cells)) {
     const rpr = rowsPerRequest(c)?.toFixed(2) ?? 'n/a';
     out.push(
-      `| ${mdCell(c.target)} | ${c.cpus ?? 1} | ${mdCell(c.kernel)} | ${mdCell(c.openssl)} | ${c.reads ?? 'full'} | ${c.scenario} | ${c.mode} | ${c.variant} | ${c.expected} | ${c.captured} | ${rpr} | ${c.correct} | ${c.wrong} | ${c.lost} | ${rateWithInterval(c)} | ${pct(c.capture)} | ${c.status} | ${verdictWord(c.verdict.pass)} |`,
+      `| ${mdCell(c.target)} | ${c.cpus ?? 1} | ${mdCell(c.kernel)} | ${mdCell(c.openssl)} | ${c.server ?? 'python'} | ${c.reads ?? 'full'} | ${c.scenario} | ${c.mode} | ${c.variant} | ${c.expected} | ${c.captured} | ${rpr} | ${c.correct} | ${c.wrong} | ${c.lost} | ${c.backendRows ?? 0} | ${c.droppedNoTuple ?? 'n/a'} | ${rateWithInterval(c)} | ${pct(c.capture)} | ${c.status} | ${verdictWord(c.verdict.pass)} |`,
     );
   }
   out.push('');

@@ -159,6 +159,7 @@ function toolsOf(m: Machine, python: string, libssl: string): Tools {
     tracer: `${m.workdir}/bpf/build/usm_tls`,
     client: `${m.workdir}/client/build/race_client`,
     server: `${m.workdir}/client/https_server.py`,
+    terminator: `${m.workdir}/client/tls_terminator.py`,
     python,
     libssl,
   };

@@ -34,7 +34,7 @@ export class FakeBackend implements Backend {
 }
 
 export const fakePrepare: typeof prepareMachine = async () => ({
-  tools: { tracer: '/t', client: '/c', server: '/s', python: '/p', libssl: '/libssl.so.3' },
+  tools: { tracer: '/t', client: '/c', server: '/s', terminator: '/tt', python: '/p', libssl: '/libssl.so.3' },
   facts: { kernel: '6.1.0-fake', openssl: '3.0.11' },
 });
 
@@ -71,6 +71,7 @@ export function fakeRun(
     trials: 1,
     ports: [18001, 18002],
     reads: ['full'],
+    servers: ['python'],
     nagle: 'off',
     cpus: {},
     settleMs: 0,
