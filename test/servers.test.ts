@@ -6,7 +6,7 @@ import { parseMatrixFlags } from '../src/cli/flags.ts';
 import { parseMatrix } from '../src/config/matrix.ts';
 import { resolveRun } from '../src/cli/run.ts';
 import { ConfigError } from '../src/errors.ts';
-import { planMatrix } from '../src/plan/plan.ts';
+import { planMatrix, rng, shuffle } from '../src/plan/plan.ts';
 import { cellDir, summarizeCell, type TrialResult } from '../src/analysis/cell.ts';
 import { attributeTrial } from '../src/analysis/attribution.ts';
 import { cellInputs } from '../src/plan/resume.ts';
@@ -59,8 +59,25 @@ describe('server: plan, folders, inputs', () => {
     expect(dirs).toContain('preexisting-interleaved-upstream');
     expect(dirs).toContain('preexisting-interleaved-upstream-nginx-proxy');
     expect(dirs).toContain('baseline-interleaved-scoped-haproxy');
-    expect(cellDir({ scenario: 'preexisting', mode: 'sequential', variant: 'upstream', reads: 'single', server: 'haproxy' })).toBe('preexisting-sequential-upstream-single-haproxy');
+    expect(cellDir({ scenario: 'preexisting', mode: 'sequential', variant: 'upstream', reads: 'single', server: 'haproxy' })).toBe(
+      'preexisting-sequential-upstream-single-haproxy',
+    );
     expect(plan().every((c) => c.server === 'python')).toBe(true);
+  });
+
+  it("one server's cells run together (its servers start once), each group in a seeded order; python alone keeps the order it had", () => {
+    const cells = plan(['haproxy', 'python', 'nginx-proxy']);
+    expect(cells.map((c) => c.server)).toEqual([...Array(4).fill('haproxy'), ...Array(4).fill('python'), ...Array(4).fill('nginx-proxy')]);
+    const key = (c: CellId) => `${c.scenario}/${c.variant}`;
+    // the same seed, the same order; python alone: the shuffle of the whole list, as before servers were a dimension
+    expect(plan(['haproxy', 'python', 'nginx-proxy']).map(key)).toEqual(cells.map(key));
+    const alone = plan(['python']).map(key);
+    const before = shuffle(
+      ['preexisting', 'baseline'].flatMap((scenario) => ['upstream', 'scoped'].map((variant) => `${scenario}/${variant}`)),
+      rng(1),
+    );
+    expect(alone).toEqual(before);
+    expect(plan().map(key)).toEqual(before);
   });
 
   it("a cell's inputs differ by server; a python cell's inputs are those it had before servers were a dimension", () => {
@@ -84,7 +101,15 @@ describe("server: the servers' command line and the traced process", () => {
   const tools = { python: '/usr/bin/python3', server: '/w/client/https_server.py', terminator: '/w/client/tls_terminator.py' };
   const spec = { ports: [18001, 18002], nagle: 'off' } as const;
   it('python runs our server; a terminator runs tls_terminator.py with its kind, the ports and a folder of its own: argv, never a shell string', () => {
-    expect(serverArgv({ ...spec, server: 'python' }, tools, '/s')).toEqual(['/usr/bin/python3', '/w/client/https_server.py', '--ports', '18001,18002', '--nagle', 'off', '--quiet']);
+    expect(serverArgv({ ...spec, server: 'python' }, tools, '/s')).toEqual([
+      '/usr/bin/python3',
+      '/w/client/https_server.py',
+      '--ports',
+      '18001,18002',
+      '--nagle',
+      'off',
+      '--quiet',
+    ]);
     expect(serverArgv({ ...spec, server: 'nginx-proxy' }, tools, '/s')).toEqual([
       '/usr/bin/python3',
       '/w/client/tls_terminator.py',
@@ -136,7 +161,12 @@ describe('server: rows on backend tuples and buffers without a tuple', () => {
     expect(a).toMatchObject({ correct: 1, wrong: 1, captured: 2, backendRows: 2, expected: 6, lost: 4 });
   });
 
-  const cell = (backend: number, wrong: number, variant: 'upstream' | 'scoped' | 'no-fallback', scenario: 'preexisting' | 'baseline' = 'preexisting'): TrialResult => ({
+  const cell = (
+    backend: number,
+    wrong: number,
+    variant: 'upstream' | 'scoped' | 'no-fallback',
+    scenario: 'preexisting' | 'baseline' = 'preexisting',
+  ): TrialResult => ({
     trial: 1,
     status: 'ok',
     attribution: {
@@ -168,7 +198,10 @@ describe('server: rows on backend tuples and buffers without a tuple', () => {
     expect(up.verdict.pass).toBe(true);
     expect(up.verdict.reason).toContain('7 on backend tuples');
     expect(summarizeCell(id('upstream'), {}, [cell(0, 0, 'upstream')]).verdict.pass).toBe(false);
-    expect(summarizeCell(id('scoped'), {}, [cell(1, 0, 'scoped')]).verdict).toMatchObject({ pass: false, reason: '0 wrong rows, 1 on backend tuples, capture 100.0 %' });
+    expect(summarizeCell(id('scoped'), {}, [cell(1, 0, 'scoped')]).verdict).toMatchObject({
+      pass: false,
+      reason: '0 wrong rows, 1 on backend tuples, capture 100.0 %',
+    });
     expect(summarizeCell(id('scoped'), {}, [cell(0, 0, 'scoped')]).verdict.pass).toBe(true);
     expect(summarizeCell(id('upstream', 'baseline'), {}, [cell(1, 0, 'upstream')]).verdict.pass).toBe(false);
     expect(summarizeCell(id('no-fallback'), {}, [cell(1, 0, 'no-fallback')]).verdict.pass).toBe(false);

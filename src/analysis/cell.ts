@@ -163,7 +163,11 @@ export function verdictFor(c: Omit<CellSummary, 'verdict'>): Verdict {
     case 'no-fallback':
       return c.wrong === 0 && backend === 0 && clientSeen === 0
         ? { pass: true, expectation: 'no wrong rows, client requests not captured', reason: `0 wrong, ${clientSeen} client writes seen` }
-        : { pass: false, expectation: 'no wrong rows, client requests not captured', reason: `${c.wrong} wrong rows${onBackend}, ${clientSeen} client writes seen` };
+        : {
+            pass: false,
+            expectation: 'no wrong rows, client requests not captured',
+            reason: `${c.wrong} wrong rows${onBackend}, ${clientSeen} client writes seen`,
+          };
     case 'scoped': {
       if (c.reads === 'single') {
         // A single-read client falls behind and resets its connections with responses unread: the

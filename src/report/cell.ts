@@ -44,7 +44,9 @@ export function renderCellMd(r: CellReport): string {
   if (sp) out.push(`- across the ${sp.n} trials: mean ${pct(sp.mean)}, 95 % t interval [${pct(sp.lo)}, ${pct(sp.hi)}]`);
   out.push(`- lost (in no row): ${c.lost} of ${c.expected}; captured correctly: ${pct(c.capture)}`);
   out.push(`- symmetry of the wrong rows (min/max over connections): ${c.symmetry === null ? 'n/a' : c.symmetry.toFixed(2)}`);
-  out.push(`- rows on tuples of no client connection (a terminator's backend side): ${c.backendRows ?? 0}; buffers dropped for lack of a tuple: ${c.droppedNoTuple ?? 'n/a'}`);
+  out.push(
+    `- rows on tuples of no client connection (a terminator's backend side): ${c.backendRows ?? 0}; buffers dropped for lack of a tuple: ${c.droppedNoTuple ?? 'n/a'}`,
+  );
   out.push('', "## Per-request truth (the client's own writes and reads)", '');
   out.push('| path | correct | wrong | lost |', '|---|---|---|---|');
   out.push(`| request writes | ${c.truth.writes.correct} | ${c.truth.writes.wrong} | ${c.truth.writes.lost} |`);

@@ -41,7 +41,9 @@ function figures(c: CellView, inv: CellViewOpts['investigation']): string {
   if (c.trialSpread) items.push(`over ${c.trialSpread.n} trials: mean ${pct(c.trialSpread.mean)}, ${pct(c.trialSpread.lo)} to ${pct(c.trialSpread.hi)}`);
   if (c.cpus !== undefined) items.push(`guest CPUs: ${c.cpus}`);
   if (c.reads) items.push(`client reads: ${c.reads}`);
-  items.push(`server: ${c.server ?? 'python'}; rows on tuples of no client connection (a terminator's backend side): ${c.backendRows ?? 0}; buffers dropped for lack of a tuple: ${c.droppedNoTuple ?? 'n/a'}`);
+  items.push(
+    `server: ${c.server ?? 'python'}; rows on tuples of no client connection (a terminator's backend side): ${c.backendRows ?? 0}; buffers dropped for lack of a tuple: ${c.droppedNoTuple ?? 'n/a'}`,
+  );
   if (inv) items.push(`the investigation (${inv.run}): ${pct(inv.misattribution)}; ${inv.detail}`);
   return `<ul>${items.map((x) => `<li>${esc(x)}</li>`).join('')}</ul>`;
 }

@@ -102,7 +102,7 @@ export function renderDetailMd(cells: readonly CellView[]): string[] {
   const out = [
     '## Cells',
     '',
-    'rows/req: rows per request sent (about 2 with full reads, about 1 with single reads). backend: rows naming a request of the run on a tuple of no client connection (a terminator\'s backend side); no tuple: buffers the tracer dropped for lack of a tuple.',
+    "rows/req: rows per request sent (about 2 with full reads, about 1 with single reads). backend: rows naming a request of the run on a tuple of no client connection (a terminator's backend side); no tuple: buffers the tracer dropped for lack of a tuple.",
     '',
     '| target | vCPUs | kernel | OpenSSL | server | reads | scenario | mode | variant | expected | rows | rows/req | correct | wrong | lost | backend | no tuple | misattribution | capture | status | verdict |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
