@@ -90,8 +90,13 @@ describe.skipIf(missingLocal !== null && !inCI)(`servers end to end, local${miss
       const facts = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')).targets[0].facts;
       expect(facts.nginx).toMatch(/^\d+\.\d+/);
       expect(facts.haproxy).toMatch(/^\d+\.\d+/);
-      // the terminator's own words are kept with the trial
-      expect(readFileSync(join(out, 'local', 'preexisting-interleaved-upstream-nginx-proxy', 'trial-1', 'servers.log'), 'utf8')).toMatch(/nginx/);
+      // the terminator's own words are kept with the trial that started it (its servers.log holds what they wrote during that trial)
+      const logs = SERVERS.flatMap((s) =>
+        ['preexisting', 'baseline'].flatMap((sc) =>
+          ['upstream', 'scoped'].map((v) => readFileSync(join(out, 'local', `${sc}-interleaved-${v}-${s}`, 'trial-1', 'servers.log'), 'utf8')),
+        ),
+      );
+      expect(logs.join('\n')).toMatch(/nginx\/\d/);
     },
     900_000,
   );

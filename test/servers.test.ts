@@ -12,6 +12,7 @@ import { attributeTrial } from '../src/analysis/attribution.ts';
 import { cellInputs } from '../src/plan/resume.ts';
 import { serverArgv, serverComm } from '../src/scenario/run.ts';
 import { colOf } from '../src/report/view.ts';
+import { renderJunit } from '../src/report/junit.ts';
 import type { CellId } from '../src/domain.ts';
 
 const env = { cwd: '/w', home: '/h', now: new Date('2026-12-01T10:00:00Z'), hostCpus: 2 };
@@ -207,5 +208,39 @@ describe('server: rows on backend tuples and buffers without a tuple', () => {
     expect(summarizeCell(id('no-fallback'), {}, [cell(1, 0, 'no-fallback')]).verdict.pass).toBe(false);
     expect(summarizeCell(id('no-fallback'), {}, [cell(0, 0, 'no-fallback')]).verdict.pass).toBe(true);
     expect(summarizeCell(id('upstream'), {}, [{ trial: 1, status: 'ok', attribution: cell(0, 1, 'upstream').attribution! }]).droppedNoTuple).toBeNull();
+  });
+});
+
+describe('server: every cell its own name across the reports', () => {
+  it('junit.xml names a cell by scenario/mode/variant, then single and the terminator: no two cells of a target share a name', () => {
+    const ids: CellId[] = [];
+    for (const server of ['python', 'nginx-proxy', 'haproxy'] as const)
+      for (const reads of ['full', 'single'] as const)
+        ids.push({ target: 'bw', boot: 'bw', cpus: 1, server, reads, variant: 'upstream', mode: 'interleaved', scenario: 'preexisting' });
+    const cells = ids.map((id) => summarizeCell(id, { kernel: '6.1.0', openssl: '3.0.15' }, [{ trial: 1, status: 'client-failed', error: 'x' }]));
+    const manifest = {
+      runId: 'r',
+      tool: { commit: 'c', dirty: false, node: 'v20' },
+      startedAt: 't',
+      argv: [],
+      seed: 1,
+      iterations: 1,
+      trials: 1,
+      variants: [],
+      modes: [],
+      scenarios: [],
+      targets: [],
+    };
+    const names = [...renderJunit(manifest, cells).matchAll(/<testcase [^>]*name="([^"]+)"/g)].map((m) => m[1]);
+    expect(names.sort()).toEqual(
+      [
+        'preexisting/interleaved/upstream',
+        'preexisting/interleaved/upstream/single',
+        'preexisting/interleaved/upstream/nginx-proxy',
+        'preexisting/interleaved/upstream/single/nginx-proxy',
+        'preexisting/interleaved/upstream/haproxy',
+        'preexisting/interleaved/upstream/single/haproxy',
+      ].sort(),
+    );
   });
 });
