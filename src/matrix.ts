@@ -14,13 +14,15 @@ import { step, type Emit } from './progress/events.ts';
 import { writeCellReport, type CellInputs, type CellReport } from './report/cell.ts';
 import type { Manifest, TargetRecord } from './report/manifest.ts';
 import { pointLatest, writeSummary } from './report/summary.ts';
-import { prepareMachine, type Prepared } from './scenario/prepare.ts';
+import { buildExternalClient, prepareMachine, type Prepared } from './scenario/prepare.ts';
 import { DEFAULT_TIMEOUTS, closeSession, newSession, runTrial, scaleTimeouts, type TargetSession, type TrialSpec } from './scenario/run.ts';
 import { sourcesHash } from './sources.ts';
 
 /** A run with every name checked and every path absolute (src/cli/run.ts makes it from flags + matrix.yaml). */
 export interface ResolvedRun {
   targets: TargetSpec[];
+  /** The user's own client (--client-src, matrix.yaml client.src): absolute path and sha256; null: ours (race_client). */
+  client: { src: string; sha256: string } | null;
   variants: TrialSpec['variant'][];
   modes: TrialSpec['mode'][];
   scenarios: TrialSpec['scenario'][];
@@ -71,7 +73,7 @@ export interface MatrixDeps {
   signal: AbortSignal;
   argv: string[];
   /** The scenario's two entry points (default: src/scenario/); tests pass fakes. */
-  scenario?: { prepareMachine: typeof prepareMachine; runTrial: typeof runTrial };
+  scenario?: { prepareMachine: typeof prepareMachine; runTrial: typeof runTrial; buildExternalClient?: typeof buildExternalClient };
 }
 
 /** A failure's kind as a cell or trial status: a config error this late is an internal one. */
@@ -120,6 +122,7 @@ export async function runMatrix(run: ResolvedRun, deps: MatrixDeps): Promise<Mat
     servers: run.servers,
     nagle: run.nagle,
     settleMs: run.settleMs,
+    ...(run.client ? { client: run.client } : {}),
     targets: [],
   };
   // Before anything boots: a --resume folder that is not a report folder is a ConfigError (exit 2).
@@ -178,6 +181,8 @@ function cellSettings(run: ResolvedRun, cell: CellId): CellSettings {
     hook: run.hook,
     nagle: run.nagle,
     settleMs: run.settleMs,
+    // the user's own client by its contents (absent for ours: a cell's inputs as they were)
+    ...(run.client ? { client: run.client.sha256 } : {}),
   };
 }
 
@@ -219,7 +224,7 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
     rec.status = err.kind;
     rec.error = err.message;
     if (err.detail) rec.detail = err.detail;
-    return inOrder(todo.map((c) => summarizeCell(c, rec.facts, [{ trial: 1, status: statusOf(err.kind), error: err.message }])));
+    return inOrder(todo.map((c) => summarizeCell(c, { ...rec.facts, ...clientFact(run) }, [{ trial: 1, status: statusOf(err.kind), error: err.message }])));
   };
   try {
     const backend = await deps.backends(t.backend);
@@ -242,6 +247,17 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
         ...built,
       });
       Object.assign(rec.facts, prepared.facts);
+      if (run.client) {
+        const client = await (deps.scenario?.buildExternalClient ?? buildExternalClient)({
+          machine: lease.machine,
+          src: run.client.src,
+          dir: `${remoteRunDir(run)}/client-src`,
+          logDir: targetDir,
+          emit,
+          timeoutMs: 60_000 * Math.max(2, slow),
+        });
+        prepared = { ...prepared, tools: { ...prepared.tools, client } };
+      }
       session = newSession(`${remoteRunDir(run)}/servers`);
     };
     await bootAndPrepare();
@@ -320,6 +336,11 @@ async function bootAgainOnce(
   }
 }
 
+/** The user's own client as the cells name it (its file), or nothing for ours. */
+function clientFact(run: ResolvedRun): { client?: string } {
+  return run.client ? { client: run.client.src.slice(run.client.src.lastIndexOf('/') + 1) } : {};
+}
+
 /** The run's folder on a target: each trial's files (logs, pid files, events) below it. */
 const remoteRunDir = (run: ResolvedRun) => `/tmp/usm-lab-${run.runId}`;
 
@@ -369,6 +390,7 @@ async function runCell(
       scenario: cell.scenario,
       reads: cell.reads,
       server: cell.server ?? 'python',
+      clientCli: run.client ? 'investigation' : 'race_client',
       nagle: run.nagle,
       settleMs: run.settleMs,
       iterations,
@@ -402,7 +424,8 @@ async function runCell(
           trial: k,
           iterations,
           conns: r.conns,
-          clientPid: r.clientPid,
+          // the client-side truth is ours only: an external client's requests and reads are its own
+          clientPid: run.client ? null : r.clientPid,
           durationMs: r.durationMs,
           ...(r.error ? { failure: { kind: statusOf(r.error.kind), message: r.error.message } } : {}),
         });
@@ -428,7 +451,7 @@ async function runCell(
       break;
     }
   }
-  const summary = summarizeCell(cell, { kernel: prepared.facts.kernel, openssl: prepared.facts.openssl }, trials);
+  const summary = summarizeCell(cell, { kernel: prepared.facts.kernel, openssl: prepared.facts.openssl, ...clientFact(run) }, trials);
   await writeCellReport(dir, { cell: summary, trials, ...(inputs ? { inputs } : {}) });
   return summary;
 }

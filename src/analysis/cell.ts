@@ -74,6 +74,8 @@ export interface CellSummary extends CellId {
   http: HttpCounters | null;
   status: Status;
   error?: string;
+  /** The user's own client (its file, --client-src) when it ran instead of ours: the client-side truth is then n/a. */
+  client?: string;
   verdict: Verdict;
 }
 
@@ -82,7 +84,7 @@ export function cellDir(c: Pick<CellId, 'scenario' | 'mode' | 'variant' | 'reads
   return `${c.scenario}-${c.mode}-${c.variant}${c.reads === 'single' ? '-single' : ''}${c.server && c.server !== 'python' ? `-${c.server}` : ''}`;
 }
 
-export function summarizeCell(id: CellId, facts: { kernel?: string; openssl?: string }, trials: readonly TrialResult[]): CellSummary {
+export function summarizeCell(id: CellId, facts: { kernel?: string; openssl?: string; client?: unknown }, trials: readonly TrialResult[]): CellSummary {
   const ok = trials.filter((t) => t.status === 'ok' && t.attribution);
   const sum = (f: (a: TrialAttribution) => number) => ok.reduce((s, t) => s + f(t.attribution!), 0);
   const pc = (f: (a: TrialAttribution) => PathCounts): PathCounts => ({
@@ -139,6 +141,7 @@ export function summarizeCell(id: CellId, facts: { kernel?: string; openssl?: st
     http,
     status,
     ...(failed?.error ? { error: failed.error } : {}),
+    ...(typeof facts.client === 'string' ? { client: facts.client } : {}),
   };
   return { ...cell, verdict: verdictFor(cell) };
 }
@@ -154,6 +157,14 @@ export function verdictFor(c: Omit<CellSummary, 'verdict'>): Verdict {
     return c.wrong === 0 && backend === 0
       ? { pass: true, expectation: 'no wrong rows', reason: `0 wrong of ${c.captured} rows` }
       : { pass: false, expectation: 'no wrong rows', reason: `${c.wrong} wrong of ${c.captured} rows${onBackend}` };
+  }
+  if (c.client && c.variant !== 'upstream' && c.variant !== 'recv-hook') {
+    // The user's own client: its requests and reads are its own (no client-side truth, any read
+    // pattern), so a fix is judged on the rows alone: none on a wrong tuple.
+    const expectation = 'no wrong rows (your client: rows only)';
+    return c.wrong === 0 && backend === 0
+      ? { pass: true, expectation, reason: `0 wrong of ${c.captured} rows, capture ${pct(c.capture)}` }
+      : { pass: false, expectation, reason: `${c.wrong} wrong of ${c.captured} rows${onBackend}` };
   }
   switch (c.variant) {
     case 'upstream':

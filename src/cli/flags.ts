@@ -46,6 +46,7 @@ export interface MatrixFlags {
   ports?: number[];
   reads?: Reads[];
   servers?: Server[];
+  clientSrc?: string;
   nagle?: Nagle;
   cpus?: number[];
   cache?: string;
@@ -92,6 +93,10 @@ Flags (each overrides matrix.yaml; lists are comma-separated):
                         ours (one process per port), or nginx (one worker) / HAProxy (one
                         thread) from Debian's packages terminating TLS in front of a plain
                         HTTP backend (local: bash provision/host-deps.sh servers)
+  --client-src FILE.c   your own client instead of ours: built in each target (cc -O2 FILE -lssl
+                        -lcrypto) and run with the investigation's CLI (HOST1 PORT1 HOST2 PORT2
+                        ITERATIONS --MODE; READY:..., SIGUSR1, DONE); two ports. Its requests name
+                        conn<k>-iter<i> in the path; its own truth is n/a
   --nagle N             ${NAGLE.join(' | ')}: Nagle's algorithm on the HTTPS servers (on = Python's
                         default, as the investigation's server script; off = TCP_NODELAY)
   --cpus N,...          vCPUs of every VM target, one boot per value (${CPUS_RANGE[0]}..${CPUS_RANGE[1]});
@@ -162,6 +167,7 @@ const OPTIONS = {
   ports: { type: 'string' },
   reads: { type: 'string' },
   server: { type: 'string' },
+  'client-src': { type: 'string' },
   nagle: { type: 'string' },
   cpus: { type: 'string' },
   seed: { type: 'string' },
@@ -216,6 +222,7 @@ export function parseMatrixFlags(argv: readonly string[]): MatrixFlags {
     ports,
     reads: list('reads', s('reads'), READS),
     servers: list('server', s('server'), SERVERS),
+    clientSrc: s('client-src'),
     nagle: one('nagle', s('nagle'), NAGLE),
     cpus: ints('cpus', s('cpus'), CPUS_RANGE[0], CPUS_RANGE[1]),
     cache: s('cache'),

@@ -64,6 +64,11 @@ export interface MatrixConfig {
   /** Targets run when no --targets and no --backend local is given. */
   defaultTargets: string[];
   vagrant: { sandboxed: boolean };
+  /**
+   * The user's own client (`client: { src: FILE.c }`), built in each target and run with the
+   * investigation's CLI; src as written, resolved against the matrix file's folder. null: ours.
+   */
+  client: { src: string } | null;
 }
 
 export const BUILTIN_DEFAULTS: MatrixDefaults = {
@@ -162,7 +167,9 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
   }
   const root = doc.contents;
   if (!isMap(root))
-    throw configError(file, [{ off: -1, text: `${where(root)}: the matrix file must be a mapping with keys defaults, targets, default_targets, vagrant` }]);
+    throw configError(file, [
+      { off: -1, text: `${where(root)}: the matrix file must be a mapping with keys defaults, targets, default_targets, vagrant, client` },
+    ]);
 
   const checkKeys = (map: Node | null | undefined, allowed: readonly string[], what: string) => {
     if (!isMap(map)) fail(map, `${what} must be a mapping (keys: ${allowed.join(', ')})`);
@@ -211,7 +218,7 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
     return [num(n, what, min, max)];
   };
 
-  checkKeys(root, ['defaults', 'targets', 'default_targets', 'vagrant'], 'the matrix file');
+  checkKeys(root, ['defaults', 'targets', 'default_targets', 'vagrant', 'client'], 'the matrix file');
   const d: MatrixDefaults = { ...BUILTIN_DEFAULTS };
   const dn = get(root, 'defaults');
   if (dn) {
@@ -331,6 +338,21 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
       if (v !== undefined) vagrant.sandboxed = v;
     });
   }
+  let client: MatrixConfig['client'] = null;
+  const cln = get(root, 'client');
+  if (cln) {
+    check(() => {
+      if (!isMap(cln)) fail(cln, 'client must be a mapping { src: FILE.c } (your own client, built in each target)');
+      checkKeys(cln, ['src'], 'client');
+      const sn = get(cln, 'src');
+      if (!sn) fail(cln, 'client needs src: the C file of your client (built in each target with its cc and OpenSSL)');
+      const src = check(() => str(sn!, 'client.src'));
+      if (src !== undefined) {
+        if (!src.endsWith('.c')) fail(sn, `client.src '${src}' must be a C file (FILE.c)`);
+        client = { src };
+      }
+    });
+  }
   if (problems.length) throw configError(file, problems);
-  return { file, defaults: d, targets, targetCpus, defaultTargets, vagrant };
+  return { file, defaults: d, targets, targetCpus, defaultTargets, vagrant, client };
 }

@@ -29,6 +29,8 @@ export interface CellSettings {
   hook: string;
   nagle: string;
   settleMs: number;
+  /** sha256 of the user's own client (--client-src); absent for ours. */
+  client?: string;
 }
 
 /** What a target runs on, as far as files on disk tell before a boot; null when they cannot. */

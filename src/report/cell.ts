@@ -48,9 +48,12 @@ export function renderCellMd(r: CellReport): string {
     `- rows on tuples of no client connection (a terminator's backend side): ${c.backendRows ?? 0}; buffers dropped for lack of a tuple: ${c.droppedNoTuple ?? 'n/a'}`,
   );
   out.push('', "## Per-request truth (the client's own writes and reads)", '');
-  out.push('| path | correct | wrong | lost |', '|---|---|---|---|');
-  out.push(`| request writes | ${c.truth.writes.correct} | ${c.truth.writes.wrong} | ${c.truth.writes.lost} |`);
-  out.push(`| response reads | ${c.truth.reads.correct} | ${c.truth.reads.wrong} | ${c.truth.reads.lost} |`, '');
+  if (c.client) out.push(`n/a: your own client (${c.client}) ran, whose requests and reads are its own; the figures above are from the rows.`, '');
+  else {
+    out.push('| path | correct | wrong | lost |', '|---|---|---|---|');
+    out.push(`| request writes | ${c.truth.writes.correct} | ${c.truth.writes.wrong} | ${c.truth.writes.lost} |`);
+    out.push(`| response reads | ${c.truth.reads.correct} | ${c.truth.reads.wrong} | ${c.truth.reads.lost} |`, '');
+  }
   if (c.truth.unclassifiedReads)
     out.push(
       `Client reads that did not begin with a status line, counted in neither column (a body-only read: the response's own 2-byte body with full reads, an earlier response's with single reads): ${c.truth.unclassifiedReads}.`,

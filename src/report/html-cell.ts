@@ -121,7 +121,17 @@ ${a?.logTail ? `<h3>Log tail</h3><pre class="log-tail">${esc(a.logTail)}</pre>` 
 ${attribution(c)}
 ${figures(c, o.investigation)}
 <h3>Per-request truth (the client's own writes and reads)</h3>
-${table(['path', 'correct', 'wrong', 'lost'], [`<tr>${td('request writes')}${td(c.truth.writes.correct, true)}${td(c.truth.writes.wrong, true)}${td(c.truth.writes.lost, true)}</tr>`, `<tr>${td('response reads')}${td(c.truth.reads.correct, true)}${td(c.truth.reads.wrong, true)}${td(c.truth.reads.lost, true)}</tr>`])}
+${
+  c.client
+    ? `<p>n/a: your own client (${esc(c.client)}) ran, whose requests and reads are its own.</p>`
+    : table(
+        ['path', 'correct', 'wrong', 'lost'],
+        [
+          `<tr>${td('request writes')}${td(c.truth.writes.correct, true)}${td(c.truth.writes.wrong, true)}${td(c.truth.writes.lost, true)}</tr>`,
+          `<tr>${td('response reads')}${td(c.truth.reads.correct, true)}${td(c.truth.reads.wrong, true)}${td(c.truth.reads.lost, true)}</tr>`,
+        ],
+      )
+}
 ${hist}
 <h3>Trials and tracer stats</h3>
 ${trials(a)}

@@ -40,6 +40,8 @@ export interface TrialSpec {
   nagle: Nagle;
   /** Wait after the client's exit before the tracer is stopped (the investigation sleeps 2 s before its query). */
   settleMs: number;
+  /** How the client is run: ours (race_client's flags), or the user's own with the investigation's CLI (tools.client is then theirs). */
+  clientCli?: 'race_client' | 'investigation';
 }
 
 export interface Timeouts {
@@ -230,28 +232,9 @@ export async function runTrial(opts: {
     offsets = { out: 0, err: 0 };
   };
   const startClient = async () => {
-    const conns = spec.ports.flatMap((port) => ['--conn', `127.0.0.1:${port}`]);
     const { proc, state: st } = await startAndWait(
       m,
-      {
-        name: 'client',
-        dir: remoteDir,
-        kind: 'client-failed',
-        execMs: to.execMs,
-        argv: [
-          tools.client,
-          ...conns,
-          '--iterations',
-          String(spec.iterations),
-          `--${spec.mode}`,
-          '--api',
-          spec.api,
-          '--reads',
-          spec.reads,
-          '--record',
-          `${remoteDir}/client-record.jsonl`,
-        ],
-      },
+      { name: 'client', dir: remoteDir, kind: 'client-failed', execMs: to.execMs, argv: clientArgv(spec, tools.client, remoteDir) },
       /^READY(:\d+)+$/,
       to.clientReadyMs,
       signal,
@@ -425,6 +408,29 @@ async function serversDied(m: Machine, p: BgProc, rc: string, after: string): Pr
   const st = await readProc(m, p).catch(() => null);
   const last = (st?.err ?? '').trim().split('\n').filter(Boolean).at(-1);
   return new LabError('server-failed', `the servers exited with code ${rc} during the run${last ? `: ${last}` : ''}${after}`, tail(st?.err ?? ''));
+}
+
+/**
+ * The client's command line: ours with its flags (every port a connection, the run's api and
+ * reads, a record of its requests), or the user's own with the investigation's CLI
+ * (`CLIENT HOST1 PORT1 HOST2 PORT2 ITERATIONS --MODE`).
+ */
+export function clientArgv(spec: Pick<TrialSpec, 'ports' | 'iterations' | 'mode' | 'api' | 'reads' | 'clientCli'>, client: string, dir: string): string[] {
+  if (spec.clientCli === 'investigation') return [client, ...spec.ports.flatMap((p) => ['127.0.0.1', String(p)]), String(spec.iterations), `--${spec.mode}`];
+  const conns = spec.ports.flatMap((port) => ['--conn', `127.0.0.1:${port}`]);
+  return [
+    client,
+    ...conns,
+    '--iterations',
+    String(spec.iterations),
+    `--${spec.mode}`,
+    '--api',
+    spec.api,
+    '--reads',
+    spec.reads,
+    '--record',
+    `${dir}/client-record.jsonl`,
+  ];
 }
 
 /** The servers' command line: one supervisor for all ports (ours, or a terminator with its backends). */

@@ -63,6 +63,7 @@ export function fakeRun(
 ): ResolvedRun {
   return {
     targets: o.targets.map((name) => ({ name, backend: 'qemu', suite: 'bookworm' })),
+    client: null,
     variants: ['upstream'],
     modes: ['sequential', 'interleaved'],
     scenarios: ['baseline'],
