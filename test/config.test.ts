@@ -107,7 +107,7 @@ describe('matrix.yaml', () => {
       'm.yaml: 8 errors',
       'm.yaml:2:15: defaults.iterations is 0, out of range (allowed: 1..1000000)',
       "m.yaml:3:10: unknown reads 'partial' (allowed: full, single)",
-      "m.yaml:4:1: unknown key 'colour' in the matrix file (allowed: defaults, targets, default_targets, vagrant)",
+      "m.yaml:4:1: unknown key 'colour' in the matrix file (allowed: defaults, targets, default_targets, vagrant, client)",
       "m.yaml:6:30: unknown suite 'jessie' (allowed: bullseye, bookworm, trixie, sid)",
       "m.yaml:7:6: target 'b' (backend vagrant) needs a suite (a local box built from it) or a box",
       'm.yaml:8:48: memory (MiB) is 64, out of range (allowed: 256..65536)',
@@ -613,7 +613,7 @@ describe('--help', () => {
 
 describe('matrix.yaml: each structural error, exactly as reported', () => {
   it.each([
-    ['- a\n- b\n', 'm.yaml:1:1: the matrix file must be a mapping with keys defaults, targets, default_targets, vagrant'],
+    ['- a\n- b\n', 'm.yaml:1:1: the matrix file must be a mapping with keys defaults, targets, default_targets, vagrant, client'],
     ['defaults: {}\n', "m.yaml:1:1: missing key 'targets'"],
     ['targets: [a, b]\n', 'm.yaml:1:10: targets must be a mapping of name -> { backend, suite | box, memory, cpus }'],
     [
