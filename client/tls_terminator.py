@@ -264,11 +264,12 @@ def main(argv):
     groups = set()  # pids that lead a process group of their own (the terminator)
     code = 0
     try:
-        cert, key = https_server.generate_cert(d)
         deadline = time.monotonic() + START_TIMEOUT_S
         backend_argv = [args.python, os.path.join(HERE, "https_server.py"), "--plain", "--ports", ",".join("0" * len(args.ports)), "--nagle", args.nagle]
         backend = subprocess.Popen(backend_argv + (["--quiet"] if args.quiet else []), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, preexec_fn=with_parent)
         procs.append(("backend", backend))
+        # the certificate while the backend's python starts (each takes seconds in a TCG guest)
+        cert, key = https_server.generate_cert(d)
         bports = Lines(backend).listening(len(args.ports), deadline)
         if bports is None:
             backend.poll()
