@@ -11,7 +11,8 @@ import { cellDir, summarizeCell, type TrialResult } from '../src/analysis/cell.t
 import { attributeTrial } from '../src/analysis/attribution.ts';
 import { cellInputs } from '../src/plan/resume.ts';
 import { serverArgv, serverComm } from '../src/scenario/run.ts';
-import { colOf } from '../src/report/view.ts';
+import { colOf, declaredCols } from '../src/report/view.ts';
+import { renderMatrixMd } from '../src/report/matrix-md.ts';
 import { renderJunit } from '../src/report/junit.ts';
 import type { CellId } from '../src/domain.ts';
 
@@ -241,6 +242,39 @@ describe('server: every cell its own name across the reports', () => {
         'preexisting/interleaved/upstream/haproxy',
         'preexisting/interleaved/upstream/single/haproxy',
       ].sort(),
+    );
+  });
+});
+
+describe("server: the matrix's columns", () => {
+  it('summary.md and summary.html group the columns by server in the order the run gave them, then by reads, then the variants', () => {
+    const m = { variants: ['upstream', 'scoped'], reads: ['full', 'single'], servers: ['python', 'haproxy'] };
+    expect(declaredCols(m)).toEqual([
+      'upstream',
+      'scoped',
+      'upstream single',
+      'scoped single',
+      'upstream haproxy',
+      'scoped haproxy',
+      'upstream single haproxy',
+      'scoped single haproxy',
+    ]);
+    expect(declaredCols({ variants: ['upstream'] })).toEqual(['upstream']);
+    const cells = (['haproxy', 'python', 'nginx-proxy'] as const).flatMap((server) =>
+      (['scoped', 'upstream'] as const).map((variant) =>
+        summarizeCell(
+          { target: 'bw', boot: 'bw', cpus: 1, server, reads: 'full', variant, mode: 'interleaved', scenario: 'preexisting' },
+          { kernel: 'k', openssl: 'o' },
+          [{ trial: 1, status: 'client-failed' }],
+        ),
+      ),
+    );
+    const header = renderMatrixMd(
+      { variants: ['upstream', 'scoped'], modes: ['interleaved'], scenarios: ['preexisting'], servers: ['python', 'nginx-proxy', 'haproxy'] },
+      cells,
+    ).find((l) => l.startsWith('| target |'));
+    expect(header).toBe(
+      '| target | upstream interleaved | scoped interleaved | upstream nginx-proxy interleaved | scoped nginx-proxy interleaved | upstream haproxy interleaved | scoped haproxy interleaved |',
     );
   });
 });

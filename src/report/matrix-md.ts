@@ -3,7 +3,19 @@
 import { pct } from '../analysis/cell.ts';
 import { verdictWord } from './cell.ts';
 import type { Manifest } from './manifest.ts';
-import { cellKey, colOf, firstLine, rateWithInterval, rowOf, rowsPerRequest, sortCells, tellingLine, verdictMark, type CellView } from './view.ts';
+import {
+  cellKey,
+  colOf,
+  declaredCols,
+  firstLine,
+  rateWithInterval,
+  rowOf,
+  rowsPerRequest,
+  sortCells,
+  tellingLine,
+  verdictMark,
+  type CellView,
+} from './view.ts';
 
 /** A markdown table entry: no pipes, no newlines, no HTML (guest text lands here). */
 export function mdCell(s: string): string {
@@ -64,7 +76,7 @@ export function renderFailuresMd(cells: readonly CellView[], tails: ReadonlyMap<
   return out;
 }
 
-export function renderMatrixMd(manifest: Pick<Manifest, 'variants' | 'modes' | 'scenarios'>, cells: readonly CellView[]): string[] {
+export function renderMatrixMd(manifest: Pick<Manifest, 'variants' | 'modes' | 'scenarios' | 'reads' | 'servers'>, cells: readonly CellView[]): string[] {
   const sorted = sortCells(cells);
   const byKey = new Map(sorted.map((c) => [cellKey(c), c]));
   const uniq = (f: (c: CellView) => string) => [...new Set(sorted.map(f))];
@@ -76,7 +88,7 @@ export function renderMatrixMd(manifest: Pick<Manifest, 'variants' | 'modes' | '
     manifest.modes,
     uniq((c) => c.mode),
   );
-  const variants = axis(manifest.variants, uniq(colOf));
+  const variants = axis(declaredCols(manifest), uniq(colOf));
   const targets = uniq(rowOf);
   const out = [
     '## Matrix',

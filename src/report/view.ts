@@ -44,6 +44,16 @@ export function colOf(c: Pick<CellName, 'variant' | 'reads' | 'server'>): string
   return `${c.variant}${c.reads === 'single' ? ' single' : ''}${server}`;
 }
 
+/**
+ * The report columns a run declares, in its order: per server (python first, as given), per
+ * reads, the variants; a column seen in the cells but not declared goes after these (axis()).
+ */
+export function declaredCols(m: { variants: readonly string[]; reads?: readonly string[]; servers?: readonly string[] }): string[] {
+  return (m.servers ?? ['python']).flatMap((server) =>
+    (m.reads ?? ['full']).flatMap((reads) => m.variants.map((variant) => colOf({ variant, reads, server }))),
+  );
+}
+
 /** boot/scenario/mode/variant[ single][ server]: one cell across runs. */
 export function cellKey(c: CellName): string {
   return `${rowOf(c)}/${c.scenario}/${c.mode}/${colOf(c)}`;
