@@ -20,6 +20,8 @@ export default defineConfig({
       'test/junit.test.ts',
       'test/feb5.test.ts',
       'test/report-html.test.ts',
+      'test/servers.test.ts',
+      'test/client-src.test.ts',
     ],
     testNamePattern: /^(?!.*headless Chromium)/,
     testTimeout: 30_000,

@@ -7,6 +7,9 @@ GET /<code>/anything answers <code> (100-599, else 400). Headers and body are tw
 TLS records; --nagle on leaves Nagle's algorithm on as the investigation's server does (Python's
 default), --nagle off (the default) sets TCP_NODELAY on every connection.
 
+--plain serves HTTP without TLS, one thread per connection: the plain backend behind a TLS
+terminator (client/tls_terminator.py), whose keep-alive connections must not wait for each other.
+
 stdout: one line "LISTENING <port>" per port once it accepts connections, and one line
 "CLOSED <port> <peer port>" per connection once the server has closed it. Access log on stderr.
 """
@@ -49,6 +52,16 @@ class Server(http.server.HTTPServer):
 
 
 class Server6(Server):
+    address_family = socket.AF_INET6
+
+
+class ThreadingServer(socketserver.ThreadingMixIn, Server):
+    """--plain: one thread per connection (a terminator's backend; nothing here is traced)."""
+
+    daemon_threads = True
+
+
+class ThreadingServer6(ThreadingServer):
     address_family = socket.AF_INET6
 
 
@@ -124,7 +137,10 @@ def parse_args(argv):
     ap.add_argument("--cert-dir", help="generate the certificate here (default: a temp dir, removed again)")
     ap.add_argument("--nagle", choices=("on", "off"), default="off", help="Nagle's algorithm on accepted connections: on (Python's default, as the investigation's server) or off, TCP_NODELAY (default)")
     ap.add_argument("--quiet", action="store_true", help="no access log lines")
+    ap.add_argument("--plain", action="store_true", help="plain HTTP, no TLS, one thread per connection (a TLS terminator's backend)")
     args = ap.parse_args(argv)
+    if args.plain and (args.cert or args.cert_dir):
+        ap.error("--plain serves without TLS: no --cert/--key/--cert-dir")
     if (args.cert is None) != (args.key is None):
         ap.error("--cert and --key go together")
     if args.cert and args.cert_dir:
@@ -179,17 +195,21 @@ def make_context(args):
 
 
 def bind_all(args, ctx):
-    """Bind and listen on every port before serving any; exit 1 naming the port that fails."""
+    """Bind and listen on every port before serving any; exit 1 naming the port that fails. ctx None: plain HTTP."""
     servers = []
     for port in args.ports:
         try:
-            cls = Server6 if ":" in args.bind else Server
+            if ctx is None:
+                cls = ThreadingServer6 if ":" in args.bind else ThreadingServer
+            else:
+                cls = Server6 if ":" in args.bind else Server
             srv = cls((args.bind, port), Handler)
         except OSError as e:
             for s in servers:
                 s.server_close()
             fail(f"failed to bind {args.bind}:{port}: {e.strerror or e}")
-        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+        if ctx is not None:
+            srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
         servers.append(srv)
     return servers
 
@@ -291,7 +311,7 @@ def main(argv):
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     try:
-        ctx = make_context(args)
+        ctx = None if args.plain else make_context(args)
         servers = bind_all(args, ctx)
         if len(servers) == 1:
             serve(servers[0])

@@ -1,6 +1,6 @@
 #!/bin/sh
-# Installs the guest toolchain (compilers, libbpf, bpftool, OpenSSL headers, python3) with apt or
-# dnf. Idempotent: asks the package manager only for what is missing; a second run installs
+# Installs the guest toolchain (compilers, libbpf, bpftool, OpenSSL headers, python3) and the TLS
+# terminators of --server (nginx, haproxy) with apt or dnf. Idempotent: asks the package manager only for what is missing; a second run installs
 # nothing and says so.
 #   sh provision/packages.sh [--dry-run]     (--dry-run: print what would be installed)
 set -eu
@@ -20,7 +20,7 @@ kernel=$(uname -r)
 
 case "$family" in
   debian)
-    want="gcc make pkg-config clang llvm libbpf-dev libssl-dev libelf-dev zlib1g-dev python3 openssl ca-certificates"
+    want="gcc make pkg-config clang llvm libbpf-dev libssl-dev libelf-dev zlib1g-dev python3 openssl ca-certificates nginx haproxy"
     # bpftool: its own package on Debian (bullseye and later); on Ubuntu it ships in
     # linux-tools-<running kernel> (linux-tools-common holds the /usr/sbin/bpftool wrapper).
     # shellcheck disable=SC1090
@@ -32,7 +32,7 @@ case "$family" in
     installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
     ;;
   fedora)
-    want="gcc make pkgconf-pkg-config clang llvm libbpf-devel bpftool openssl-devel elfutils-libelf-devel zlib-devel python3 openssl"
+    want="gcc make pkgconf-pkg-config clang llvm libbpf-devel bpftool openssl-devel elfutils-libelf-devel zlib-devel python3 openssl nginx haproxy"
     installed() { rpm -q "$1" >/dev/null 2>&1; }
     ;;
 esac
@@ -64,5 +64,12 @@ case "$family" in
     # shellcheck disable=SC2086
     dnf install -y -q $missing || die "$PROVISION_EX_PACKAGES" "dnf could not install: $missing"
     ;;
+esac
+# nginx and haproxy start their services on install (Debian): the lab runs its own instances
+case " $missing " in
+  *" nginx "*|*" haproxy "*)
+    if [ -d /run/systemd/system ]; then
+      for svc in nginx haproxy; do timeout 60 systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
+    fi ;;
 esac
 say "packages: installed $missing"

@@ -5,8 +5,14 @@ export const VARIANTS = ['upstream', 'no-fallback', 'recv-hook', 'scoped'] as co
 export const MODES = ['sequential', 'interleaved', 'writes-only'] as const;
 export const SCENARIOS = ['preexisting', 'baseline'] as const;
 export const BACKENDS = ['qemu', 'vagrant', 'local'] as const;
-/** 'all' traces every process using libssl (as upstream, servers too); 'client' only the client. */
-export const TRACE_SCOPES = ['all', 'client'] as const;
+/** 'all' traces every process using libssl (as upstream, servers too); 'client' only the client; 'server' only the TLS server (the terminator). */
+export const TRACE_SCOPES = ['all', 'client', 'server'] as const;
+/**
+ * The traced TLS server: python (client/https_server.py, one process per port), or a real
+ * terminator from Debian's packages (nginx with one worker, HAProxy with one thread) in front of a
+ * plain HTTP backend (client/tls_terminator.py).
+ */
+export const SERVERS = ['python', 'nginx-proxy', 'haproxy'] as const;
 /** The client's libssl calls: SSL_write/SSL_read or SSL_write_ex/SSL_read_ex. */
 export const APIS = ['classic', 'ex'] as const;
 /** Kernel hooks of the tracer. */
@@ -30,14 +36,17 @@ export type Hook = (typeof HOOKS)[number];
 export type Reads = (typeof READS)[number];
 export type Nagle = (typeof NAGLE)[number];
 export type Suite = (typeof SUITES)[number];
+export type Server = (typeof SERVERS)[number];
 
-/** One cell of the matrix: all trials of (target, cpus, reads, variant, mode, scenario). */
+/** One cell of the matrix: all trials of (target, cpus, server, reads, variant, mode, scenario). */
 export interface CellId {
   target: string;
   /** vCPUs of the target's VM (local: this host's CPUs). */
   cpus: number;
   /** The boot the cell ran in: its report folder, `<target>` or `<target>-<N>cpu` (plan.ts instanceName); absent in old reports. */
   boot?: string;
+  /** The traced TLS server; absent in reports made before it was a dimension (python). */
+  server?: Server;
   reads: Reads;
   variant: Variant;
   mode: Mode;

@@ -15,13 +15,15 @@ import { step, type Emit } from './progress/events.ts';
 import { writeCellReport, type CellInputs, type CellReport } from './report/cell.ts';
 import type { Manifest, TargetRecord } from './report/manifest.ts';
 import { pointLatest, writeSummary } from './report/summary.ts';
-import { prepareMachine, type Prepared } from './scenario/prepare.ts';
+import { buildExternalClient, prepareMachine, type Prepared } from './scenario/prepare.ts';
 import { DEFAULT_TIMEOUTS, closeSession, newSession, runTrial, scaleTimeouts, type TargetSession, type TrialSpec } from './scenario/run.ts';
 import { sourcesHash } from './sources.ts';
 
 /** A run with every name checked and every path absolute (src/cli/run.ts makes it from flags + matrix.yaml). */
 export interface ResolvedRun {
   targets: TargetSpec[];
+  /** The user's own client (--client-src, matrix.yaml client.src): absolute path and sha256; null: ours (race_client). */
+  client: { src: string; sha256: string } | null;
   variants: TrialSpec['variant'][];
   modes: TrialSpec['mode'][];
   scenarios: TrialSpec['scenario'][];
@@ -31,6 +33,7 @@ export interface ResolvedRun {
   trials: number;
   ports: number[];
   reads: TrialSpec['reads'][];
+  servers: TrialSpec['server'][];
   nagle: TrialSpec['nagle'];
   /** vCPU counts per target name: one boot each (local: this host's CPU count). */
   cpus: Record<string, number[]>;
@@ -81,7 +84,7 @@ export interface MatrixDeps {
    */
   testLibssl?: string;
   /** The scenario's two entry points (default: src/scenario/); tests pass fakes. */
-  scenario?: { prepareMachine: typeof prepareMachine; runTrial: typeof runTrial };
+  scenario?: { prepareMachine: typeof prepareMachine; runTrial: typeof runTrial; buildExternalClient?: typeof buildExternalClient };
 }
 
 /** A failure's kind as a cell or trial status: a config error this late is an internal one. */
@@ -136,6 +139,7 @@ async function runMatrixIn(run: ResolvedRun, deps: MatrixDeps): Promise<MatrixRe
     modes: run.modes,
     scenarios: run.scenarios,
     reads: run.reads,
+    servers: run.servers,
     cpus: run.cpus,
     trials: run.trials,
     seed: run.seed,
@@ -154,8 +158,10 @@ async function runMatrixIn(run: ResolvedRun, deps: MatrixDeps): Promise<MatrixRe
     modes: run.modes,
     scenarios: run.scenarios,
     reads: run.reads,
+    servers: run.servers,
     nagle: run.nagle,
     settleMs: run.settleMs,
+    ...(run.client ? { client: run.client } : {}),
     targets: [],
   };
   // Before anything boots: a --resume folder that is not a report folder is a ConfigError (exit 2).
@@ -231,6 +237,8 @@ function cellSettings(run: ResolvedRun, cell: CellId): CellSettings {
     hook: run.hook,
     nagle: run.nagle,
     settleMs: run.settleMs,
+    // the user's own client by its contents (absent for ours: a cell's inputs as they were)
+    ...(run.client ? { client: run.client.sha256 } : {}),
   };
 }
 
@@ -272,7 +280,7 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
     rec.status = err.kind;
     rec.error = err.message;
     if (err.detail) rec.detail = err.detail;
-    return inOrder(todo.map((c) => summarizeCell(c, rec.facts, [{ trial: 1, status: statusOf(err.kind), error: err.message }])));
+    return inOrder(todo.map((c) => summarizeCell(c, { ...rec.facts, ...clientFact(run) }, [{ trial: 1, status: statusOf(err.kind), error: err.message }])));
   };
   try {
     const backend = await deps.backends(t.backend);
@@ -295,6 +303,17 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
         ...built,
       });
       Object.assign(rec.facts, prepared.facts);
+      if (run.client) {
+        const client = await (deps.scenario?.buildExternalClient ?? buildExternalClient)({
+          machine: lease.machine,
+          src: run.client.src,
+          dir: `${remoteRunDir(run)}/client-src`,
+          logDir: targetDir,
+          emit,
+          timeoutMs: 60_000 * Math.max(2, slow),
+        });
+        prepared = { ...prepared, tools: { ...prepared.tools, client } };
+      }
       session = newSession(`${remoteRunDir(run)}/servers`);
     };
     await bootAndPrepare();
@@ -384,6 +403,11 @@ async function bootAgainOnce(
   }
 }
 
+/** The user's own client as the cells name it (its file), or nothing for ours. */
+function clientFact(run: ResolvedRun): { client?: string } {
+  return run.client ? { client: run.client.src.slice(run.client.src.lastIndexOf('/') + 1) } : {};
+}
+
 /** The run's folder on a target: each trial's files (logs, pid files, events) below it. */
 const remoteRunDir = (run: ResolvedRun) => `/tmp/usm-lab-${run.runId}`;
 
@@ -432,6 +456,8 @@ async function runCell(
       mode: cell.mode,
       scenario: cell.scenario,
       reads: cell.reads,
+      server: cell.server ?? 'python',
+      clientCli: run.client ? 'investigation' : 'race_client',
       nagle: run.nagle,
       settleMs: run.settleMs,
       iterations,
@@ -471,7 +497,8 @@ async function runCell(
           trial: k,
           iterations,
           conns: r.conns,
-          clientPid: r.clientPid,
+          // the client-side truth is ours only: an external client's requests and reads are its own
+          clientPid: run.client ? null : r.clientPid,
           durationMs: r.durationMs,
           ...(r.error ? { failure: { kind: statusOf(r.error.kind), message: atHome(messageWithReason(r.error), remoteDir, localDir) } } : {}),
         });
@@ -497,7 +524,7 @@ async function runCell(
       break;
     }
   }
-  const summary = summarizeCell(cell, { kernel: prepared.facts.kernel, openssl: prepared.facts.openssl }, trials);
+  const summary = summarizeCell(cell, { kernel: prepared.facts.kernel, openssl: prepared.facts.openssl, ...clientFact(run) }, trials);
   try {
     await writeCellReport(dir, { cell: summary, trials, ...(inputs ? { inputs } : {}) });
   } catch (err) {

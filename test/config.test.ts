@@ -107,7 +107,7 @@ describe('matrix.yaml', () => {
       'm.yaml: 8 errors',
       'm.yaml:2:15: defaults.iterations is 0, out of range (allowed: 1..1000000)',
       "m.yaml:3:10: unknown reads 'partial' (allowed: full, single)",
-      "m.yaml:4:1: unknown key 'colour' in the matrix file (allowed: defaults, targets, default_targets, vagrant)",
+      "m.yaml:4:1: unknown key 'colour' in the matrix file (allowed: defaults, targets, default_targets, vagrant, client)",
       "m.yaml:6:30: unknown suite 'jessie' (allowed: bullseye, bookworm, trixie, sid)",
       "m.yaml:7:6: target 'b' (backend vagrant) needs a suite (a local box built from it) or a box",
       'm.yaml:8:48: memory (MiB) is 64, out of range (allowed: 256..65536)',
@@ -247,6 +247,7 @@ describe('matrix.yaml', () => {
       memory: 1024,
       seed: 1,
       reads: ['full'],
+      servers: ['python'],
       nagle: 'off',
       cpus: [1],
     });
@@ -340,7 +341,7 @@ describe('host packages (provision/host-deps.sh)', () => {
     expect(err).toBeInstanceOf(LabError);
     expect((err as LabError).kind).toBe('boot-failed');
     expect((err as LabError).message).toBe('host packages are missing (provision/host-deps.sh no-such-group exited 2)');
-    expect((err as LabError).detail).toMatch(/unknown group 'no-such-group' \(allowed: build images vagrant report\)/);
+    expect((err as LabError).detail).toMatch(/unknown group 'no-such-group' \(allowed: build images vagrant report servers\)/);
   });
 });
 
@@ -458,7 +459,9 @@ describe('flags: edges (each would let a wrong run through)', () => {
     [['--shard', 'x1/2'], /--shard: 'x1\/2' must be K\/N/],
     [['--shard', '1/2x'], /--shard: '1\/2x' must be K\/N/],
     [['--reads', 'half'], /--reads: unknown value 'half' \(allowed: full, single\)/],
-    [['--trace', 'servers'], /--trace: unknown value 'servers' \(allowed: all, client\)/],
+    [['--trace', 'servers'], /--trace: unknown value 'servers' \(allowed: all, client, server\)/],
+    [['--server', 'apache'], /--server: unknown value 'apache' \(allowed: python, nginx-proxy, haproxy\)/],
+    [['--server', ''], /--server needs at least one value \(allowed: python, nginx-proxy, haproxy\)/],
     [['--hook', 'fentry'], /--hook: unknown value 'fentry'/],
     [['--targets', ' , '], /--targets needs at least one value$/],
     [['--variants', ','], /^--variants needs at least one value \(allowed: upstream, no-fallback, recv-hook, scoped\)$/],
@@ -596,7 +599,8 @@ describe('--help', () => {
     expect(HELP).toContain('--variants V,...      upstream, no-fallback, recv-hook, scoped');
     expect(HELP).toContain('--modes M,...         sequential, interleaved, writes-only');
     expect(HELP).toContain('--scenarios S,...     preexisting, baseline');
-    expect(HELP).toContain('--trace SCOPE         all | client:');
+    expect(HELP).toContain('--trace SCOPE         all | client | server:');
+    expect(HELP).toContain('--server S,...        python, nginx-proxy, haproxy:');
     expect(HELP).toContain('--api A               classic | ex:');
     expect(HELP).toContain('--hook H              auto | kprobe | tracepoint:');
     expect(HELP).toContain('--reads R,...         full, single:');
@@ -609,12 +613,12 @@ describe('--help', () => {
 
 describe('matrix.yaml: each structural error, exactly as reported', () => {
   it.each([
-    ['- a\n- b\n', 'm.yaml:1:1: the matrix file must be a mapping with keys defaults, targets, default_targets, vagrant'],
+    ['- a\n- b\n', 'm.yaml:1:1: the matrix file must be a mapping with keys defaults, targets, default_targets, vagrant, client'],
     ['defaults: {}\n', "m.yaml:1:1: missing key 'targets'"],
     ['targets: [a, b]\n', 'm.yaml:1:10: targets must be a mapping of name -> { backend, suite | box, memory, cpus }'],
     [
       'defaults: [1]\ntargets: {}\n',
-      'm.yaml:1:11: defaults must be a mapping (keys: variants, modes, scenarios, iterations, trials, ports, trace, api, hook, memory, seed, reads, nagle, cpus)',
+      'm.yaml:1:11: defaults must be a mapping (keys: variants, modes, scenarios, iterations, trials, ports, trace, api, hook, memory, seed, reads, servers, nagle, cpus)',
     ],
     ['targets:\n  a:\n', "m.yaml:2:5: target 'a' must be a mapping (keys: backend, suite, box, memory, cpus)"],
     ['targets:\n  a: { suite: sid }\n', "m.yaml:2:6: target 'a' needs a backend (allowed: qemu, vagrant, local)"],
@@ -629,7 +633,7 @@ describe('matrix.yaml: each structural error, exactly as reported', () => {
       "m.yaml:2:41: target 'a' cpus must be a whole number (1..64) or a list of them (e.g. [1, 2])",
     ],
     ['defaults:\n  nagle: false\ntargets: {}\n', "m.yaml:2:10: unknown nagle 'false' (allowed: on, off)"],
-    ['defaults:\n  trace: 1\ntargets: {}\n', "m.yaml:2:10: unknown trace scope '1' (allowed: all, client)"],
+    ['defaults:\n  trace: 1\ntargets: {}\n', "m.yaml:2:10: unknown trace scope '1' (allowed: all, client, server)"],
     ['defaults:\n  trials: 1.5\ntargets: {}\n', 'm.yaml:2:11: defaults.trials must be a whole number (1..1000)'],
     ['defaults:\n  variants: []\ntargets: {}\n', 'm.yaml:2:13: defaults.variants must be a non-empty list'],
     [

@@ -174,7 +174,7 @@ describe('reports', () => {
     expect(written).toBe(renderSummaryMd(manifest, [cell()]));
     expect(written).toContain('| bookworm (6.1.0-1, OpenSSL 3.0.15) | ✓ 66.7 % [30.0-90.3], capture 25.0 % |');
     expect(written).toContain(
-      '| bookworm | 1 | 6.1.0-1 | 3.0.15 | full | preexisting | interleaved | upstream | 4 | 6 | 1.50 | 2 | 4 | 0 | 66.7 % [30.0-90.3] | 25.0 % | ok | as expected |',
+      '| bookworm | 1 | 6.1.0-1 | 3.0.15 | python | full | preexisting | interleaved | upstream | 4 | 6 | 1.50 | 2 | 4 | 0 | 0 | n/a | 66.7 % [30.0-90.3] | 25.0 % | ok | as expected |',
     );
     expect(written).toContain('| sid | qemu | boot-timeout | - | - | - | - | - | - | - |');
     expect(written).toContain('- **sid** (qemu): boot-timeout: no SSH within 120 s');

@@ -34,6 +34,7 @@ const spec = (over: Partial<TrialSpec> = {}): TrialSpec => ({
   api: 'classic',
   hook: 'auto',
   reads: 'full',
+  server: 'python',
   nagle: 'off',
   settleMs: 2000,
   ...over,

@@ -35,7 +35,7 @@ describe('summary.md', () => {
       .split('\n')
       .filter((l) => /^\| (local|bullseye) \|/.test(l))
       .map((l) => l.split(' | '))
-      .map((c) => [c[0], c[2], c[3], c[5], c[6], c[7]].join('/')); // target kernel OpenSSL scenario mode variant (vCPUs, reads between)
+      .map((c) => [c[0], c[2], c[3], c[6], c[7], c[8]].join('/')); // target kernel OpenSSL scenario mode variant (vCPUs, server, reads between)
     expect(detail).toHaveLength(16);
     expect(detail[0]).toBe('| bullseye/5.10.0-33-cloud-amd64/1.1.1w/baseline/interleaved/scoped');
     expect(detail[8]).toBe('| local/6.18.44-fc-v1045/3.0.19/baseline/interleaved/scoped');

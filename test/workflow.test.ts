@@ -46,7 +46,9 @@ describe('nightly.yml', () => {
     expect(errors).toEqual([]);
     // and it does find mistakes: a step output of a step that does not exist, an unknown job
     const broken = text(WORKFLOW).replace('steps.compare.outputs.code', 'steps.comparre.outputs.code').replace('needs: shard', 'needs: shards');
-    expect(lint(broken, WORKFLOW).map((e) => e.kind)).toEqual(expect.arrayContaining(['expression', 'job-needs']));
+    // a linter of its own: the npm build's wasm dies ("unreachable") when one linter reads a second file of this size
+    const lint2 = await createLinter();
+    expect(lint2(broken, WORKFLOW).map((e) => e.kind)).toEqual(expect.arrayContaining(['expression', 'job-needs']));
   });
 
   it('passes action-validator (the workflow schema)', () => {

@@ -29,6 +29,12 @@ export interface TrialAttribution {
   wrong: number;
   /** Expected requests that appear in no row at all. */
   lost: number;
+  /**
+   * Rows naming a request of this run on a tuple of no client connection: with a TLS terminator,
+   * its backend connections (the plain sends that took the slot). Neither correct nor wrong in the
+   * investigation's formula (which names only the run's server ports). Absent in older results.
+   */
+  backendRows?: number;
   /** Expected requests with a correctly attributed row. */
   capturedRequests: number;
   byConn: ConnAttribution[];
@@ -55,12 +61,17 @@ export function attributeTrial(input: {
   const seenAny = new Set<string>();
   let correct = 0;
   let wrong = 0;
+  let backendRows = 0;
   for (const row of rows) {
     const p = parsePath(row.Path);
     if (!p || p.k < 1 || p.k > conns.length || p.iter >= iterations) continue;
     const put = byPort.get(row.Server.Port);
-    if (!put) continue; // names no connection of this run
     const id = `${p.k}/${p.iter}`;
+    if (!put) {
+      // on a tuple of no client connection (a terminator's backend side)
+      backendRows++;
+      continue;
+    }
     seenAny.add(id);
     const ca = byConn[p.k - 1]!;
     if (put.k === p.k) {
@@ -79,6 +90,7 @@ export function attributeTrial(input: {
     correct,
     wrong,
     lost: expected - seenAny.size,
+    backendRows,
     capturedRequests: seenRight.size,
     byConn,
     truth: clientTruth(events, conns, iterations, clientPid),

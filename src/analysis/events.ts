@@ -120,6 +120,17 @@ export function parseClientOutput(text: string): ClientOutput {
       res.done = true;
       continue;
     }
+    // the investigation's v1 client: DONE:<ok1>:<fail1>:<ok2>:<fail2>
+    const counts = /^DONE((?::\d+)+)$/.exec(t);
+    if (counts?.[1]) {
+      res.done = true;
+      const nums = counts[1].slice(1).split(':').map(Number);
+      for (let i = 0; i + 1 < nums.length; i += 2) {
+        res.ok[i / 2] = nums[i]!;
+        res.fail[i / 2] = nums[i + 1]!;
+      }
+      continue;
+    }
     const c = /^conn(\d+) ok=(\d+) fail=(\d+)/.exec(t);
     if (c && res.done) {
       const k = Number(c[1]);

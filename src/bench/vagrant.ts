@@ -78,6 +78,7 @@ async function timeTarget(o: {
   const { cpus, ...cells } = o.cells;
   const run: ResolvedRun = {
     targets: [{ ...o.target, backend: o.backend.name }],
+    client: null,
     ...cells,
     cpus: { [o.target.name]: cpus.slice(0, 1) },
     settleMs: SETTLE_MS,

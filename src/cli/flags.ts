@@ -10,6 +10,7 @@ import {
   MODES,
   NAGLE,
   READS,
+  SERVERS,
   SCENARIOS,
   TRACE_SCOPES,
   VARIANTS,
@@ -19,6 +20,7 @@ import {
   type Mode,
   type Nagle,
   type Reads,
+  type Server,
   type Scenario,
   type TraceScope,
   type Variant,
@@ -43,6 +45,8 @@ export interface MatrixFlags {
   seed?: number;
   ports?: number[];
   reads?: Reads[];
+  servers?: Server[];
+  clientSrc?: string;
   nagle?: Nagle;
   cpus?: number[];
   cache?: string;
@@ -78,12 +82,21 @@ Flags (each overrides matrix.yaml; lists are comma-separated):
   --force               rerun every cell, even those --resume (or --out) would reuse
   --parallel N          targets run at once (default: number of cores)
   --keep                leave VMs running afterwards and print how to reach them
-  --trace SCOPE         ${TRACE_SCOPES.join(' | ')}: trace every libssl user (as upstream) or only the client
+  --trace SCOPE         ${TRACE_SCOPES.join(' | ')}: trace every libssl user (as upstream), only the
+                        client, or only the TLS server (the terminator)
   --api A               ${APIS.join(' | ')}: client uses SSL_write/SSL_read or SSL_write_ex/SSL_read_ex
   --hook H              ${HOOKS.join(' | ')}: kernel hooks of the tracer
   --ports P,...         HTTPS server ports, one connection each (default 18001,18002)
   --reads R,...         ${READS.join(', ')}: the client reads each response whole, or with ONE
                         SSL_read of up to 4095 bytes per request as the investigation's clients
+  --server S,...        ${SERVERS.join(', ')}: the traced TLS server, one cell set each:
+                        ours (one process per port), or nginx (one worker) / HAProxy (one
+                        thread) from Debian's packages terminating TLS in front of a plain
+                        HTTP backend (local: bash provision/host-deps.sh servers)
+  --client-src FILE.c   your own client instead of ours: built in each target (cc -O2 FILE -lssl
+                        -lcrypto) and run with the investigation's CLI (HOST1 PORT1 HOST2 PORT2
+                        ITERATIONS --MODE; READY:..., SIGUSR1, DONE); two ports. Its requests name
+                        conn<k>-iter<i> in the path; its own truth is n/a
   --nagle N             ${NAGLE.join(' | ')}: Nagle's algorithm on the HTTPS servers (on = Python's
                         default, as the investigation's server script; off = TCP_NODELAY)
   --cpus N,...          vCPUs of every VM target, one boot per value (${CPUS_RANGE[0]}..${CPUS_RANGE[1]});
@@ -153,6 +166,8 @@ const OPTIONS = {
   hook: { type: 'string' },
   ports: { type: 'string' },
   reads: { type: 'string' },
+  server: { type: 'string' },
+  'client-src': { type: 'string' },
   nagle: { type: 'string' },
   cpus: { type: 'string' },
   seed: { type: 'string' },
@@ -206,6 +221,8 @@ export function parseMatrixFlags(argv: readonly string[]): MatrixFlags {
     seed: int('seed', s('seed'), 0, 2 ** 32 - 1),
     ports,
     reads: list('reads', s('reads'), READS),
+    servers: list('server', s('server'), SERVERS),
+    clientSrc: s('client-src'),
     nagle: one('nagle', s('nagle'), NAGLE),
     cpus: ints('cpus', s('cpus'), CPUS_RANGE[0], CPUS_RANGE[1]),
     cache: s('cache'),

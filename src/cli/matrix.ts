@@ -36,6 +36,8 @@ export async function matrixMain(e: CliEnv): Promise<number> {
     if (run.resume === 'required') await readPreviousRun(run.outDir, true);
     const groups = new Set(['build']);
     for (const t of run.targets) if (t.backend !== 'local') groups.add('images').add(t.backend === 'vagrant' ? 'vagrant' : 'images');
+    // a terminator on this host: Debian's nginx and HAProxy (the images have them already)
+    if (run.targets.some((t) => t.backend === 'local') && run.servers.some((s) => s !== 'python')) groups.add('servers');
     await ensureHostPackages(e.repoRoot, [...groups], { kind: 'build-failed', out: e.stderr });
     const reporter = createReporter(e.stderr);
     let result;

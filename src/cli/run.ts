@@ -1,7 +1,9 @@
 // From flags + matrix.yaml to a ResolvedRun: every name checked and every path made absolute
 // before the first VM boots, so the orchestrator (src/matrix.ts) only orchestrates.
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { MatrixConfig } from '../config/matrix.ts';
 import { ConfigError } from '../errors.ts';
 import { resolveCacheRoot } from '../images/manifest.ts';
@@ -16,6 +18,36 @@ export function flagPath(cwd: string, p: string): string {
 /** The matrix file: --config (absolute or relative to cwd), else matrix.yaml at the repository root. */
 export function matrixFile(f: Pick<MatrixFlags, 'config'>, env: { cwd: string; repoRoot: string }): string {
   return f.config ? flagPath(env.cwd, f.config) : join(env.repoRoot, 'matrix.yaml');
+}
+
+/**
+ * The user's own client: --client-src (relative to the cwd) or matrix.yaml `client.src` (relative
+ * to the matrix file), checked to be a readable file; with its sha256 (the manifest, resume inputs).
+ * It takes the investigation's CLI, which names two connections.
+ */
+export function resolveClient(
+  cfg: Pick<MatrixConfig, 'client' | 'file'>,
+  f: Pick<MatrixFlags, 'clientSrc'>,
+  cwd: string,
+  ports: readonly number[],
+): ResolvedRun['client'] {
+  const given = f.clientSrc ?? cfg.client?.src;
+  if (given === undefined) return null;
+  const what = f.clientSrc !== undefined ? `--client-src ${given}` : `${cfg.file}: client.src ${given}`;
+  const src = f.clientSrc !== undefined ? flagPath(cwd, given) : resolve(dirname(cfg.file), given);
+  let text: Buffer;
+  try {
+    if (!statSync(src).isFile()) throw new Error('not a file');
+    text = readFileSync(src);
+  } catch (err) {
+    throw new ConfigError(`${what}: cannot read ${src} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  if (!src.endsWith('.c')) throw new ConfigError(`${what}: a C file is wanted (FILE.c), built in each target with cc -O2 ... -lssl -lcrypto`);
+  if (ports.length !== 2)
+    throw new ConfigError(
+      `${what}: your client takes the investigation's CLI (HOST1 PORT1 HOST2 PORT2 ITERATIONS --MODE): give two ports, not ${ports.length}`,
+    );
+  return { src, sha256: createHash('sha256').update(text).digest('hex') };
 }
 
 export function makeRunId(now = new Date()): string {
@@ -70,8 +102,10 @@ export function resolveRun(
   const outFlag = f.out === undefined ? undefined : flagPath(env.cwd, f.out);
   if (resumeDir && outFlag && resumeDir !== outFlag)
     throw new ConfigError(`--resume ${f.resume} and --out ${f.out} name different folders: a resumed run writes to the folder it resumes (give one of them)`);
+  const ports = f.ports ?? cfg.defaults.ports;
   return {
     targets,
+    client: resolveClient(cfg, f, env.cwd, ports),
     variants: f.variants ?? cfg.defaults.variants,
     modes: f.modes ?? cfg.defaults.modes,
     scenarios: f.scenarios ?? cfg.defaults.scenarios,
@@ -79,11 +113,12 @@ export function resolveRun(
     // --iterations N is every mode's count.
     iterationsByMode: f.iterations !== undefined ? {} : { ...cfg.defaults.iterationsByMode },
     reads: f.reads ?? cfg.defaults.reads,
+    servers: f.servers ?? cfg.defaults.servers,
     nagle: f.nagle ?? cfg.defaults.nagle,
     cpus,
     settleMs: SETTLE_MS,
     trials: f.trials ?? cfg.defaults.trials,
-    ports: f.ports ?? cfg.defaults.ports,
+    ports,
     trace: f.trace ?? cfg.defaults.trace,
     api: f.api ?? cfg.defaults.api,
     hook: f.hook ?? cfg.defaults.hook,

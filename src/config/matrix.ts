@@ -12,6 +12,7 @@ import {
   NAGLE,
   READS,
   SCENARIOS,
+  SERVERS,
   SUITES,
   TRACE_SCOPES,
   VARIANTS,
@@ -22,6 +23,7 @@ import {
   type Nagle,
   type Reads,
   type Scenario,
+  type Server,
   type TraceScope,
   type Variant,
 } from '../domain.ts';
@@ -43,6 +45,8 @@ export interface MatrixDefaults {
   seed: number;
   /** How the client reads responses, one cell set per value (distinct, in the order given). */
   reads: Reads[];
+  /** The traced TLS servers, one cell set per value (distinct, in the order given). */
+  servers: Server[];
   nagle: Nagle;
   /** vCPU counts for every VM target without its own (distinct, in the order given). */
   cpus: number[];
@@ -60,6 +64,11 @@ export interface MatrixConfig {
   /** Targets run when no --targets and no --backend local is given. */
   defaultTargets: string[];
   vagrant: { sandboxed: boolean };
+  /**
+   * The user's own client (`client: { src: FILE.c }`), built in each target and run with the
+   * investigation's CLI; src as written, resolved against the matrix file's folder. null: ours.
+   */
+  client: { src: string } | null;
 }
 
 export const BUILTIN_DEFAULTS: MatrixDefaults = {
@@ -76,6 +85,7 @@ export const BUILTIN_DEFAULTS: MatrixDefaults = {
   memory: 1024,
   seed: 1,
   reads: ['full'],
+  servers: ['python'],
   nagle: 'off',
   cpus: [1],
 };
@@ -93,6 +103,7 @@ const DEFAULT_KEYS = [
   'memory',
   'seed',
   'reads',
+  'servers',
   'nagle',
   'cpus',
 ] as const;
@@ -156,7 +167,9 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
   }
   const root = doc.contents;
   if (!isMap(root))
-    throw configError(file, [{ off: -1, text: `${where(root)}: the matrix file must be a mapping with keys defaults, targets, default_targets, vagrant` }]);
+    throw configError(file, [
+      { off: -1, text: `${where(root)}: the matrix file must be a mapping with keys defaults, targets, default_targets, vagrant, client` },
+    ]);
 
   const checkKeys = (map: Node | null | undefined, allowed: readonly string[], what: string) => {
     if (!isMap(map)) fail(map, `${what} must be a mapping (keys: ${allowed.join(', ')})`);
@@ -205,7 +218,7 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
     return [num(n, what, min, max)];
   };
 
-  checkKeys(root, ['defaults', 'targets', 'default_targets', 'vagrant'], 'the matrix file');
+  checkKeys(root, ['defaults', 'targets', 'default_targets', 'vagrant', 'client'], 'the matrix file');
   const d: MatrixDefaults = { ...BUILTIN_DEFAULTS };
   const dn = get(root, 'defaults');
   if (dn) {
@@ -249,6 +262,7 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
       field('memory', (n) => num(n, 'defaults.memory (MiB)', 256, 65536));
       field('seed', (n) => num(n, 'defaults.seed', 0, 2 ** 32 - 1));
       field('reads', (n) => (isSeq(n) ? [...new Set(list(n, 'defaults.reads', (i) => enumOne(i, 'reads', READS)))] : [enumOne(n, 'reads', READS)]));
+      field('servers', (n) => (isSeq(n) ? [...new Set(list(n, 'defaults.servers', (i) => enumOne(i, 'server', SERVERS)))] : [enumOne(n, 'server', SERVERS)]));
       field('nagle', (n) => enumOne(n, 'nagle', NAGLE));
       field('cpus', (n) => cpusOf(n, 'defaults.cpus'));
     });
@@ -324,6 +338,21 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
       if (v !== undefined) vagrant.sandboxed = v;
     });
   }
+  let client: MatrixConfig['client'] = null;
+  const cln = get(root, 'client');
+  if (cln) {
+    check(() => {
+      if (!isMap(cln)) fail(cln, 'client must be a mapping { src: FILE.c } (your own client, built in each target)');
+      checkKeys(cln, ['src'], 'client');
+      const sn = get(cln, 'src');
+      if (!sn) fail(cln, 'client needs src: the C file of your client (built in each target with its cc and OpenSSL)');
+      const src = check(() => str(sn!, 'client.src'));
+      if (src !== undefined) {
+        if (!src.endsWith('.c')) fail(sn, `client.src '${src}' must be a C file (FILE.c)`);
+        client = { src };
+      }
+    });
+  }
   if (problems.length) throw configError(file, problems);
-  return { file, defaults: d, targets, targetCpus, defaultTargets, vagrant };
+  return { file, defaults: d, targets, targetCpus, defaultTargets, vagrant, client };
 }

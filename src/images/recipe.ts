@@ -18,15 +18,23 @@ const BASE = ['linux-image-cloud-amd64', 'openssh-server', 'openssl', 'python3',
 const TOOLCHAIN = ['gcc', 'libc6-dev', 'make', 'pkg-config', 'clang', 'llvm', 'libbpf-dev', 'libssl-dev', 'libelf-dev', 'zlib1g-dev', 'bpftool'];
 
 /**
+ * The real TLS terminators (--server nginx-proxy, haproxy). bullseye and bookworm's `nginx` is a
+ * choice among flavours (debootstrap does not resolve alternatives): nginx-light is the small one;
+ * trixie and sid have one `nginx` package.
+ */
+const SERVERS_OLD = ['nginx-light', 'haproxy'];
+const SERVERS_NEW = ['nginx', 'haproxy'];
+
+/**
  * Packages per suite. The kernel package depends on "initramfs-tools | linux-initramfs-tool";
  * debootstrap does not resolve alternatives, so it is named where it is the one to take. sid's
  * kernel pulls dracut instead, and naming initramfs-tools there makes debootstrap fail.
  */
 export const PACKAGES: Record<Suite, readonly string[]> = {
-  bullseye: [...BASE, 'initramfs-tools', ...TOOLCHAIN],
-  bookworm: [...BASE, 'initramfs-tools', ...TOOLCHAIN],
-  trixie: [...BASE, 'initramfs-tools', ...TOOLCHAIN],
-  sid: [...BASE, ...TOOLCHAIN],
+  bullseye: [...BASE, 'initramfs-tools', ...TOOLCHAIN, ...SERVERS_OLD],
+  bookworm: [...BASE, 'initramfs-tools', ...TOOLCHAIN, ...SERVERS_OLD],
+  trixie: [...BASE, 'initramfs-tools', ...TOOLCHAIN, ...SERVERS_NEW],
+  sid: [...BASE, ...TOOLCHAIN, ...SERVERS_NEW],
 };
 
 /** Kernel modules the tiny initrd loads (with their dependencies), unless built in. */
@@ -64,6 +72,8 @@ export const VERSION_PACKAGES = {
   python: 'python3',
   openssh: 'openssh-server',
   gcc: 'gcc',
+  nginx: 'nginx-common',
+  haproxy: 'haproxy',
 } as const;
 
 export interface Recipe {

@@ -1,6 +1,6 @@
-// Expand targets x cpus x reads x scenarios x modes x variants into cells, in a seeded order:
+// Expand targets x cpus x servers x reads x scenarios x modes x variants into cells, in a seeded order:
 // one target instance (one boot) per (target, cpus).
-import type { CellId, Mode, Reads, Scenario, Variant } from '../domain.ts';
+import type { CellId, Mode, Reads, Scenario, Server, Variant } from '../domain.ts';
 import type { TargetSpec } from '../backends/types.ts';
 
 export interface PlanInput {
@@ -9,6 +9,8 @@ export interface PlanInput {
   modes: Mode[];
   scenarios: Scenario[];
   reads: Reads[];
+  /** The traced TLS servers (default: python only). */
+  servers?: Server[];
   /** vCPU counts per target name (one boot each); a target without an entry boots with its own cpus (default 1). */
   cpus: Readonly<Record<string, readonly number[]>>;
   trials: number;
@@ -56,12 +58,19 @@ export function planMatrix(p: PlanInput): TargetPlan[] {
   const boots = targets.flatMap((t) => (p.cpus[t.name] ?? [t.cpus ?? 1]).map((cpus) => ({ ...t, cpus })));
   return boots.map((target, ti) => {
     const boot = instanceName(target, target.cpus);
+    // A seeded order per boot: no variant always runs first on a warm or cold machine. One server's
+    // cells run together (the servers are started once per server, not at each change: 15-30 s
+    // in a TCG guest); with one server this is the order of the whole list, as before servers.
+    const rand = rng(p.seed + ti);
     const cells: CellId[] = [];
-    for (const reads of p.reads)
-      for (const scenario of p.scenarios)
-        for (const mode of p.modes)
-          for (const variant of p.variants) cells.push({ target: target.name, cpus: target.cpus, boot, reads, scenario, mode, variant });
-    // A seeded order per boot: no variant always runs first on a warm or cold machine.
-    return { target, instance: boot, cells: shuffle(cells, rng(p.seed + ti)) };
+    for (const server of p.servers ?? ['python']) {
+      const group: CellId[] = [];
+      for (const reads of p.reads)
+        for (const scenario of p.scenarios)
+          for (const mode of p.modes)
+            for (const variant of p.variants) group.push({ target: target.name, cpus: target.cpus, boot, server, reads, scenario, mode, variant });
+      cells.push(...shuffle(group, rand));
+    }
+    return { target, instance: boot, cells };
   });
 }

@@ -29,6 +29,8 @@ export interface CellSettings {
   hook: string;
   nagle: string;
   settleMs: number;
+  /** sha256 of the user's own client (--client-src); absent for ours. */
+  client?: string;
 }
 
 /** What a target runs on, as far as files on disk tell before a boot; null when they cannot. */
@@ -50,7 +52,16 @@ export function canonicalJson(v: unknown): string {
 export function cellInputs(cell: CellId, settings: CellSettings, sources: string, target: TargetIdentity): CellInputs {
   const parts = {
     version: INPUTS_VERSION,
-    cell: { target: cell.target, cpus: cell.cpus, reads: cell.reads, scenario: cell.scenario, mode: cell.mode, variant: cell.variant },
+    // server only when a terminator (undefined keys are left out): a python cell's inputs are those it had before servers were a dimension
+    cell: {
+      target: cell.target,
+      cpus: cell.cpus,
+      server: cell.server && cell.server !== 'python' ? cell.server : undefined,
+      reads: cell.reads,
+      scenario: cell.scenario,
+      mode: cell.mode,
+      variant: cell.variant,
+    },
     ...settings,
     ports: [...settings.ports],
     sources,

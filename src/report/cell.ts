@@ -19,9 +19,9 @@ export interface CellReport {
 export function renderCellMd(r: CellReport): string {
   const c = r.cell;
   const out: string[] = [];
-  out.push(`# ${c.target}: ${c.scenario} / ${c.mode} / ${c.variant}`, '');
+  out.push(`# ${c.target}: ${c.scenario} / ${c.mode} / ${c.variant}${c.server && c.server !== 'python' ? ` / ${c.server}` : ''}`, '');
   out.push(
-    `kernel ${c.kernel}, OpenSSL ${c.openssl}, ${c.cpus ?? 1} vCPU(s), client reads: ${c.reads ?? 'full'}, kernel hooks: ${c.hook}; ${c.trialsOk} of ${c.trials} trial(s) ran.`,
+    `kernel ${c.kernel}, OpenSSL ${c.openssl}, ${c.cpus ?? 1} vCPU(s), server: ${c.server ?? 'python'}, client reads: ${c.reads ?? 'full'}, kernel hooks: ${c.hook}; ${c.trialsOk} of ${c.trials} trial(s) ran.`,
     '',
   );
   out.push(
@@ -44,10 +44,16 @@ export function renderCellMd(r: CellReport): string {
   if (sp) out.push(`- across the ${sp.n} trials: mean ${pct(sp.mean)}, 95 % t interval [${pct(sp.lo)}, ${pct(sp.hi)}]`);
   out.push(`- lost (in no row): ${c.lost} of ${c.expected}; captured correctly: ${pct(c.capture)}`);
   out.push(`- symmetry of the wrong rows (min/max over connections): ${c.symmetry === null ? 'n/a' : c.symmetry.toFixed(2)}`);
+  out.push(
+    `- rows on tuples of no client connection (a terminator's backend side): ${c.backendRows ?? 0}; buffers dropped for lack of a tuple: ${c.droppedNoTuple ?? 'n/a'}`,
+  );
   out.push('', "## Per-request truth (the client's own writes and reads)", '');
-  out.push('| path | correct | wrong | lost |', '|---|---|---|---|');
-  out.push(`| request writes | ${c.truth.writes.correct} | ${c.truth.writes.wrong} | ${c.truth.writes.lost} |`);
-  out.push(`| response reads | ${c.truth.reads.correct} | ${c.truth.reads.wrong} | ${c.truth.reads.lost} |`, '');
+  if (c.client) out.push(`n/a: your own client (${c.client}) ran, whose requests and reads are its own; the figures above are from the rows.`, '');
+  else {
+    out.push('| path | correct | wrong | lost |', '|---|---|---|---|');
+    out.push(`| request writes | ${c.truth.writes.correct} | ${c.truth.writes.wrong} | ${c.truth.writes.lost} |`);
+    out.push(`| response reads | ${c.truth.reads.correct} | ${c.truth.reads.wrong} | ${c.truth.reads.lost} |`, '');
+  }
   if (c.truth.unclassifiedReads)
     out.push(
       `Client reads that did not begin with a status line, counted in neither column (a body-only read: the response's own 2-byte body with full reads, an earlier response's with single reads): ${c.truth.unclassifiedReads}.`,

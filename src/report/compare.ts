@@ -5,7 +5,7 @@ import { existsSync, statSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { CellSummary } from '../analysis/cell.ts';
+import { cellDir, type CellSummary } from '../analysis/cell.ts';
 import { ConfigError } from '../errors.ts';
 import type { Manifest } from './manifest.ts';
 import { readRun } from './merge.ts';
@@ -72,7 +72,7 @@ export async function loadFullRun(dir: string): Promise<{ manifest: Manifest; ce
   return { manifest: own.manifest, cells: sortCells(cells), dirOf: (c) => where.get(cellKey(c)) ?? join(dir, rowOf(c), cellFolder(c)) };
 }
 
-const cellFolder = (c: Pick<CellSummary, 'scenario' | 'mode' | 'variant'>) => `${c.scenario}-${c.mode}-${c.variant}`;
+const cellFolder = (c: Pick<CellSummary, 'scenario' | 'mode' | 'variant' | 'reads' | 'server'>) => cellDir(c);
 
 /** Add a run to the history folder and keep the newest `keep` runs (by start time, then id). */
 export async function saveHistory(dir: string, run: Pick<RunSummary, 'runId' | 'startedAt' | 'cells'>, keep: number): Promise<History> {

@@ -27,6 +27,10 @@ export interface Feb5Cell {
   kernel: string;
   cpus?: number;
   reads?: string;
+  /** The investigation's table is of its python servers: a terminator's cells are not compared with it. */
+  server?: string;
+  /** The user's own client (--client-src), named in the row. */
+  client?: string;
   variant: string;
   mode: string;
   scenario: string;
@@ -74,7 +78,7 @@ function ours(c: Feb5Cell, target: number): Feb5Row {
   const conn = (k: number) => c.byConn.find((b) => b.k === k) ?? { rightRows: 0, wrongRows: 0 };
   const rate = c.status === 'ok' ? c.misattribution : null;
   return {
-    who: `${c.target} ${c.kernel}, ${c.cpus ?? 1} vCPU, ${c.variant}, reads ${c.reads ?? 'full'}, ${c.trials} trial(s)${c.status === 'ok' ? '' : ` (${c.status})`}`,
+    who: `${c.target} ${c.kernel}, ${c.cpus ?? 1} vCPU, ${c.variant}, ${c.client ? `client ${c.client}` : `reads ${c.reads ?? 'full'}`}, ${c.trials} trial(s)${c.status === 'ok' ? '' : ` (${c.status})`}`,
     conn1Right: conn(1).rightRows,
     conn1Wrong: conn(1).wrongRows,
     // conn2 wrong: rows naming conn2 put on conn1 (the investigation's "conn2 -> 18001").
@@ -94,7 +98,7 @@ export function feb5Rows(cells: readonly Feb5Cell[]): { mode: string; rows: Feb5
   return FEB5.map((f) => {
     const t = theirs(f);
     const mine = cells
-      .filter((c) => c.scenario === 'preexisting' && c.mode === f.mode && c.byConn.length === 2)
+      .filter((c) => c.scenario === 'preexisting' && c.mode === f.mode && c.byConn.length === 2 && (c.server ?? 'python') === 'python')
       .sort((a, b) => `${a.variant}/${a.reads}/${a.target}/${a.cpus}`.localeCompare(`${b.variant}/${b.reads}/${b.target}/${b.cpus}`))
       .map((c) => ours(c, t.rate!));
     return { mode: f.mode, rows: [t, ...mine] };

@@ -41,6 +41,9 @@ function figures(c: CellView, inv: CellViewOpts['investigation']): string {
   if (c.trialSpread) items.push(`over ${c.trialSpread.n} trials: mean ${pct(c.trialSpread.mean)}, ${pct(c.trialSpread.lo)} to ${pct(c.trialSpread.hi)}`);
   if (c.cpus !== undefined) items.push(`guest CPUs: ${c.cpus}`);
   if (c.reads) items.push(`client reads: ${c.reads}`);
+  items.push(
+    `server: ${c.server ?? 'python'}; rows on tuples of no client connection (a terminator's backend side): ${c.backendRows ?? 0}; buffers dropped for lack of a tuple: ${c.droppedNoTuple ?? 'n/a'}`,
+  );
   if (inv) items.push(`the investigation (${inv.run}): ${pct(inv.misattribution)}; ${inv.detail}`);
   return `<ul>${items.map((x) => `<li>${esc(x)}</li>`).join('')}</ul>`;
 }
@@ -118,7 +121,17 @@ ${a?.logTail ? `<h3>Log tail</h3><pre class="log-tail">${esc(a.logTail)}</pre>` 
 ${attribution(c)}
 ${figures(c, o.investigation)}
 <h3>Per-request truth (the client's own writes and reads)</h3>
-${table(['path', 'correct', 'wrong', 'lost'], [`<tr>${td('request writes')}${td(c.truth.writes.correct, true)}${td(c.truth.writes.wrong, true)}${td(c.truth.writes.lost, true)}</tr>`, `<tr>${td('response reads')}${td(c.truth.reads.correct, true)}${td(c.truth.reads.wrong, true)}${td(c.truth.reads.lost, true)}</tr>`])}
+${
+  c.client
+    ? `<p>n/a: your own client (${esc(c.client)}) ran, whose requests and reads are its own.</p>`
+    : table(
+        ['path', 'correct', 'wrong', 'lost'],
+        [
+          `<tr>${td('request writes')}${td(c.truth.writes.correct, true)}${td(c.truth.writes.wrong, true)}${td(c.truth.writes.lost, true)}</tr>`,
+          `<tr>${td('response reads')}${td(c.truth.reads.correct, true)}${td(c.truth.reads.wrong, true)}${td(c.truth.reads.lost, true)}</tr>`,
+        ],
+      )
+}
 ${hist}
 <h3>Trials and tracer stats</h3>
 ${trials(a)}

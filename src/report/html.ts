@@ -9,7 +9,7 @@ import { esc, sparkline } from './html-parts.ts';
 import { axis, failureRows } from './matrix-md.ts';
 import { INVESTIGATION, type Manifest } from './manifest.ts';
 import type { History, Trend } from './trend.ts';
-import { cellKey, colOf, firstLine, intervalOf, rowOf, sortCells, verdictMark, type CellView } from './view.ts';
+import { cellKey, colOf, declaredCols, firstLine, intervalOf, rowOf, sortCells, verdictMark, type CellView } from './view.ts';
 
 export interface HtmlInput {
   manifest: Manifest;
@@ -94,7 +94,7 @@ function heatmap(inp: HtmlInput, ids: Map<string, string>): string {
     inp.manifest.modes,
     uniq((c) => c.mode),
   );
-  const variants = axis(inp.manifest.variants, uniq(colOf));
+  const variants = axis(declaredCols(inp.manifest), uniq(colOf));
   const targets = uniq(rowOf);
   const cols = scenarios
     .flatMap((s) => modes.flatMap((m) => variants.map((v) => ({ s, m, v }))))

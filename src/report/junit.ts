@@ -7,7 +7,7 @@ import junitModule, { type Builder } from 'junit-report-builder';
 import type { CellArtifacts } from './artifacts.ts';
 import { verdictWord } from './cell.ts';
 import type { Manifest } from './manifest.ts';
-import { cellKey, rateWithInterval, rowOf, sortCells, type CellView } from './view.ts';
+import { cellKey, colOf, rateWithInterval, rowOf, sortCells, type CellView } from './view.ts';
 
 /** XML 1.0 forbids most control characters; guest logs have them (ANSI colours, NULs). */
 export function xmlSafe(s: string): string {
@@ -45,7 +45,8 @@ export function renderJunit(manifest: Manifest, cells: readonly CellView[], arti
       const tc = suite
         .testCase()
         .className(xmlSafe(`${name}.${c.scenario}`))
-        .name(xmlSafe(`${c.scenario}/${c.mode}/${c.variant}`));
+        // variant, then " single" and a terminator as more path segments: every cell its own name
+        .name(xmlSafe(`${c.scenario}/${c.mode}/${colOf(c).replace(/ /g, '/')}`));
       const ms = (a?.trials ?? []).reduce((s, t) => s + (t.durationMs ?? 0), 0);
       if (ms > 0) tc.time(ms / 1000);
       if (c.status !== 'ok') {
@@ -54,7 +55,7 @@ export function renderJunit(manifest: Manifest, cells: readonly CellView[], arti
         tc.failure(xmlSafe(`${verdictWord(false)}: expected ${c.verdict.expectation}; got ${c.verdict.reason}`), 'verdict');
       }
       const out = [
-        `${c.target} ${c.scenario}/${c.mode}/${c.variant}: kernel ${c.kernel}, OpenSSL ${c.openssl}`,
+        `${c.target} ${c.scenario}/${c.mode}/${colOf(c).replace(/ /g, '/')}: kernel ${c.kernel}, OpenSSL ${c.openssl}`,
         `misattribution ${rateWithInterval(c)} (${c.wrong} of ${c.captured} rows), status ${c.status}, verdict ${verdictWord(c.verdict.pass)} (${c.verdict.reason})`,
       ];
       if (a?.logTail) out.push('', '--- log tail ---', a.logTail);

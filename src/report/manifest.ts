@@ -50,8 +50,12 @@ export interface Manifest {
   modes: string[];
   scenarios: string[];
   reads?: string[];
+  /** The traced TLS servers (absent before they were a dimension: python). */
+  servers?: string[];
   nagle?: string;
   settleMs?: number;
+  /** The user's own client (--client-src): its path on the host and sha256; absent for ours. */
+  client?: { src: string; sha256: string };
   targets: TargetRecord[];
   /** The run this one resumed (--resume, or --out naming an existing run): its cells were reused where their inputs were unchanged. */
   resumedFrom?: { runId: string; startedAt: string };

@@ -3,7 +3,19 @@
 import { pct } from '../analysis/cell.ts';
 import { verdictWord } from './cell.ts';
 import type { Manifest } from './manifest.ts';
-import { cellKey, colOf, firstLine, rateWithInterval, rowOf, rowsPerRequest, sortCells, tellingLine, verdictMark, type CellView } from './view.ts';
+import {
+  cellKey,
+  colOf,
+  declaredCols,
+  firstLine,
+  rateWithInterval,
+  rowOf,
+  rowsPerRequest,
+  sortCells,
+  tellingLine,
+  verdictMark,
+  type CellView,
+} from './view.ts';
 
 /** A markdown table entry: no pipes, no newlines, no HTML (guest text lands here). */
 export function mdCell(s: string): string {
@@ -64,7 +76,7 @@ export function renderFailuresMd(cells: readonly CellView[], tails: ReadonlyMap<
   return out;
 }
 
-export function renderMatrixMd(manifest: Pick<Manifest, 'variants' | 'modes' | 'scenarios'>, cells: readonly CellView[]): string[] {
+export function renderMatrixMd(manifest: Pick<Manifest, 'variants' | 'modes' | 'scenarios' | 'reads' | 'servers'>, cells: readonly CellView[]): string[] {
   const sorted = sortCells(cells);
   const byKey = new Map(sorted.map((c) => [cellKey(c), c]));
   const uniq = (f: (c: CellView) => string) => [...new Set(sorted.map(f))];
@@ -76,7 +88,7 @@ export function renderMatrixMd(manifest: Pick<Manifest, 'variants' | 'modes' | '
     manifest.modes,
     uniq((c) => c.mode),
   );
-  const variants = axis(manifest.variants, uniq(colOf));
+  const variants = axis(declaredCols(manifest), uniq(colOf));
   const targets = uniq(rowOf);
   const out = [
     '## Matrix',
@@ -102,15 +114,15 @@ export function renderDetailMd(cells: readonly CellView[]): string[] {
   const out = [
     '## Cells',
     '',
-    'rows/req: rows per request sent (about 2 with full reads, about 1 with single reads).',
+    "rows/req: rows per request sent (about 2 with full reads, about 1 with single reads). backend: rows naming a request of the run on a tuple of no client connection (a terminator's backend side); no tuple: buffers the tracer dropped for lack of a tuple.",
     '',
-    '| target | vCPUs | kernel | OpenSSL | reads | scenario | mode | variant | expected | rows | rows/req | correct | wrong | lost | misattribution | capture | status | verdict |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| target | vCPUs | kernel | OpenSSL | server | reads | scenario | mode | variant | expected | rows | rows/req | correct | wrong | lost | backend | no tuple | misattribution | capture | status | verdict |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const c of sortCells(cells)) {
     const rpr = rowsPerRequest(c)?.toFixed(2) ?? 'n/a';
     out.push(
-      `| ${mdCell(c.target)} | ${c.cpus ?? 1} | ${mdCell(c.kernel)} | ${mdCell(c.openssl)} | ${c.reads ?? 'full'} | ${c.scenario} | ${c.mode} | ${c.variant} | ${c.expected} | ${c.captured} | ${rpr} | ${c.correct} | ${c.wrong} | ${c.lost} | ${rateWithInterval(c)} | ${pct(c.capture)} | ${c.status} | ${verdictWord(c.verdict.pass)} |`,
+      `| ${mdCell(c.target)} | ${c.cpus ?? 1} | ${mdCell(c.kernel)} | ${mdCell(c.openssl)} | ${c.server ?? 'python'} | ${c.reads ?? 'full'} | ${c.scenario} | ${c.mode} | ${c.variant} | ${c.expected} | ${c.captured} | ${rpr} | ${c.correct} | ${c.wrong} | ${c.lost} | ${c.backendRows ?? 0} | ${c.droppedNoTuple ?? 'n/a'} | ${rateWithInterval(c)} | ${pct(c.capture)} | ${c.status} | ${verdictWord(c.verdict.pass)} |`,
     );
   }
   out.push('');

@@ -45,13 +45,23 @@ export async function readRun(dir: string): Promise<{ manifest: Manifest; cells:
     // failed cells, as the run that wrote this folder counted them, not missing ones.
     if (t.status !== 'ok' && !cells.some((c) => rowOf(c) === t.name)) {
       const status = (STATUSES.includes(t.status) ? t.status : 'internal') as Status;
-      for (const reads of manifest.reads ?? ['full'])
-        for (const scenario of manifest.scenarios)
-          for (const mode of manifest.modes)
-            for (const variant of manifest.variants) {
-              const id = { target: t.target ?? t.name, boot: t.name, cpus: t.cpus ?? (Number(t.facts.cpus) || 1), reads, scenario, mode, variant } as CellId;
-              cells.push(summarizeCell(id, t.facts, [{ trial: 1, status, ...(t.error ? { error: t.error } : {}) }]));
-            }
+      for (const server of manifest.servers ?? ['python'])
+        for (const reads of manifest.reads ?? ['full'])
+          for (const scenario of manifest.scenarios)
+            for (const mode of manifest.modes)
+              for (const variant of manifest.variants) {
+                const id = {
+                  target: t.target ?? t.name,
+                  boot: t.name,
+                  cpus: t.cpus ?? (Number(t.facts.cpus) || 1),
+                  server,
+                  reads,
+                  scenario,
+                  mode,
+                  variant,
+                } as CellId;
+                cells.push(summarizeCell(id, t.facts, [{ trial: 1, status, ...(t.error ? { error: t.error } : {}) }]));
+              }
     }
   }
   return { manifest, cells };
@@ -78,7 +88,8 @@ export async function mergeRuns(dirs: readonly string[], outDir: string): Promis
       .at(-1),
     targets: runs.flatMap((r) => r.manifest.targets),
   };
-  const key = (c: CellSummary) => `${c.target}/${String(c.cpus ?? 1).padStart(3, '0')}/${c.reads ?? 'full'}/${c.scenario}/${c.mode}/${c.variant}`;
+  const key = (c: CellSummary) =>
+    `${c.target}/${String(c.cpus ?? 1).padStart(3, '0')}/${c.server ?? 'python'}/${c.reads ?? 'full'}/${c.scenario}/${c.mode}/${c.variant}`;
   const cells = runs.flatMap((r) => r.cells).sort((a, b) => key(a).localeCompare(key(b)));
   // Where each cell's files are (links in summary.html), and the shard folders for `compare`.
   const where = new Map<string, string>();

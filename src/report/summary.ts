@@ -14,6 +14,7 @@ export function summaryEntries(cells: readonly CellSummary[]) {
     target: c.target,
     cpus: c.cpus,
     ...(c.boot ? { boot: c.boot } : {}),
+    server: c.server ?? 'python',
     reads: c.reads,
     kernel: c.kernel,
     openssl: c.openssl,
@@ -26,6 +27,8 @@ export function summaryEntries(cells: readonly CellSummary[]) {
     correct: c.correct,
     wrong: c.wrong,
     lost: c.lost,
+    backendRows: c.backendRows ?? 0,
+    droppedNoTuple: c.droppedNoTuple ?? null,
     misattribution: c.misattribution,
     misattributionCI: c.misattributionCI,
     trialSpread: c.trialSpread,
@@ -38,6 +41,7 @@ export function summaryEntries(cells: readonly CellSummary[]) {
     http: c.http,
     status: c.status,
     ...(c.error ? { error: c.error } : {}),
+    ...(c.client ? { client: c.client } : {}),
     verdict: c.verdict,
   }));
 }
@@ -47,7 +51,7 @@ export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[
   const out: string[] = [`# USM TLS attribution matrix: run ${manifest.runId}`, ''];
   const perMode = Object.entries(manifest.iterationsByMode ?? {}).map(([m, n]) => `${m} ${n}`);
   out.push(
-    `tool ${manifest.tool.commit}${manifest.tool.dirty ? ' (dirty)' : ''}, ${manifest.iterations} iterations${perMode.length ? ` (${perMode.join(', ')})` : ''} x ${manifest.trials} trial(s), seed ${manifest.seed}; client reads ${(manifest.reads ?? ['full']).join(', ')}; servers' Nagle ${manifest.nagle ?? 'off'}; ${((manifest.settleMs ?? 0) / 1000).toFixed(1)} s at most for the servers to close the run's connections before the tracer's run closes.`,
+    `tool ${manifest.tool.commit}${manifest.tool.dirty ? ' (dirty)' : ''}, ${manifest.iterations} iterations${perMode.length ? ` (${perMode.join(', ')})` : ''} x ${manifest.trials} trial(s), seed ${manifest.seed}; client reads ${(manifest.reads ?? ['full']).join(', ')}; servers ${(manifest.servers ?? ['python']).join(', ')}${manifest.client ? `; client: yours, ${manifest.client.src} (sha256 ${manifest.client.sha256.slice(0, 12)})` : ''}; servers' Nagle ${manifest.nagle ?? 'off'}; ${((manifest.settleMs ?? 0) / 1000).toFixed(1)} s at most for the servers to close the run's connections before the tracer's run closes.`,
     '',
   );
   if (manifest.resumedFrom) {
@@ -104,7 +108,7 @@ export function renderTable(cells: readonly CellSummary[]): string {
   const rows = [['cell', 'kernel', 'misattribution', 'capture', 'status', 'verdict']];
   for (const c of cells) {
     rows.push([
-      `${rowOf(c)} ${c.scenario}/${c.mode}/${c.variant}${c.reads === 'single' ? '/single' : ''}`,
+      `${rowOf(c)} ${c.scenario}/${c.mode}/${c.variant}${c.reads === 'single' ? '/single' : ''}${c.server && c.server !== 'python' ? `/${c.server}` : ''}`,
       c.kernel,
       c.misattribution === null ? 'n/a' : `${rateWithInterval(c)} (${c.wrong}/${c.captured})`,
       pct(c.capture),

@@ -17,6 +17,7 @@ export type CellView = CellSummary & {
   trialSpread?: { mean: number; lo: number; hi: number; n: number } | null;
   cpus?: number;
   reads?: 'full' | 'single';
+  server?: CellSummary['server'];
 };
 
 /** The names that say which cell (as strings: a summary read back from disk has strings). */
@@ -28,6 +29,8 @@ export interface CellName {
   mode: string;
   variant: string;
   reads?: string;
+  /** The traced TLS server; absent (python) in reports written before it was a dimension. */
+  server?: string;
 }
 
 /** A report row: the boot the cell ran in (a target at one vCPU count). */
@@ -35,12 +38,23 @@ export function rowOf(c: Pick<CellName, 'target' | 'boot'>): string {
   return c.boot ?? c.target;
 }
 
-/** A report column's variant: the variant, with " single" for the investigation's single reads. */
-export function colOf(c: Pick<CellName, 'variant' | 'reads'>): string {
-  return c.reads === 'single' ? `${c.variant} single` : c.variant;
+/** A report column's variant: the variant, with " single" for the investigation's single reads and the server when it is a terminator ("upstream nginx-proxy"). */
+export function colOf(c: Pick<CellName, 'variant' | 'reads' | 'server'>): string {
+  const server = c.server && c.server !== 'python' ? ` ${c.server}` : '';
+  return `${c.variant}${c.reads === 'single' ? ' single' : ''}${server}`;
 }
 
-/** boot/scenario/mode/variant[ single]: one cell across runs. */
+/**
+ * The report columns a run declares, in its order: per server (python first, as given), per
+ * reads, the variants; a column seen in the cells but not declared goes after these (axis()).
+ */
+export function declaredCols(m: { variants: readonly string[]; reads?: readonly string[]; servers?: readonly string[] }): string[] {
+  return (m.servers ?? ['python']).flatMap((server) =>
+    (m.reads ?? ['full']).flatMap((reads) => m.variants.map((variant) => colOf({ variant, reads, server }))),
+  );
+}
+
+/** boot/scenario/mode/variant[ single][ server]: one cell across runs. */
 export function cellKey(c: CellName): string {
   return `${rowOf(c)}/${c.scenario}/${c.mode}/${colOf(c)}`;
 }

@@ -159,6 +159,7 @@ function toolsOf(m: Machine, python: string, libssl: string): Tools {
     tracer: `${m.workdir}/bpf/build/usm_tls`,
     client: `${m.workdir}/client/build/race_client`,
     server: `${m.workdir}/client/https_server.py`,
+    terminator: `${m.workdir}/client/tls_terminator.py`,
     python,
     libssl,
   };
@@ -188,4 +189,47 @@ async function saveBuild(m: Machine, file: string, timeoutMs: number): Promise<v
     await rm(tmp, { force: true });
     await m.exec(['rm', '-f', remote], { timeoutMs: 30_000 }).catch(() => {});
   }
+}
+
+/**
+ * The user's own client (--client-src FILE.c): uploaded to `dir` on the machine and built there
+ * with the machine's cc and OpenSSL (`cc -O2 -o NAME FILE -lssl -lcrypto`); its path. A compile
+ * error is build-failed with the compiler's tail (and the whole output in client-build.log).
+ */
+export async function buildExternalClient(opts: {
+  machine: Machine;
+  src: string;
+  dir: string;
+  logDir: string;
+  emit: Emit;
+  timeoutMs: number;
+}): Promise<string> {
+  const { machine: m } = opts;
+  const file = opts.src.slice(opts.src.lastIndexOf('/') + 1);
+  // the process name (comm, 15 characters at most) that --trace client filters on
+  const name =
+    file
+      .replace(/\.c$/, '')
+      .replace(/[^A-Za-z0-9_.-]/g, '_')
+      .slice(0, 15) || 'client';
+  const remoteSrc = `${opts.dir}/${file}`;
+  const bin = `${opts.dir}/${name}`;
+  return step(opts.emit, m.target, 'client-build', async () => {
+    const mk = await m.exec(['mkdir', '-p', opts.dir], { timeoutMs: 30_000 });
+    if (mk.code !== 0) throw new LabError('build-failed', `cannot create ${opts.dir} on ${m.target}: ${mk.stderr.trim()}`);
+    await m.put(opts.src, remoteSrc, { timeoutMs: opts.timeoutMs });
+    const argv = ['cc', '-O2', '-o', bin, remoteSrc, '-lssl', '-lcrypto'];
+    const r = await m.exec(argv, { timeoutMs: opts.timeoutMs });
+    await writeFile(join(opts.logDir, 'client-build.log'), `$ ${argv.join(' ')}\n${r.stdout}${r.stderr}\n[exit ${r.timedOut ? 'timeout' : r.code}]\n`);
+    if (r.code !== 0) {
+      const err = new LabError(
+        'build-failed',
+        `your client ${file} ${r.timedOut ? 'did not build in time' : `did not compile (cc exited ${r.code})`} on ${m.target}`,
+        (r.stderr || r.stdout).trim().split('\n').slice(-30).join('\n'),
+      );
+      Object.assign(err, { logFile: join(opts.logDir, 'client-build.log') });
+      throw err;
+    }
+    return bin;
+  });
 }

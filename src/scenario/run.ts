@@ -5,7 +5,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LabError, asLabError } from '../errors.ts';
 import type { Machine } from '../machine/types.ts';
-import type { Api, Hook, Mode, Nagle, Phase, PhaseName, Reads, Scenario, TraceScope, Variant } from '../domain.ts';
+import type { Api, Hook, Mode, Nagle, Phase, PhaseName, Reads, Scenario, Server, TraceScope, Variant } from '../domain.ts';
 import { parseClientOutput, type Conn } from '../analysis/events.ts';
 import type { Emit } from '../progress/events.ts';
 import { DEFAULT_EXEC_MS, startAndWait, stopProc, waitExit, waitForLine, readProc, tail, type BgProc } from './procs.ts';
@@ -15,6 +15,8 @@ export interface Tools {
   tracer: string;
   client: string;
   server: string;
+  /** client/tls_terminator.py: nginx or HAProxy in front of plain backends. */
+  terminator: string;
   python: string;
   libssl: string;
 }
@@ -26,8 +28,10 @@ export interface TrialSpec {
   iterations: number;
   trial: number;
   ports: readonly number[];
-  /** 'all' traces every process using libssl (as upstream, servers too); 'client' only the client. */
+  /** 'all' traces every process using libssl (as upstream, servers too); 'client' only the client; 'server' only the TLS server. */
   trace: TraceScope;
+  /** The TLS server the client talks to: ours (python) or a terminator (nginx-proxy, haproxy). */
+  server: Server;
   api: Api;
   hook: Hook;
   /** full: the client reads each response whole; single: ONE SSL_read of up to 4095 bytes per request. */
@@ -36,6 +40,8 @@ export interface TrialSpec {
   nagle: Nagle;
   /** Wait after the client's exit before the tracer is stopped (the investigation sleeps 2 s before its query). */
   settleMs: number;
+  /** How the client is run: ours (race_client's flags), or the user's own with the investigation's CLI (tools.client is then theirs). */
+  clientCli?: 'race_client' | 'investigation';
 }
 
 export interface Timeouts {
@@ -178,11 +184,12 @@ export async function runTrial(opts: {
   let tracerLog = '';
   /** Exit codes already known (no stop needed for these). */
   const exited = new Set<BgProc>();
-  const key = `${spec.ports.join(',')} nagle=${spec.nagle}`;
+  const key = `${spec.server} ${spec.ports.join(',')} nagle=${spec.nagle}`;
   let offsets = { out: 0, err: 0 };
 
   const sv = session.servers;
-  const tkey = `${spec.variant} ${spec.hook} ${spec.trace} ${tools.libssl}`;
+  const filter = spec.trace === 'client' ? ['--comm', basename(tools.client)] : spec.trace === 'server' ? ['--comm', serverComm(spec.server, tools)] : [];
+  const tkey = `${spec.variant} ${spec.hook} ${filter.join(' ')} ${tools.libssl}`;
   const tv = session.tracers.get(tkey);
   const mk = await m.exec(
     ['sh', '-c', SETUP, 'sh', remoteDir, session.dir, sv?.proc.rc ?? '', sv?.proc.out ?? '', sv?.proc.err ?? '', tv?.proc.rc ?? '', tv?.proc.err ?? ''],
@@ -211,7 +218,7 @@ export async function runTrial(opts: {
         dir: session.dir,
         kind: 'server-failed',
         execMs: to.execMs,
-        argv: [tools.python, tools.server, '--ports', spec.ports.join(','), '--nagle', spec.nagle, '--quiet'],
+        argv: serverArgv(spec, tools, session.dir),
       },
       new RegExp(`^LISTENING ${spec.ports.at(-1)}$`),
       to.serverMs,
@@ -225,28 +232,9 @@ export async function runTrial(opts: {
     offsets = { out: 0, err: 0 };
   };
   const startClient = async () => {
-    const conns = spec.ports.flatMap((port) => ['--conn', `127.0.0.1:${port}`]);
     const { proc, state: st } = await startAndWait(
       m,
-      {
-        name: 'client',
-        dir: remoteDir,
-        kind: 'client-failed',
-        execMs: to.execMs,
-        argv: [
-          tools.client,
-          ...conns,
-          '--iterations',
-          String(spec.iterations),
-          `--${spec.mode}`,
-          '--api',
-          spec.api,
-          '--reads',
-          spec.reads,
-          '--record',
-          `${remoteDir}/client-record.jsonl`,
-        ],
-      },
+      { name: 'client', dir: remoteDir, kind: 'client-failed', execMs: to.execMs, argv: clientArgv(spec, tools.client, remoteDir) },
       /^READY(:\d+)+$/,
       to.clientReadyMs,
       signal,
@@ -275,7 +263,6 @@ export async function runTrial(opts: {
       opts.emit({ type: 'warn', target: m.target, message: why });
       session.tracers.delete(tkey);
     }
-    const filter = spec.trace === 'client' ? ['--comm', basename(tools.client)] : [];
     const name = `tracer-${session.tracers.size + 1}-${spec.variant}`;
     const control = `${session.dir}/${name}.control`;
     const { proc, state: ready } = await startAndWait(
@@ -421,6 +408,44 @@ async function serversDied(m: Machine, p: BgProc, rc: string, after: string): Pr
   const st = await readProc(m, p).catch(() => null);
   const last = (st?.err ?? '').trim().split('\n').filter(Boolean).at(-1);
   return new LabError('server-failed', `the servers exited with code ${rc} during the run${last ? `: ${last}` : ''}${after}`, tail(st?.err ?? ''));
+}
+
+/**
+ * The client's command line: ours with its flags (every port a connection, the run's api and
+ * reads, a record of its requests), or the user's own with the investigation's CLI
+ * (`CLIENT HOST1 PORT1 HOST2 PORT2 ITERATIONS --MODE`).
+ */
+export function clientArgv(spec: Pick<TrialSpec, 'ports' | 'iterations' | 'mode' | 'api' | 'reads' | 'clientCli'>, client: string, dir: string): string[] {
+  if (spec.clientCli === 'investigation') return [client, ...spec.ports.flatMap((p) => ['127.0.0.1', String(p)]), String(spec.iterations), `--${spec.mode}`];
+  const conns = spec.ports.flatMap((port) => ['--conn', `127.0.0.1:${port}`]);
+  return [
+    client,
+    ...conns,
+    '--iterations',
+    String(spec.iterations),
+    `--${spec.mode}`,
+    '--api',
+    spec.api,
+    '--reads',
+    spec.reads,
+    '--record',
+    `${dir}/client-record.jsonl`,
+  ];
+}
+
+/** The servers' command line: one supervisor for all ports (ours, or a terminator with its backends). */
+export function serverArgv(spec: Pick<TrialSpec, 'server' | 'ports' | 'nagle'>, tools: Pick<Tools, 'python' | 'server' | 'terminator'>, dir: string): string[] {
+  const common = ['--ports', spec.ports.join(','), '--nagle', spec.nagle, '--quiet'];
+  if (spec.server === 'python') return [tools.python, tools.server, ...common];
+  const kind = spec.server === 'nginx-proxy' ? 'nginx' : 'haproxy';
+  return [tools.python, tools.terminator, '--server', kind, ...common, '--dir', `${dir}/${spec.server}`];
+}
+
+/** The process name (comm, at most 15 characters) `--trace server` traces: the process that calls SSL_read/SSL_write. */
+export function serverComm(server: Server, tools: Pick<Tools, 'python'>): string {
+  if (server === 'nginx-proxy') return 'nginx';
+  if (server === 'haproxy') return 'haproxy';
+  return basename(tools.python).slice(0, 15);
 }
 
 function basename(p: string): string {

@@ -34,7 +34,7 @@ export class FakeBackend implements Backend {
 }
 
 export const fakePrepare: typeof prepareMachine = async () => ({
-  tools: { tracer: '/t', client: '/c', server: '/s', python: '/p', libssl: '/libssl.so.3' },
+  tools: { tracer: '/t', client: '/c', server: '/s', terminator: '/tt', python: '/p', libssl: '/libssl.so.3' },
   facts: { kernel: '6.1.0-fake', openssl: '3.0.11' },
 });
 
@@ -63,6 +63,7 @@ export function fakeRun(
 ): ResolvedRun {
   return {
     targets: o.targets.map((name) => ({ name, backend: 'qemu', suite: 'bookworm' })),
+    client: null,
     variants: ['upstream'],
     modes: ['sequential', 'interleaved'],
     scenarios: ['baseline'],
@@ -71,6 +72,7 @@ export function fakeRun(
     trials: 1,
     ports: [18001, 18002],
     reads: ['full'],
+    servers: ['python'],
     nagle: 'off',
     cpus: {},
     settleMs: 0,
