@@ -10,7 +10,7 @@ btf=no; [ -r /sys/kernel/btf/vmlinux ] && btf=yes
 kprobes=no
 PATH=$PATH:/usr/sbin:/sbin
 nginx=$(nginx -v 2>&1 | sed -n 's|^nginx version: nginx/\([^ ]*\).*|\1|p' | head -n 1)
-haproxy=$(haproxy -v 2>/dev/null | sed -n 's/^HAProxy version \([^ ]*\).*/\1/p' | head -n 1)
+haproxy=$(haproxy -v 2>/dev/null | sed -n 's/^HA-\{0,1\}Proxy version \([^ ]*\).*/\1/p' | head -n 1)
 for f in /sys/kernel/tracing/kprobe_events /sys/kernel/debug/tracing/kprobe_events; do [ -e "$f" ] && kprobes=yes; done
 printf '{"kernel":"%s","arch":"%s","distro":"%s","openssl":"%s","clang":"%s","gcc":"%s","libbpf":"%s","bpftool":"%s","python":"%s","nginx":"%s","haproxy":"%s","btf":"%s","kprobes":"%s"}\n' \
   "$(uname -r)" "$(uname -m)" "$distro" \
