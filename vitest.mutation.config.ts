@@ -22,6 +22,8 @@ export default defineConfig({
       'test/report-html.test.ts',
       'test/servers.test.ts',
       'test/client-src.test.ts',
+      'test/attribution.test.ts',
+      'test/verdicts.test.ts',
     ],
     testNamePattern: /^(?!.*headless Chromium)/,
     testTimeout: 30_000,
