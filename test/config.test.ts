@@ -618,7 +618,7 @@ describe('matrix.yaml: each structural error, exactly as reported', () => {
     ['targets: [a, b]\n', 'm.yaml:1:10: targets must be a mapping of name -> { backend, suite | box, memory, cpus }'],
     [
       'defaults: [1]\ntargets: {}\n',
-      'm.yaml:1:11: defaults must be a mapping (keys: variants, modes, scenarios, iterations, trials, ports, trace, api, hook, memory, seed, reads, servers, nagle, cpus)',
+      'm.yaml:1:11: defaults must be a mapping (keys: variants, modes, scenarios, iterations, trials, ports, trace, api, hook, memory, seed, reads, server, nagle, cpus)',
     ],
     ['targets:\n  a:\n', "m.yaml:2:5: target 'a' must be a mapping (keys: backend, suite, box, memory, cpus)"],
     ['targets:\n  a: { suite: sid }\n', "m.yaml:2:6: target 'a' needs a backend (allowed: qemu, vagrant, local)"],

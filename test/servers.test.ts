@@ -17,7 +17,7 @@ import { renderJunit } from '../src/report/junit.ts';
 import type { CellId } from '../src/domain.ts';
 
 const env = { cwd: '/w', home: '/h', now: new Date('2026-12-01T10:00:00Z'), hostCpus: 2 };
-const yaml = (servers: string) => `defaults:\n  servers: ${servers}\ntargets:\n  bw: { backend: qemu, suite: bookworm }\n`;
+const yaml = (servers: string) => `defaults:\n  server: ${servers}\ntargets:\n  bw: { backend: qemu, suite: bookworm }\n`;
 
 describe('server: flags and matrix.yaml', () => {
   it('--server is a de-duplicated list of python, nginx-proxy, haproxy; matrix.yaml servers a list or one value', () => {
@@ -26,7 +26,7 @@ describe('server: flags and matrix.yaml', () => {
     expect(parseMatrix(yaml('[python, haproxy, python]'), 'm.yaml').defaults.servers).toEqual(['python', 'haproxy']);
     expect(parseMatrix(yaml('nginx-proxy'), 'm.yaml').defaults.servers).toEqual(['nginx-proxy']);
     expect(() => parseMatrix(yaml('[python, apache]'), 'm.yaml')).toThrow(ConfigError);
-    expect(() => parseMatrix(yaml('[python, apache]'), 'm.yaml')).toThrow(/m\.yaml:2:21: unknown server 'apache' \(allowed: python, nginx-proxy, haproxy\)/);
+    expect(() => parseMatrix(yaml('[python, apache]'), 'm.yaml')).toThrow(/m\.yaml:2:20: unknown server 'apache' \(allowed: python, nginx-proxy, haproxy\)/);
   });
 
   it('resolveRun: matrix.yaml servers unless --server says otherwise; the default is python only', () => {

@@ -103,7 +103,7 @@ const DEFAULT_KEYS = [
   'memory',
   'seed',
   'reads',
-  'servers',
+  'server',
   'nagle',
   'cpus',
 ] as const;
@@ -262,7 +262,12 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
       field('memory', (n) => num(n, 'defaults.memory (MiB)', 256, 65536));
       field('seed', (n) => num(n, 'defaults.seed', 0, 2 ** 32 - 1));
       field('reads', (n) => (isSeq(n) ? [...new Set(list(n, 'defaults.reads', (i) => enumOne(i, 'reads', READS)))] : [enumOne(n, 'reads', READS)]));
-      field('servers', (n) => (isSeq(n) ? [...new Set(list(n, 'defaults.servers', (i) => enumOne(i, 'server', SERVERS)))] : [enumOne(n, 'server', SERVERS)]));
+      // `server:` (as the flag --server): one value or a list, each a cell set of its own
+      const sv = get(dn, 'server');
+      const servers = sv
+        ? check(() => (isSeq(sv) ? [...new Set(list(sv, 'defaults.server', (i) => enumOne(i, 'server', SERVERS)))] : [enumOne(sv, 'server', SERVERS)]))
+        : undefined;
+      if (servers !== undefined) d.servers = servers;
       field('nagle', (n) => enumOne(n, 'nagle', NAGLE));
       field('cpus', (n) => cpusOf(n, 'defaults.cpus'));
     });
