@@ -4,12 +4,12 @@
 // second cell `output-failed` (never `internal`); the run goes on to the end, prints every cell
 // and says the folder is full; exit 3; nothing left running. Local backend, real tracer, client
 // and servers, under the host-wide lock /tmp/usm-local.lock.
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LocalPids, MatrixRun, localRunDir, missingForLocal, runIdOf, skipUnless, waitNoLeftovers } from './harness.ts';
+import { LocalPids, MatrixRun, localRunDir, missingForLocal, runIdOf, skipUnless, waitNoLeftovers, tracked } from './harness.ts';
 
 function missingHere(): string | null {
   const m = missingForLocal();
@@ -37,22 +37,7 @@ const TWO_CELLS = [
 ];
 
 let mnt: string | undefined;
-let runs: MatrixRun[] = [];
-let watchers: LocalPids[] = [];
-afterEach(() => {
-  for (const r of runs) r.kill();
-  runs = [];
-  for (const w of watchers) {
-    w.stop();
-    for (const pid of w.pids.values())
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-  }
-  watchers = [];
-});
+const { runs, watchers } = tracked();
 afterAll(() => {
   if (mnt) {
     spawnSync('umount', [mnt], { timeout: 30_000 });

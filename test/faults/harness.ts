@@ -4,7 +4,8 @@
 // what is left: processes whose command line names the run's folder (qemu's overlay and console
 // live there, the node process has it in --out), the run's overlays and temporary folders.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { afterAll, afterEach } from 'vitest';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inCI } from '../helpers/requirements.ts';
@@ -366,3 +367,36 @@ export async function copyImageCache(root: string): Promise<string> {
 
 /** Build folders, old images and locks a build leaves in a cache when it does not clean up. */
 export const cacheLeftovers = (root: string) => readdirSync(cachePaths(root).images).filter((e) => /^\.(build|old|lock)-/.test(e));
+
+/**
+ * What a fault test file starts, stopped after each test and removed after the file: its matrix
+ * runs (killed with their process group), the background processes a LocalPids watcher saw (a
+ * failed case's processes have sessions of their own, outside npx's group: stopped by pid), and
+ * its temporary folders (tempDir).
+ */
+export function tracked(): { runs: MatrixRun[]; watchers: LocalPids[]; dirs: string[]; tempDir: (prefix: string) => string } {
+  const runs: MatrixRun[] = [];
+  const watchers: LocalPids[] = [];
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const r of runs.splice(0)) r.kill();
+    for (const w of watchers.splice(0)) {
+      w.stop();
+      for (const pid of w.pids.values())
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+    }
+  });
+  afterAll(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+  const tempDir = (prefix: string) => {
+    const d = mkdtempSync(join(tmpdir(), prefix));
+    dirs.push(d);
+    return d;
+  };
+  return { runs, watchers, dirs, tempDir };
+}

@@ -5,10 +5,9 @@
 // is the one the first case proves), and the interrupted build leaves the cache as it was.
 // Never on the shared cache: each case copies a current bookworm image (from
 // $USM_LAB_FAULT_IMAGE_SOURCE, else the default cache, under its build lock) into a temporary cache.
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { imagePaths } from '../../src/images/manifest.ts';
 import {
@@ -22,6 +21,7 @@ import {
   qemuOf,
   skipUnless,
   waitNoLeftovers,
+  tracked,
 } from './harness.ts';
 
 const ONE_CELL = [
@@ -48,25 +48,10 @@ async function missingHere(): Promise<string | null> {
 }
 const missing = await missingHere();
 
-let runs: MatrixRun[] = [];
-const dirs: string[] = [];
-afterEach(() => {
-  for (const r of runs) r.kill();
-  runs = [];
-});
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-function tempDir(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
-  dirs.push(d);
-  return d;
-}
+const { runs, tempDir } = tracked();
 
 function start(cache: string): MatrixRun {
-  const out = mkdtempSync(join(tmpdir(), 'fault-img-'));
-  dirs.push(out);
+  const out = tempDir('fault-img-');
   const r = new MatrixRun(ONE_CELL, join(out, 'out'), { USM_LAB_CACHE: cache });
   runs.push(r);
   return r;

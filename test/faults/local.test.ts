@@ -2,12 +2,24 @@
 // and servers): 7 the client SIGKILLed mid-run, 8 a server killed mid-run, 10 the servers' port
 // taken, 16 a report path with `$(...)` used as one argument. Each run holds the host-wide local
 // lock (flock /tmp/usm-local.lock): other local runs on this machine use the same ports and libssl.
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LocalPids, MatrixRun, REPO, descendants, listenersOf, localRunDir, missingForLocal, runIdOf, skipUnless, waitNoLeftovers } from './harness.ts';
+import {
+  LocalPids,
+  MatrixRun,
+  REPO,
+  descendants,
+  listenersOf,
+  localRunDir,
+  missingForLocal,
+  runIdOf,
+  skipUnless,
+  waitNoLeftovers,
+  tracked,
+} from './harness.ts';
 
 const missing = missingForLocal();
 // Two cells: the fault hits the first one that runs; the other must complete with its figures.
@@ -15,27 +27,7 @@ const TWO_CELLS = ['--backend', 'local', '--variants', 'upstream,scoped', '--mod
 /** A folder name a shell would run: it must stay a name (case 16). */
 const META = 'fault-$(touch pwned)-`touch pwned2`;touch pwned3-';
 
-let runs: MatrixRun[] = [];
-const dirs: string[] = [];
-let watchers: LocalPids[] = [];
-afterEach(() => {
-  for (const r of runs) r.kill();
-  runs = [];
-  // A failed case's background processes (own sessions) are not in npx's group: stop them by pid.
-  for (const w of watchers) {
-    w.stop();
-    for (const pid of w.pids.values())
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-  }
-  watchers = [];
-});
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const { runs, watchers, dirs } = tracked();
 
 async function start(iterations: number): Promise<{ r: MatrixRun; procs: LocalPids }> {
   const parent = mkdtempSync(join(tmpdir(), 'fault-local-'));

@@ -3,9 +3,8 @@
 // first reserved port right after handing it off (and write its number to a file): QEMU really
 // fails to set up the forward, and the toolkit must start QEMU again on another port, say so, and
 // run the cell. Never on the shared cache: a copy of a current bookworm image in a temporary cache.
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { describe, expect, it } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   MatrixRun,
@@ -18,6 +17,7 @@ import {
   qemuOf,
   skipUnless,
   waitNoLeftovers,
+  tracked,
 } from './harness.ts';
 
 const missing = missingForQemu() ?? (await missingImageToCopy());
@@ -36,20 +36,7 @@ const ONE_CELL = [
   '20',
 ];
 
-let runs: MatrixRun[] = [];
-const dirs: string[] = [];
-afterEach(() => {
-  for (const r of runs) r.kill();
-  runs = [];
-});
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-const tempDir = (prefix: string) => {
-  const d = mkdtempSync(join(tmpdir(), prefix));
-  dirs.push(d);
-  return d;
-};
+const { runs, tempDir } = tracked();
 
 describe.skipIf(skipUnless(missing))(`the host forward port taken (real qemu)${missing ? ` (skipped: ${missing})` : ''}`, () => {
   it('requirements: root, QEMU and a current bookworm image to copy', () => {

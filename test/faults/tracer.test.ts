@@ -4,12 +4,11 @@
 // ok. 6: a libssl without a probed symbol (a tiny libssl.so.3 built here, given to the tracer by
 // the test hook $USM_LAB_TEST_LIBSSL) -> tracer-failed naming the symbol and the library. Local
 // backend, real tracer, client and servers; each run holds the host-wide lock /tmp/usm-local.lock.
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LocalPids, MatrixRun, REPO, localRunDir, missingForLocal, runIdOf, skipUnless, waitNoLeftovers } from './harness.ts';
+import { LocalPids, MatrixRun, REPO, localRunDir, missingForLocal, runIdOf, skipUnless, waitNoLeftovers, tracked } from './harness.ts';
 
 const missing = missingForLocal();
 const TWO_CELLS = [
@@ -28,34 +27,11 @@ const TWO_CELLS = [
 ];
 const cellFolder = (out: string, variant: string) => join(out, 'local', `preexisting-interleaved-${variant}`);
 
-let runs: MatrixRun[] = [];
-let watchers: LocalPids[] = [];
-const dirs: string[] = [];
-afterEach(() => {
-  for (const r of runs) r.kill();
-  runs = [];
-  for (const w of watchers) {
-    w.stop();
-    for (const pid of w.pids.values())
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-  }
-  watchers = [];
-});
+const { runs, watchers, tempDir } = tracked();
 afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
   // The local backend builds in place: leave bpf/build as a plain build (the flags stamp rebuilds it).
   spawnSync('make', ['-C', join(REPO, 'bpf')], { stdio: 'ignore', timeout: 120_000 });
 });
-
-function tempDir(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), prefix));
-  dirs.push(d);
-  return d;
-}
 
 async function start(env: NodeJS.ProcessEnv): Promise<{ r: MatrixRun; procs: LocalPids }> {
   const r = await MatrixRun.local(TWO_CELLS, join(tempDir('fault-tracer-'), 'out'), { USM_TEST_BAD_PROG: '', ...env });

@@ -5,10 +5,9 @@
 // and the first builds, boots and runs its cell unharmed; the cache holds no lock or build folder
 // afterwards. 15b never touches the shared cache: it copies a current bookworm image (from
 // $USM_LAB_FAULT_IMAGE_SOURCE, else the default cache) into a temporary cache.
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync, truncateSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { imagePaths } from '../../src/images/manifest.ts';
 import {
@@ -25,6 +24,7 @@ import {
   qemuOf,
   skipUnless,
   waitNoLeftovers,
+  tracked,
 } from './harness.ts';
 
 /** An unreachable mirror: a run that wrongly went on to build an image fails at once (never a guest). */
@@ -54,31 +54,7 @@ async function missingForCache(): Promise<string | null> {
 const missingLocal = missingForLocal() ?? missingForQemu();
 const missingCache = await missingForCache();
 
-let runs: MatrixRun[] = [];
-let watchers: LocalPids[] = [];
-const dirs: string[] = [];
-afterEach(() => {
-  for (const r of runs) r.kill();
-  runs = [];
-  for (const w of watchers) {
-    w.stop();
-    for (const pid of w.pids.values())
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
-  }
-  watchers = [];
-});
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-const tempDir = (prefix: string) => {
-  const d = mkdtempSync(join(tmpdir(), prefix));
-  dirs.push(d);
-  return d;
-};
+const { runs, watchers, tempDir } = tracked();
 const until = async (ok: () => boolean, timeoutMs: number, what: () => string) => {
   const t0 = Date.now();
   while (!ok()) {
