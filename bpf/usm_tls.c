@@ -1000,6 +1000,9 @@ int main(int argc, char **argv)
 			fprintf(stderr, "failed to poll ring buffer: %s\n", strerror(-err));
 			goto cleanup;
 		}
+		/* a reader of a pipe (the look-alike) sees each batch as it comes */
+		if (err > 0)
+			fflush(out);
 	}
 	err = ring_buffer__consume(rb);
 	if (err < 0) {

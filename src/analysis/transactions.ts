@@ -381,3 +381,41 @@ export function toHttpMonitoring(txs: readonly Transaction[]): HttpMonitoringRow
   }
   return [...rows.values()];
 }
+
+/**
+ * Upstream's debug endpoint over a growing event stream, queried any number of times: what the
+ * model's look-alike (src/lookalike/) answers GET /network_tracer/debug/http_monitoring with. The
+ * same rules as formTransactions (runKernel, runUserSpace, toHttpMonitoring): each query hands
+ * user space the parts enqueued since the previous one, with the requests the previous join held,
+ * and returns the rows of the transactions accepted now. Like upstream's (GetAndResetAllStats), a
+ * query drains: the next one returns only newer rows.
+ */
+export class DebugEndpoint {
+  private readonly events: TlsEvent[] = [];
+  /** Enqueued parts already handed to user space. */
+  private consumed = 0;
+  private held: KernelTx[] = [];
+  /** User space's counters over every query so far. */
+  readonly counters: HttpCounters = zeroCounters();
+  queries = 0;
+
+  add(ev: TlsEvent): void {
+    this.events.push(ev);
+  }
+
+  get eventCount(): number {
+    return this.events.length;
+  }
+
+  /** The rows at queryTimeNs (the events' clock: CLOCK_MONOTONIC ns). */
+  query(queryTimeNs: number): HttpMonitoringRow[] {
+    const { enqueued } = runKernel(this.events);
+    const fresh = enqueued.slice(this.consumed);
+    this.consumed = enqueued.length;
+    const { transactions, held } = runUserSpace([...this.held, ...fresh], queryTimeNs, this.counters);
+    this.held = held;
+    this.queries++;
+    transactions.sort((a, b) => a.requestTs - b.requestTs);
+    return toHttpMonitoring(transactions);
+  }
+}

@@ -18,7 +18,7 @@ export const FLOORS: Floors = [
   ['config/', 'plan/'],
   ['backends/', 'scenario/'],
   ['sources.ts'],
-  ['machine/', 'report/'],
+  ['machine/', 'report/', 'lookalike/'],
   ['images/', 'analysis/', 'hostdeps.ts'],
   ['errors.ts', 'progress/', 'cleanup.ts', 'domain.ts'],
 ];
