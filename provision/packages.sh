@@ -20,7 +20,7 @@ kernel=$(uname -r)
 
 case "$family" in
   debian)
-    want="gcc make pkg-config clang llvm libbpf-dev libssl-dev libelf-dev zlib1g-dev python3 openssl ca-certificates nginx haproxy"
+    want="gcc make pkg-config clang llvm libbpf-dev libssl-dev libelf-dev zlib1g-dev python3 openssl ca-certificates nginx haproxy nodejs curl"
     # bpftool: its own package on Debian (bullseye and later); on Ubuntu it ships in
     # linux-tools-<running kernel> (linux-tools-common holds the /usr/sbin/bpftool wrapper).
     # shellcheck disable=SC1090
@@ -32,7 +32,7 @@ case "$family" in
     installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'; }
     ;;
   fedora)
-    want="gcc make pkgconf-pkg-config clang llvm libbpf-devel bpftool openssl-devel elfutils-libelf-devel zlib-devel python3 openssl nginx haproxy"
+    want="gcc make pkgconf-pkg-config clang llvm libbpf-devel bpftool openssl-devel elfutils-libelf-devel zlib-devel python3 openssl nginx haproxy nodejs curl"
     installed() { rpm -q "$1" >/dev/null 2>&1; }
     ;;
 esac

@@ -26,15 +26,22 @@ const SERVERS_OLD = ['nginx-light', 'haproxy'];
 const SERVERS_NEW = ['nginx', 'haproxy'];
 
 /**
+ * The debug-endpoint look-alike (an external tracer that answers as system-probe does): Debian's
+ * node runs its bundle (bullseye's is 12, hence the bundle's target), and curl is how the
+ * investigation (and the external-tracer path) queries a debug endpoint over a unix socket.
+ */
+const ENDPOINT = ['nodejs', 'curl'];
+
+/**
  * Packages per suite. The kernel package depends on "initramfs-tools | linux-initramfs-tool";
  * debootstrap does not resolve alternatives, so it is named where it is the one to take. sid's
  * kernel pulls dracut instead, and naming initramfs-tools there makes debootstrap fail.
  */
 export const PACKAGES: Record<Suite, readonly string[]> = {
-  bullseye: [...BASE, 'initramfs-tools', ...TOOLCHAIN, ...SERVERS_OLD],
-  bookworm: [...BASE, 'initramfs-tools', ...TOOLCHAIN, ...SERVERS_OLD],
-  trixie: [...BASE, 'initramfs-tools', ...TOOLCHAIN, ...SERVERS_NEW],
-  sid: [...BASE, ...TOOLCHAIN, ...SERVERS_NEW],
+  bullseye: [...BASE, 'initramfs-tools', ...TOOLCHAIN, ...SERVERS_OLD, ...ENDPOINT],
+  bookworm: [...BASE, 'initramfs-tools', ...TOOLCHAIN, ...SERVERS_OLD, ...ENDPOINT],
+  trixie: [...BASE, 'initramfs-tools', ...TOOLCHAIN, ...SERVERS_NEW, ...ENDPOINT],
+  sid: [...BASE, ...TOOLCHAIN, ...SERVERS_NEW, ...ENDPOINT],
 };
 
 /** Kernel modules the tiny initrd loads (with their dependencies), unless built in. */
@@ -74,6 +81,7 @@ export const VERSION_PACKAGES = {
   gcc: 'gcc',
   nginx: 'nginx-common',
   haproxy: 'haproxy',
+  node: 'nodejs',
 } as const;
 
 export interface Recipe {
