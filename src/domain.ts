@@ -48,7 +48,8 @@ export interface CellId {
   /** The traced TLS server; absent in reports made before it was a dimension (python). */
   server?: Server;
   reads: Reads;
-  variant: Variant;
+  /** A model variant (Variant), or an external tracer's label (matrix.yaml tracer.label). */
+  variant: Variant | (string & {});
   mode: Mode;
   scenario: Scenario;
 }

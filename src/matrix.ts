@@ -6,25 +6,51 @@ import { execFileSync } from 'node:child_process';
 import { summarizeCell, cellDir, verdictFor, type CellSummary, type Status, type TrialResult } from './analysis/cell.ts';
 import { analyzeTrial } from './analysis/trial.ts';
 import type { Backend, Lease, TargetSpec } from './backends/types.ts';
-import type { BackendName, CellId } from './domain.ts';
+import type { BackendName, CellId, Variant } from './domain.ts';
+import { createHash } from 'node:crypto';
 import { ConfigError, LabError, asLabError, messageWithReason, outputError, type FailureKind } from './errors.ts';
 import { tryPidLock } from './images/lock.ts';
 import { planMatrix, type TargetPlan } from './plan/plan.ts';
-import { cellInputs, readPreviousRun, reusableCells, targetIdentity, type CellSettings, type TargetIdentity } from './plan/resume.ts';
+import { canonicalJson, cellInputs, readPreviousRun, reusableCells, targetIdentity, type CellSettings, type TargetIdentity } from './plan/resume.ts';
 import { step, type Emit } from './progress/events.ts';
 import { writeCellReport, type CellInputs, type CellReport } from './report/cell.ts';
 import type { Manifest, TargetRecord } from './report/manifest.ts';
 import { pointLatest, writeSummary } from './report/summary.ts';
-import { buildExternalClient, prepareMachine, type Prepared } from './scenario/prepare.ts';
-import { DEFAULT_TIMEOUTS, closeSession, newSession, runTrial, scaleTimeouts, type TargetSession, type TrialSpec } from './scenario/run.ts';
+import { buildExternalClient, prepareMachine, uploadTracerFiles, type Prepared } from './scenario/prepare.ts';
+import {
+  DEFAULT_TIMEOUTS,
+  closeSession,
+  newSession,
+  runTrial,
+  scaleTimeouts,
+  type ExternalTracerRun,
+  type TargetSession,
+  type TrialSpec,
+} from './scenario/run.ts';
 import { sourcesHash } from './sources.ts';
+import { LOOKALIKE_FILE, type TracerConfig } from './config/matrix.ts';
+import { lookalikeBundle } from './lookalike/bundle.ts';
+
+/** A file of an external tracer: its host path, its name in the target's {files}, contents' sha256, mode bits. */
+export interface TracerFile {
+  src: string;
+  name: string;
+  sha256: string;
+  mode: number;
+}
 
 /** A run with every name checked and every path absolute (src/cli/run.ts makes it from flags + matrix.yaml). */
 export interface ResolvedRun {
   targets: TargetSpec[];
   /** The user's own client (--client-src, matrix.yaml client.src): absolute path and sha256; null: ours (race_client). */
   client: { src: string; sha256: string } | null;
-  variants: TrialSpec['variant'][];
+  /**
+   * An external tracer (matrix.yaml tracer:) with its files resolved (sha256 '' for the look-alike,
+   * bundled at the run's start); null: the model.
+   */
+  tracer: (Omit<TracerConfig, 'files'> & { files: TracerFile[]; sha256?: string }) | null;
+  /** Model variants, or the external tracer's label alone. */
+  variants: CellId['variant'][];
   modes: TrialSpec['mode'][];
   scenarios: TrialSpec['scenario'][];
   iterations: number;
@@ -132,7 +158,25 @@ export async function runMatrix(run: ResolvedRun, deps: MatrixDeps): Promise<Mat
 /** The report folder's lock file: the pid of the run writing to it. */
 export const RUN_LOCK = '.run.lock';
 
-async function runMatrixIn(run: ResolvedRun, deps: MatrixDeps): Promise<MatrixResult> {
+/**
+ * The external tracer with every file's sha256 known (the look-alike bundled now, from the
+ * sources), and the sha256 of the whole: its settings and files' contents (the cells' resume input).
+ */
+async function materializeTracer(t: NonNullable<ResolvedRun['tracer']>, cacheDir: string): Promise<NonNullable<ResolvedRun['tracer']>> {
+  const files: TracerFile[] = [];
+  for (const f of t.files) {
+    if (f.src !== LOOKALIKE_FILE) files.push(f);
+    else {
+      const b = await lookalikeBundle(join(cacheDir, 'lookalike'));
+      files.push({ ...f, src: b.file, sha256: b.sha256 });
+    }
+  }
+  const settings = { ...t, files: files.map((f) => ({ name: f.name, sha256: f.sha256, mode: f.mode })) };
+  return { ...t, files, sha256: createHash('sha256').update(canonicalJson(settings)).digest('hex') };
+}
+
+async function runMatrixIn(given: ResolvedRun, deps: MatrixDeps): Promise<MatrixResult> {
+  const run: ResolvedRun = given.tracer ? { ...given, tracer: await materializeTracer(given.tracer, given.cacheDir) } : given;
   const plans = planMatrix({
     targets: run.targets,
     variants: run.variants,
@@ -162,6 +206,9 @@ async function runMatrixIn(run: ResolvedRun, deps: MatrixDeps): Promise<MatrixRe
     nagle: run.nagle,
     settleMs: run.settleMs,
     ...(run.client ? { client: run.client } : {}),
+    ...(run.tracer
+      ? { tracer: { ...run.tracer, files: run.tracer.files.map((f) => ({ src: f.src, name: f.name, sha256: f.sha256 })), sha256: tracerSha(run) } }
+      : {}),
     targets: [],
   };
   // Before anything boots: a --resume folder that is not a report folder is a ConfigError (exit 2).
@@ -239,7 +286,12 @@ function cellSettings(run: ResolvedRun, cell: CellId): CellSettings {
     settleMs: run.settleMs,
     // the user's own client by its contents (absent for ours: a cell's inputs as they were)
     ...(run.client ? { client: run.client.sha256 } : {}),
+    ...(run.tracer ? { tracer: tracerSha(run) } : {}),
   };
+}
+
+function tracerSha(run: ResolvedRun): string {
+  return run.tracer?.sha256 ?? '';
 }
 
 async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec: TargetRecord, hints: string[], ctx: RunContext): Promise<CellSummary[]> {
@@ -314,6 +366,7 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
         });
         prepared = { ...prepared, tools: { ...prepared.tools, client } };
       }
+      if (run.tracer) await uploadTracerFiles(lease.machine, run.tracer.files, tracerDir(run), emit, 60_000 * Math.max(2, slow));
       session = newSession(`${remoteRunDir(run)}/servers`);
     };
     await bootAndPrepare();
@@ -326,11 +379,13 @@ async function runTarget(p: TargetPlan, run: ResolvedRun, deps: MatrixDeps, rec:
     let blocked: LabError | null = null;
     for (const cell of todo) {
       if (signal.aborted) {
-        out.push(summarizeCell(cell, rec.facts, [{ trial: 1, status: 'interrupted', error: 'interrupted before this cell ran' }]));
+        out.push(summarizeCell(cell, { ...rec.facts, ...clientFact(run) }, [{ trial: 1, status: 'interrupted', error: 'interrupted before this cell ran' }]));
         continue;
       }
       if (blocked) {
-        out.push(summarizeCell(cell, rec.facts, [{ trial: 1, status: statusOf(blocked.kind), error: `not run: ${blocked.message}` }]));
+        out.push(
+          summarizeCell(cell, { ...rec.facts, ...clientFact(run) }, [{ trial: 1, status: statusOf(blocked.kind), error: `not run: ${blocked.message}` }]),
+        );
         continue;
       }
       let gone = false;
@@ -403,9 +458,22 @@ async function bootAgainOnce(
   }
 }
 
-/** The user's own client as the cells name it (its file), or nothing for ours. */
-function clientFact(run: ResolvedRun): { client?: string } {
-  return run.client ? { client: run.client.src.slice(run.client.src.lastIndexOf('/') + 1) } : {};
+/** The user's own client as the cells name it (its file), and the external tracer's expectation; nothing for ours. */
+function clientFact(run: ResolvedRun): { client?: string; external?: { expect: Variant | null } } {
+  return {
+    ...(run.client ? { client: run.client.src.slice(run.client.src.lastIndexOf('/') + 1) } : {}),
+    ...(run.tracer ? { external: { expect: run.tracer.expect } } : {}),
+  };
+}
+
+/** Where the external tracer's files land on a target: its {files}. */
+const tracerDir = (run: ResolvedRun) => `${remoteRunDir(run)}/tracer`;
+
+/** The external tracer as this target runs it: {files}, {workdir} and {libssl} filled in. */
+export function expandTracer(t: NonNullable<ResolvedRun['tracer']>, vars: { files: string; workdir: string; libssl: string }): ExternalTracerRun {
+  const fill = (x: string) => x.replaceAll('{files}', vars.files).replaceAll('{workdir}', vars.workdir).replaceAll('{libssl}', vars.libssl);
+  const query = 'socket' in t.query ? { ...t.query, socket: fill(t.query.socket) } : { ...t.query };
+  return { label: t.label, argv: t.argv.map(fill), ready: t.ready, readyTimeoutMs: t.readyTimeoutMs, query, settleMs: t.settleMs, stop: t.stop };
 }
 
 /** The run's folder on a target: each trial's files (logs, pid files, events) below it. */
@@ -449,10 +517,15 @@ async function runCell(
   // A cell rerun over a resumed folder: no trial folder of the earlier run is left beside the new ones.
   await rm(dir, { recursive: true, force: true });
   const trials: TrialResult[] = [];
+  const externalTracer = run.tracer
+    ? expandTracer(run.tracer, { files: tracerDir(run), workdir: lease.machine.workdir, libssl: deps.testLibssl ?? prepared.tools.libssl })
+    : undefined;
   for (let k = 1; k <= run.trials; k++) {
     const { iterations } = cellSettings(run, cell);
     const spec: TrialSpec = {
-      variant: cell.variant,
+      // an external tracer's cell: the model variant it is judged as (the loader is not run)
+      variant: run.tracer ? (run.tracer.expect ?? 'upstream') : (cell.variant as TrialSpec['variant']),
+      ...(externalTracer ? { external: externalTracer } : {}),
       mode: cell.mode,
       scenario: cell.scenario,
       reads: cell.reads,
@@ -497,8 +570,10 @@ async function runCell(
           trial: k,
           iterations,
           conns: r.conns,
-          // the client-side truth is ours only: an external client's requests and reads are its own
-          clientPid: run.client ? null : r.clientPid,
+          // the client-side truth is ours only: an external client's requests and reads are its own,
+          // and an external tracer gives rows, no events
+          clientPid: run.client || run.tracer ? null : r.clientPid,
+          rowsFrom: run.tracer ? 'endpoint' : 'events',
           durationMs: r.durationMs,
           ...(r.error ? { failure: { kind: statusOf(r.error.kind), message: atHome(messageWithReason(r.error), remoteDir, localDir) } } : {}),
         });

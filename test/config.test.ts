@@ -107,7 +107,7 @@ describe('matrix.yaml', () => {
       'm.yaml: 8 errors',
       'm.yaml:2:15: defaults.iterations is 0, out of range (allowed: 1..1000000)',
       "m.yaml:3:10: unknown reads 'partial' (allowed: full, single)",
-      "m.yaml:4:1: unknown key 'colour' in the matrix file (allowed: defaults, targets, default_targets, vagrant, client)",
+      "m.yaml:4:1: unknown key 'colour' in the matrix file (allowed: defaults, targets, default_targets, vagrant, client, tracer)",
       "m.yaml:6:30: unknown suite 'jessie' (allowed: bullseye, bookworm, trixie, sid)",
       "m.yaml:7:6: target 'b' (backend vagrant) needs a suite (a local box built from it) or a box",
       'm.yaml:8:48: memory (MiB) is 64, out of range (allowed: 256..65536)',

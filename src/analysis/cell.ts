@@ -6,7 +6,7 @@ import { symmetry } from './attribution.ts';
 import type { TracerMeta, TracerStats } from './events.ts';
 import { trialSpread, wilson, type Interval, type Spread } from './interval.ts';
 import { zeroCounters, type HttpCounters } from './transactions.ts';
-import type { CellId, Phase } from '../domain.ts';
+import { VARIANTS, type CellId, type Phase, type Variant } from '../domain.ts';
 
 export type Status = 'ok' | Exclude<FailureKind, 'config'>;
 
@@ -34,7 +34,8 @@ export interface TrialResult {
 
 export interface QueryTime {
   ns: number | null;
-  source: 'option' | 'stats.ktime_ns' | 'last-event+2s' | 'none';
+  /** endpoint: an external tracer's debug endpoint chose it (its own clock, unknown here). */
+  source: 'option' | 'stats.ktime_ns' | 'last-event+2s' | 'none' | 'endpoint';
 }
 
 export interface Verdict {
@@ -76,6 +77,12 @@ export interface CellSummary extends CellId {
   error?: string;
   /** The user's own client (its file, --client-src) when it ran instead of ours: the client-side truth is then n/a. */
   client?: string;
+  /**
+   * An external tracer ran (matrix.yaml tracer:; the variant is its label): its rows are its debug
+   * endpoint's, the client-side truth is n/a, and `expect` is the model variant whose verdict applies
+   * (null: measured only).
+   */
+  external?: { expect: Variant | null };
   verdict: Verdict;
 }
 
@@ -84,7 +91,11 @@ export function cellDir(c: Pick<CellId, 'scenario' | 'mode' | 'variant' | 'reads
   return `${c.scenario}-${c.mode}-${c.variant}${c.reads === 'single' ? '-single' : ''}${c.server && c.server !== 'python' ? `-${c.server}` : ''}`;
 }
 
-export function summarizeCell(id: CellId, facts: { kernel?: string; openssl?: string; client?: unknown }, trials: readonly TrialResult[]): CellSummary {
+export function summarizeCell(
+  id: CellId,
+  facts: { kernel?: string; openssl?: string; client?: unknown; external?: CellSummary['external'] },
+  trials: readonly TrialResult[],
+): CellSummary {
   const ok = trials.filter((t) => t.status === 'ok' && t.attribution);
   const sum = (f: (a: TrialAttribution) => number) => ok.reduce((s, t) => s + f(t.attribution!), 0);
   const pc = (f: (a: TrialAttribution) => PathCounts): PathCounts => ({
@@ -142,8 +153,15 @@ export function summarizeCell(id: CellId, facts: { kernel?: string; openssl?: st
     status,
     ...(failed?.error ? { error: failed.error } : {}),
     ...(typeof facts.client === 'string' ? { client: facts.client } : {}),
+    ...(facts.external ? { external: { expect: facts.external.expect } } : {}),
   };
   return { ...cell, verdict: verdictFor(cell) };
+}
+
+/** The model variant whose expectation a cell is judged by: its variant, or an external tracer's `expect` (null: none). */
+export function ruleOf(c: Pick<CellSummary, 'variant' | 'external'>): Variant | null {
+  if (c.external) return c.external.expect;
+  return (VARIANTS as readonly string[]).includes(c.variant) ? (c.variant as Variant) : null;
 }
 
 /** What MODEL.md expects of each variant, checked on the figures. */
@@ -158,15 +176,18 @@ export function verdictFor(c: Omit<CellSummary, 'verdict'>): Verdict {
       ? { pass: true, expectation: 'no wrong rows', reason: `0 wrong of ${c.captured} rows` }
       : { pass: false, expectation: 'no wrong rows', reason: `${c.wrong} wrong of ${c.captured} rows${onBackend}` };
   }
-  if (c.client && c.variant !== 'upstream' && c.variant !== 'recv-hook') {
-    // The user's own client: its requests and reads are its own (no client-side truth, any read
-    // pattern), so a fix is judged on the rows alone: none on a wrong tuple.
-    const expectation = 'no wrong rows (your client: rows only)';
+  const rule = ruleOf(c);
+  if (rule === null)
+    return { pass: null, expectation: `measured (tracer ${c.variant}: no expect given)`, reason: `${c.wrong} wrong of ${c.captured} rows${onBackend}` };
+  if ((c.client || c.external) && rule !== 'upstream' && rule !== 'recv-hook') {
+    // The user's own client or tracer: no client-side truth (its requests and reads are its own, or
+    // no events of ours), so a fix is judged on the rows alone: none on a wrong tuple.
+    const expectation = `no wrong rows (${c.external ? 'your tracer' : 'your client'}: rows only)`;
     return c.wrong === 0 && backend === 0
       ? { pass: true, expectation, reason: `0 wrong of ${c.captured} rows, capture ${pct(c.capture)}` }
       : { pass: false, expectation, reason: `${c.wrong} wrong of ${c.captured} rows${onBackend}` };
   }
-  switch (c.variant) {
+  switch (rule) {
     case 'upstream':
       return c.wrong > 0 || backend > 0
         ? { pass: true, expectation: 'race reproduced (wrong rows)', reason: `${c.wrong} wrong of ${c.captured} rows${onBackend}` }

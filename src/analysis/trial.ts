@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { attributeTrial } from './attribution.ts';
 import type { QueryTime, TrialResult } from './cell.ts';
 import { parseClientOutput, parseTracerOutput, type Conn } from './events.ts';
-import { formTransactions, QUERY_SETTLE_NS, toHttpMonitoring } from './transactions.ts';
+import { formTransactions, QUERY_SETTLE_NS, toHttpMonitoring, type HttpMonitoringRow } from './transactions.ts';
 
 async function readOr(path: string, fallback = ''): Promise<string> {
   try {
@@ -28,8 +28,15 @@ export async function analyzeTrial(opts: {
    * ktime_ns (the tracer's flush, 2 s after the client exits), else the last event + 2 s.
    */
   queryTimeNs?: number;
+  /**
+   * Where the rows come from: 'events' (the model: events.jsonl through the HTTP layer, written as
+   * http_monitoring.json) or 'endpoint' (an external tracer: http_monitoring.json as its debug
+   * endpoint returned it; no events, so no client-side truth).
+   */
+  rowsFrom?: 'events' | 'endpoint';
 }): Promise<TrialResult> {
   const { dir, trial, iterations, clientPid } = opts;
+  if (opts.rowsFrom === 'endpoint') return analyzeEndpointTrial(opts);
   const tracer = parseTracerOutput(await readOr(join(dir, 'events.jsonl')));
   const client = parseClientOutput(await readOr(join(dir, 'client.out')));
   const conns = opts.conns.length ? opts.conns : client.conns;
@@ -68,4 +75,52 @@ export function pickQueryTime(explicit: number | undefined, statsKtime: unknown,
   if (typeof statsKtime === 'number' && Number.isFinite(statsKtime) && statsKtime > 0) return { ns: statsKtime, source: 'stats.ktime_ns' };
   if (events.length) return { ns: events.reduce((m, e) => Math.max(m, e.ts), -Infinity) + QUERY_SETTLE_NS, source: 'last-event+2s' };
   return { ns: null, source: 'none' };
+}
+
+/** An external tracer's trial: the rows its endpoint returned, analysed as the model's are. */
+async function analyzeEndpointTrial(opts: Parameters<typeof analyzeTrial>[0]): Promise<TrialResult> {
+  const { dir, trial, iterations } = opts;
+  const client = parseClientOutput(await readOr(join(dir, 'client.out')));
+  const conns = opts.conns.length ? opts.conns : client.conns;
+  const body = await readOr(join(dir, 'http_monitoring.json'), '');
+  const parsed = parseEndpointRows(body);
+  const rows = Array.isArray(parsed) ? parsed : [];
+  const base: TrialResult = {
+    trial,
+    status: 'ok',
+    attribution: attributeTrial({ rows, events: [], conns, iterations, clientPid: null }),
+    incompleteRequests: 0,
+    orphanResponses: 0,
+    queryTime: { ns: null, source: 'endpoint' },
+    tracerMeta: null,
+    tracerStats: null,
+    clientOk: client.ok.reduce((a, b) => a + (b ?? 0), 0),
+    clientFail: client.fail.reduce((a, b) => a + (b ?? 0), 0),
+    ...(opts.durationMs !== undefined ? { durationMs: opts.durationMs } : {}),
+  };
+  if (opts.failure) return { ...base, status: opts.failure.kind, error: opts.failure.message };
+  if (!client.done) return { ...base, status: 'client-failed', error: 'client never printed DONE' };
+  if (!Array.isArray(parsed)) return { ...base, status: 'tracer-failed', error: `the debug endpoint's answer (http_monitoring.json) ${parsed.error}` };
+  return base;
+}
+
+/**
+ * The body of a debug query: a JSON array of rows with Path and Server.Port (upstream's shape; other
+ * fields as they come). Else why not.
+ */
+export function parseEndpointRows(body: string): HttpMonitoringRow[] | { error: string } {
+  if (body.trim() === '') return { error: 'is empty' };
+  let v: unknown;
+  try {
+    v = JSON.parse(body);
+  } catch (err) {
+    return { error: `is not JSON: ${(err as Error).message}` };
+  }
+  if (!Array.isArray(v)) return { error: `is not a JSON array of rows (it is ${v === null ? 'null' : typeof v})` };
+  const bad = v.findIndex((r) => {
+    const o = r as { Path?: unknown; Server?: { Port?: unknown } } | null;
+    return !o || typeof o !== 'object' || typeof o.Path !== 'string' || typeof o.Server?.Port !== 'number';
+  });
+  if (bad !== -1) return { error: `row ${bad} has no Path string or Server.Port number: ${JSON.stringify(v[bad]).slice(0, 200)}` };
+  return v as HttpMonitoringRow[];
 }

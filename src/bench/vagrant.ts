@@ -79,6 +79,7 @@ async function timeTarget(o: {
   const run: ResolvedRun = {
     targets: [{ ...o.target, backend: o.backend.name }],
     client: null,
+    tracer: null,
     ...cells,
     cpus: { [o.target.name]: cpus.slice(0, 1) },
     settleMs: SETTLE_MS,

@@ -3,8 +3,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import type { MatrixConfig } from '../config/matrix.ts';
+import { basename, dirname, join, resolve } from 'node:path';
+import { LOOKALIKE_FILE, type MatrixConfig } from '../config/matrix.ts';
 import { ConfigError } from '../errors.ts';
 import { resolveCacheRoot } from '../images/manifest.ts';
 import type { ResolvedRun } from '../matrix.ts';
@@ -48,6 +48,46 @@ export function resolveClient(
       `${what}: your client takes the investigation's CLI (HOST1 PORT1 HOST2 PORT2 ITERATIONS --MODE): give two ports, not ${ports.length}`,
     );
   return { src, sha256: createHash('sha256').update(text).digest('hex') };
+}
+
+/**
+ * The external tracer of matrix.yaml `tracer:`: each file checked to be a readable file (paths
+ * relative to the matrix file; a placeholder path not filled in is named), with its sha256.
+ * LOOKALIKE_FILE stays unresolved: the run bundles it at its start (src/lookalike/bundle.ts).
+ */
+export function resolveTracer(cfg: Pick<MatrixConfig, 'tracer' | 'file'>, f: Pick<MatrixFlags, 'variants'>): ResolvedRun['tracer'] {
+  const t = cfg.tracer;
+  if (!t) return null;
+  if (f.variants)
+    throw new ConfigError(
+      `--variants ${f.variants.join(',')}: ${cfg.file} runs the external tracer '${t.label}' (tracer:), whose cells' variant is its label; the model's variants do not apply (drop --variants, or use a matrix file without tracer:)`,
+    );
+  const files: NonNullable<ResolvedRun['tracer']>['files'] = [];
+  for (const given of t.files) {
+    if (given === LOOKALIKE_FILE) {
+      files.push({ src: LOOKALIKE_FILE, name: 'usm-lookalike.cjs', sha256: '', mode: 0o644 });
+      continue;
+    }
+    const src = resolve(dirname(cfg.file), given);
+    let text: Buffer;
+    let mode: number;
+    try {
+      const st = statSync(src);
+      if (!st.isFile()) throw Object.assign(new Error('not a file'), { code: 'not a file' });
+      mode = st.mode & 0o777;
+      text = readFileSync(src);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      throw new ConfigError(
+        `${cfg.file}: tracer.files: ${given} (${src}): ${code === 'ENOENT' ? 'no such file' : code}; fill in the path of your own build (tracer.files, tracer.argv name it)`,
+      );
+    }
+    const name = basename(src);
+    if (files.some((x) => x.name === name))
+      throw new ConfigError(`${cfg.file}: tracer.files: two files are named ${name}: each lands in {files}/${name} in the target`);
+    files.push({ src, name, sha256: createHash('sha256').update(text).digest('hex'), mode });
+  }
+  return { ...t, files };
 }
 
 export function makeRunId(now = new Date()): string {
@@ -103,10 +143,13 @@ export function resolveRun(
   if (resumeDir && outFlag && resumeDir !== outFlag)
     throw new ConfigError(`--resume ${f.resume} and --out ${f.out} name different folders: a resumed run writes to the folder it resumes (give one of them)`);
   const ports = f.ports ?? cfg.defaults.ports;
+  const tracer = resolveTracer(cfg, f);
   return {
     targets,
     client: resolveClient(cfg, f, env.cwd, ports),
-    variants: f.variants ?? cfg.defaults.variants,
+    tracer,
+    // an external tracer's cells have one variant: its label
+    variants: tracer ? [tracer.label] : (f.variants ?? cfg.defaults.variants),
     modes: f.modes ?? cfg.defaults.modes,
     scenarios: f.scenarios ?? cfg.defaults.scenarios,
     iterations: f.iterations ?? cfg.defaults.iterations,

@@ -69,6 +69,40 @@ export interface MatrixConfig {
    * investigation's CLI; src as written, resolved against the matrix file's folder. null: ours.
    */
   client: { src: string } | null;
+  /** The tracer: null = the model (bpf/usm_tls, with the variants); else an external one (`tracer:`). */
+  tracer: TracerConfig | null;
+}
+
+/** The default query path: upstream's debug endpoint, as the investigation queried it. */
+export const DEBUG_PATH = '/network_tracer/debug/http_monitoring';
+/** Names in a tracer's argv and query socket, replaced per target: see TracerConfig.argv. */
+export const TRACER_PLACEHOLDERS = ['{files}', '{workdir}', '{libssl}'] as const;
+/** A `files:` entry naming the model's debug-endpoint look-alike, bundled from src/ at the run's start. */
+export const LOOKALIKE_FILE = '@lookalike';
+
+/**
+ * An external tracer (system-probe, or anything with a debug endpoint), as matrix.yaml's `tracer:`
+ * gives it. Its cells' variant is its label; it is started and stopped by the run protocol in
+ * place of the model, and its query's answer is the trial's http_monitoring.json.
+ */
+export interface TracerConfig {
+  /** Shown as the cells' variant: lower-case letters, digits, '.', '_', '-'; not a model variant's name. */
+  label: string;
+  /** Judge its cells as this model variant's are (upstream: the race must show; scoped: a fix); null: measured only. */
+  expect: Variant | null;
+  /** Host files uploaded to {files} in each target, as written (relative to the matrix file), or LOOKALIKE_FILE. */
+  files: string[];
+  /** Its command line, one argument an item (never a shell string); {files} {workdir} {libssl} are replaced. */
+  argv: string[];
+  /** Ready when a line of its stdout/stderr matches `log` (a JavaScript regex), or when its query answers. */
+  ready: { log: string } | { socket: true };
+  readyTimeoutMs: number | null;
+  /** Where it answers: a unix socket path or a port on 127.0.0.1, and the HTTP path. */
+  query: ({ socket: string } | { port: number }) & { path: string; timeoutMs: number };
+  /** Wait after the client's exit before the query (the investigation sleeps 2 s). */
+  settleMs: number;
+  /** How it is stopped: this signal, then SIGKILL to its process group after timeoutMs. */
+  stop: { signal: 'INT' | 'TERM'; timeoutMs: number };
 }
 
 export const BUILTIN_DEFAULTS: MatrixDefaults = {
@@ -108,6 +142,7 @@ const DEFAULT_KEYS = [
   'cpus',
 ] as const;
 const TARGET_KEYS = ['backend', 'suite', 'box', 'memory', 'cpus'] as const;
+const TRACER_KEYS = ['label', 'expect', 'files', 'argv', 'ready', 'query', 'settle_ms', 'stop'] as const;
 
 type Where = (node: Node | null | undefined) => string;
 interface Problem {
@@ -218,7 +253,7 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
     return [num(n, what, min, max)];
   };
 
-  checkKeys(root, ['defaults', 'targets', 'default_targets', 'vagrant', 'client'], 'the matrix file');
+  checkKeys(root, ['defaults', 'targets', 'default_targets', 'vagrant', 'client', 'tracer'], 'the matrix file');
   const d: MatrixDefaults = { ...BUILTIN_DEFAULTS };
   const dn = get(root, 'defaults');
   if (dn) {
@@ -358,6 +393,89 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
       }
     });
   }
+  let tracer: TracerConfig | null = null;
+  const trn = get(root, 'tracer');
+  if (trn) {
+    check(() => {
+      if (isScalar(trn) && trn.value === 'model') return;
+      if (!isMap(trn)) fail(trn, "tracer must be 'model' (the default) or a mapping { label, argv, ready, query, ... } (an external tracer)");
+      checkKeys(trn, TRACER_KEYS, 'tracer');
+      const need = (k: string, what: string) => get(trn, k) ?? fail(trn, `tracer needs ${k}: ${what}`);
+      const label = check(() => {
+        const n = need('label', "its name, shown as the cells' variant");
+        const v = str(n, 'tracer.label');
+        if (!/^[a-z0-9][a-z0-9._-]*$/.test(v)) fail(n, `tracer.label '${v}' must be lower-case letters, digits, '.', '_' or '-'`);
+        if ((VARIANTS as readonly string[]).includes(v)) fail(n, `tracer.label '${v}' is a model variant's name: give the external tracer a name of its own`);
+        return v;
+      });
+      const en = get(trn, 'expect');
+      const expect = en ? check(() => enumOne(en, 'tracer.expect (the model variant whose verdict applies)', VARIANTS)) : null;
+      const fn = get(trn, 'files');
+      const files = fn ? check(() => list(fn, 'tracer.files', (i) => str(i, 'a tracer file'))) : [];
+      const argv = check(() => {
+        const n = need('argv', 'its command line, one argument an item');
+        if (isScalar(n)) fail(n, 'tracer.argv must be a list of arguments (never a shell string): e.g. [./system-probe, run, --config, ./system-probe.yaml]');
+        return list(n, 'tracer.argv', (i) => {
+          if (!isScalar(i) || (typeof i.value !== 'string' && typeof i.value !== 'number')) fail(i, 'an argument of tracer.argv must be a string');
+          return String((i as { value: string | number }).value);
+        });
+      });
+      const ready = check((): { r: TracerConfig['ready']; timeoutMs: number | null } => {
+        const n = need('ready', 'how to know it is ready: { log: REGEX } (a line of its output) or { socket: true } (its query answers)');
+        checkKeys(n, ['log', 'socket', 'timeout_ms'], 'tracer.ready');
+        const ln = get(n, 'log');
+        const sn = get(n, 'socket');
+        const tn = get(n, 'timeout_ms');
+        const timeoutMs = tn ? (check(() => num(tn, 'tracer.ready.timeout_ms', 1000, 3_600_000)) ?? null) : null;
+        if (!!ln === !!sn) fail(n, 'tracer.ready needs one of log: REGEX or socket: true');
+        if (ln) {
+          const re = str(ln, 'tracer.ready.log');
+          try {
+            new RegExp(re);
+          } catch (err) {
+            fail(ln, `tracer.ready.log is not a valid regex: ${(err as Error).message}`);
+          }
+          return { r: { log: re }, timeoutMs };
+        }
+        if (bool(sn!, 'tracer.ready.socket') !== true) fail(sn, 'tracer.ready.socket must be true (or give log: REGEX)');
+        return { r: { socket: true }, timeoutMs };
+      });
+      const query = check((): TracerConfig['query'] => {
+        const n = need('query', 'where its debug endpoint answers: { socket: PATH } or { port: N }, and path');
+        checkKeys(n, ['socket', 'port', 'path', 'timeout_ms'], 'tracer.query');
+        const sn = get(n, 'socket');
+        const pn = get(n, 'port');
+        if (!!sn === !!pn) fail(n, 'tracer.query needs one of socket: PATH (a unix socket) or port: N (on 127.0.0.1)');
+        const path = get(n, 'path') ? str(get(n, 'path')!, 'tracer.query.path') : DEBUG_PATH;
+        if (!path.startsWith('/')) fail(get(n, 'path'), `tracer.query.path '${path}' must be an absolute HTTP path (/...)`);
+        const tn = get(n, 'timeout_ms');
+        const timeoutMs = tn ? num(tn, 'tracer.query.timeout_ms', 1000, 600_000) : 30_000;
+        if (sn) {
+          const socket = str(sn, 'tracer.query.socket');
+          if (!socket.startsWith('/') && !socket.startsWith('{'))
+            fail(sn, `tracer.query.socket '${socket}' must be an absolute path in the target (or start with {files})`);
+          return { socket, path, timeoutMs };
+        }
+        return { port: num(pn!, 'tracer.query.port', 1, 65535), path, timeoutMs };
+      });
+      const sm = get(trn, 'settle_ms');
+      const settleMs = sm ? check(() => num(sm, 'tracer.settle_ms', 0, 600_000)) : 2000;
+      const stop = check((): TracerConfig['stop'] => {
+        const n = get(trn, 'stop');
+        if (!n) return { signal: 'INT', timeoutMs: 30_000 };
+        checkKeys(n, ['signal', 'timeout_ms'], 'tracer.stop');
+        const sg = get(n, 'signal');
+        const tn = get(n, 'timeout_ms');
+        return {
+          signal: sg ? enumOne(sg, 'tracer.stop.signal', ['INT', 'TERM'] as const) : 'INT',
+          timeoutMs: tn ? num(tn, 'tracer.stop.timeout_ms', 1000, 600_000) : 30_000,
+        };
+      });
+      if (label === undefined || expect === undefined || files === undefined || argv === undefined || !ready || !query || settleMs === undefined || !stop)
+        return;
+      tracer = { label, expect, files, argv, ready: ready.r, readyTimeoutMs: ready.timeoutMs, query, settleMs, stop };
+    });
+  }
   if (problems.length) throw configError(file, problems);
-  return { file, defaults: d, targets, targetCpus, defaultTargets, vagrant, client };
+  return { file, defaults: d, targets, targetCpus, defaultTargets, vagrant, client, tracer };
 }

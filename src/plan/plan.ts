@@ -5,7 +5,8 @@ import type { TargetSpec } from '../backends/types.ts';
 
 export interface PlanInput {
   targets: TargetSpec[];
-  variants: Variant[];
+  /** Model variants, or an external tracer's label. */
+  variants: CellId['variant'][];
   modes: Mode[];
   scenarios: Scenario[];
   reads: Reads[];

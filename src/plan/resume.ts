@@ -31,6 +31,8 @@ export interface CellSettings {
   settleMs: number;
   /** sha256 of the user's own client (--client-src); absent for ours. */
   client?: string;
+  /** sha256 of the external tracer's settings and files (matrix.yaml tracer:); absent for the model. */
+  tracer?: string;
 }
 
 /** What a target runs on, as far as files on disk tell before a boot; null when they cannot. */

@@ -1,7 +1,8 @@
 // The Feb 5 comparison: the investigation's attribution table beside ours, per mode, in its own
 // layout (conn1 right / conn1 wrong / conn2 wrong / conn2 right, rows, rate), with our interval
 // and whether our rate lands within 10 percentage points of its figure.
-import { pct } from '../analysis/cell.ts';
+import { pct, ruleOf } from '../analysis/cell.ts';
+import type { Variant } from '../domain.ts';
 import { rowsPerRequest } from './view.ts';
 
 /** The investigation's own rows (INVESTIGATION.md, "Results"): what the comparison is against. */
@@ -31,6 +32,8 @@ export interface Feb5Cell {
   server?: string;
   /** The user's own client (--client-src), named in the row. */
   client?: string;
+  /** An external tracer's cell (its variant is its label): compared when it is expected to behave as upstream. */
+  external?: { expect: Variant | null };
   variant: string;
   mode: string;
   scenario: string;
@@ -89,7 +92,7 @@ function ours(c: Feb5Cell, target: number): Feb5Row {
     rate,
     ci: c.misattributionCI ?? null,
     // Only upstream reproduces the bug; a fix variant is not meant to land near it.
-    within: rate === null || c.variant !== 'upstream' ? null : Math.abs(rate - target) <= WITHIN + 1e-12,
+    within: rate === null || ruleOf(c) !== 'upstream' ? null : Math.abs(rate - target) <= WITHIN + 1e-12,
   };
 }
 

@@ -2,7 +2,7 @@
 // misattribution over target x (scenario, mode, variant) whose entries link to per-cell views
 // (html-cell.ts), the failures, the investigation's figures beside the matching cells, the trend
 // against the previous night and the manifest. Everything that came from a guest is escaped.
-import { pct } from '../analysis/cell.ts';
+import { pct, ruleOf } from '../analysis/cell.ts';
 import type { CellArtifacts } from './artifacts.ts';
 import { renderCellView } from './html-cell.ts';
 import { esc, sparkline } from './html-parts.ts';
@@ -53,7 +53,7 @@ export function historyPoints(history: History | null | undefined, key: string):
 
 /** The investigation's figure for a cell of ours, when the investigation ran that cell. */
 export function investigationFor(c: Pick<CellView, 'variant' | 'scenario' | 'mode'>): (typeof INVESTIGATION)[number] | undefined {
-  if (c.variant !== 'upstream') return undefined;
+  if (ruleOf(c) !== 'upstream') return undefined;
   return INVESTIGATION.find((f) => (f.mode === 'baseline' ? c.scenario === 'baseline' : c.scenario === 'preexisting' && c.mode === f.mode));
 }
 

@@ -56,6 +56,15 @@ export interface Manifest {
   settleMs?: number;
   /** The user's own client (--client-src): its path on the host and sha256; absent for ours. */
   client?: { src: string; sha256: string };
+  /** The external tracer (matrix.yaml tracer:): its settings, files (host path, sha256) and their sha256; absent for the model. */
+  tracer?: {
+    label: string;
+    expect: string | null;
+    argv: string[];
+    files: { src: string; name: string; sha256: string }[];
+    sha256: string;
+    [k: string]: unknown;
+  };
   targets: TargetRecord[];
   /** The run this one resumed (--resume, or --out naming an existing run): its cells were reused where their inputs were unchanged. */
   resumedFrom?: { runId: string; startedAt: string };

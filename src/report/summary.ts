@@ -1,7 +1,7 @@
 // Across the matrix: summary.json, summary.md, manifest.json, and the terminal table.
 import { writeFile, mkdir, rename, rm, symlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { pct, type CellSummary } from '../analysis/cell.ts';
+import { pct, ruleOf, type CellSummary } from '../analysis/cell.ts';
 import { verdictWord } from './cell.ts';
 import { renderFeb5Md } from './feb5.ts';
 import { renderDetailMd, renderFailuresMd, renderMatrixMd } from './matrix-md.ts';
@@ -92,7 +92,7 @@ export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[
   for (const f of INVESTIGATION) {
     const ours = cells.filter(
       (c) =>
-        c.variant === 'upstream' &&
+        ruleOf(c) === 'upstream' &&
         c.status === 'ok' &&
         (f.mode === 'baseline' ? c.scenario === 'baseline' : c.scenario === 'preexisting' && c.mode === f.mode),
     );

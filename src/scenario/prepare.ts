@@ -233,3 +233,29 @@ export async function buildExternalClient(opts: {
     return bin;
   });
 }
+
+/**
+ * The external tracer's files (matrix.yaml tracer.files) into `dir` on the machine (its {files}),
+ * with their mode bits (a binary stays executable). A file that cannot be copied is tracer-failed:
+ * the target's cells say so.
+ */
+export async function uploadTracerFiles(
+  m: Machine,
+  files: readonly { src: string; name: string; mode: number }[],
+  dir: string,
+  emit: Emit,
+  timeoutMs: number,
+): Promise<void> {
+  await step(emit, m.target, 'tracer-upload', async () => {
+    const mk = await m.exec(['mkdir', '-p', dir], { timeoutMs: 30_000 });
+    if (mk.code !== 0) throw new LabError('tracer-failed', `cannot create ${dir} on ${m.target}: ${mk.stderr.trim() || `exit ${mk.code}`}`);
+    for (const f of files) {
+      const to = `${dir}/${f.name}`;
+      await m.put(f.src, to, { timeoutMs }).catch((err: unknown) => {
+        throw new LabError('tracer-failed', `cannot copy the tracer's file ${f.src} to ${to} on ${m.target}: ${(err as Error).message}`);
+      });
+      const ch = await m.exec(['chmod', (f.mode & 0o777).toString(8), to], { timeoutMs: 30_000 });
+      if (ch.code !== 0) throw new LabError('tracer-failed', `cannot chmod ${to} on ${m.target}: ${ch.stderr.trim() || `exit ${ch.code}`}`);
+    }
+  });
+}

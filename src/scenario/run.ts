@@ -8,7 +8,7 @@ import type { Machine } from '../machine/types.ts';
 import type { Api, Hook, Mode, Nagle, Phase, PhaseName, Reads, Scenario, Server, TraceScope, Variant } from '../domain.ts';
 import { parseClientOutput, type Conn } from '../analysis/events.ts';
 import type { Emit } from '../progress/events.ts';
-import { DEFAULT_EXEC_MS, startAndWait, stopProc, waitExit, waitForLine, readProc, tail, type BgProc } from './procs.ts';
+import { DEFAULT_EXEC_MS, startAndWait, startProc, stopProc, waitExit, waitForLine, readProc, tail, type BgProc } from './procs.ts';
 
 export interface Tools {
   /** Absolute paths on the machine. */
@@ -42,7 +42,43 @@ export interface TrialSpec {
   settleMs: number;
   /** How the client is run: ours (race_client's flags), or the user's own with the investigation's CLI (tools.client is then theirs). */
   clientCli?: 'race_client' | 'investigation';
+  /** An external tracer in place of the model (its query's answer is the trial's http_monitoring.json). */
+  external?: ExternalTracerRun;
 }
+
+/** An external tracer as one target runs it: matrix.yaml's tracer: with its placeholders filled in. */
+export interface ExternalTracerRun {
+  label: string;
+  argv: string[];
+  ready: { log: string } | { socket: true };
+  /** null: the run's tracer-ready timeout. */
+  readyTimeoutMs: number | null;
+  query: ({ socket: string } | { port: number }) & { path: string; timeoutMs: number };
+  /** After the client's exit, before the query. */
+  settleMs: number;
+  stop: { signal: 'INT' | 'TERM'; timeoutMs: number };
+}
+
+/** The query's URL and curl's arguments for it. */
+export function queryArgs(q: ExternalTracerRun['query']): string[] {
+  return 'socket' in q ? ['--unix-socket', q.socket, `http://unix${q.path}`] : [`http://127.0.0.1:${q.port}${q.path}`];
+}
+
+// $1 the tracer's rc file, $2 checks (5 a second), then curl's arguments: until the endpoint
+// answers 200 (a module not loaded yet answers 404), the tracer exits, or the checks run out: UP, EXITED or WAIT.
+const POLL_QUERY = [
+  'rc=$1; n=$2; shift 2; i=0',
+  'while [ "$i" -lt "$n" ]; do',
+  '  [ -s "$rc" ] && { echo EXITED; exit 0; }',
+  '  curl -s -f -o /dev/null --max-time 2 "$@" && { echo UP; exit 0; }',
+  '  sleep 0.2; i=$((i+1))',
+  'done',
+  'echo WAIT',
+].join('\n');
+
+// $1 where the body goes, $2 curl's time limit (s), then curl's arguments: the HTTP status on
+// stdout, curl's exit code as ours.
+const QUERY = ['out=$1; max=$2; shift 2', 'code=$(curl -sS --max-time "$max" -o "$out" -w "%{http_code}" "$@"); rc=$?', 'echo "$code"', 'exit $rc'].join('\n');
 
 export interface Timeouts {
   serverMs: number;
@@ -314,23 +350,71 @@ export async function runTrial(opts: {
   };
   let tracerOpen = false;
 
+  // An external tracer: started per trial in the protocol's place for the tracer (after the
+  // client's READY, or before the client in a baseline), ready by its log line or its endpoint
+  // answering, queried after the settle, then stopped.
+  const ext = spec.external;
+  let extProc: BgProc | undefined;
+  const startExternal = async () => {
+    const opts = { name: 'tracer', dir: remoteDir, kind: 'tracer-failed' as const, execMs: to.execMs, argv: ext!.argv };
+    const readyMs = ext!.readyTimeoutMs ?? to.tracerReadyMs;
+    if ('log' in ext!.ready) {
+      extProc = (await startAndWait(m, opts, new RegExp(ext!.ready.log), readyMs, signal)).proc;
+      return;
+    }
+    extProc = await startProc(m, opts);
+    const deadline = Date.now() + readyMs;
+    for (;;) {
+      if (signal.aborted) throw new LabError('interrupted', 'interrupted while waiting for the tracer');
+      const r = await m.exec(['sh', '-c', POLL_QUERY, 'sh', extProc.rc, '25', ...queryArgs(ext!.query)], { timeoutMs: 25 * 2200 + to.execMs });
+      const said = r.stdout.trim();
+      if (said === 'UP') return;
+      if (said === 'EXITED' || Date.now() >= deadline) {
+        const st = await readProc(m, extProc).catch(() => null);
+        const last = tail(st?.err || st?.out || '');
+        const why =
+          said === 'EXITED'
+            ? `the tracer ${ext!.label} exited with code ${st?.rc ?? '?'} before its endpoint answered`
+            : `the tracer ${ext!.label}'s endpoint did not answer within ${Math.round(readyMs / 1000)} s (${queryArgs(ext!.query).join(' ')})`;
+        throw new LabError('tracer-failed', last ? `${why}: ${last.split('\n').at(-1)}` : why, last);
+      }
+    }
+  };
+  /** The debug query: its body is the trial's http_monitoring.json, as returned. */
+  const queryExternal = async () => {
+    const q = ext!.query;
+    const r = await m.exec(['sh', '-c', QUERY, 'sh', `${remoteDir}/http_monitoring.json`, String(Math.ceil(q.timeoutMs / 1000)), ...queryArgs(q)], {
+      timeoutMs: q.timeoutMs + to.execMs,
+    });
+    const code = r.stdout.trim();
+    if (r.code !== 0)
+      throw new LabError(
+        'tracer-failed',
+        `the tracer ${ext!.label}'s query failed (curl exit ${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.trim() || 'no answer'}`,
+      );
+    if (code !== '200') throw new LabError('tracer-failed', `the tracer ${ext!.label}'s endpoint answered HTTP ${code} to GET ${q.path}`);
+  };
+
   try {
     await startServers();
     mark('servers');
-    if (await loadTracer()) mark('tracer-load');
+    if (!ext && (await loadTracer())) mark('tracer-load');
+    // the model's gate opens, or the external tracer starts
+    const tracerUp = ext ? startExternal : startTracer;
     if (spec.scenario === 'preexisting') {
       await startClient();
       mark('client-ready');
-      await startTracer();
+      await tracerUp();
       mark('tracer-ready');
     } else {
-      await startTracer();
+      await tracerUp();
       mark('tracer-ready');
       await startClient();
       mark('client-ready');
     }
     const budget = to.clientBaseMs + to.perRequestMs * spec.iterations * spec.ports.length;
     const cst = await waitExit(m, client!, budget, signal, 'USR1');
+    const clientExit = Date.now();
     run.clientRc = cst.rc;
     exited.add(client!);
     mark('traffic');
@@ -346,10 +430,23 @@ export async function runTrial(opts: {
     );
     const [closed = '', serversRc = ''] = se.stdout.trim().split('\n');
     if (spec.settleMs > 0 && closed !== 'ALL') run.notes.push(`not every connection was closed by the servers within ${spec.settleMs} ms of the client's exit`);
+    if (ext) {
+      // the external tracer's settle counts from the client's exit, as the investigation's sleep 2
+      const rest = ext.settleMs - (Date.now() - clientExit);
+      if (rest > 0) await sleep(rest, signal);
+    }
     mark('settle');
-    // Close the tracer's run: it drains the ring buffer and writes its stats line.
-    const tst = await stopTracer();
-    tracerLog = tst.err;
+    if (ext) {
+      // the query, then the stop (its outputs are in the trial's folder: tracer.out, tracer.log)
+      await queryExternal();
+      const st = await stopProc(m, extProc!, { signal: ext.stop.signal, graceMs: ext.stop.timeoutMs });
+      extProc = undefined;
+      if (st && st.rc === null) run.notes.push(`the tracer ${ext.label} did not exit on SIG${ext.stop.signal} within ${ext.stop.timeoutMs} ms: killed`);
+    } else {
+      // Close the tracer's run: it drains the ring buffer and writes its stats line.
+      const tst = await stopTracer();
+      tracerLog = tst.err;
+    }
     mark('tracer-exit');
     // servers that died during the run are the cause of whatever the client then did
     if (serversRc.trim() !== '') throw await serversDied(m, sproc, serversRc.trim(), cst.rc !== 0 ? ` (the client then exited with code ${cst.rc})` : '');
@@ -365,6 +462,7 @@ export async function runTrial(opts: {
   } finally {
     // Stop everything still running: tracer first (it must flush), then the client. The servers
     // stay for the next trial, unless this trial owns them.
+    if (extProc) await stopProc(m, extProc, { signal: ext!.stop.signal, graceMs: ext!.stop.timeoutMs });
     if (tracerOpen && st) {
       // a run left open by a failure: close it (its stats still land in events.jsonl), or drop the tracer
       const closed = await stopTracer().catch(() => null);
@@ -401,6 +499,19 @@ export async function runTrial(opts: {
     run.durationMs = Date.now() - t0;
   }
   return run;
+}
+
+/** Wait ms, or less when the run is aborted. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms);
+    function done() {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 /** The servers' exit as a server-failed error naming what their log said last (e.g. which port's server died). */

@@ -64,6 +64,7 @@ export function fakeRun(
   return {
     targets: o.targets.map((name) => ({ name, backend: 'qemu', suite: 'bookworm' })),
     client: null,
+    tracer: null,
     variants: ['upstream'],
     modes: ['sequential', 'interleaved'],
     scenarios: ['baseline'],
