@@ -62,11 +62,15 @@ Runs the pre-existing-connection scenario on every target of the matrix (matrix.
 writes per-kernel misattribution reports to reports/<run-id>/ (reports/latest points at it).
 
 Flags (each overrides matrix.yaml; lists are comma-separated):
-  --config FILE         matrix file (default: matrix.yaml at the repository root)
+  --config FILE         matrix file (default: matrix.yaml at the repository root). Its tracer:
+                        runs your own tracer (system-probe, any debug endpoint) instead of the
+                        model: matrix.system-probe.yaml (fill in its paths), matrix.lookalike.yaml
+                        (the model's look-alike through the same path); README "Your own tracer"
   --backend B           run the targets with this backend: ${BACKENDS.join(' | ')}
                         (local = this host only, no VM; needs root and BPF)
   --targets T,...       only these targets (names from matrix.yaml, or "local")
-  --variants V,...      ${VARIANTS.join(', ')}
+  --variants V,...      ${VARIANTS.join(', ')} (the model's; with an external tracer the
+                        cells' variant is its label)
   --modes M,...         ${MODES.join(', ')}
   --scenarios S,...     ${SCENARIOS.join(', ')}
   --iterations N        requests per connection per trial (default from matrix.yaml)

@@ -63,6 +63,7 @@ export function resolveTracer(cfg: Pick<MatrixConfig, 'tracer' | 'file'>, f: Pic
       `--variants ${f.variants.join(',')}: ${cfg.file} runs the external tracer '${t.label}' (tracer:), whose cells' variant is its label; the model's variants do not apply (drop --variants, or use a matrix file without tracer:)`,
     );
   const files: NonNullable<ResolvedRun['tracer']>['files'] = [];
+  const missing: string[] = [];
   for (const given of t.files) {
     if (given === LOOKALIKE_FILE) {
       files.push({ src: LOOKALIKE_FILE, name: 'usm-lookalike.cjs', sha256: '', mode: 0o644 });
@@ -78,15 +79,18 @@ export function resolveTracer(cfg: Pick<MatrixConfig, 'tracer' | 'file'>, f: Pic
       text = readFileSync(src);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-      throw new ConfigError(
-        `${cfg.file}: tracer.files: ${given} (${src}): ${code === 'ENOENT' ? 'no such file' : code}; fill in the path of your own build (tracer.files, tracer.argv name it)`,
-      );
+      missing.push(`${given} (${src}): ${code === 'ENOENT' ? 'no such file' : code}`);
+      continue;
     }
     const name = basename(src);
     if (files.some((x) => x.name === name))
       throw new ConfigError(`${cfg.file}: tracer.files: two files are named ${name}: each lands in {files}/${name} in the target`);
     files.push({ src, name, sha256: createHash('sha256').update(text).digest('hex'), mode });
   }
+  if (missing.length)
+    throw new ConfigError(
+      `${cfg.file}: tracer.files: ${missing.join('; ')}: fill in the path${missing.length > 1 ? 's' : ''} of your own build (tracer.files; tracer.argv names them as {files}/NAME)`,
+    );
   return { ...t, files };
 }
 

@@ -21,7 +21,7 @@ export function renderCellMd(r: CellReport): string {
   const out: string[] = [];
   out.push(`# ${c.target}: ${c.scenario} / ${c.mode} / ${c.variant}${c.server && c.server !== 'python' ? ` / ${c.server}` : ''}`, '');
   out.push(
-    `kernel ${c.kernel}, OpenSSL ${c.openssl}, ${c.cpus ?? 1} vCPU(s), server: ${c.server ?? 'python'}, client reads: ${c.reads ?? 'full'}, kernel hooks: ${c.hook}; ${c.trialsOk} of ${c.trials} trial(s) ran.`,
+    `kernel ${c.kernel}, OpenSSL ${c.openssl}, ${c.cpus ?? 1} vCPU(s), server: ${c.server ?? 'python'}, client reads: ${c.reads ?? 'full'}, ${c.external ? `tracer: yours (${c.variant}, judged as ${c.external.expect ?? 'nothing: measured'})` : `kernel hooks: ${c.hook}`}; ${c.trialsOk} of ${c.trials} trial(s) ran.`,
     '',
   );
   out.push(
@@ -48,7 +48,8 @@ export function renderCellMd(r: CellReport): string {
     `- rows on tuples of no client connection (a terminator's backend side): ${c.backendRows ?? 0}; buffers dropped for lack of a tuple: ${c.droppedNoTuple ?? 'n/a'}`,
   );
   out.push('', "## Per-request truth (the client's own writes and reads)", '');
-  if (c.client) out.push(`n/a: your own client (${c.client}) ran, whose requests and reads are its own; the figures above are from the rows.`, '');
+  if (c.external) out.push(`n/a: an external tracer (${c.variant}) ran: its debug endpoint gave the rows above, and no events of ours.`, '');
+  else if (c.client) out.push(`n/a: your own client (${c.client}) ran, whose requests and reads are its own; the figures above are from the rows.`, '');
   else {
     out.push('| path | correct | wrong | lost |', '|---|---|---|---|');
     out.push(`| request writes | ${c.truth.writes.correct} | ${c.truth.writes.wrong} | ${c.truth.writes.lost} |`);

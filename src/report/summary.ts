@@ -42,6 +42,7 @@ export function summaryEntries(cells: readonly CellSummary[]) {
     status: c.status,
     ...(c.error ? { error: c.error } : {}),
     ...(c.client ? { client: c.client } : {}),
+    ...(c.external ? { external: c.external } : {}),
     verdict: c.verdict,
   }));
 }
@@ -51,7 +52,7 @@ export function renderSummaryMd(manifest: Manifest, cells: readonly CellSummary[
   const out: string[] = [`# USM TLS attribution matrix: run ${manifest.runId}`, ''];
   const perMode = Object.entries(manifest.iterationsByMode ?? {}).map(([m, n]) => `${m} ${n}`);
   out.push(
-    `tool ${manifest.tool.commit}${manifest.tool.dirty ? ' (dirty)' : ''}, ${manifest.iterations} iterations${perMode.length ? ` (${perMode.join(', ')})` : ''} x ${manifest.trials} trial(s), seed ${manifest.seed}; client reads ${(manifest.reads ?? ['full']).join(', ')}; servers ${(manifest.servers ?? ['python']).join(', ')}${manifest.client ? `; client: yours, ${manifest.client.src} (sha256 ${manifest.client.sha256.slice(0, 12)})` : ''}; servers' Nagle ${manifest.nagle ?? 'off'}; ${((manifest.settleMs ?? 0) / 1000).toFixed(1)} s at most for the servers to close the run's connections before the tracer's run closes.`,
+    `tool ${manifest.tool.commit}${manifest.tool.dirty ? ' (dirty)' : ''}, ${manifest.iterations} iterations${perMode.length ? ` (${perMode.join(', ')})` : ''} x ${manifest.trials} trial(s), seed ${manifest.seed}; client reads ${(manifest.reads ?? ['full']).join(', ')}; servers ${(manifest.servers ?? ['python']).join(', ')}${manifest.client ? `; client: yours, ${manifest.client.src} (sha256 ${manifest.client.sha256.slice(0, 12)})` : ''}${manifest.tracer ? `; tracer: yours, ${manifest.tracer.label} (${manifest.tracer.files.map((f) => f.name).join(', ') || 'no files'}; sha256 ${manifest.tracer.sha256.slice(0, 12)})` : ''}; servers' Nagle ${manifest.nagle ?? 'off'}; ${((manifest.settleMs ?? 0) / 1000).toFixed(1)} s at most for the servers to close the run's connections before the tracer's run closes.`,
     '',
   );
   if (manifest.resumedFrom) {
