@@ -5,7 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
-build_pkgs=(gcc make pkg-config clang llvm libbpf-dev bpftool libssl-dev libelf-dev zlib1g-dev python3 openssl)
+build_pkgs=(gcc make pkg-config clang llvm libbpf-dev bpftool libssl-dev libelf-dev zlib1g-dev python3 openssl curl)
 groups=("$@")
 [ ${#groups[@]} -eq 0 ] && groups=(build images)
 

@@ -1,13 +1,50 @@
-// The `local` backend: this host, no VM. The project is built in place.
+// The `local` backend: this host, no VM. The project is built in place. One matrix run at a time
+// uses it: its servers listen on the run's fixed ports and its tracer puts uprobes on the system
+// libssl, so a second run's cells would fail on a taken port or see the first run's traffic. A
+// second run waits for the first (and says so), as a second image build of a suite does.
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pidLock } from '../images/lock.ts';
 import { LocalMachine } from '../machine/local.ts';
 import type { Backend, BackendContext, Lease, TargetSpec } from './types.ts';
 
+/** The host-wide lock of the local backend (a pid file; a dead holder's is taken over). */
+export function localLockPath(env: NodeJS.ProcessEnv = process.env): string {
+  return env.USM_LAB_LOCAL_LOCK ?? join(tmpdir(), 'usm-race-lab-local.lock');
+}
+
 export class LocalBackend implements Backend {
   readonly name = 'local' as const;
-  constructor(private readonly repoRoot: string) {}
+  constructor(
+    private readonly repoRoot: string,
+    private readonly lockPath = localLockPath(),
+  ) {}
 
-  async up(target: TargetSpec, _ctx: BackendContext): Promise<Lease> {
+  async up(target: TargetSpec, ctx: BackendContext): Promise<Lease> {
+    const release = await pidLock(this.lockPath, {
+      signal: ctx.signal,
+      pollMs: 500,
+      waitingFor: `the local backend (${this.lockPath})`,
+      onWait: (pid) =>
+        ctx.emit({
+          type: 'info',
+          target: target.name,
+          message: `another matrix run (pid ${pid}) is using this host's local backend (its ports, uprobes on the system libssl): waiting for it to finish (${this.lockPath})`,
+        }),
+    });
     const machine = new LocalMachine({ target: target.name, workdir: this.repoRoot });
-    return { machine, facts: { accel: 'none (host)' }, stop: () => machine.close() };
+    let stopped: Promise<void> | undefined;
+    return {
+      machine,
+      facts: { accel: 'none (host)' },
+      stop: () =>
+        (stopped ??= (async () => {
+          try {
+            await machine.close();
+          } finally {
+            await release();
+          }
+        })()),
+    };
   }
 }

@@ -133,6 +133,37 @@ describe.skipIf(skipUnless(missingLocal))(`two runs on one report folder${missin
   );
 });
 
+describe.skipIf(skipUnless(missingLocal))(`two local runs at once${missingLocal ? ` (skipped: ${missingLocal})` : ''}`, () => {
+  it(
+    "15c: a second local run waits for the first (this host's ports and libssl are one), says so naming the first's pid, then runs; both complete every cell",
+    async () => {
+      const cells = ['--backend', 'local', '--variants', 'upstream', '--modes', 'interleaved', '--scenarios', 'preexisting', '--trials', '1'];
+      // the first under the suite's flock (other users of this machine), the second beside it with only the toolkit's own lock
+      const first = await MatrixRun.local([...cells, '--iterations', '3000'], join(tempDir('fault-local-a-'), 'out'));
+      runs.push(first);
+      await first.waitFor(/\[local\] run preexisting/, 5 * 60_000);
+      const second = new MatrixRun([...cells, '--iterations', '50'], join(tempDir('fault-local-b-'), 'out'));
+      runs.push(second);
+      await second.waitFor(/is using this host's local backend/, 60_000);
+      const holder = Number(/another matrix run \(pid (\d+)\)/.exec(second.stderr)![1]);
+      expect(
+        descendants(first.pid).map((d) => d.pid),
+        'the holder named is the first run',
+      ).toContain(holder);
+      expect(second.stderr, 'the second starts nothing while it waits').not.toMatch(/\[local\] run /);
+      const exit1 = await first.exit(10 * 60_000);
+      const exit2 = await second.exit(10 * 60_000);
+      expect([0, 1], first.log()).toContain(exit1.code);
+      expect([0, 1], second.log()).toContain(exit2.code);
+      expect(first.summary().map((c) => c.status)).toEqual(['ok']);
+      expect(second.summary().map((c) => c.status)).toEqual(['ok']);
+      for (const r of [first, second]) expect(await waitNoLeftovers(r.outDir, 15_000)).toEqual([]);
+      console.log(`figure: two local runs: the second waited for pid ${holder}; exits ${exit1.code}, ${exit2.code}; cells ok, ok`);
+    },
+    20 * 60_000,
+  );
+});
+
 describe.skipIf(skipUnless(missingCache))(
   `two runs on one image cache (real qemu, real image build)${missingCache ? ` (skipped: ${missingCache})` : ''}`,
   () => {
