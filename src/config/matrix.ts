@@ -28,6 +28,7 @@ import {
   type Variant,
 } from '../domain.ts';
 import type { TargetSpec } from '../backends/types.ts';
+import type { ExternalTracerRun } from '../scenario/run.ts';
 
 export interface MatrixDefaults {
   variants: Variant[];
@@ -85,24 +86,15 @@ export const LOOKALIKE_FILE = '@lookalike';
  * gives it. Its cells' variant is its label; it is started and stopped by the run protocol in
  * place of the model, and its query's answer is the trial's http_monitoring.json.
  */
-export interface TracerConfig {
+export interface TracerConfig extends ExternalTracerRun {
   /** Shown as the cells' variant: lower-case letters, digits, '.', '_', '-'; not a model variant's name. */
   label: string;
   /** Judge its cells as this model variant's are (upstream: the race must show; scoped: a fix); null: measured only. */
   expect: Variant | null;
   /** Host files uploaded to {files} in each target, as written (relative to the matrix file), or LOOKALIKE_FILE. */
   files: string[];
-  /** Its command line, one argument an item (never a shell string); {files} {workdir} {libssl} are replaced. */
+  /** Its command line, one argument an item (never a shell string); {files} {workdir} {libssl} are replaced per target. */
   argv: string[];
-  /** Ready when a line of its stdout/stderr matches `log` (a JavaScript regex), or when its query answers. */
-  ready: { log: string } | { socket: true };
-  readyTimeoutMs: number | null;
-  /** Where it answers: a unix socket path or a port on 127.0.0.1, and the HTTP path. */
-  query: ({ socket: string } | { port: number }) & { path: string; timeoutMs: number };
-  /** Wait after the client's exit before the query (the investigation sleeps 2 s). */
-  settleMs: number;
-  /** How it is stopped: this signal, then SIGKILL to its process group after timeoutMs. */
-  stop: { signal: 'INT' | 'TERM'; timeoutMs: number };
 }
 
 export const BUILTIN_DEFAULTS: MatrixDefaults = {

@@ -50,12 +50,15 @@ export interface TrialSpec {
 export interface ExternalTracerRun {
   label: string;
   argv: string[];
+  /** Ready when a line of its stdout/stderr matches `log` (a JavaScript regex), or when its query answers 200. */
   ready: { log: string } | { socket: true };
   /** null: the run's tracer-ready timeout. */
   readyTimeoutMs: number | null;
+  /** Where it answers: a unix socket path or a port on 127.0.0.1, and the HTTP path. */
   query: ({ socket: string } | { port: number }) & { path: string; timeoutMs: number };
-  /** After the client's exit, before the query. */
+  /** After the client's exit, before the query (the investigation sleeps 2 s). */
   settleMs: number;
+  /** How it is stopped: this signal, then SIGKILL to its process group after timeoutMs. */
   stop: { signal: 'INT' | 'TERM'; timeoutMs: number };
 }
 
