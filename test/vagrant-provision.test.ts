@@ -96,7 +96,8 @@ describe('provision scripts', () => {
   // logs each call, id says root): the first run installs only what is missing, the second
   // installs nothing and says so.
   describe('packages.sh is idempotent (fake dpkg-query and apt-get)', () => {
-    const WANT = 'gcc make pkg-config clang llvm libbpf-dev libssl-dev libelf-dev zlib1g-dev python3 openssl ca-certificates nginx haproxy nodejs curl bpftool'.split(' ');
+    const WANT =
+      'gcc make pkg-config clang llvm libbpf-dev libssl-dev libelf-dev zlib1g-dev python3 openssl ca-certificates nginx haproxy nodejs curl bpftool'.split(' ');
     const world = () => {
       const dir = mkdtempSync(join(tmpdir(), 'apt-world-'));
       const bin = join(dir, 'bin');
