@@ -24,6 +24,8 @@ export default defineConfig({
       'test/client-src.test.ts',
       'test/attribution.test.ts',
       'test/verdicts.test.ts',
+      'test/tracer.test.ts',
+      'test/lookalike.test.ts',
     ],
     testNamePattern: /^(?!.*headless Chromium)/,
     testTimeout: 30_000,

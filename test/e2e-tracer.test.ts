@@ -103,7 +103,7 @@ describe.skipIf(missing !== null && !inCI)(`external tracers end to end, local${
   );
 
   it.runIf(missing === null)(
-    'a tracer never ready, one gone before ready, one whose endpoint answers 404: tracer-failed with its words; nothing left running',
+    'a tracer never ready, one gone before ready, one whose endpoint answers 404: tracer-failed with its words; nothing left running; one on 127.0.0.1:PORT ready by a log line: ok',
     () => {
       const dir = mkdtempSync(join(tmpdir(), 'e2e-tracer-bad-'));
       const token = `usm-lab-test-tracer-${process.pid}`;
@@ -151,6 +151,33 @@ describe.skipIf(missing !== null && !inCI)(`external tracers end to end, local${
         expect(e.error, c.name).toMatch(c.error);
         expect(r.status, r.log).toBe(3);
       }
+      // and one that answers on 127.0.0.1:PORT, ready by a log line: the same rows as by socket
+      const port = 20000 + (process.pid % 10000);
+      const file = join(dir, 'port.yaml');
+      writeFileSync(
+        file,
+        [
+          'targets: {}',
+          'tracer:',
+          '  label: by-port',
+          '  expect: upstream',
+          "  files: ['@lookalike']",
+          `  argv: [node, '{files}/usm-lookalike.cjs', --port, ${port}, --, '{workdir}/bpf/build/usm_tls', --variant, upstream, --libssl, '{libssl}']`,
+          "  ready: { log: '^READY$' }",
+          `  query: { port: ${port} }`,
+          '',
+        ].join('\n'),
+      );
+      const byPort = matrix(
+        ['--config', file, '--targets', 'local', '--iterations', '50', '--modes', 'interleaved', '--scenarios', 'preexisting'],
+        join(dir, 'port'),
+        300_000,
+      );
+      expect(
+        byPort.entries.map((e) => [e.status, e.verdict.pass]),
+        byPort.log,
+      ).toEqual([['ok', true]]);
+      expect(byPort.entries[0]!.captured).toBeGreaterThan(50);
       expect(existsSync(join(dir, 'never', 'local', 'preexisting-interleaved-never', 'trial-1', 'tracer.log'))).toBe(true);
       expect(running(token)).toEqual([]);
       expect(existsSync(join(dir, 'lk.sock'))).toBe(false);
