@@ -4,7 +4,7 @@
 // lock is taken over. Real lock files, real processes (fault case 15: two runs at once).
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalBackend, localLockPath } from '../src/backends/local.ts';
@@ -20,7 +20,7 @@ function ctx(events: ProgressEvent[], signal = new AbortController().signal) {
 describe('the local backend: one run at a time on this host', () => {
   it('a second lease waits for the first one to stop, saying who holds it; the lock is gone after the last stop', async () => {
     const lock = join(dir, 'a.lock');
-    const b = new LocalBackend(dir, lock);
+    const b = new LocalBackend(dir, lock, dir);
     const events: ProgressEvent[] = [];
     const first = await b.up({ name: 'local', backend: 'local' }, ctx(events));
     expect(readFileSync(lock, 'utf8').trim()).toBe(String(process.pid));
@@ -42,7 +42,7 @@ describe('the local backend: one run at a time on this host', () => {
 
   it('an abort while waiting is an interruption, and leaves the holder its lock', async () => {
     const lock = join(dir, 'b.lock');
-    const b = new LocalBackend(dir, lock);
+    const b = new LocalBackend(dir, lock, dir);
     const first = await b.up({ name: 'local', backend: 'local' }, ctx([]));
     const ac = new AbortController();
     const waiting = b.up({ name: 'local', backend: 'local' }, ctx([], ac.signal));
@@ -57,12 +57,29 @@ describe('the local backend: one run at a time on this host', () => {
     const lock = join(dir, 'c.lock');
     const dead = spawnSync('sh', ['-c', 'echo $$'], { encoding: 'utf8' }).stdout.trim();
     writeFileSync(lock, dead);
-    const b = new LocalBackend(dir, lock);
+    const b = new LocalBackend(dir, lock, dir);
     const events: ProgressEvent[] = [];
     const l = await b.up({ name: 'local', backend: 'local' }, ctx(events));
     expect(readFileSync(lock, 'utf8').trim()).toBe(String(process.pid));
     expect(events).toEqual([]);
     await l.stop();
+  });
+
+  it("with the lock held, a dead local run's scratch folders (/tmp/usm-lab-<run id>) are removed and said so; nothing else", async () => {
+    const scratch = mkdtempSync(join(tmpdir(), 'local-scratch-'));
+    for (const n of ['usm-lab-20261201T090347Z', 'usm-lab-20261201T122608Z'])
+      mkdirSync(join(scratch, n, 'preexisting-interleaved-upstream'), { recursive: true });
+    for (const n of ['usm-lab-notes', 'usm-lab-20261201T1226Z', 'other']) mkdirSync(join(scratch, n));
+    const events: ProgressEvent[] = [];
+    const l = await new LocalBackend(dir, join(dir, 'd.lock'), scratch).up({ name: 'local', backend: 'local' }, ctx(events));
+    expect(readdirSync(scratch).sort()).toEqual(['other', 'usm-lab-20261201T1226Z', 'usm-lab-notes']);
+    expect(events.map((e) => ('message' in e ? e.message : ''))).toEqual([
+      expect.stringMatching(
+        /^removed 2 scratch folder\(s\) of earlier local runs that did not finish \(.*usm-lab-20261201T090347Z, .*usm-lab-20261201T122608Z\)$/,
+      ),
+    ]);
+    await l.stop();
+    rmSync(scratch, { recursive: true, force: true });
   });
 
   it('the lock is host-wide by default (not per cache), and USM_LAB_LOCAL_LOCK moves it', () => {
