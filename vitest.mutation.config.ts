@@ -26,6 +26,7 @@ export default defineConfig({
       'test/verdicts.test.ts',
       'test/tracer.test.ts',
       'test/lookalike.test.ts',
+      'test/trial.test.ts',
     ],
     testNamePattern: /^(?!.*headless Chromium)/,
     testTimeout: 30_000,
