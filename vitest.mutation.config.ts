@@ -27,6 +27,7 @@ export default defineConfig({
       'test/tracer.test.ts',
       'test/lookalike.test.ts',
       'test/trial.test.ts',
+      'test/http-rules.test.ts',
     ],
     testNamePattern: /^(?!.*headless Chromium)/,
     testTimeout: 30_000,
