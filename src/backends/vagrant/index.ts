@@ -6,6 +6,7 @@
 // targets; lease.ts: one target's machine.
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { onCleanup } from '../../cleanup.ts';
 import { LabError } from '../../errors.ts';
@@ -17,7 +18,18 @@ import type { Backend, BackendContext, Lease, TargetSpec } from '../types.ts';
 import { readBootFile, type VagrantEnvBase } from './box.ts';
 import { baseVolumeName, vagrantEnv } from './env.ts';
 import { VagrantLease } from './lease.ts';
-import { choosePoolDir, ensureDaemons, ensurePool, fixKvmPermissions, listDomains, listVolumes, stopDaemons, type StartedDaemon } from './libvirt.ts';
+import {
+  choosePoolDir,
+  ensureDaemons,
+  ensurePool,
+  fixKvmPermissions,
+  listDomains,
+  listVolumes,
+  markOwner,
+  stopDaemons,
+  sweepDeadRuns,
+  type StartedDaemon,
+} from './libvirt.ts';
 import { POOL_NAME, type HostState, type LeaseHost, type VagrantBackendOptions } from './options.ts';
 
 export { parseMachineReadable, parseSshConfig, parseStatus, parseBoxList } from './parse.ts';
@@ -35,6 +47,7 @@ export class VagrantBackend implements Backend {
   private readonly leases = new Set<Lease>();
   private readonly boxGates = new Map<string, Promise<unknown>>();
   private unregisterDaemons: (() => void) | null = null;
+  private unmarkOwner: (() => Promise<void>) | null = null;
   private readonly env: NodeJS.ProcessEnv;
   /** The narrow view of this backend its leases get. */
   private readonly leaseHost: LeaseHost;
@@ -84,6 +97,8 @@ export class VagrantBackend implements Backend {
     const h = await this.host?.catch(() => null);
     if (h?.started.length) await stopDaemons(h.started);
     if (h) h.started = [];
+    await this.unmarkOwner?.();
+    this.unmarkOwner = null;
     this.unregisterDaemons?.();
     this.unregisterDaemons = null;
   }
@@ -139,6 +154,16 @@ export class VagrantBackend implements Backend {
     if (chosen.why) emit({ type: 'info', target, message: `storage pool in ${chosen.dir}: ${chosen.why}` });
     const pool = await step(emit, target, 'pool', () => ensurePool(POOL_NAME, chosen.dir), POOL_NAME);
     if (pool.created) emit({ type: 'info', target, message: `created storage pool ${POOL_NAME} (${pool.dir})` });
+    // This run's domains are marked as a live process's; a dead run's (crashed, SIGKILLed) are removed.
+    const owners = ownersDir(this.env);
+    this.unmarkOwner = await markOwner(owners, this.prefix, ctx.keep);
+    const swept = await sweepDeadRuns(owners, POOL_NAME);
+    if (swept.domains.length || swept.volumes.length)
+      emit({
+        type: 'info',
+        target,
+        message: `removed what runs that are gone left in libvirt: ${swept.domains.length} domain(s)${swept.domains.length ? ` (${swept.domains.join(', ')})` : ''}, ${swept.volumes.length} volume(s)`,
+      });
     let accel: 'kvm' | 'tcg';
     const forced = this.opts.accel ?? 'auto';
     if (forced !== 'auto') accel = forced;
@@ -158,6 +183,14 @@ export class VagrantBackend implements Backend {
     }
     return { pool: POOL_NAME, poolDir: pool.dir, driver: accel === 'kvm' ? 'kvm' : 'qemu', accel, started };
   }
+}
+
+/**
+ * Where live runs mark their domain prefix (libvirt.ts markOwner): host-wide, as libvirt's
+ * domains are (runs with other caches share them); $USM_LAB_VAGRANT_OWNERS moves it.
+ */
+export function ownersDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.USM_LAB_VAGRANT_OWNERS ?? join(tmpdir(), 'usm-race-lab-vagrant-owners');
 }
 
 /** Leftovers of one backend instance (tests, bench): domains and volumes named with its prefix. */

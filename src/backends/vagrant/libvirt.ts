@@ -1,7 +1,7 @@
 // The libvirt side of the vagrant backend: daemons, /dev/kvm permissions, the storage pool,
 // volumes, leftovers and the KVM probe. No printing: progress goes through emit.
 import { execFile } from 'node:child_process';
-import { chmod, chown, readFile, readdir, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { LabError } from '../../errors.ts';
@@ -226,6 +226,67 @@ export async function deleteVolume(pool: string, volName: string): Promise<void>
 export async function volumePath(pool: string, volName: string): Promise<string | null> {
   const r = await virsh(['vol-path', '--pool', pool, volName], 30_000);
   return r.code === 0 ? r.stdout.trim() : null;
+}
+
+// ---- leftovers of runs that are gone -------------------------------------------------------
+
+/** A backend instance's domains and overlay volumes: usm-lab-<8 hex>-<target>. */
+const RUN_PREFIX = /^(usm-lab-[0-9a-f]{8}-)/;
+
+/**
+ * Mark `prefix` as owned by this process (a file in ownersDir: its pid, or `keep <pid>` for a
+ * --keep run, whose VMs are meant to outlive it). Returns the unmark (a kept mark stays).
+ */
+export async function markOwner(ownersDir: string, prefix: string, keep: boolean): Promise<() => Promise<void>> {
+  await mkdir(ownersDir, { recursive: true });
+  const file = join(ownersDir, `${prefix.replace(/-$/, '')}.pid`);
+  await writeFile(file, `${keep ? 'keep ' : ''}${process.pid}\n`);
+  return async () => {
+    if (!keep) await unlink(file).catch(() => {});
+  };
+}
+
+/**
+ * Domains and overlay volumes of runs that are gone (crashed, SIGKILLed, their host rebooted):
+ * named usm-lab-<8 hex>-, with no mark in ownersDir of a live process and none of a --keep run.
+ * Destroyed, undefined and deleted; returns the domains removed.
+ */
+export async function sweepDeadRuns(ownersDir: string, pool: string): Promise<{ domains: string[]; volumes: string[] }> {
+  const owned = async (prefix: string): Promise<boolean> => {
+    const text = (await readFile(join(ownersDir, `${prefix.replace(/-$/, '')}.pid`), 'utf8').catch(() => '')).trim();
+    if (text.startsWith('keep ')) return true;
+    const pid = Number(text);
+    if (!pid) return false;
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === 'EPERM';
+    }
+  };
+  const dead = new Map<string, boolean>();
+  const isDead = async (name: string): Promise<boolean> => {
+    const prefix = RUN_PREFIX.exec(name)?.[1];
+    if (!prefix) return false;
+    if (!dead.has(prefix)) dead.set(prefix, !(await owned(prefix)));
+    return dead.get(prefix)!;
+  };
+  const domains: string[] = [];
+  for (const d of await listDomains()) {
+    if (!(await isDead(d))) continue;
+    await virsh(['destroy', d], 60_000);
+    const u = await virsh(['undefine', d, '--managed-save', '--snapshots-metadata'], 60_000);
+    if (u.code !== 0) await virsh(['undefine', d], 60_000);
+    domains.push(d);
+  }
+  const volumes: string[] = [];
+  for (const v of await listVolumes(pool)) {
+    if (!(await isDead(v))) continue;
+    await deleteVolume(pool, v);
+    volumes.push(v);
+  }
+  for (const [prefix, gone] of dead) if (gone) await unlink(join(ownersDir, `${prefix.replace(/-$/, '')}.pid`)).catch(() => {});
+  return { domains, volumes };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
