@@ -17,7 +17,7 @@ import {
 } from '../src/analysis/transactions.ts';
 import { clientKey, normalize } from '../src/analysis/normalize.ts';
 import { t975 } from '../src/analysis/interval.ts';
-import { cli, srv, req, HEAD, BODY, ms } from './helpers/tls-events.ts';
+import { cli, srv, raw, req, HEAD, BODY, ms } from './helpers/tls-events.ts';
 
 describe('statusOf: the three bytes at offset 9, as C computes them from signed chars', () => {
   it.each([
@@ -126,23 +126,33 @@ describe('the joiner and the rows', () => {
     expect([c2.joined, c2.joinDroppedEarlyResponse]).toEqual([0, 1]);
   });
 
-  it('incompleteRequests and orphanResponses add up both of their counters', () => {
-    // conn 1: a request part (held) and a response part older than it (dropped early), then a second response part (left over)
+  it('incompleteRequests and orphanResponses add up both of their counters (each non-zero)', () => {
+    const on = (k: number) => ({ sport: 40000 + k, dport: 18000 + k });
+    const s = 1e9;
     const events = [
-      srv(ms(1), 'SSL_write', 1, HEAD),
-      srv(ms(2), 'SSL_write', 1, HEAD),
-      { ...srv(ms(3), 'tcp_close', 1, ''), len: 0 },
-      cli(ms(10), 'SSL_write', 1, 1, req(1, 0)),
-      cli(ms(11), 'SSL_write', 1, 1, req(1, 1)),
-      { ...cli(ms(12), 'tcp_close', 1, 1, ''), len: 0 },
+      // A: a request part, old by the query: dropped
+      raw(0.001 * s, req(1, 0), on(1)),
+      raw(0.002 * s, '', on(1), 'tcp_close'),
+      // B: a request part, young: held
+      raw(35 * s, req(1, 1), on(2)),
+      raw(35.001 * s, '', on(2), 'tcp_close'),
+      // C: a response part before the request part: the response dropped early, the request old
+      raw(0.001 * s, HEAD, on(3)),
+      raw(0.002 * s, '', on(3), 'tcp_close'),
+      raw(0.01 * s, req(1, 2), on(3)),
+      raw(0.011 * s, '', on(3), 'tcp_close'),
+      // D: two response parts and no request: both left over
+      raw(0.001 * s, HEAD, on(4)),
+      raw(0.002 * s, '', on(4), 'tcp_close'),
+      raw(0.003 * s, HEAD, on(4)),
+      raw(0.004 * s, '', on(4), 'tcp_close'),
     ];
-    const r = formTransactions(events, { queryTimeNs: ms(20) });
-    expect(r.counters.joinHeldRequests + r.counters.joinDroppedOldRequests).toBe(r.incompleteRequests);
-    expect(r.counters.joinDroppedEarlyResponse + r.counters.joinLeftoverResponses).toBe(r.orphanResponses);
-    expect(r.incompleteRequests).toBe(2);
-    expect(r.orphanResponses).toBe(2);
-    expect(r.counters.joinDroppedEarlyResponse).toBeGreaterThan(0);
-    expect(r.counters.joinHeldRequests).toBeGreaterThan(0);
+    const r = formTransactions(events, { queryTimeNs: 40 * s });
+    expect([r.counters.joinDroppedOldRequests, r.counters.joinHeldRequests, r.counters.joinDroppedEarlyResponse, r.counters.joinLeftoverResponses]).toEqual([
+      2, 1, 1, 2,
+    ]);
+    expect(r.incompleteRequests).toBe(3);
+    expect(r.orphanResponses).toBe(3);
   });
 
   it('the row key holds fullPath: absent counts as true (one row), false is a row of its own', () => {
