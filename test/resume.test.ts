@@ -422,3 +422,28 @@ describe('resume: the pieces, case by case', () => {
     expect(await targetIdentity({ name: 'v', backend: 'vagrant', box: 'debian/bookworm64' }, o)).toBeNull(); // box not installed
   });
 });
+
+describe('an external tracer (matrix.yaml tracer:) and resuming', () => {
+  it("its settings and files' contents are the cells' inputs: unchanged, the cells are reused; a changed file or argv reruns them", async () => {
+    const l = lab();
+    const tracer: NonNullable<ResolvedRun['tracer']> = {
+      label: 'sp',
+      expect: 'upstream',
+      files: [{ src: join(l.repo, 'system-probe'), name: 'system-probe', sha256: 'a'.repeat(64), mode: 0o755 }],
+      argv: ['{files}/system-probe', 'run'],
+      ready: { socket: true },
+      readyTimeoutMs: null,
+      query: { socket: '/opt/datadog-agent/run/sysprobe.sock', path: '/network_tracer/debug/http_monitoring', timeoutMs: 1000 },
+      settleMs: 0,
+      stop: { signal: 'INT', timeoutMs: 1000 },
+    };
+    const over = { tracer, variants: ['sp'] };
+    const first = await run(l, over);
+    expect(first.ran).toHaveLength(4);
+    expect(first.res.cells.map((c) => [c.variant, c.status])).toEqual(Array(4).fill(['sp', 'ok']));
+    expect((await run(l, over)).ran).toEqual([]);
+    const changedFile = { ...tracer, files: [{ ...tracer.files[0]!, sha256: 'b'.repeat(64) }] };
+    expect((await run(l, { ...over, tracer: changedFile })).ran).toHaveLength(4);
+    expect((await run(l, { ...over, tracer: { ...changedFile, argv: ['{files}/system-probe', 'run', '--debug'] } })).ran).toHaveLength(4);
+  });
+});

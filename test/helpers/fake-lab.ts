@@ -50,6 +50,8 @@ export function fakeTrial(
       join(opts.localDir, 'events.jsonl'),
       `${JSON.stringify({ meta: { hook: 'kprobe' } })}\n${JSON.stringify({ stats: { calls: { SSL_write: 4, SSL_read: 4 } } })}\n`,
     );
+    // an external tracer's trial brings its endpoint's answer (no rows)
+    if (opts.spec.external) await writeFile(join(opts.localDir, 'http_monitoring.json'), '[]');
     const run: TrialRun = { localDir: opts.localDir, conns: [], clientPid: 100, clientRc: 0, durationMs: 1, phases: [], notes: [] };
     const error = o.fail?.({ target: opts.machine.target, trial: opts.spec.trial, mode: opts.spec.mode, variant: opts.spec.variant });
     return error ? { ...run, error } : run;
