@@ -3,11 +3,11 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { summarizeCell, cellDir, verdictFor, type CellSummary, type Status, type TrialResult } from './analysis/cell.ts';
 import { analyzeTrial } from './analysis/trial.ts';
 import type { Backend, Lease, TargetSpec } from './backends/types.ts';
 import type { BackendName, CellId, Variant } from './domain.ts';
-import { createHash } from 'node:crypto';
 import { ConfigError, LabError, asLabError, messageWithReason, outputError, type FailureKind } from './errors.ts';
 import { tryPidLock } from './images/lock.ts';
 import { planMatrix, type TargetPlan } from './plan/plan.ts';

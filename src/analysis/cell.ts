@@ -153,7 +153,7 @@ export function summarizeCell(
     status,
     ...(failed?.error ? { error: failed.error } : {}),
     ...(typeof facts.client === 'string' ? { client: facts.client } : {}),
-    ...(facts.external ? { external: { expect: facts.external.expect } } : {}),
+    ...(facts.external ? { external: facts.external } : {}),
   };
   return { ...cell, verdict: verdictFor(cell) };
 }

@@ -339,6 +339,9 @@ export function formTransactions(events: readonly TlsEvent[], opts: { queryTimeN
   };
 }
 
+/** Upstream's debug endpoint (system-probe's), as the investigation queried it. */
+export const DEBUG_PATH = '/network_tracer/debug/http_monitoring';
+
 /** One row of upstream's debug endpoint. Status codes are keys of ByStatus. */
 export interface HttpMonitoringRow {
   Client: { IP: string; Port: number };

@@ -3,8 +3,15 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { attributeTrial } from './attribution.ts';
 import type { QueryTime, TrialResult } from './cell.ts';
-import { parseClientOutput, parseTracerOutput, type Conn } from './events.ts';
+import { parseClientOutput, parseTracerOutput, type ClientOutput, type Conn } from './events.ts';
 import { formTransactions, QUERY_SETTLE_NS, toHttpMonitoring, type HttpMonitoringRow } from './transactions.ts';
+
+/** The client's own ok and fail counts, over its connections. */
+function clientCounts(client: Pick<ClientOutput, 'ok' | 'fail'>): { clientOk: number; clientFail: number } {
+  // sparse: a connection the client printed no line for is a hole
+  const sum = (xs: readonly number[]) => xs.reduce((a, b) => a + (b ?? 0), 0);
+  return { clientOk: sum(client.ok), clientFail: sum(client.fail) };
+}
 
 async function readOr(path: string, fallback = ''): Promise<string> {
   try {
@@ -55,8 +62,7 @@ export async function analyzeTrial(opts: {
     queryTime,
     tracerMeta: tracer.meta,
     tracerStats: tracer.stats,
-    clientOk: client.ok.reduce((a, b) => a + (b ?? 0), 0),
-    clientFail: client.fail.reduce((a, b) => a + (b ?? 0), 0),
+    ...clientCounts(client),
     ...(opts.durationMs !== undefined ? { durationMs: opts.durationMs } : {}),
   };
   if (opts.failure) return { ...base, status: opts.failure.kind, error: opts.failure.message };
@@ -94,8 +100,7 @@ async function analyzeEndpointTrial(opts: Parameters<typeof analyzeTrial>[0]): P
     queryTime: { ns: null, source: 'endpoint' },
     tracerMeta: null,
     tracerStats: null,
-    clientOk: client.ok.reduce((a, b) => a + (b ?? 0), 0),
-    clientFail: client.fail.reduce((a, b) => a + (b ?? 0), 0),
+    ...clientCounts(client),
     ...(opts.durationMs !== undefined ? { durationMs: opts.durationMs } : {}),
   };
   if (opts.failure) return { ...base, status: opts.failure.kind, error: opts.failure.message };

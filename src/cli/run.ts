@@ -5,6 +5,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { LOOKALIKE_FILE, type MatrixConfig } from '../config/matrix.ts';
+import { BUNDLE_NAME } from '../lookalike/bundle.ts';
 import { ConfigError } from '../errors.ts';
 import { resolveCacheRoot } from '../images/manifest.ts';
 import type { ResolvedRun } from '../matrix.ts';
@@ -66,7 +67,7 @@ export function resolveTracer(cfg: Pick<MatrixConfig, 'tracer' | 'file'>, f: Pic
   const missing: string[] = [];
   for (const given of t.files) {
     if (given === LOOKALIKE_FILE) {
-      files.push({ src: LOOKALIKE_FILE, name: 'usm-lookalike.cjs', sha256: '', mode: 0o644 });
+      files.push({ src: LOOKALIKE_FILE, name: BUNDLE_NAME, sha256: '', mode: 0o644 });
       continue;
     }
     const src = resolve(dirname(cfg.file), given);

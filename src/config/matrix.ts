@@ -28,6 +28,7 @@ import {
   type Variant,
 } from '../domain.ts';
 import type { TargetSpec } from '../backends/types.ts';
+import { DEBUG_PATH } from '../analysis/transactions.ts';
 import type { ExternalTracerRun } from '../scenario/run.ts';
 
 export interface MatrixDefaults {
@@ -74,8 +75,6 @@ export interface MatrixConfig {
   tracer: TracerConfig | null;
 }
 
-/** The default query path: upstream's debug endpoint, as the investigation queried it. */
-export const DEBUG_PATH = '/network_tracer/debug/http_monitoring';
 /** Names in a tracer's argv and query socket, replaced per target: see TracerConfig.argv. */
 export const TRACER_PLACEHOLDERS = ['{files}', '{workdir}', '{libssl}'] as const;
 /** A `files:` entry naming the model's debug-endpoint look-alike, bundled from src/ at the run's start. */

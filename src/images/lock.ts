@@ -70,7 +70,8 @@ async function lockLoop(path: string, onHeld: (holder: number) => Promise<boolea
   }
 }
 
-function alive(pid: number): boolean {
+/** Whether process pid lives (a pid another user's process holds counts as alive). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -6,7 +6,6 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'esbuild';
 import { LabError } from '../errors.ts';
 
 /** The oldest node of the images (bullseye's nodejs 12.22). */
@@ -20,6 +19,8 @@ const SOURCE_DIRS = ['../lookalike/', '../analysis/'].map((p) => fileURLToPath(n
 /** Bundle the look-alike into `outfile`. */
 export async function buildBundle(outfile: string): Promise<void> {
   try {
+    // loaded here, not with the module: a run without the look-alike never starts esbuild
+    const { build } = await import('esbuild');
     const r = await build({
       entryPoints: [ENTRY],
       bundle: true,

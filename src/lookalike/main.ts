@@ -16,14 +16,12 @@ import { dirname } from 'path';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'http';
 import { createInterface } from 'readline';
 import { parseTracerOutput } from '../analysis/events.ts';
-import { DebugEndpoint } from '../analysis/transactions.ts';
-
-export const DEFAULT_PATH = '/network_tracer/debug/http_monitoring';
+import { DEBUG_PATH, DebugEndpoint } from '../analysis/transactions.ts';
 
 export const USAGE = `Usage: node usm-lookalike.cjs (--socket PATH | --port N) [--path P] -- LOADER [ARG...]
 
 The model's debug-endpoint look-alike: starts LOADER (the model's loader, bpf/build/usm_tls with
-its flags, e.g. --variant upstream --libssl PATH), and answers GET P (default ${DEFAULT_PATH})
+its flags, e.g. --variant upstream --libssl PATH), and answers GET P (default ${DEBUG_PATH})
 with the rows of upstream's HTTP layer over the loader's events, as system-probe's debug endpoint
 does. A query drains: the next one returns only newer rows.
   --socket PATH   serve on this unix socket (its folder is made; a stale socket there is replaced)
@@ -40,7 +38,7 @@ export interface LookalikeArgs {
 
 /** The command line; throws an Error naming what is wrong. */
 export function parseLookalikeArgs(argv: readonly string[]): LookalikeArgs | 'help' {
-  const out: LookalikeArgs = { path: DEFAULT_PATH, loader: [] };
+  const out: LookalikeArgs = { path: DEBUG_PATH, loader: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const value = () => {

@@ -2,6 +2,7 @@
 // SIGUSR1, DONE, stop, fetch. Every step has a timeout; every process started is stopped on
 // success, failure and abort.
 import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { join } from 'node:path';
 import { LabError, asLabError } from '../errors.ts';
 import type { Machine } from '../machine/types.ts';
@@ -436,7 +437,8 @@ export async function runTrial(opts: {
     if (ext) {
       // the external tracer's settle counts from the client's exit, as the investigation's sleep 2
       const rest = ext.settleMs - (Date.now() - clientExit);
-      if (rest > 0) await sleep(rest, signal);
+      // cut short by an abort: the next step sees the signal
+      if (rest > 0) await delay(rest, undefined, { signal }).catch(() => {});
     }
     mark('settle');
     if (ext) {
@@ -502,19 +504,6 @@ export async function runTrial(opts: {
     run.durationMs = Date.now() - t0;
   }
   return run;
-}
-
-/** Wait ms, or less when the run is aborted. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 /** The servers' exit as a server-failed error naming what their log said last (e.g. which port's server died). */

@@ -5,6 +5,7 @@ import { chmod, chown, mkdir, readFile, readdir, stat, unlink, writeFile } from 
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { LabError } from '../../errors.ts';
+import { alive } from '../../images/lock.ts';
 import type { Emit } from '../../progress/events.ts';
 
 const pexec = promisify(execFile);
@@ -256,13 +257,7 @@ export async function sweepDeadRuns(ownersDir: string, pool: string): Promise<{ 
     const text = (await readFile(join(ownersDir, `${prefix.replace(/-$/, '')}.pid`), 'utf8').catch(() => '')).trim();
     if (text.startsWith('keep ')) return true;
     const pid = Number(text);
-    if (!pid) return false;
-    try {
-      process.kill(pid, 0);
-      return true;
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code === 'EPERM';
-    }
+    return pid > 0 && alive(pid);
   };
   const dead = new Map<string, boolean>();
   const isDead = async (name: string): Promise<boolean> => {
