@@ -10,7 +10,7 @@ import type { HttpMonitoringRow } from '../src/analysis/transactions.ts';
 import { parseClientOutput, parseTracerOutput, type TlsEvent } from '../src/analysis/events.ts';
 import { summarizeCell, type TrialResult } from '../src/analysis/cell.ts';
 import { zeroCounters } from '../src/analysis/transactions.ts';
-import { CLIENT, cli as tlsCli, conns, srv as tlsSrv } from './helpers/tls-events.ts';
+import { CLIENT, cli as tlsCli, conns, monitoringRow, srv as tlsSrv } from './helpers/tls-events.ts';
 
 const req = (k: number, i: number) => `GET /200/conn${k}-iter${i} HTTP/1.1\r\nHost: 127.0.0.1:1800${k}\r\nConnection: keep-alive\r\n\r\n`;
 const RESP = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK';
@@ -277,16 +277,7 @@ describe('cells and verdicts', () => {
 });
 
 describe('attribution: the two denominators', () => {
-  const row = (path: string, clientPort: number, serverPort: number): HttpMonitoringRow => ({
-    Client: { IP: '127.0.0.1', Port: clientPort },
-    Server: { IP: '127.0.0.1', Port: serverPort },
-    DNS: '',
-    Path: path,
-    Method: 'GET',
-    ByStatus: { '200': { Count: 1, FirstLatencySample: 1 } },
-    StaticTags: 2,
-    DynamicTags: null,
-  });
+  const row = (path: string, clientPort: number, serverPort: number) => monitoringRow(path, serverPort, clientPort);
   const at = (rows: HttpMonitoringRow[], iterations = 2) => attributeTrial({ rows, events: [], conns, iterations, clientPid: null });
 
   it('misattribution is per row (wrong / rows naming a connection): 2 rows per request, captured != expected', () => {

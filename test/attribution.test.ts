@@ -3,20 +3,13 @@
 import { describe, expect, it } from 'vitest';
 import { attributeTrial, clientTruth, symmetry } from '../src/analysis/attribution.ts';
 import type { TlsEvent } from '../src/analysis/events.ts';
+import { monitoringRow } from './helpers/tls-events.ts';
 
 const conns = [
   { k: 1, lport: 40001, rport: 18001 },
   { k: 2, lport: 40002, rport: 18002 },
 ];
-const row = (path: string, server: number) => ({
-  Client: { IP: '127.0.0.1', Port: 40000 },
-  Server: { IP: '127.0.0.1', Port: server },
-  Path: path,
-  Method: 'GET',
-  ByStatus: { '200': { Count: 1 } },
-  StaticTags: 2,
-  DynamicTags: null,
-});
+const row = (path: string, server: number) => monitoringRow(path, server);
 const CLIENT = 100;
 let ts = 0;
 const ev = (o: Partial<TlsEvent> & { fn: string; data: string; sport: number; dport: number; ctx: string }): TlsEvent => ({

@@ -8,8 +8,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DebugEndpoint, formTransactions, toHttpMonitoring } from '../src/analysis/transactions.ts';
-import { parseLookalikeArgs, DEFAULT_PATH } from '../src/lookalike/main.ts';
+import { DEBUG_PATH, DebugEndpoint, formTransactions, toHttpMonitoring } from '../src/analysis/transactions.ts';
+import { parseLookalikeArgs } from '../src/lookalike/main.ts';
 import { buildBundle, lookalikeBundle } from '../src/lookalike/bundle.ts';
 import { cli, HEAD, BODY, req, srv, swappedRun, term, ms, rowLine } from './helpers/tls-events.ts';
 
@@ -70,7 +70,7 @@ describe('the look-alike command line', () => {
   it('takes a socket or a port, a path, and the loader after --', () => {
     expect(parseLookalikeArgs(['--socket', '/run/x.sock', '--', '/b/usm_tls', '--variant', 'upstream'])).toEqual({
       socket: '/run/x.sock',
-      path: DEFAULT_PATH,
+      path: DEBUG_PATH,
       loader: ['/b/usm_tls', '--variant', 'upstream'],
     });
     expect(parseLookalikeArgs(['--port', '5555', '--path', '/x', '--', 'l'])).toEqual({ port: 5555, path: '/x', loader: ['l'] });
@@ -177,13 +177,13 @@ describe('the bundle, as a guest runs it', () => {
       expect(log).toMatch(/^loader: READY$/m);
       // the query time is now (CLOCK_MONOTONIC): the recorded ts are far older than 30 s or not; either way
       // the rows are formTransactions' at the same query time
-      const r = await get(sock, DEFAULT_PATH);
+      const r = await get(sock, DEBUG_PATH);
       expect(r.status).toBe(200);
       const rows = JSON.parse(r.body) as ReturnType<typeof toHttpMonitoring>;
       const want = toHttpMonitoring(formTransactions(events, { queryTimeNs: Number(process.hrtime.bigint()) }).transactions);
       expect(rows.map(rowLine).sort()).toEqual(want.map(rowLine).sort());
       expect(rows.length).toBeGreaterThan(10);
-      expect((await get(sock, DEFAULT_PATH)).body).toBe('[]');
+      expect((await get(sock, DEBUG_PATH)).body).toBe('[]');
       const nf = await get(sock, '/debug/other');
       expect(nf.status).toBe(404);
       p.kill('SIGINT');

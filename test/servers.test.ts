@@ -15,6 +15,7 @@ import { colOf, declaredCols } from '../src/report/view.ts';
 import { renderMatrixMd } from '../src/report/matrix-md.ts';
 import { renderJunit } from '../src/report/junit.ts';
 import type { CellId } from '../src/domain.ts';
+import { monitoringRow } from './helpers/tls-events.ts';
 
 const env = { cwd: '/w', home: '/h', now: new Date('2026-12-01T10:00:00Z'), hostCpus: 2 };
 const yaml = (servers: string) => `defaults:\n  server: ${servers}\ntargets:\n  bw: { backend: qemu, suite: bookworm }\n`;
@@ -141,15 +142,7 @@ describe('server: rows on backend tuples and buffers without a tuple', () => {
     { k: 1, lport: 40001, rport: 18001 },
     { k: 2, lport: 40002, rport: 18002 },
   ];
-  const row = (path: string, client: number, server: number) => ({
-    Client: { IP: '127.0.0.1', Port: client },
-    Server: { IP: '127.0.0.1', Port: server },
-    Path: path,
-    Method: 'GET',
-    ByStatus: { '200': { Count: 1 } },
-    StaticTags: 2,
-    DynamicTags: null,
-  });
+  const row = (path: string, client: number, server: number) => monitoringRow(path, server, client);
   const rows = [
     row('/200/conn1-iter0', 40001, 18001), // right
     row('/200/conn1-iter1', 40002, 18002), // wrong: on conn 2

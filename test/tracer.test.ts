@@ -6,7 +6,8 @@ import { chmodSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseMatrixFlags } from '../src/cli/flags.ts';
-import { DEBUG_PATH, loadMatrix, parseMatrix } from '../src/config/matrix.ts';
+import { loadMatrix, parseMatrix } from '../src/config/matrix.ts';
+import { DEBUG_PATH } from '../src/analysis/transactions.ts';
 import { resolveRun, resolveTracer } from '../src/cli/run.ts';
 import { ConfigError } from '../src/errors.ts';
 import { expandTracer, type ResolvedRun } from '../src/matrix.ts';
@@ -16,6 +17,7 @@ import { analyzeTrial, parseEndpointRows } from '../src/analysis/trial.ts';
 import { feb5Rows } from '../src/report/feb5.ts';
 import { renderCellMd } from '../src/report/cell.ts';
 import type { CellId } from '../src/domain.ts';
+import { monitoringRow } from './helpers/tls-events.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const env = { cwd: ROOT, home: '/h', now: new Date('2026-12-01T10:00:00Z'), hostCpus: 2 };
@@ -246,13 +248,7 @@ describe("an external tracer's cells: judged as the variant it is expected to be
 });
 
 describe("the endpoint's answer analysed as our rows", () => {
-  const row = (path: string, port: number) => ({
-    Client: { IP: '127.0.0.1', Port: 40000 },
-    Server: { IP: '127.0.0.1', Port: port },
-    Path: path,
-    Method: 'GET',
-    ByStatus: { '200': { Count: 1 } },
-  });
+  const row = (path: string, port: number) => monitoringRow(path, port);
 
   it('the seed formula over the rows, kept as returned; no events, so the truth is all n/a (lost)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'endpoint-'));

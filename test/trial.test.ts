@@ -25,6 +25,10 @@ function folder(o: { events?: object[]; stats?: object | null; client?: string |
   return dir;
 }
 
+/** analyzeTrial on a folder as the model's runs give it (iterations 1, the helper's conns, the client pid 100). */
+const analyze = (dir: string, over: Partial<Parameters<typeof analyzeTrial>[0]> = {}) =>
+  analyzeTrial({ dir, trial: 1, iterations: 1, conns, clientPid: 100, ...over });
+
 /** One complete transaction on conn 1 (client and server sides). */
 const oneTx = () => [
   cli(ms(1), 'SSL_write', 1, 1, req(1, 0)),
@@ -36,71 +40,46 @@ const oneTx = () => [
 describe('analyzeTrial: what each file of the trial says', () => {
   it('writes http_monitoring.json as upstream rows, two-space JSON with a final newline; the client lines add up', async () => {
     const dir = folder({ events: oneTx() });
-    const r = await analyzeTrial({ dir, trial: 1, iterations: 1, conns, clientPid: 100, durationMs: 1234 });
+    const r = await analyze(dir, { durationMs: 1234 });
     expect(r.status).toBe('ok');
     const text = readFileSync(join(dir, 'http_monitoring.json'), 'utf8');
     expect(text).toBe(JSON.stringify(JSON.parse(text), null, 2) + '\n');
     expect(r.clientOk).toBe(5);
     expect(r.clientFail).toBe(1);
     expect(r.durationMs).toBe(1234);
-    const without = await analyzeTrial({ dir, trial: 1, iterations: 1, conns, clientPid: 100 });
+    const without = await analyze(dir);
     expect('durationMs' in without).toBe(false);
   });
 
   it('the query time is the stats line ktime_ns: a request part older than 30 s by then is dropped, younger is held', async () => {
     // one request with no response: a request-only part at the termination
     const events = [cli(ms(1), 'SSL_write', 1, 1, req(1, 0)), { ...cli(ms(2), 'tcp_close', 1, 1, ''), len: 0 }];
-    const late = await analyzeTrial({
-      dir: folder({ events, stats: { calls: { SSL_write: 1 }, ktime_ns: ms(1) + 31e9 } }),
-      trial: 1,
-      iterations: 1,
-      conns,
-      clientPid: 100,
-    });
+    const late = await analyze(folder({ events, stats: { calls: { SSL_write: 1 }, ktime_ns: ms(1) + 31e9 } }));
     expect(late.queryTime).toEqual({ ns: ms(1) + 31e9, source: 'stats.ktime_ns' });
     expect(late.http!.joinDroppedOldRequests).toBe(1);
     expect(late.http!.joinHeldRequests).toBe(0);
-    const soon = await analyzeTrial({
-      dir: folder({ events, stats: { calls: { SSL_write: 1 }, ktime_ns: ms(1) + 29e9 } }),
-      trial: 1,
-      iterations: 1,
-      conns,
-      clientPid: 100,
-    });
+    const soon = await analyze(folder({ events, stats: { calls: { SSL_write: 1 }, ktime_ns: ms(1) + 29e9 } }));
     expect(soon.http!.joinHeldRequests).toBe(1);
     expect(soon.http!.joinDroppedOldRequests).toBe(0);
   });
 
   it('no client DONE: client-failed; no stats line: tracer-failed; no SSL call counted: no-traffic; each with its words', async () => {
-    const noDone = await analyzeTrial({
-      dir: folder({ events: oneTx(), client: 'READY:40001:18001:40002:18002\n' }),
-      trial: 1,
-      iterations: 1,
-      conns,
-      clientPid: 100,
-    });
+    const noDone = await analyze(folder({ events: oneTx(), client: 'READY:40001:18001:40002:18002\n' }));
     expect([noDone.status, noDone.error]).toEqual(['client-failed', 'client never printed DONE']);
-    const noClient = await analyzeTrial({ dir: folder({ events: oneTx(), client: null }), trial: 1, iterations: 1, conns, clientPid: 100 });
+    const noClient = await analyze(folder({ events: oneTx(), client: null }));
     expect([noClient.status, noClient.error]).toEqual(['client-failed', 'client never printed DONE']);
-    const noStats = await analyzeTrial({ dir: folder({ events: oneTx(), stats: null }), trial: 1, iterations: 1, conns, clientPid: 100 });
+    const noStats = await analyze(folder({ events: oneTx(), stats: null }));
     expect([noStats.status, noStats.error]).toEqual(['tracer-failed', 'tracer wrote no stats line (did it flush on SIGINT?)']);
     for (const calls of [{}, { tcp_sendmsg: 9, tcp_recvmsg: 9 }, { x_SSL_read: 3 }, { SSL_read: 0, SSL_write: 'none' }]) {
-      const r = await analyzeTrial({ dir: folder({ events: oneTx(), stats: { calls, ktime_ns: ms(9000) } }), trial: 1, iterations: 1, conns, clientPid: 100 });
+      const r = await analyze(folder({ events: oneTx(), stats: { calls, ktime_ns: ms(9000) } }));
       expect([r.status, r.error], JSON.stringify(calls)).toEqual(['no-traffic', 'the tracer saw no SSL_read/SSL_write call: probes did not fire']);
     }
     for (const calls of [{ SSL_read_ex: 1 }, { SSL_write: '2' }, { SSL_read: 1, tcp_sendmsg: -1 }]) {
-      const r = await analyzeTrial({ dir: folder({ events: oneTx(), stats: { calls, ktime_ns: ms(9000) } }), trial: 1, iterations: 1, conns, clientPid: 100 });
+      const r = await analyze(folder({ events: oneTx(), stats: { calls, ktime_ns: ms(9000) } }));
       expect(r.status, JSON.stringify(calls)).toBe('ok');
     }
     // the protocol's failure wins over what the files say
-    const failed = await analyzeTrial({
-      dir: folder({ events: oneTx() }),
-      trial: 1,
-      iterations: 1,
-      conns,
-      clientPid: 100,
-      failure: { kind: 'server-failed', message: 'gone' },
-    });
+    const failed = await analyze(folder({ events: oneTx() }), { failure: { kind: 'server-failed', message: 'gone' } });
     expect([failed.status, failed.error]).toEqual(['server-failed', 'gone']);
   });
 

@@ -143,3 +143,17 @@ export function swappedRun(n: number, order: 'interleaved' | 'sequential', seed:
   );
   return out;
 }
+
+/** A row of the debug endpoint naming `path`, put on the server port `server` (client port `client`). */
+export function monitoringRow(path: string, server: number, client = 40000): HttpMonitoringRow {
+  return {
+    Client: { IP: '127.0.0.1', Port: client },
+    Server: { IP: '127.0.0.1', Port: server },
+    DNS: '',
+    Path: path,
+    Method: 'GET',
+    ByStatus: { '200': { Count: 1, FirstLatencySample: 1 } },
+    StaticTags: 2,
+    DynamicTags: null,
+  };
+}
