@@ -6,9 +6,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { analyzeTrial, pickQueryTime } from '../src/analysis/trial.ts';
+import { analyzeTrial, parseEndpointRows, pickQueryTime } from '../src/analysis/trial.ts';
 import { parseClientOutput, parseTracerOutput } from '../src/analysis/events.ts';
-import { cli, conns, req, srv, HEAD, BODY, ms } from './helpers/tls-events.ts';
+import { cli, conns, req, srv, HEAD, BODY, ms, monitoringRow } from './helpers/tls-events.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'trial-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -70,11 +70,11 @@ describe('analyzeTrial: what each file of the trial says', () => {
     expect([noClient.status, noClient.error]).toEqual(['client-failed', 'client never printed DONE']);
     const noStats = await analyze(folder({ events: oneTx(), stats: null }));
     expect([noStats.status, noStats.error]).toEqual(['tracer-failed', 'tracer wrote no stats line (did it flush on SIGINT?)']);
-    for (const calls of [{}, { tcp_sendmsg: 9, tcp_recvmsg: 9 }, { x_SSL_read: 3 }, { SSL_read: 0, SSL_write: 'none' }]) {
+    for (const calls of [{}, { tcp_sendmsg: 9, tcp_recvmsg: 9 }, { x_SSL_read: 3 }, { x_SSL_write: 3 }, { SSL_read: 0, SSL_write: 'none' }]) {
       const r = await analyze(folder({ events: oneTx(), stats: { calls, ktime_ns: ms(9000) } }));
       expect([r.status, r.error], JSON.stringify(calls)).toEqual(['no-traffic', 'the tracer saw no SSL_read/SSL_write call: probes did not fire']);
     }
-    for (const calls of [{ SSL_read_ex: 1 }, { SSL_write: '2' }, { SSL_read: 1, tcp_sendmsg: -1 }]) {
+    for (const calls of [{ SSL_read_ex: 1 }, { SSL_write_ex: 1 }, { SSL_write: '2' }, { SSL_read: 1, tcp_sendmsg: -1 }]) {
       const r = await analyze(folder({ events: oneTx(), stats: { calls, ktime_ns: ms(9000) } }));
       expect(r.status, JSON.stringify(calls)).toBe('ok');
     }
@@ -113,5 +113,94 @@ describe('the parsers refuse what is not theirs', () => {
     expect(counts.fail[0]).toBe(12);
     expect(counts.ok[11]).toBe(4);
     expect(counts.ok[1]).toBeUndefined();
+  });
+});
+
+describe("an external tracer's trial: the rows its endpoint answered (rowsFrom: 'endpoint')", () => {
+  /** A trial folder of an external tracer: its answer as http_monitoring.json (as returned), the client's stdout. */
+  function endpointFolder(body: string | null, client: string | null = 'READY:40001:18001:40002:18002\nDONE\nconn1 ok=2 fail=0\nconn2 ok=1 fail=1\n'): string {
+    const dir = join(root, `e${++n}`);
+    mkdirSync(dir, { recursive: true });
+    if (body !== null) writeFileSync(join(dir, 'http_monitoring.json'), body);
+    if (client !== null) writeFileSync(join(dir, 'client.out'), client);
+    return dir;
+  }
+  const rows = [
+    monitoringRow('/200/conn1-iter0', 18001, 40001), // right
+    monitoringRow('/200/conn1-iter1', 18002, 40002), // wrong: conn 1's request on conn 2's tuple
+    monitoringRow('/200/conn2-iter0', 18002, 40002), // right
+    monitoringRow('/200/elsewhere', 18001, 40001), // names no request of the run
+  ];
+  const endpoint = (dir: string, over: Partial<Parameters<typeof analyzeTrial>[0]> = {}) =>
+    analyzeTrial({ dir, trial: 3, iterations: 2, conns, clientPid: 100, rowsFrom: 'endpoint', ...over });
+
+  it("the rows are attributed as the model's are; no events, so no HTTP counters, no query time, no tracer meta; the client lines add up", async () => {
+    const dir = endpointFolder(JSON.stringify(rows));
+    const r = await endpoint(dir, { durationMs: 77 });
+    expect(r.status).toBe('ok');
+    expect(r.trial).toBe(3);
+    expect(r.attribution).toMatchObject({ expected: 4, captured: 3, correct: 2, wrong: 1, lost: 1, capturedRequests: 2 });
+    expect(r.attribution!.byConn).toEqual([
+      { k: 1, rport: 18001, rightRows: 1, wrongRows: 1 },
+      { k: 2, rport: 18002, rightRows: 1, wrongRows: 0 },
+    ]);
+    expect([r.incompleteRequests, r.orphanResponses, r.queryTime, r.tracerMeta, r.tracerStats]).toEqual([0, 0, { ns: null, source: 'endpoint' }, null, null]);
+    expect('http' in r).toBe(false);
+    expect([r.clientOk, r.clientFail, r.durationMs]).toEqual([3, 1, 77]);
+    expect('durationMs' in (await endpoint(dir))).toBe(false);
+    // the answer is kept as the tracer gave it: the analysis does not rewrite it
+    expect(readFileSync(join(dir, 'http_monitoring.json'), 'utf8')).toBe(JSON.stringify(rows));
+    // the client's own truth is not ours to take: no request is judged by our events
+    expect(r.attribution!.truth).toEqual((await endpoint(endpointFolder('[]'))).attribution!.truth);
+  });
+
+  it("without the protocol's connections, the client's READY line names them", async () => {
+    const r = await endpoint(endpointFolder(JSON.stringify(rows)), { conns: [] });
+    expect(r.attribution).toMatchObject({ correct: 2, wrong: 1 });
+    const none = await endpoint(endpointFolder(JSON.stringify(rows), 'DONE\n'), { conns: [] });
+    expect(none.attribution).toMatchObject({ captured: 0, correct: 0, wrong: 0 });
+  });
+
+  it("the protocol's failure wins, then a client without DONE, then an answer that is not rows, each with its words", async () => {
+    const failed = await endpoint(endpointFolder('not json'), { failure: { kind: 'tracer-failed', message: 'endpoint answered HTTP 500' } });
+    expect([failed.status, failed.error]).toEqual(['tracer-failed', 'endpoint answered HTTP 500']);
+    const noDone = await endpoint(endpointFolder('not json', 'READY:40001:18001:40002:18002\n'));
+    expect([noDone.status, noDone.error]).toEqual(['client-failed', 'client never printed DONE']);
+    const cases: [string | null, string][] = [
+      [null, 'is empty'],
+      ['  \n', 'is empty'],
+      ['{"a":', 'is not JSON: '],
+      ['{"rows":[]}', 'is not a JSON array of rows (it is object)'],
+      ['null', 'is not a JSON array of rows (it is null)'],
+      [
+        '[{"Path":"/x","Server":{"Port":18001}}, {"Path":"/y","Server":{"Port":"18002"}}]',
+        'row 1 has no Path string or Server.Port number: {"Path":"/y","Server":{"Port":"18002"}}',
+      ],
+    ];
+    for (const [body, words] of cases) {
+      const r = await endpoint(endpointFolder(body));
+      expect(r.status, String(body)).toBe('tracer-failed');
+      expect(r.error, String(body)).toContain(`the debug endpoint's answer (http_monitoring.json) ${words}`);
+      expect(r.attribution, String(body)).toMatchObject({ captured: 0, correct: 0, wrong: 0, expected: 4 });
+    }
+  });
+
+  it('parseEndpointRows: every row needs a Path string and a Server.Port number; other fields as they come', () => {
+    expect(parseEndpointRows('[]')).toEqual([]);
+    expect(parseEndpointRows('[{"Path":"/a","Server":{"Port":1},"Extra":true}]')).toEqual([{ Path: '/a', Server: { Port: 1 }, Extra: true }]);
+    for (const [row, i] of [
+      ['null', 0],
+      ['3', 0],
+      ['{"Server":{"Port":1}}', 0],
+      ['{"Path":5,"Server":{"Port":1}}', 0],
+      ['{"Path":"/a"}', 0],
+      ['{"Path":"/a","Server":null}', 0],
+    ] as const) {
+      const got = parseEndpointRows(`[${row}]`);
+      expect(got, row).toEqual({ error: `row ${i} has no Path string or Server.Port number: ${row.replace(/\s/g, '')}` });
+    }
+    expect(parseEndpointRows('"rows"')).toEqual({ error: 'is not a JSON array of rows (it is string)' });
+    const long = parseEndpointRows(`[{"Path":"${'x'.repeat(400)}"}]`) as { error: string };
+    expect(long.error.length).toBe('row 0 has no Path string or Server.Port number: '.length + 200);
   });
 });
