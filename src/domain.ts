@@ -57,7 +57,10 @@ export interface CellId {
 /** Where the project's sources go on a guest (Machine.workdir), for every VM backend. */
 export const GUEST_WORKDIR = '/root/usm-race-lab';
 
-/** The steps of the run protocol as timed per trial (TrialRun.phases, report.json's trials[].phases, `npm run bench:trial`). */
+/**
+ * The steps of the run protocol as timed per trial (TrialRun.phases, report.json's trials[].phases,
+ * `npm run bench:trial`). 'setup' (its own exec before 2026-12) is only in older reports.
+ */
 export const PHASES = [
   'setup',
   'servers',

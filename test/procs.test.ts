@@ -1,11 +1,11 @@
 // The background-process layer on a real shell (LocalMachine): the same commands go over SSH.
 import { afterEach, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalMachine } from '../src/machine/local.ts';
 import { shellJoin } from '../src/machine/types.ts';
-import { readProc, signalProc, startProc, stopProc, toEre, waitExit, waitForLine, type BgProc } from '../src/scenario/procs.ts';
+import { ProcGone, readProc, signalProc, startProc, stopProc, toEre, waitExit, waitForLine, type BgProc } from '../src/scenario/procs.ts';
 import type { Machine } from '../src/machine/types.ts';
 import { LabError } from '../src/errors.ts';
 
@@ -137,6 +137,30 @@ describe('background processes over Machine.exec', () => {
     const st = await waitExit(counting, p, 20_000);
     expect(st.rc).toBe(3);
     expect(execs).toBe(1);
+  }, 30_000);
+
+  it('an exec that relies on a process that has exited does nothing and says which (ProcGone); its folders are made first otherwise', async () => {
+    const gone = await startProc(m, { name: 'gone', dir, kind: 'server-failed', argv: ['sh', '-c', 'exit 7'] });
+    await waitExit(m, gone, 10_000);
+    const live = await startProc(m, { name: 'live', dir, kind: 'tracer-failed', argv: ['sleep', '30'] });
+    started.push(live);
+    const sub = join(dir, 'made', 'here');
+    // a launch: nothing started, no folder made
+    const err = await startProc(m, { name: 'never', dir: join(dir, 'never'), kind: 'client-failed', argv: ['true'], alive: [live, gone] }).catch((e) => e);
+    expect(err).toBeInstanceOf(ProcGone);
+    expect(err.proc).toBe(gone);
+    expect(err.code).toBe('7');
+    expect(existsSync(join(dir, 'never'))).toBe(false);
+    // a wait's first round trip: neither the line written nor the signal sent
+    const file = join(dir, 'written');
+    const w = await waitForLine(m, live, /^X$/, 5_000, undefined, null, { alive: [gone], write: { file, line: 'x' }, kill: 'TERM' }).catch((e) => e);
+    expect(w).toBeInstanceOf(ProcGone);
+    expect(existsSync(file)).toBe(false);
+    expect((await readProc(m, live)).rc).toBeNull();
+    // all alive: the folders are made, the program runs in its own (made) folder
+    const ok = await startProc(m, { name: 'ok', dir: join(dir, 'own'), kind: 'client-failed', argv: ['sh', '-c', 'exit 0'], alive: [live], mkdir: [sub] });
+    expect((await waitExit(m, ok, 10_000)).rc).toBe(0);
+    expect(existsSync(sub)).toBe(true);
   }, 30_000);
 
   it('toEre: a grep -E wake-up hint for the ready lines, or none when unsure', () => {

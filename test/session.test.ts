@@ -4,11 +4,12 @@
 // sees none of the previous run's connections or events, and the servers see each run's
 // connections as new ones. Needs root + BPF; under CI=true their absence FAILS this file.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseTracerOutput } from '../src/analysis/events.ts';
 import { LocalMachine } from '../src/machine/local.ts';
+import type { Machine } from '../src/machine/types.ts';
 import type { ProgressEvent } from '../src/progress/events.ts';
 import { prepareMachine, type Prepared } from '../src/scenario/prepare.ts';
 import { closeSession, newSession, runTrial, type TrialRun, type TrialSpec } from '../src/scenario/run.ts';
@@ -115,6 +116,62 @@ describe.skipIf(missing !== null && !inCI)(`a target's trials share servers and 
       const out2 = readFileSync(join(second.localDir, 'servers.out'), 'utf8');
       for (const c of second.conns) expect(out2).toContain(`CLOSED ${c.rport} ${c.lport}`);
       expect(out2).not.toContain(`CLOSED 18001 ${first.conns[0]!.lport}`);
+    },
+    120_000,
+  );
+
+  it.runIf(missing === null)(
+    'a warm trial is two round trips (the client with the gate and the traffic after its READY; one close that settles, flushes and brings the folder back): no sftp; a baseline three',
+    async () => {
+      const calls: string[] = [];
+      const counting: Machine = {
+        target: m.target,
+        workdir: m.workdir,
+        exec: (argv, o) => (calls.push('exec'), m.exec(argv, o)),
+        put: (a, b) => (calls.push('put'), m.put(a, b)),
+        get: (a, b) => (calls.push('get'), m.get(a, b)),
+        close: () => m.close(),
+      };
+      const k = 8;
+      const r = await runTrial({
+        machine: counting,
+        tools: prepared.tools,
+        spec: spec({ trial: k }),
+        remoteDir: join(scratch, 'remote', `trial-${k}`),
+        localDir: join(scratch, 'local', `trial-${k}`),
+        session,
+        emit: (e) => events.push(e),
+        signal: new AbortController().signal,
+      });
+      expect(r.error, r.error?.message).toBeUndefined();
+      expect(calls).toEqual(['exec', 'exec']);
+      // what came back in the tar is the whole folder: the tracer's events and stats, the client's and servers' outputs
+      const t = tracerOut(r);
+      expect(t.meta).toMatchObject({ map_entries_at_start: 0 });
+      expect(t.stats?.calls?.SSL_write).toBeGreaterThanOrEqual(2 * 20);
+      for (const f of ['client.out', 'client.log', 'client-record.jsonl', 'servers.out', 'tracer.log']) expect(existsSync(join(r.localDir, f)), f).toBe(true);
+      for (const c of r.conns) expect(readFileSync(join(r.localDir, 'servers.out'), 'utf8')).toContain(`CLOSED ${c.rport} ${c.lport}`);
+      // each exec's time is split by the machine's clock into the protocol's steps
+      const names = r.phases.map((p) => p.name);
+      expect(names).toEqual(expect.arrayContaining(['client-ready', 'tracer-ready', 'traffic', 'settle', 'tracer-exit', 'fetch']));
+      expect(names.indexOf('client-ready')).toBeLessThan(names.indexOf('tracer-ready'));
+      expect(names.indexOf('tracer-ready')).toBeLessThan(names.indexOf('traffic'));
+      expect(r.phases.every((p) => Number.isInteger(p.ms) && p.ms >= 0)).toBe(true);
+      // a baseline: the gate opens first (its own exec), then the client and its traffic, then the close
+      calls.length = 0;
+      const b = await runTrial({
+        machine: counting,
+        tools: prepared.tools,
+        spec: spec({ trial: k + 1, scenario: 'baseline' }),
+        remoteDir: join(scratch, 'remote', `trial-${k + 1}`),
+        localDir: join(scratch, 'local', `trial-${k + 1}`),
+        session,
+        emit: (e) => events.push(e),
+        signal: new AbortController().signal,
+      });
+      expect(b.error, b.error?.message).toBeUndefined();
+      expect(calls).toEqual(['exec', 'exec', 'exec']);
+      expect(tracerOut(b).stats?.calls?.SSL_set_fd).toBeGreaterThanOrEqual(2);
     },
     120_000,
   );

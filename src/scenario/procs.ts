@@ -19,11 +19,59 @@ export interface BgProc {
 /** One control exec's deadline on this host; a TCG guest under load wants its scaled value (Timeouts.execMs). */
 export const DEFAULT_EXEC_MS = 15_000;
 
+/**
+ * An exec's precondition failed on the machine: a process it relies on (`Alive`) had exited, so
+ * the exec did nothing. The caller starts that process again and repeats the step.
+ */
+export class ProcGone extends Error {
+  constructor(
+    readonly proc: BgProc,
+    /** Its exit code as its rc file holds it. */
+    readonly code: string,
+  ) {
+    super(`${proc.name} had exited (code ${code})`);
+  }
+}
+
+// What an exec checks and prepares on the machine before it acts (its first arguments): a count
+// and that many rc files of processes that must still run (the first one that has exited is
+// printed as GONE <index> <code>, and the exec stops there, having changed nothing); then a count
+// and that many folders to create.
+const PRE = [
+  'ng=$1; shift; i=0',
+  'while [ "$i" -lt "$ng" ]; do',
+  '  if [ -s "$1" ]; then printf \'\\035GONE %s %s\\n\' "$i" "$(cat "$1")"; exit 0; fi',
+  '  shift; i=$((i+1))',
+  'done',
+  'nm=$1; shift; i=0',
+  'while [ "$i" -lt "$nm" ]; do mkdir -p "$1" || exit 4; shift; i=$((i+1)); done',
+].join('\n');
+
+function preArgs(alive: readonly BgProc[] = [], mkdir: readonly string[] = []): string[] {
+  return [String(alive.length), ...alive.map((p) => p.rc), String(mkdir.length), ...mkdir];
+}
+
+/** PRE's GONE line, as a ProcGone of the process it names. */
+function checkGone(stdout: string, alive: readonly BgProc[] = []): void {
+  const g = /^\x1dGONE (\d+) ?(.*)$/m.exec(stdout);
+  const p = g ? alive[Number(g[1])] : undefined;
+  if (p) throw new ProcGone(p, g![2]!.trim());
+}
+
+/** What an exec relies on and prepares: processes that must still run, folders to create. */
+export interface Pre {
+  /** Checked first: if one of them has exited, the exec does nothing and throws ProcGone. */
+  alive?: readonly BgProc[];
+  mkdir?: readonly string[];
+}
+
 // $1..$4: stdout, stderr, rc, pid files; $5, $6: WAIT's pattern and checks (when a wait follows
-// in the same exec); the rest is argv. The inner sh writes its own pid and execs the program, so
-// the pid file holds the program's pid; the subshell records the exit code.
+// in the same exec); then PRE's arguments (the process's own folder among the folders); the rest
+// is argv. The inner sh writes its own pid and execs the program, so the pid file holds the
+// program's pid; the subshell records the exit code.
 const LAUNCH = [
   'o=$1; e=$2; r=$3; p=$4; pat=$5; n=$6; shift 6',
+  PRE,
   // a restart under the same name: the last run's exit code and pid must not be read as this one's
   'rm -f "$r" "$p"',
   '( setsid -w sh -c \'echo $$ >"$0"; exec "$@"\' "$p" "$@" >"$o" 2>"$e" </dev/null; echo $? >"$r" ) >/dev/null 2>&1 </dev/null &',
@@ -31,10 +79,25 @@ const LAUNCH = [
   'cat "$p"',
 ].join('\n');
 
-export async function startProc(
-  m: Machine,
-  opts: { name: string; dir: string; argv: readonly string[]; kind: FailureKind; cwd?: string; execMs?: number },
-): Promise<BgProc> {
+/** How a process is started: its name and folder (its files: NAME.out, .log, .rc, .pid), what it runs, what it relies on. */
+export interface StartOpts extends Pre {
+  name: string;
+  /** Created when missing. */
+  dir: string;
+  argv: readonly string[];
+  kind: FailureKind;
+  cwd?: string;
+  execMs?: number;
+  /**
+   * What the same exec goes on to do once the ready line is there (startAndWait only): a script run
+   * after the wait, with the process's files in $o $e $r $p, the wait's pattern in $pat, the
+   * exec's start clock (ns) in $ts0 and `env` in its environment; what it prints after a \x1f
+   * comes back as `more`. It must stop at once unless the line is there (`grep -E -q -e "$pat"`).
+   */
+  then?: { script: string; env: Record<string, string>; timeoutMs: number };
+}
+
+export async function startProc(m: Machine, opts: StartOpts): Promise<BgProc> {
   return (await launch(m, opts, '', 0)).proc;
 }
 
@@ -44,27 +107,28 @@ function procFiles(opts: { name: string; dir: string }) {
 }
 
 /** Start the process and, in the same exec, wait up to `checks` tenths of a second for `ere` (or its exit). */
-async function launch(
-  m: Machine,
-  opts: { name: string; dir: string; argv: readonly string[]; kind: FailureKind; cwd?: string; execMs?: number },
-  ere: string,
-  checks: number,
-): Promise<{ proc: BgProc; state: ProcState | null }> {
+async function launch(m: Machine, opts: StartOpts, ere: string, checks: number): Promise<{ proc: BgProc; state: ProcState | null; more: string[] }> {
   const execMs = opts.execMs ?? DEFAULT_EXEC_MS;
   const files = procFiles(opts);
+  const then = checks > 0 ? opts.then : undefined;
+  // without a pattern the wait's grep would match anything: nothing may follow it
+  if (then && !ere) throw new LabError('internal', `${opts.name}: a step after its ready line needs a pattern grep -E can check`);
   // READ's last cat fails while the rc file does not exist yet: the status is the pid's, not READ's.
-  const script = checks > 0 ? `${LAUNCH}\nprintf '\\037'\n${WAIT}\nexit 0` : LAUNCH;
-  const r = await m.exec(['sh', '-c', script, 'sh', files.out, files.err, files.rc, files.pid, ere, String(checks), ...opts.argv], {
-    timeoutMs: execMs + checks * 100,
+  const script = checks > 0 ? `ts0=$(date +%s%N 2>/dev/null)\n${LAUNCH}\nprintf '\\037'\n${WAIT}\n${then?.script ?? ''}\nexit 0` : LAUNCH;
+  const pre = preArgs(opts.alive, [opts.dir, ...(opts.mkdir ?? [])]);
+  const env = then ? ['env', ...Object.entries(then.env).map(([k, v]) => `${k}=${v}`)] : [];
+  const r = await m.exec([...env, 'sh', '-c', script, 'sh', files.out, files.err, files.rc, files.pid, ere, String(checks), ...pre, ...opts.argv], {
+    timeoutMs: execMs + checks * 100 + (then?.timeoutMs ?? 0),
     ...(opts.cwd ? { cwd: opts.cwd } : {}),
   });
-  const [pidText = '', rest] = r.stdout.split('\x1f');
+  if (r.code === 0) checkGone(r.stdout, opts.alive);
+  const [pidText = '', rest, ...more] = r.stdout.split('\x1f');
   const pid = Number(pidText.trim());
   if (r.code !== 0 || !Number.isInteger(pid) || pid <= 0) {
     throw new LabError(opts.kind, `failed to start ${opts.name}: ${r.stderr.trim() || `exit ${r.code}`}`);
   }
   const proc = { name: opts.name, pid, out: files.out, err: files.err, rc: files.rc, kind: opts.kind, execMs };
-  return { proc, state: rest === undefined ? null : parseState(rest) };
+  return { proc, state: rest === undefined ? null : parseState(rest), more };
 }
 
 /**
@@ -73,16 +137,18 @@ async function launch(
  */
 export async function startAndWait(
   m: Machine,
-  opts: { name: string; dir: string; argv: readonly string[]; kind: FailureKind; cwd?: string; execMs?: number },
+  opts: StartOpts,
   re: RegExp,
   timeoutMs: number,
   signal?: AbortSignal,
-): Promise<{ proc: BgProc; state: ProcState }> {
+): Promise<{ proc: BgProc; state: ProcState; more: string[] }> {
   const deadline = Date.now() + timeoutMs;
-  const { proc, state } = await launch(m, opts, toEre(re), sliceChecks(timeoutMs));
-  if (state && matches(state, re)) return { proc, state };
+  const { proc, state, more } = await launch(m, opts, toEre(re), sliceChecks(timeoutMs));
+  if (state && matches(state, re)) return { proc, state, more };
+  // the line came between the wait's read and the step after it, which went on: read it again (rare)
+  if (more.length) return { proc, state: await readProc(m, proc), more };
   try {
-    return { proc, state: await waitForLine(m, proc, re, Math.max(0, deadline - Date.now()), signal, state) };
+    return { proc, state: await waitForLine(m, proc, re, Math.max(0, deadline - Date.now()), signal, state), more: [] };
   } catch (err) {
     // never ready: the caller has no handle on it, so it is stopped here
     await stopProc(m, proc);
@@ -105,7 +171,7 @@ export async function readProc(m: Machine, p: BgProc): Promise<ProcState> {
 }
 
 /** READ's output: stdout, stderr and the exit code, separated by \n\x1e. */
-function parseState(text: string): ProcState {
+export function parseState(text: string): ProcState {
   const [out = '', err = '', rc = ''] = text.split('\n\x1e');
   return { out, err, rc: rc.trim() === '' ? null : Number(rc.trim()) };
 }
@@ -116,13 +182,16 @@ function parseState(text: string): ProcState {
 // exec costs 0.2-0.9 s, so host-side polling added about a second per wait and loaded the
 // guest's one vCPU while the client ran. The host re-checks with the JS RegExp (the ERE given to
 // grep is only a wake-up hint) and checks the abort signal and deadline between slices.
-// $6 $7: a signal to send to pid $7 first; $8 $9: a line to write to file $8 before that.
+// $6 $7: a signal to send to pid $7 first; $8 $9: a line to write to file $8 before that; then
+// PRE's arguments, checked before either.
 const WAIT_ARGS = [
-  'o=$1; e=$2; r=$3; pat=$4; n=$5; k=$6',
-  '[ -z "$8" ] || printf \'%s\\n\' "$9" >"$8" || exit 3',
-  '[ -z "$k" ] || kill -s "$k" "$7" 2>/dev/null',
+  'o=$1; e=$2; r=$3; pat=$4; n=$5; k=$6; pid=$7; wf=$8; wl=$9; shift 9',
+  PRE,
+  '[ -z "$wf" ] || printf \'%s\\n\' "$wl" >"$wf" || exit 3',
+  '[ -z "$k" ] || kill -s "$k" "$pid" 2>/dev/null',
 ].join('\n');
-const WAIT = [
+/** On the machine: wait (checks $n tenths of a second at most) for pattern $pat in files $o $e, or rc file $r; then print the three like READ. */
+export const WAIT = [
   'i=0',
   'while [ "$i" -lt "$n" ]; do',
   '  [ -s "$r" ] && break',
@@ -140,16 +209,17 @@ export function toEre(re: RegExp): string {
   return /\\[a-zA-Z]|\(\?/.test(src) || re.flags.includes('i') ? '' : src;
 }
 
-function sliceChecks(remainingMs: number): number {
+/** The checks (tenths of a second) of one wait slice on the machine: SLICE_S at most. */
+export function sliceChecks(remainingMs: number): number {
   return Math.max(1, Math.min(SLICE_S * 10, Math.ceil(remainingMs / 100)));
 }
 
-function matches(st: ProcState, re: RegExp): boolean {
+export function matches(st: ProcState, re: RegExp): boolean {
   return `${st.out}\n${st.err}`.split('\n').some((l) => re.test(l));
 }
 
-/** Done in the first round trip of a wait, before it: write a line to a file, then send a signal. */
-export interface Before {
+/** Done in the first round trip of a wait, before it: check PRE's processes, make its folders, write a line to a file, then send a signal. */
+export interface Before extends Pre {
   kill?: Sig;
   write?: { file: string; line: string };
 }
@@ -158,8 +228,20 @@ export interface Before {
 async function waitOnMachine(m: Machine, p: BgProc, ere: string, remainingMs: number, before?: Before): Promise<ProcState> {
   const checks = sliceChecks(remainingMs);
   const w = before?.write;
-  const argv = [p.out, p.err, p.rc, ere, String(checks), before?.kill ?? '', String(p.pid), w?.file ?? '', w?.line ?? ''];
+  const argv = [
+    p.out,
+    p.err,
+    p.rc,
+    ere,
+    String(checks),
+    before?.kill ?? '',
+    String(p.pid),
+    w?.file ?? '',
+    w?.line ?? '',
+    ...preArgs(before?.alive, before?.mkdir),
+  ];
   const r = await m.exec(['sh', '-c', `${WAIT_ARGS}\n${WAIT}`, 'sh', ...argv], { timeoutMs: checks * 100 + p.execMs });
+  if (r.code === 0) checkGone(r.stdout, before?.alive);
   if (r.code !== 0 && r.code !== 1)
     throw new LabError(p.kind, `cannot read the state of ${p.name}: ${r.timedOut ? 'timed out' : r.stderr.trim() || `exit ${r.code}`}`);
   return parseState(r.stdout);

@@ -4,12 +4,30 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { LabError, asLabError } from '../errors.ts';
 import type { Machine } from '../machine/types.ts';
 import type { Api, Hook, Mode, Nagle, Phase, PhaseName, Reads, Scenario, Server, TraceScope, Variant } from '../domain.ts';
 import { parseClientOutput, type Conn } from '../analysis/events.ts';
 import type { Emit } from '../progress/events.ts';
-import { DEFAULT_EXEC_MS, startAndWait, startProc, stopProc, waitExit, waitForLine, readProc, tail, type BgProc } from './procs.ts';
+import {
+  DEFAULT_EXEC_MS,
+  ProcGone,
+  WAIT,
+  matches,
+  parseState,
+  readProc,
+  sliceChecks,
+  startAndWait,
+  startProc,
+  stopProc,
+  tail,
+  toEre,
+  waitExit,
+  waitForLine,
+  type BgProc,
+  type ProcState,
+} from './procs.ts';
 
 export interface Tools {
   /** Absolute paths on the machine. */
@@ -136,7 +154,8 @@ export interface TrialRun {
 export interface TargetSession {
   /** Scratch folder on the machine for the servers' and tracers' files. */
   dir: string;
-  servers?: { proc: BgProc; key: string };
+  /** Their settings, and where their outputs ended after the last trial (the next trial's part starts there). */
+  servers?: { proc: BgProc; key: string; outAt: number; errAt: number };
   /**
    * Loaded tracers (`usm_tls --control`), one per variant and settings: attached behind a closed
    * gate, opened for each trial's run and closed after it with its maps emptied.
@@ -150,6 +169,8 @@ export interface SessionTracer {
   control: string;
   /** Runs opened so far (the loader numbers them from 1). */
   runs: number;
+  /** Where its stderr ended after the last run (the next run's part of the log starts there). */
+  errAt: number;
 }
 
 export function newSession(dir: string): TargetSession {
@@ -165,26 +186,19 @@ export async function closeSession(m: Machine, s: TargetSession, scratch: string
   await m.exec(['rm', '-rf', s.dir, ...scratch], { timeoutMs: 30_000 }).catch(() => {});
 }
 
-// $1 trial folder, $2 session folder, $3 servers' rc file ('' when none), $4 $5 servers' stdout and
-// stderr, $6 $7 the variant's tracer's rc file and stderr ('' when none): make both folders; say
-// whether the servers and the tracer still run, and where their outputs end now.
-const SETUP = [
-  'mkdir -p "$1" "$2" || exit 4',
-  'state() { if [ -z "$1" ]; then echo NONE; elif [ -s "$1" ]; then echo "EXITED $(cat "$1")"; else echo RUNNING; fi; }',
-  'state "$3"',
-  'wc -c <"$4" 2>/dev/null || echo 0',
-  'wc -c <"$5" 2>/dev/null || echo 0',
-  'state "$6"',
-  'wc -c <"$7" 2>/dev/null || echo 0',
-].join('\n');
-
 // $1 servers' stdout, $2 its offset at the trial's start, $3 checks (20 a second), $4 $5 their
-// stderr and its offset, $6 the trial's folder, $7 their rc file, then one "CLOSED <port> <peer
-// port>" line per connection of the trial: wait until the servers have closed them all; copy
-// their outputs since the trial began into the trial's folder; print ALL or SOME, then the
-// servers' exit code if they have exited.
+// stderr and its offset, $6 the trial's folder, $7 their rc file; $8..$12 the tracer's stdout,
+// stderr, rc file and pid ('' when no tracer run is to be closed here) and its checks (10 a
+// second), $13 the ERE of its FLUSHED line, $14 the largest folder (KiB) sent back as a tar; then
+// one "CLOSED <port> <peer port>" line per connection of the trial.
+// Wait until the servers have closed them all; copy their outputs since the trial began into the
+// trial's folder; print ALL or SOME, their exit code (or an empty line), their outputs' sizes now.
+// Then, with a tracer: close its run (SIGUSR2) and wait for its FLUSHED line (READ's three parts
+// after a \x1f); once flushed, the trial's folder as a base64 tar after another \x1f. Last, after
+// a \x1f, the machine's clock (ns) at the start, after the settle, after the flush, at the end.
 const SETTLE = [
-  'so=$1; off=$2; n=$3; se=$4; eoff=$5; d=$6; rc=$7; shift 7; i=0; res=SOME',
+  'so=$1; off=$2; n=$3; se=$4; eoff=$5; d=$6; rc=$7; to=$8; te=$9; tr=${10}; tp=${11}; tn=${12}; tpat=${13}; maxk=${14}; shift 14',
+  't0=$(date +%s%N 2>/dev/null); i=0; res=SOME',
   'while [ "$i" -lt "$n" ]; do',
   '  all=1; for pat in "$@"; do tail -c +$((off+1)) "$so" | grep -q -F -x -e "$pat" || { all=0; break; }; done',
   '  [ "$all" = 1 ] && { res=ALL; break; }',
@@ -192,8 +206,57 @@ const SETTLE = [
   'done',
   'tail -c +$((off+1)) "$so" >"$d/servers.out" 2>/dev/null; tail -c +$((eoff+1)) "$se" >"$d/servers.log" 2>/dev/null',
   'echo "$res"',
-  'cat "$rc" 2>/dev/null || true',
+  'printf \'%s\\n\' "$(cat "$rc" 2>/dev/null)"',
+  'wc -c <"$so" 2>/dev/null || echo 0',
+  'wc -c <"$se" 2>/dev/null || echo 0',
+  't1=$(date +%s%N 2>/dev/null); t2=$t1',
+  'if [ -n "$tp" ]; then',
+  "  printf '\\037'",
+  '  kill -s USR2 "$tp" 2>/dev/null',
+  '  o=$to; e=$te; r=$tr; pat=$tpat; n=$tn',
+  WAIT.replace(/^/gm, '  '),
+  '  t2=$(date +%s%N 2>/dev/null)',
+  "  printf '\\037'",
+  '  if grep -E -q -e "$tpat" "$to" "$te" 2>/dev/null && [ "$(du -sk "$d" | cut -f1)" -le "$maxk" ]; then tar -C "$d" -cf - . | base64; fi',
+  'fi',
+  'printf \'\\037%s %s %s %s\\n\' "$t0" "$t1" "$t2" "$(date +%s%N 2>/dev/null)"',
 ].join('\n');
+
+// After the client's READY, in the exec that started it (procs.ts StartOpts.then; $o $e $r $p are
+// the client's files, $pat its READY pattern): with a tracer to open (T_TP its pid), write the
+// run's events path (T_EV) to its control file (T_CTL), SIGUSR1 it and wait (T_EN checks) for its
+// ENABLED line (T_EERE, files T_TO T_TE T_TR); then SIGUSR1 the client and wait (T_XN checks) for
+// its exit. Each stage prints a \x1f and a tag: R the exec's start and READY clocks (ns), T the
+// gate's wait state, U the clock after it, G the clock of the client's SIGUSR1, X the client's
+// wait state, Z the clock at the end. It stops where a stage's line did not come.
+const CLIENT_THEN = [
+  'grep -E -q -e "$pat" "$o" "$e" 2>/dev/null && [ ! -s "$r" ] || exit 0',
+  'printf \'\\037R%s %s\' "$ts0" "$(date +%s%N 2>/dev/null)"',
+  'co=$o; ce=$e; cr=$r; cpid=$(cat "$p")',
+  'if [ -n "$T_TP" ]; then',
+  '  printf \'%s\\n\' "$T_EV" >"$T_CTL" || exit 0',
+  '  kill -s USR1 "$T_TP" 2>/dev/null',
+  "  printf '\\037T'",
+  '  o=$T_TO; e=$T_TE; r=$T_TR; pat=$T_EERE; n=$T_EN',
+  WAIT.replace(/^/gm, '  '),
+  '  printf \'\\037U%s\' "$(date +%s%N 2>/dev/null)"',
+  '  grep -E -q -e "$T_EERE" "$T_TO" "$T_TE" 2>/dev/null || exit 0',
+  'fi',
+  'kill -s USR1 "$cpid" 2>/dev/null',
+  'printf \'\\037G%s\' "$(date +%s%N 2>/dev/null)"',
+  "printf '\\037X'",
+  'o=$co; e=$ce; r=$cr; pat=; n=$T_XN',
+  WAIT,
+  'printf \'\\037Z%s\' "$(date +%s%N 2>/dev/null)"',
+].join('\n');
+
+/** CLIENT_THEN's stages by tag. */
+function thenStages(more: readonly string[]): Map<string, string> {
+  return new Map(more.filter((x) => x.length > 0).map((x) => [x[0]!, x.slice(1)]));
+}
+
+/** The largest trial folder sent back in the closing exec (as base64 text); a larger one goes by sftp. */
+const TAR_MAX_KIB = 4096;
 
 export async function runTrial(opts: {
   machine: Machine;
@@ -225,32 +288,29 @@ export async function runTrial(opts: {
   /** Exit codes already known (no stop needed for these). */
   const exited = new Set<BgProc>();
   const key = `${spec.server} ${spec.ports.join(',')} nagle=${spec.nagle}`;
-  let offsets = { out: 0, err: 0 };
-
-  const sv = session.servers;
   const filter = spec.trace === 'client' ? ['--comm', basename(tools.client)] : spec.trace === 'server' ? ['--comm', serverComm(spec.server, tools)] : [];
   const tkey = `${spec.variant} ${spec.hook} ${filter.join(' ')} ${tools.libssl}`;
-  const tv = session.tracers.get(tkey);
-  const mk = await m.exec(
-    ['sh', '-c', SETUP, 'sh', remoteDir, session.dir, sv?.proc.rc ?? '', sv?.proc.out ?? '', sv?.proc.err ?? '', tv?.proc.rc ?? '', tv?.proc.err ?? ''],
-    { timeoutMs: to.execMs },
-  );
-  if (mk.code !== 0) throw new LabError('internal', `failed to create ${remoteDir} on ${m.target}: ${mk.stderr.trim() || `exit ${mk.code}`}`);
-  const [state = '', outAt = '0', errAt = '0', tracerState = '', tracerAt = '0'] = mk.stdout.trim().split('\n');
-  offsets = { out: Number(outAt) || 0, err: Number(errAt) || 0 };
-  mark('setup');
+  // The session's servers and this variant's tracer are taken to run still; each exec that relies
+  // on them checks that first on the machine (ProcGone: it did nothing), and the step is repeated
+  // once they are started again. Their exit codes, once an exec found them gone:
+  let serversGone: string | null = null;
+  let tracerGone: string | null = null;
+  /** The trial's folder as a base64 tar, sent back by the exec that closed the tracer's run. */
+  let tarred = '';
 
   const startServers = async () => {
-    if (sv && state === 'RUNNING' && sv.key === key) return;
+    const sv = session.servers;
+    if (sv && serversGone === null && sv.key === key) return;
     if (sv) {
-      if (state.startsWith('EXITED')) {
+      if (serversGone !== null) {
         const st = await readProc(m, sv.proc).catch(() => null);
-        const why = `the servers had exited (code ${state.slice('EXITED '.length).trim()}) since the last trial: restarted`;
+        const why = `the servers had exited (code ${serversGone}) since the last trial: restarted`;
         run.notes.push(why + (st?.err ? `; their last log lines: ${tail(st.err, 3).replace(/\n/g, ' | ')}` : ''));
         opts.emit({ type: 'warn', target: m.target, message: why });
       } else await stopProc(m, sv.proc, { signal: 'TERM' });
       session.servers = undefined;
     }
+    serversGone = null;
     const { proc, state: ready } = await startAndWait(
       m,
       {
@@ -264,27 +324,11 @@ export async function runTrial(opts: {
       to.serverMs,
       signal,
     );
-    session.servers = { proc, key };
+    session.servers = { proc, key, outAt: 0, errAt: 0 };
     // every port listening (one line each; the last one's wake-up above is only a hint): checked on
     // the state already read, a round trip only for a port whose line is not there yet
     let seen = ready;
     for (const port of spec.ports) seen = await waitForLine(m, proc, new RegExp(`^LISTENING ${port}$`), to.serverMs, signal, seen);
-    offsets = { out: 0, err: 0 };
-  };
-  const startClient = async () => {
-    const { proc, state: st } = await startAndWait(
-      m,
-      { name: 'client', dir: remoteDir, kind: 'client-failed', execMs: to.execMs, argv: clientArgv(spec, tools.client, remoteDir) },
-      /^READY(:\d+)+$/,
-      to.clientReadyMs,
-      signal,
-    );
-    client = proc;
-    procs.push(client);
-    run.clientPid = client.pid;
-    run.conns = parseClientOutput(st.out).conns;
-    if (run.conns.length !== spec.ports.length)
-      throw new LabError('client-failed', `client READY line names ${run.conns.length} connections, expected ${spec.ports.length}`);
   };
   // The tracer of this variant and settings, loaded once per session behind a closed gate (its
   // programs return at their first instruction): loading it before the client makes no difference
@@ -292,24 +336,31 @@ export async function runTrial(opts: {
   let st: SessionTracer | undefined;
   let tracerErrAt = 0;
   const loadTracer = async () => {
+    const tv = session.tracers.get(tkey);
     if (tv) {
-      if (tracerState === 'RUNNING') {
+      if (tracerGone === null) {
         st = tv;
-        tracerErrAt = Number(tracerAt) || 0;
+        tracerErrAt = tv.errAt;
         return false;
       }
-      const why = `the ${spec.variant} tracer had exited (${tracerState.toLowerCase()}) since its last run: loaded again`;
+      const why = `the ${spec.variant} tracer had exited (exited ${tracerGone}) since its last run: loaded again`;
       run.notes.push(why);
       opts.emit({ type: 'warn', target: m.target, message: why });
       session.tracers.delete(tkey);
     }
-    const name = `tracer-${session.tracers.size + 1}-${spec.variant}`;
+    tracerGone = null;
+    const names = new Set([...session.tracers.values()].map((t) => t.proc.name));
+    let k = session.tracers.size + 1;
+    while (names.has(`tracer-${k}-${spec.variant}`)) k++;
+    const name = `tracer-${k}-${spec.variant}`;
     const control = `${session.dir}/${name}.control`;
-    const { proc, state: ready } = await startAndWait(
+    const { proc } = await startAndWait(
       m,
       {
         name,
         dir: session.dir,
+        // the verifier's log goes with the trial
+        mkdir: [remoteDir],
         kind: 'tracer-failed',
         execMs: to.execMs,
         argv: [
@@ -331,24 +382,112 @@ export async function runTrial(opts: {
       to.tracerReadyMs,
       signal,
     );
-    st = { proc, control, runs: 0 };
+    st = { proc, control, runs: 0, errAt: 0 };
     session.tracers.set(tkey, st);
     tracerErrAt = 0;
     return true;
   };
+  /** Run a step; when its exec found the servers or the tracer gone, start them again (timed as their own phase) and repeat it. */
+  const repaired = async (during: PhaseName, step: () => Promise<void>) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await step();
+      } catch (err) {
+        if (!(err instanceof ProcGone)) throw err;
+        if (attempt > 2) throw new LabError(err.proc.kind, `${err.proc.name} exited again (code ${err.code}) just after it was started`);
+        mark(during);
+        if (err.proc === session.servers?.proc) {
+          serversGone = err.code;
+          await startServers();
+          mark('servers');
+        } else {
+          tracerGone = err.code;
+          await loadTracer();
+          mark('tracer-load');
+        }
+      }
+    }
+  };
+  const pre = spec.scenario === 'preexisting';
+  /** What CLIENT_THEN did in the client's exec: its stages by tag, and the run number the gate was to open. */
+  let chain: { stages: Map<string, string>; run: number } | null = null;
+  const startClient = async () => {
+    // in the same exec: the gate (pre-existing, the model's tracer) and the traffic's start
+    const gate = pre && !ext && st ? st : undefined;
+    const runNo = (gate?.runs ?? 0) + 1;
+    const enabled = toEre(new RegExp(`^ENABLED ${runNo}$`));
+    const then = {
+      script: CLIENT_THEN,
+      env: {
+        T_TP: gate ? String(gate.proc.pid) : '',
+        T_TO: gate?.proc.out ?? '',
+        T_TE: gate?.proc.err ?? '',
+        T_TR: gate?.proc.rc ?? '',
+        T_CTL: gate?.control ?? '',
+        T_EV: `${remoteDir}/events.jsonl`,
+        T_EERE: enabled,
+        T_EN: String(gate ? sliceChecks(to.tracerReadyMs) : 0),
+        T_XN: String(sliceChecks(to.clientBaseMs)),
+      },
+      timeoutMs: (gate ? sliceChecks(to.tracerReadyMs) * 100 : 0) + sliceChecks(to.clientBaseMs) * 100,
+    };
+    if (gate) tracerOpen = true;
+    const {
+      proc,
+      state: st0,
+      more,
+    } = await startAndWait(
+      m,
+      {
+        name: 'client',
+        dir: remoteDir,
+        kind: 'client-failed',
+        execMs: to.execMs,
+        argv: clientArgv(spec, tools.client, remoteDir),
+        // what the client must find: the servers, and a tracer still to be opened after it
+        alive: [session.servers!.proc, ...(pre && st ? [st.proc] : [])],
+        // a pre-existing external tracer starts after READY by its own means: no traffic before it
+        ...(pre && ext ? {} : { then }),
+      },
+      /^READY(:\d+)+$/,
+      to.clientReadyMs,
+      signal,
+    ).catch((err) => {
+      // nothing was sent to the tracer
+      if (gate) tracerOpen = false;
+      throw err;
+    });
+    chain = { stages: thenStages(more), run: runNo };
+    if (gate && !chain.stages.has('T')) tracerOpen = false;
+    client = proc;
+    procs.push(client);
+    run.clientPid = client.pid;
+    run.conns = parseClientOutput(st0.out).conns;
+    if (run.conns.length !== spec.ports.length)
+      throw new LabError('client-failed', `client READY line names ${run.conns.length} connections, expected ${spec.ports.length}`);
+  };
   /** "The tracer starts": its gate opens for this trial's run, writing to the trial's events.jsonl. */
   const startTracer = async () => {
-    const n = st!.runs + 1;
+    const t = st!;
+    const n = t.runs + 1;
     tracerOpen = true;
-    await waitForLine(m, st!.proc, new RegExp(`^ENABLED ${n}$`), to.tracerReadyMs, signal, null, {
-      write: { file: st!.control, line: `${remoteDir}/events.jsonl` },
-      kill: 'USR1',
-    });
-    st!.runs = n;
+    try {
+      await waitForLine(m, t.proc, new RegExp(`^ENABLED ${n}$`), to.tracerReadyMs, signal, null, {
+        // after a pre-existing client, only the tracer must run (servers gone show at the end)
+        alive: pre ? [t.proc] : [session.servers!.proc, t.proc],
+        mkdir: [remoteDir],
+        write: { file: t.control, line: `${remoteDir}/events.jsonl` },
+        kill: 'USR1',
+      });
+    } catch (err) {
+      if (err instanceof ProcGone) tracerOpen = false;
+      throw err;
+    }
+    t.runs = n;
   };
   /** The "query": the gate closes, the ring buffer is drained, the stats written, the maps emptied. */
-  const stopTracer = async () => {
-    const state = await waitForLine(m, st!.proc, new RegExp(`^FLUSHED ${st!.runs}$`), to.tracerStopMs, signal, null, { kill: 'USR2' });
+  const stopTracer = async (sent = false, first: ProcState | null = null, timeoutMs = to.tracerStopMs) => {
+    const state = await waitForLine(m, st!.proc, new RegExp(`^FLUSHED ${st!.runs}$`), timeoutMs, signal, first, sent ? undefined : { kill: 'USR2' });
     tracerOpen = false;
     return state;
   };
@@ -360,7 +499,14 @@ export async function runTrial(opts: {
   const ext = spec.external;
   let extProc: BgProc | undefined;
   const startExternal = async () => {
-    const opts = { name: 'tracer', dir: remoteDir, kind: 'tracer-failed' as const, execMs: to.execMs, argv: ext!.argv };
+    const opts = {
+      name: 'tracer',
+      dir: remoteDir,
+      kind: 'tracer-failed' as const,
+      execMs: to.execMs,
+      argv: ext!.argv,
+      alive: pre ? [] : [session.servers!.proc],
+    };
     const readyMs = ext!.readyTimeoutMs ?? to.tracerReadyMs;
     if ('log' in ext!.ready) {
       extProc = (await startAndWait(m, opts, new RegExp(ext!.ready.log), readyMs, signal)).proc;
@@ -405,19 +551,50 @@ export async function runTrial(opts: {
     if (!ext && (await loadTracer())) mark('tracer-load');
     // the model's gate opens, or the external tracer starts
     const tracerUp = ext ? startExternal : startTracer;
-    if (spec.scenario === 'preexisting') {
-      await startClient();
-      mark('client-ready');
-      await tracerUp();
+    if (!pre) {
+      await repaired('tracer-ready', tracerUp);
       mark('tracer-ready');
-    } else {
-      await tracerUp();
+    }
+    // The client's exec went on after READY (CLIENT_THEN): the pre-existing model's gate, then the
+    // traffic; what it did not finish is done from here, step by step.
+    const s0 = lap;
+    await repaired('client-ready', startClient);
+    const stages = chain!.stages;
+    const clock = (tag: string) => stages.get(tag)?.trim().split(' ').map(Number) ?? [];
+    const [g0, gReady] = clock('R');
+    const [gGate] = clock('U');
+    const [gGo] = clock('G');
+    const [gEnd] = clock('Z');
+    const ns = (a?: number, b?: number) => (a && b && Number.isFinite(a) && Number.isFinite(b) && b >= a ? (b - a) / 1e6 : null);
+    const readyMs = ns(g0, gReady);
+    if (readyMs !== null) {
+      // where the exec's time went, by the machine's clock; the round trip is the client's start
+      const last = gEnd ?? gGo ?? gGate ?? gReady;
+      const round = Math.max(0, Date.now() - s0 - (ns(g0, last) ?? 0));
+      const gateMs = ns(gReady, gGate);
+      run.phases.push({ name: 'client-ready', ms: Math.round(readyMs + round) });
+      if (gateMs !== null) run.phases.push({ name: 'tracer-ready', ms: Math.round(gateMs) });
+      const trafficMs = ns(gGate ?? gReady, gEnd);
+      if (trafficMs !== null) run.phases.push({ name: 'traffic', ms: Math.round(trafficMs) });
+      lap = Date.now();
+    } else mark('client-ready');
+    if (pre && !(stages.has('T') && !ext)) {
+      await repaired('tracer-ready', tracerUp);
       mark('tracer-ready');
-      await startClient();
-      mark('client-ready');
+    } else if (stages.has('T')) {
+      // the gate's SIGUSR1 was sent: wait for the rest of its ENABLED line, if it did not come yet
+      const want = new RegExp(`^ENABLED ${chain!.run}$`);
+      const gst = parseState(stages.get('T')!);
+      if (!matches(gst, want)) {
+        await waitForLine(m, st!.proc, want, to.tracerReadyMs, signal, gst);
+        mark('tracer-ready');
+      }
+      st!.runs = chain!.run;
     }
     const budget = to.clientBaseMs + to.perRequestMs * spec.iterations * spec.ports.length;
-    const cst = await waitExit(m, client!, budget, signal, 'USR1');
+    const xst = stages.has('X') ? parseState(stages.get('X')!) : null;
+    // the client's SIGUSR1 was sent in its exec (G): its exit, or the rest of the wait for it
+    const cst = xst?.rc != null ? xst : await waitExit(m, client!, budget, signal, stages.has('G') ? undefined : 'USR1');
     const clientExit = Date.now();
     run.clientRc = cst.rc;
     exited.add(client!);
@@ -425,36 +602,77 @@ export async function runTrial(opts: {
     // Before the "query": the servers have closed the run's connections (their tcp_close ends each
     // connection's transaction). Waited for by their CLOSED lines, settleMs at most (the
     // investigation sleeps 2 s before its query); the servers' outputs of this trial are copied.
+    // The model's run is closed in the same exec, and once flushed the trial's folder comes back
+    // with its answer: one round trip for settle, close and fetch.
     const closes = run.conns.map((c) => `CLOSED ${c.rport} ${c.lport}`);
-    const sproc = session.servers!.proc;
+    const sv = session.servers!;
     const checks = Math.ceil(spec.settleMs / 50);
+    const closing = ext ? undefined : st;
+    const flushed = closing ? new RegExp(`^FLUSHED ${closing.runs}$`) : null;
+    const tn = closing ? sliceChecks(to.tracerStopMs) : 0;
+    const c0 = Date.now();
     const se = await m.exec(
-      ['sh', '-c', SETTLE, 'sh', sproc.out, String(offsets.out), String(checks), sproc.err, String(offsets.err), remoteDir, sproc.rc, ...closes],
-      { timeoutMs: spec.settleMs + to.execMs },
+      [
+        'sh',
+        '-c',
+        SETTLE,
+        'sh',
+        sv.proc.out,
+        String(sv.outAt),
+        String(checks),
+        sv.proc.err,
+        String(sv.errAt),
+        remoteDir,
+        sv.proc.rc,
+        closing?.proc.out ?? '',
+        closing?.proc.err ?? '',
+        closing?.proc.rc ?? '',
+        closing ? String(closing.proc.pid) : '',
+        String(tn),
+        flushed ? toEre(flushed) : '',
+        String(TAR_MAX_KIB),
+        ...closes,
+      ],
+      { timeoutMs: spec.settleMs + tn * 100 + to.execMs + (closing ? to.execMs : 0) },
     );
-    const [closed = '', serversRc = ''] = se.stdout.trim().split('\n');
+    const wall = Date.now() - c0;
+    const parts = se.stdout.split('\x1f');
+    const [closed = '', serversRc = '', outAt = '', errAt = ''] = (parts[0] ?? '').trim().split('\n');
+    if (/^\d+$/.test(outAt) && /^\d+$/.test(errAt)) Object.assign(sv, { outAt: Number(outAt), errAt: Number(errAt) });
     if (spec.settleMs > 0 && closed !== 'ALL') run.notes.push(`not every connection was closed by the servers within ${spec.settleMs} ms of the client's exit`);
     if (ext) {
       // the external tracer's settle counts from the client's exit, as the investigation's sleep 2
       const rest = ext.settleMs - (Date.now() - clientExit);
       // cut short by an abort: the next step sees the signal
       if (rest > 0) await delay(rest, undefined, { signal }).catch(() => {});
-    }
-    mark('settle');
-    if (ext) {
+      mark('settle');
       // the query, then the stop (its outputs are in the trial's folder: tracer.out, tracer.log)
       await queryExternal();
-      const st = await stopProc(m, extProc!, { signal: ext.stop.signal, graceMs: ext.stop.timeoutMs });
+      const xs = await stopProc(m, extProc!, { signal: ext.stop.signal, graceMs: ext.stop.timeoutMs });
       extProc = undefined;
-      if (st && st.rc === null) run.notes.push(`the tracer ${ext.label} did not exit on SIG${ext.stop.signal} within ${ext.stop.timeoutMs} ms: killed`);
+      if (xs && xs.rc === null) run.notes.push(`the tracer ${ext.label} did not exit on SIG${ext.stop.signal} within ${ext.stop.timeoutMs} ms: killed`);
+      mark('tracer-exit');
     } else {
-      // Close the tracer's run: it drains the ring buffer and writes its stats line.
-      const tst = await stopTracer();
+      // Complete answer: settle, SIGUSR2 sent, the wait's state, the tar, the clocks.
+      const done = se.code === 0 && parts.length === 4;
+      const clocks = done ? parts[3]!.trim().split(' ').map(Number) : [];
+      if (clocks.length === 4 && clocks.every((n) => Number.isFinite(n) && n > 0)) {
+        // where the exec's time went, by the machine's clock; the round trip and the tar's
+        // transfer are the fetch's
+        const [g0, g1, g2, g3] = clocks.map((ns) => ns / 1e6) as [number, number, number, number];
+        run.phases.push({ name: 'settle', ms: Math.round(g1 - g0) }, { name: 'tracer-exit', ms: Math.round(g2 - g1) });
+        run.phases.push({ name: 'fetch', ms: Math.max(0, Math.round(wall - (g2 - g0))) });
+        lap = Date.now();
+      } else mark('settle');
+      // the close's state as the exec left it; the rest of its wait (or all of it) from here
+      const first = parts.length >= 3 ? parseState(parts[1]!) : null;
+      const tst = await stopTracer(parts.length >= 2, first, Math.max(0, to.tracerStopMs - (Date.now() - c0)));
       tracerLog = tst.err;
+      if (done && matches(first!, flushed!)) tarred = parts[2]!.trim();
+      mark('tracer-exit');
     }
-    mark('tracer-exit');
     // servers that died during the run are the cause of whatever the client then did
-    if (serversRc.trim() !== '') throw await serversDied(m, sproc, serversRc.trim(), cst.rc !== 0 ? ` (the client then exited with code ${cst.rc})` : '');
+    if (serversRc.trim() !== '') throw await serversDied(m, sv.proc, serversRc.trim(), cst.rc !== 0 ? ` (the client then exited with code ${cst.rc})` : '');
     if (cst.rc !== 0) throw new LabError('client-failed', `client exited with code ${cst.rc}`, cst.err.slice(-4000));
   } catch (err) {
     run.error = asLabError(err);
@@ -478,6 +696,7 @@ export async function runTrial(opts: {
       }
     }
     if (!tracerLog && st) tracerLog = (await readProc(m, st.proc).catch(() => null))?.err ?? '';
+    if (st && tracerLog) st.errAt = tracerLog.length;
     const order = [...procs].filter((p) => !exited.has(p));
     for (const p of order) {
       const state = await stopProc(m, p, { signal: 'TERM' });
@@ -485,11 +704,15 @@ export async function runTrial(opts: {
     }
     if (!opts.session) await closeSession(m, session);
     mark('stop');
-    // Fetch whatever exists, even after a failure.
+    // Fetch whatever exists, even after a failure: the tar the close sent back, else by sftp.
     await rm(localDir, { recursive: true, force: true });
     await mkdir(localDir, { recursive: true });
     try {
-      await m.get(remoteDir, localDir, { timeoutMs: 120_000 });
+      if (!tarred || !(await untar(tarred, localDir))) {
+        await rm(localDir, { recursive: true, force: true });
+        await mkdir(localDir, { recursive: true });
+        await m.get(remoteDir, localDir, { timeoutMs: 120_000 });
+      }
       // with a session, the run's scratch root goes at closeSession (one exec less per trial)
       if (!opts.session) await m.exec(['rm', '-rf', remoteDir], { timeoutMs: 30_000 });
     } catch (err) {
@@ -504,6 +727,19 @@ export async function runTrial(opts: {
     run.durationMs = Date.now() - t0;
   }
   return run;
+}
+
+/** Unpack a base64 tar into `dir` with this host's tar (60 s at most); false when it could not. */
+async function untar(b64: string, dir: string): Promise<boolean> {
+  const data = Buffer.from(b64, 'base64');
+  if (data.length === 0) return false;
+  return new Promise((resolve) => {
+    const p = spawn('tar', ['-x', '--no-same-owner', '-f', '-', '-C', dir], { stdio: ['pipe', 'ignore', 'ignore'], timeout: 60_000 });
+    p.on('error', () => resolve(false));
+    p.on('close', (code) => resolve(code === 0));
+    p.stdin.on('error', () => {});
+    p.stdin.end(data);
+  });
 }
 
 /** The servers' exit as a server-failed error naming what their log said last (e.g. which port's server died). */
