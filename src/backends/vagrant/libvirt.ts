@@ -99,24 +99,34 @@ export interface StartedDaemon {
  * Start virtlogd and libvirtd when they are not running (no systemd here): `-d` with a pid file
  * under runDir; never `-l` (listen on TCP). Returns what this call started, to stop later.
  */
-export async function ensureDaemons(runDir: string, emit: Emit, target: string): Promise<StartedDaemon[]> {
+export async function ensureDaemons(runDir: string, emit: Emit, target: string, opts: { answerMs?: number } = {}): Promise<StartedDaemon[]> {
   const started: StartedDaemon[] = [];
-  for (const name of ['virtlogd', 'libvirtd']) {
-    if ((await pidsOf(name)).length) continue;
-    const pidFile = join(runDir, `${name}.pid`);
-    const r = await run(name, ['-d', '-p', pidFile], 30_000);
-    if (r.code !== 0)
-      throw new LabError('boot-failed', `cannot start ${name} (exit ${r.code})`, `${r.stderr.trim()}\n(install: bash provision/host-deps.sh vagrant)`);
-    const pid = await waitPidFile(pidFile, 15_000);
-    started.push({ name, pid, pidFile });
-    emit({ type: 'info', target, message: `started ${name} (pid ${pid}); stopped again at the end of the run` });
-  }
-  const t0 = Date.now();
-  for (;;) {
-    const r = await virsh(['version'], 10_000);
-    if (r.code === 0) break;
-    if (Date.now() - t0 > 30_000) throw new LabError('boot-failed', `libvirtd does not answer on ${LIBVIRT_URI}`, r.stderr.trim());
-    await sleep(300);
+  try {
+    for (const name of ['virtlogd', 'libvirtd']) {
+      if ((await pidsOf(name)).length) continue;
+      const pidFile = join(runDir, `${name}.pid`);
+      const r = await run(name, ['-d', '-p', pidFile], 30_000);
+      if (r.code !== 0)
+        throw new LabError(
+          'boot-failed',
+          `cannot start ${name} (${r.code === null ? 'not run' : `exit ${r.code}`}): ${r.stderr.trim().split('\n').at(-1) || 'no message'}`,
+          `${r.stderr.trim()}\n(install: bash provision/host-deps.sh vagrant)`,
+        );
+      const pid = await waitPidFile(pidFile, 15_000);
+      started.push({ name, pid, pidFile });
+      emit({ type: 'info', target, message: `started ${name} (pid ${pid}); stopped again at the end of the run` });
+    }
+    const t0 = Date.now();
+    for (;;) {
+      const r = await virsh(['version'], 10_000);
+      if (r.code === 0) break;
+      if (Date.now() - t0 > (opts.answerMs ?? 30_000)) throw new LabError('boot-failed', `libvirtd does not answer on ${LIBVIRT_URI}`, r.stderr.trim());
+      await sleep(300);
+    }
+  } catch (err) {
+    // what this call started before the failure is stopped again: nothing of ours is left running
+    await stopDaemons(started);
+    throw err;
   }
   return started;
 }
