@@ -3,7 +3,9 @@
 // cache whose image must be rebuilt -> the second waits for the first's build and says so
 // (naming the builder's pid); it is interrupted while waiting (one guest at a time on this host),
 // and the first builds, boots and runs its cell unharmed; the cache holds no lock or build folder
-// afterwards. 15b never touches the shared cache: it copies a current bookworm image (from
+// afterwards. 15d: two runs at once on one warm image cache, each booting its own guest -> both
+// complete with their figures, each guest on its own forward port and overlay, nothing shared
+// left behind. 15b and 15d never touch the shared cache: they copy a current bookworm image (from
 // $USM_LAB_FAULT_IMAGE_SOURCE, else the default cache) into a temporary cache.
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
@@ -170,6 +172,49 @@ describe.skipIf(skipUnless(missingCache))(
     it('requirements: root, QEMU, debootstrap and a current bookworm image to copy', () => {
       expect(missingCache, `the case cannot run here: ${missingCache}`).toBeNull();
     });
+
+    it(
+      '15d: two runs at once on one warm cache, each booting its own guest: both complete every cell with its figures; separate ports and overlays; nothing left',
+      async () => {
+        const cache = await copyImageCache(tempDir('fault-cache-'));
+        const t0 = Date.now();
+        const env = { USM_LAB_CACHE: cache, ...NO_MIRROR };
+        const a = new MatrixRun(QEMU_CELL, join(tempDir('fault-both-a-'), 'out'), env);
+        runs.push(a);
+        const b = new MatrixRun(QEMU_CELL, join(tempDir('fault-both-b-'), 'out'), env);
+        runs.push(b);
+        // both guests up at the same time (each run's qemu, by its own folder)
+        await until(
+          () => qemuOf(a.outDir).length > 0 && qemuOf(b.outDir).length > 0,
+          5 * 60_000,
+          () => 'two guests',
+        );
+        const port = (out: string) => /hostfwd=tcp:127\.0\.0\.1:(\d+)-:22/.exec(qemuOf(out)[0]?.cmdline ?? '')?.[1];
+        const pa = port(a.outDir);
+        const pb = port(b.outDir);
+        expect(pa).toBeDefined();
+        expect(pa).not.toBe(pb);
+        const [ea, eb] = await Promise.all([a.exit(20 * 60_000), b.exit(20 * 60_000)]);
+        for (const [r, e] of [
+          [a, ea],
+          [b, eb],
+        ] as const) {
+          expect([0, 1], r.log()).toContain(e.code);
+          const cells = r.summary();
+          expect(cells.map((c) => c.status)).toEqual(['ok']);
+          // figures, not a silent 0: the upstream cell's rows were captured
+          expect(Number(cells[0]!.captured), r.log()).toBeGreaterThan(0);
+          expect(r.stderr, 'a warm cache: no image is rebuilt').not.toMatch(/rebuilding|building the bookworm image/);
+          expect(await waitNoLeftovers(r.outDir, 15_000)).toEqual([]);
+          expect(qemuOf(r.outDir)).toEqual([]);
+          expect(leftoverFiles(r.outDir, t0)).toEqual([]);
+        }
+        expect(await imageOk(cache)).toBe(true);
+        expect(cacheLeftovers(cache)).toEqual([]);
+        console.log(`figure: two guest-booting runs on one cache: exits ${ea.code}, ${eb.code}; ports ${pa}, ${pb}; ${Math.round((Date.now() - t0) / 1000)} s`);
+      },
+      30 * 60_000,
+    );
 
     it(
       "15b: the second run waits for the first one's image build and says so; interrupted while waiting, exit 130; the first builds, boots and runs unharmed",
