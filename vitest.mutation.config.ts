@@ -28,6 +28,7 @@ export default defineConfig({
       'test/lookalike.test.ts',
       'test/trial.test.ts',
       'test/http-rules.test.ts',
+      'test/summary.test.ts',
     ],
     testNamePattern: /^(?!.*headless Chromium)/,
     testTimeout: 30_000,
