@@ -8,6 +8,8 @@ export default defineConfig({
     // One file at a time: the end-to-end tests attach uprobes to the system libssl, which every
     // other test's TLS traffic would cross; and VMs want the cores to themselves.
     fileParallelism: false,
+    // every test folder under one folder of this run, removed at its end (test/helpers/global-tmp.ts)
+    globalSetup: ['test/helpers/global-tmp.ts'],
     testTimeout: 30_000,
     hookTimeout: 120_000,
   },

@@ -6,6 +6,8 @@ export default defineConfig({
   test: {
     include: ['test/faults/**/*.test.ts'],
     fileParallelism: false,
+    // every test folder under one folder of this run, removed at its end (test/helpers/global-tmp.ts)
+    globalSetup: ['test/helpers/global-tmp.ts'],
     testTimeout: 10 * 60_000,
     hookTimeout: 120_000,
   },

@@ -6,6 +6,8 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
+    // every test folder under one folder of this run, removed at its end (test/helpers/global-tmp.ts)
+    globalSetup: ['test/helpers/global-tmp.ts'],
     include: [
       'test/analysis.test.ts',
       'test/http-layer.test.ts',
