@@ -114,7 +114,9 @@ async function launch(m: Machine, opts: StartOpts, ere: string, checks: number):
   // without a pattern the wait's grep would match anything: nothing may follow it
   if (then && !ere) throw new LabError('internal', `${opts.name}: a step after its ready line needs a pattern grep -E can check`);
   // READ's last cat fails while the rc file does not exist yet: the status is the pid's, not READ's.
-  const script = checks > 0 ? `ts0=$(date +%s%N 2>/dev/null)\n${LAUNCH}\nprintf '\\037'\n${WAIT}\n${then?.script ?? ''}\nexit 0` : LAUNCH;
+  // the start clock only for a step that reports the exec's time split by stage
+  const clock = then ? 'ts0=$(date +%s%N 2>/dev/null)\n' : '';
+  const script = checks > 0 ? `${clock}${LAUNCH}\nprintf '\\037'\n${WAIT}\n${then?.script ?? ''}\nexit 0` : LAUNCH;
   const pre = preArgs(opts.alive, [opts.dir, ...(opts.mkdir ?? [])]);
   const env = then ? ['env', ...Object.entries(then.env).map(([k, v]) => `${k}=${v}`)] : [];
   const r = await m.exec([...env, 'sh', '-c', script, 'sh', files.out, files.err, files.rc, files.pid, ere, String(checks), ...pre, ...opts.argv], {
