@@ -2,7 +2,7 @@
 // always there, which only when they mean something) and summary.md's run line. Aimed at what
 // mutation run 10 left alive in src/report/summary.ts (README, "Mutation testing").
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { summarizeCell, type TrialResult } from '../src/analysis/cell.ts';
@@ -143,6 +143,85 @@ describe('summary.ts, word for word', () => {
         expect(text, f).toBe(JSON.stringify(JSON.parse(text), null, 2) + '\n');
       }
       expect(JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8'))).toHaveLength(3);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('summary.ts: the sections after the matrix', () => {
+  it('beside the investigation: ours per row are the ok upstream (or expected-upstream) cells of its mode, pre-existing; every baseline cell on the baseline row', () => {
+    const all = [
+      cellOf({}, { status: 'ok', attribution: attribution(2, 4) }),
+      cellOf({ target: 'jammy', mode: 'sequential' }, { status: 'ok', attribution: attribution(1, 4) }),
+      cellOf({ target: 'focal', scenario: 'baseline' }, { status: 'ok', attribution: attribution(0, 4) }),
+      cellOf({ target: 'lunar', scenario: 'baseline', mode: 'sequential' }, { status: 'ok', attribution: attribution(1, 4) }),
+      cellOf({ target: 'sid', variant: 'scoped' }, { status: 'ok', attribution: attribution(0, 4) }),
+      cellOf({ target: 'trixie' }, { status: 'client-failed', error: 'boom' }),
+      { ...cellOf({ target: 'noble', variant: 'sp' }, { status: 'ok', attribution: attribution(3, 4) }), external: { expect: 'upstream' as const } },
+      { ...cellOf({ target: 'mantic', variant: 'sp' }, { status: 'ok', attribution: attribution(3, 4) }), external: { expect: null } },
+    ];
+    const md = renderSummaryMd(manifest(), all);
+    expect(md.split('\n').slice(-8)).toEqual([
+      '## Beside the investigation (Vagrant VM, system-probe)',
+      '',
+      '| investigation run | its misattribution | ours (same mode, upstream, preexisting) |',
+      '|---|---|---|',
+      '| sequential (v1 client, 500 iterations) | 73.8 % (138 / 408 / 402 / 150 (conn1 right, conn1 wrong, conn2 wrong, conn2 right); quoted as 81 %, which is 810 of the 1000 expected requests) | jammy: 25.0 % (1 of 4) |',
+      '| interleaved (v2 client, 200 iterations, VM) | 63.9 % (67 / 133 / 134 / 84; 418 captured of 400 expected) | bookworm: 50.0 % (2 of 4); noble: 75.0 % (3 of 4) |',
+      '| baseline: tracer before the connections | 0.0 % (80 entries captured) | focal: 0.0 % (0 of 4); lunar: 25.0 % (1 of 4) |',
+      '',
+    ]);
+    // the Feb 5 section comes before it, after one blank line
+    expect(md).toContain("\n\n## The Feb 5 comparison (the investigation's table beside ours)\n\n");
+    expect(md.indexOf('## The Feb 5 comparison')).toBeLessThan(md.indexOf('## Beside the investigation'));
+  });
+
+  it('the targets that failed: each with its error, and its detail (trailing blanks cut) in a code block; no Feb 5 section without a pre-existing cell', () => {
+    const m = manifest({
+      targets: [
+        { name: 'bookworm', backend: 'qemu', status: 'ok', facts: {} },
+        { name: 'sid', backend: 'vagrant', status: 'boot-failed', error: 'no kvm', detail: '  line1\nline2 \n\n', facts: {} },
+        { name: 'jammy', backend: 'qemu', status: 'timeout', facts: {} },
+      ],
+    });
+    const md = renderSummaryMd(m, []);
+    expect(md).toContain(
+      [
+        '| jammy | qemu | timeout | - | - | - | - | - | - | - |',
+        '',
+        '## Targets that failed',
+        '',
+        '- **sid** (vagrant): boot-failed: no kvm',
+        '',
+        '```',
+        '  line1',
+        'line2',
+        '```',
+        '',
+        '- **jammy** (qemu): timeout',
+        '',
+        '## Beside the investigation (Vagrant VM, system-probe)',
+        '',
+      ].join('\n'),
+    );
+    expect(md).not.toContain('Feb 5');
+  });
+
+  it('the terminal table does not name the python server, whether a cell names it or not', () => {
+    const [named] = [cellOf({ server: 'python' }, { status: 'ok', attribution: attribution(2, 4) })];
+    expect(renderTable([named!]).split('\n')[2]).toMatch(/^bookworm preexisting\/interleaved\/upstream {2}/);
+  });
+
+  it('writeSummary: a file it cannot put in place fails the write and leaves no temporary file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'summary-'));
+    try {
+      // summary.json is a folder with a file in it: the rename over it fails
+      mkdirSync(join(dir, 'summary.json'));
+      writeFileSync(join(dir, 'summary.json', 'x'), '');
+      await expect(writeSummary(dir, manifest(), cells())).rejects.toThrow();
+      expect(readdirSync(dir).sort()).toEqual(['manifest.json', 'summary.json']);
+      expect(JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')).runId).toBe('r1');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
