@@ -31,6 +31,7 @@ export default defineConfig({
       'test/trial.test.ts',
       'test/http-rules.test.ts',
       'test/summary.test.ts',
+      'test/report-cell.test.ts',
     ],
     testNamePattern: /^(?!.*headless Chromium)/,
     testTimeout: 30_000,
