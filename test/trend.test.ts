@@ -9,7 +9,7 @@ import { summarizeCell } from '../src/analysis/cell.ts';
 import { mergeRuns, readRun } from '../src/report/merge.ts';
 import { writeSummary } from '../src/report/summary.ts';
 import { compareMain } from '../src/report/compare.ts';
-import { compareRuns, type Trend, type TrendCell } from '../src/report/trend.ts';
+import { compareRuns, renderTrendMd, type Trend, type TrendCell } from '../src/report/trend.ts';
 import { copyFixture, editCell } from './helpers/report-fixture.ts';
 
 const REPO = new URL('..', import.meta.url).pathname;
@@ -204,4 +204,118 @@ describe('report.mjs compare', () => {
     expect(r.status, r.stderr).toBe(1);
     expect(r.stdout).toContain('**regression**');
   }, 130_000);
+});
+
+describe('compareRuns: the edges of each change, and how a cell is described', () => {
+  const ci = { lo: 0.4, hi: 0.6, method: 'bootstrap' };
+  it.each([
+    ['a rate on the lower bound of the previous interval has not moved', cell({ misattributionCI: ci }), cell({ misattribution: 0.4 }), []],
+    ['a rate on the upper bound has not moved', cell({ misattributionCI: ci }), cell({ misattribution: 0.6 }), []],
+    ['a rate just below it has', cell({ misattributionCI: ci }), cell({ misattribution: 0.399 }), ['rate-moved']],
+    ['a rate just above it has', cell({ misattributionCI: ci }), cell({ misattribution: 0.601 }), ['rate-moved']],
+    ['an ok cell without a rate has no rate to move', cell({ misattributionCI: ci }), cell({ misattribution: null }), []],
+    [
+      'a failed cell that kept an interval is not a rate to move from',
+      cell({ misattributionCI: ci, status: 'timeout' }),
+      cell({ misattribution: 0.9 }),
+      ['status-changed'],
+    ],
+    ['nor is a rate of a cell that now fails', cell({ misattributionCI: ci }), cell({ misattribution: 0.9, status: 'timeout' }), ['status-changed']],
+    ['a previous cell without rows has no interval', cell({ wrong: 0, captured: 0, misattribution: null }), cell({ misattribution: 0.9 }), []],
+  ] as const)('%s', (_name, before, after, kinds) => {
+    const t = compareRuns(run('r1', [before]), run('r2', [after]));
+    expect(t.changes.flatMap((c) => c.kinds)).toEqual(kinds);
+  });
+
+  it.each([
+    ['as expected -> measured only', true, 'ok', null, 'ok', true],
+    ['as expected -> NOT as expected', true, 'ok', false, 'ok', true],
+    ['measured only -> NOT as expected, still ok', null, 'ok', false, 'ok', false],
+    ['NOT as expected -> measured only', false, 'ok', null, 'ok', false],
+    ['measured only, ok -> failed', null, 'ok', null, 'timeout', true],
+    ['failed -> failed otherwise', null, 'timeout', null, 'vm-died', false],
+  ] as const)('a regression or not: %s', (_name, passA, statusA, passB, statusB, regression) => {
+    const t = compareRuns(run('r1', [cell({ pass: passA, status: statusA })]), run('r2', [cell({ pass: passB, status: statusB })]));
+    expect(t.changes).toHaveLength(1);
+    expect(t.changes[0]!.regression).toBe(regression);
+    expect(t.regressions).toBe(regression ? 1 : 0);
+  });
+
+  it('describes each side: its rate with the interval and rows, its verdict, or its status; absent when there is none', () => {
+    const t = compareRuns(
+      run('r1', [
+        cell({ target: 'a', misattributionCI: ci }),
+        cell({ target: 'b', pass: null }),
+        cell({ target: 'c', status: 'boot-failed', pass: false }),
+        cell({ target: 'd', wrong: 0, captured: 0, misattribution: null, pass: false }),
+      ]),
+      run('r2', [
+        cell({ target: 'a', misattribution: 0.7, wrong: 7, captured: 10, pass: false }),
+        cell({ target: 'b', status: 'timeout', pass: null }),
+        cell({ target: 'c', pass: true }),
+        cell({ target: 'e' }),
+      ]),
+    );
+    expect(t.changes.map((c) => [c.key, c.before, c.after])).toEqual([
+      ['a/preexisting/interleaved/upstream', '50.0 % [40.0 %, 60.0 %] (100 of 200), as expected', '70.0 % [39.7 %, 89.2 %] (7 of 10), NOT as expected'],
+      ['b/preexisting/interleaved/upstream', '50.0 % [43.1 %, 56.9 %] (100 of 200), measured', 'timeout, measured'],
+      ['c/preexisting/interleaved/upstream', 'boot-failed, NOT as expected', '50.0 % [43.1 %, 56.9 %] (100 of 200), as expected'],
+      ['d/preexisting/interleaved/upstream', 'n/a (0 of 0), NOT as expected', 'absent'],
+      ['e/preexisting/interleaved/upstream', 'absent', '50.0 % [43.1 %, 56.9 %] (100 of 200), as expected'],
+    ]);
+    expect([t.previous, t.current, t.cells, t.regressions]).toEqual([
+      { runId: 'r1', startedAt: '2026-12-01T00:00:00Z' },
+      { runId: 'r2', startedAt: '2026-12-02T00:00:00Z' },
+      4,
+      2,
+    ]);
+  });
+
+  it('orders the changes by target, scenario, mode and column, whatever order the runs list them in', () => {
+    const keys = [
+      cell({ target: 'b', scenario: 'baseline' }),
+      cell({ target: 'a', scenario: 'preexisting', mode: 'sequential' }),
+      cell({ target: 'a', scenario: 'preexisting', mode: 'interleaved', variant: 'scoped' }),
+      cell({ target: 'a', scenario: 'baseline' }),
+      cell({ target: 'a', scenario: 'preexisting', mode: 'interleaved' }),
+    ];
+    const t = compareRuns(run('r1', []), run('r2', keys));
+    expect(t.changes.map((c) => c.key)).toEqual([
+      'a/baseline/interleaved/upstream',
+      'a/preexisting/interleaved/scoped',
+      'a/preexisting/interleaved/upstream',
+      'a/preexisting/sequential/upstream',
+      'b/baseline/interleaved/upstream',
+    ]);
+    // the cells counted are the current run's
+    expect(t.cells).toBe(5);
+  });
+});
+
+describe('renderTrendMd, word for word', () => {
+  it('a heading, the counts, and a table of the changes (a pipe in a key escaped, a regression in bold)', () => {
+    const t = compareRuns(
+      run('r1', [cell({ target: 'x|y' }), cell({ target: 'z', pass: false })]),
+      run('r2', [cell({ target: 'x|y', status: 'timeout' }), cell({ target: 'z' })]),
+    );
+    expect(renderTrendMd(t)).toBe(
+      [
+        '# Trend: r2 against r1',
+        '',
+        '1 regression(s), 2 change(s) over 2 cell(s).',
+        '',
+        '| cell | change | before | after |',
+        '|---|---|---|---|',
+        '| x\\|y/preexisting/interleaved/upstream | **regression**: status-changed | 50.0 % [43.1 %, 56.9 %] (100 of 200), as expected | timeout, as expected |',
+        '| z/preexisting/interleaved/upstream | verdict-flipped | 50.0 % [43.1 %, 56.9 %] (100 of 200), NOT as expected | 50.0 % [43.1 %, 56.9 %] (100 of 200), as expected |',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('no table when nothing changed', () => {
+    expect(renderTrendMd(compareRuns(run('r1', [cell()]), run('r2', [cell()])))).toBe(
+      '# Trend: r2 against r1\n\n0 regression(s), 0 change(s) over 1 cell(s).\n',
+    );
+  });
 });
