@@ -32,6 +32,7 @@ export default defineConfig({
       'test/http-rules.test.ts',
       'test/summary.test.ts',
       'test/report-cell.test.ts',
+      'test/compare.test.ts',
     ],
     testNamePattern: /^(?!.*headless Chromium)/,
     testTimeout: 30_000,
