@@ -6,7 +6,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { summarizeCell } from '../src/analysis/cell.ts';
 import { readRun } from '../src/report/merge.ts';
+import type { CellArtifacts } from '../src/report/artifacts.ts';
 import { renderJunit, xmlSafe } from '../src/report/junit.ts';
+import type { Manifest } from '../src/report/manifest.ts';
+import type { CellView } from '../src/report/view.ts';
 import { writeSummary } from '../src/report/summary.ts';
 import { inCI } from './helpers/requirements.ts';
 import { copyFixture, editCell } from './helpers/report-fixture.ts';
@@ -89,5 +92,147 @@ describe('junit.xml', () => {
       writeFileSync(f, xml);
       expect(xmllint(f).ok, xmllint(f).out).toBe(true);
     }
+  });
+});
+
+describe('renderJunit, word for word', () => {
+  /** A cell written out by hand: only what junit.xml reads of it. */
+  const view = (over: Partial<CellView>): CellView =>
+    ({
+      target: 'bookworm',
+      cpus: 1,
+      reads: 'full',
+      variant: 'upstream',
+      mode: 'interleaved',
+      scenario: 'preexisting',
+      kernel: '6.1',
+      openssl: '3.0',
+      status: 'ok',
+      misattribution: 0.5,
+      misattributionCI: { lo: 0.25, hi: 0.75 },
+      wrong: 2,
+      captured: 4,
+      verdict: { pass: true, expectation: 'wrong rows', reason: '2 wrong rows' },
+      ...over,
+    }) as CellView;
+  const manifest = {
+    runId: 'r<1>',
+    targets: [
+      { name: 'sid', backend: 'vagrant', status: 'boot-failed', facts: { kernel: '6.9', cpus: 4, openssl: null } },
+      { name: 'bookworm', backend: 'qemu', status: 'ok', cpus: 2, facts: { kernel: 'K', openssl: 'O', clang: 16, libbpf: null } },
+    ],
+  } as unknown as Manifest;
+
+  it('suites by target name (cells of an unlisted target too), their properties and fallbacks, each case with its time, failure or error and output', () => {
+    const cells = [
+      view({ reads: 'single', server: 'nginx' }),
+      view({ variant: 'scoped', kernel: 'unknown', verdict: { pass: false, expectation: 'no wrong rows', reason: '2 wrong rows' } }),
+      view({ mode: 'sequential', verdict: { pass: null, expectation: 'nothing', reason: 'measured' }, misattributionCI: null }),
+      view({ target: 'sid', kernel: 'unknown', openssl: 'unknown', status: 'boot-failed', error: 'no ssh', misattribution: null, wrong: 0, captured: 0 }),
+      view({
+        target: 'trixie',
+        cpus: 8,
+        kernel: 'T',
+        openssl: 'TO',
+        status: 'timeout',
+        misattribution: null,
+        wrong: 0,
+        captured: 0,
+        verdict: { pass: false, expectation: 'cell runs', reason: 'timeout' },
+      }),
+    ];
+    const artifacts = new Map<string, CellArtifacts>([
+      ['bookworm/preexisting/interleaved/upstream single nginx', { trials: [{ durationMs: 1500 }, {}, { durationMs: 250 }], logTail: '' } as CellArtifacts],
+      ['bookworm/preexisting/interleaved/scoped', { trials: [{ durationMs: 0 }], logTail: '' } as CellArtifacts],
+      ['sid/preexisting/interleaved/upstream', { trials: [], logTail: 'boot\x1b[1m log' } as CellArtifacts],
+    ]);
+    expect(renderJunit(manifest, cells, artifacts)).toBe(`<?xml version="1.0" encoding="UTF-8"?>
+<testsuites name="usm-race-lab r&lt;1>" tests="5" failures="1" errors="2" skipped="0">
+  <testsuite name="bookworm" tests="3" failures="1" errors="0" skipped="0">
+    <properties>
+      <property name="kernel" value="K"/>
+      <property name="openssl" value="3.0"/>
+      <property name="clang" value="16"/>
+      <property name="libbpf" value="unknown"/>
+      <property name="cpus" value="2"/>
+      <property name="backend" value="qemu"/>
+      <property name="status" value="ok"/>
+    </properties>
+    <testcase classname="bookworm.preexisting" name="preexisting/interleaved/scoped">
+      <failure message="NOT as expected: expected no wrong rows; got 2 wrong rows" type="verdict"/>
+      <system-out><![CDATA[bookworm preexisting/interleaved/scoped: kernel unknown, OpenSSL 3.0
+misattribution 50.0 % [25.0-75.0] (2 of 4 rows), status ok, verdict NOT as expected (2 wrong rows)]]></system-out>
+    </testcase>
+    <testcase classname="bookworm.preexisting" name="preexisting/interleaved/upstream/single/nginx" time="1.75">
+      <system-out><![CDATA[bookworm preexisting/interleaved/upstream/single/nginx: kernel 6.1, OpenSSL 3.0
+misattribution 50.0 % [25.0-75.0] (2 of 4 rows), status ok, verdict as expected (2 wrong rows)]]></system-out>
+    </testcase>
+    <testcase classname="bookworm.preexisting" name="preexisting/sequential/upstream">
+      <system-out><![CDATA[bookworm preexisting/sequential/upstream: kernel 6.1, OpenSSL 3.0
+misattribution 50.0 % [15.0-85.0] (2 of 4 rows), status ok, verdict measured (measured)]]></system-out>
+    </testcase>
+  </testsuite>
+  <testsuite name="sid" tests="1" failures="0" errors="1" skipped="0">
+    <properties>
+      <property name="kernel" value="6.9"/>
+      <property name="openssl" value="unknown"/>
+      <property name="clang" value="unknown"/>
+      <property name="libbpf" value="unknown"/>
+      <property name="cpus" value="1"/>
+      <property name="backend" value="vagrant"/>
+      <property name="status" value="boot-failed"/>
+    </properties>
+    <testcase classname="sid.preexisting" name="preexisting/interleaved/upstream">
+      <error message="boot-failed: no ssh" type="boot-failed"/>
+      <system-out><![CDATA[sid preexisting/interleaved/upstream: kernel unknown, OpenSSL unknown
+misattribution n/a (0 of 0 rows), status boot-failed, verdict as expected (2 wrong rows)
+
+--- log tail ---
+boot[1m log]]></system-out>
+    </testcase>
+  </testsuite>
+  <testsuite name="trixie" tests="1" failures="0" errors="1" skipped="0">
+    <properties>
+      <property name="kernel" value="T"/>
+      <property name="openssl" value="TO"/>
+      <property name="clang" value="unknown"/>
+      <property name="libbpf" value="unknown"/>
+      <property name="cpus" value="8"/>
+      <property name="backend" value="unknown"/>
+      <property name="status" value="unknown"/>
+    </properties>
+    <testcase classname="trixie.preexisting" name="preexisting/interleaved/upstream">
+      <error message="timeout" type="timeout"/>
+      <system-out><![CDATA[trixie preexisting/interleaved/upstream: kernel T, OpenSSL TO
+misattribution n/a (0 of 0 rows), status timeout, verdict NOT as expected (timeout)]]></system-out>
+    </testcase>
+  </testsuite>
+</testsuites>
+`);
+  });
+
+  it("a listed target with no cell: its facts, its vCPUs from the facts when the record has none; 'unknown' for what is missing", () => {
+    const m = {
+      runId: 'r',
+      targets: [{ name: 'sid', backend: 'qemu', status: 'boot-failed', facts: { kernel: '6.9', cpus: 4, clang: null } }],
+    } as unknown as Manifest;
+    const xml = renderJunit(m, []);
+    expect(xml).toContain(
+      '<testsuite name="sid" tests="0" failures="0" errors="0" skipped="0">\n    <properties>\n      <property name="kernel" value="6.9"/>\n      <property name="openssl" value="unknown"/>\n      <property name="clang" value="unknown"/>\n      <property name="libbpf" value="unknown"/>\n      <property name="cpus" value="4"/>',
+    );
+    expect(xml.endsWith('</testsuites>\n')).toBe(true);
+  });
+
+  it.each([
+    ['\x1b', ''],
+    ['\x00\x08\x0b\x0c\x0e\x1f\x7f', '???????'],
+    ['\t\n\r', '\t\n\r'],
+    ['\uFFFE\uFFFF\uFFFD', '??\uFFFD'],
+    ['\uD83D\uDE00', '\uD83D\uDE00'],
+    ['a\uD83Db', 'a?b'],
+    ['a\uDE00b', 'a?b'],
+    ['\uDE00\uD83D', '??'],
+  ])('xmlSafe(%j) is %j', (s, safe) => {
+    expect(xmlSafe(s)).toBe(safe);
   });
 });
