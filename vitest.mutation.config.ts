@@ -33,6 +33,7 @@ export default defineConfig({
       'test/summary.test.ts',
       'test/report-cell.test.ts',
       'test/compare.test.ts',
+      'test/matrix-md.test.ts',
     ],
     testNamePattern: /^(?!.*headless Chromium)/,
     testTimeout: 30_000,
