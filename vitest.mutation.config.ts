@@ -34,6 +34,7 @@ export default defineConfig({
       'test/report-cell.test.ts',
       'test/compare.test.ts',
       'test/matrix-md.test.ts',
+      'test/merge.test.ts',
     ],
     testNamePattern: /^(?!.*headless Chromium)/,
     testTimeout: 30_000,
