@@ -35,6 +35,7 @@ export default defineConfig({
       'test/compare.test.ts',
       'test/matrix-md.test.ts',
       'test/merge.test.ts',
+      'test/view.test.ts',
     ],
     testNamePattern: /^(?!.*headless Chromium)/,
     testTimeout: 30_000,
