@@ -175,6 +175,27 @@ describe('compareMain', () => {
     return { code, out, err };
   }
 
+  it('the usage names the command, every option, the defaults and the exit codes', () => {
+    expect(COMPARE_HELP.split('\n')[0]).toBe('Usage: npx zx scripts/report.mjs compare PREV CUR [--history DIR] [--keep K] [--out DIR] [--allow-no-previous]');
+    for (const w of [
+      "default CUR's folder",
+      'keeps the newest K runs (default 14)',
+      'Exit 1 when a cell regressed',
+      '2 on bad arguments',
+      'a missing PREV is the first night',
+    ])
+      expect(COMPARE_HELP).toContain(w);
+    expect(COMPARE_HELP.endsWith('\n')).toBe(true);
+  });
+
+  it('--keep 1 is a valid count', async () => {
+    expect(await compare(['a', '--keep', '1'])).toEqual({ code: 2, out: '', err: 'error: expected: compare PREV CUR (got 1 path(s))\n' + COMPARE_HELP });
+    const dir = tmp();
+    writeFileSync(join(dir, 'prev.json'), JSON.stringify([cell('a')]));
+    expect((await compare(['prev.json', 'prev.json', '--keep', '1', '--history', 'h'], dir)).code).toBe(0);
+    expect(readdirSync(join(dir, 'h'))).toHaveLength(1);
+  });
+
   it('--help and -h print the usage and exit 0', async () => {
     for (const h of ['--help', '-h']) expect(await compare([h])).toEqual({ code: 0, out: COMPARE_HELP, err: '' });
   });

@@ -157,6 +157,8 @@ describe('report.mjs compare', () => {
     expect(r.code, r.err).toBe(1);
     expect(JSON.parse(readFileSync(join(merged, 'trend.json'), 'utf8')).regressions).toBe(1);
     expect(readFileSync(join(merged, 'summary.html'), 'utf8')).toContain('<section id="trend">');
+    // the page drawn again still links each cell's files in its shard
+    expect(readFileSync(join(merged, 'summary.html'), 'utf8')).toContain('href="../shard-2/local/preexisting-sequential-upstream/trial-1/tracer.log"');
 
     // the previous night's merged folder, downloaded without its shards: its summary.json is used
     for (const s of shards) rmSync(s, { recursive: true });
