@@ -125,7 +125,7 @@ describe('renderJunit, word for word', () => {
 
   it('suites by target name (cells of an unlisted target too), their properties and fallbacks, each case with its time, failure or error and output', () => {
     const cells = [
-      view({ reads: 'single', server: 'nginx' }),
+      view({ reads: 'single', server: 'haproxy' }),
       view({ variant: 'scoped', kernel: 'unknown', verdict: { pass: false, expectation: 'no wrong rows', reason: '2 wrong rows' } }),
       view({ mode: 'sequential', verdict: { pass: null, expectation: 'nothing', reason: 'measured' }, misattributionCI: null }),
       view({ target: 'sid', kernel: 'unknown', openssl: 'unknown', status: 'boot-failed', error: 'no ssh', misattribution: null, wrong: 0, captured: 0 }),
@@ -142,9 +142,12 @@ describe('renderJunit, word for word', () => {
       }),
     ];
     const artifacts = new Map<string, CellArtifacts>([
-      ['bookworm/preexisting/interleaved/upstream single nginx', { trials: [{ durationMs: 1500 }, {}, { durationMs: 250 }], logTail: '' } as CellArtifacts],
-      ['bookworm/preexisting/interleaved/scoped', { trials: [{ durationMs: 0 }], logTail: '' } as CellArtifacts],
-      ['sid/preexisting/interleaved/upstream', { trials: [], logTail: 'boot\x1b[1m log' } as CellArtifacts],
+      [
+        'bookworm/preexisting/interleaved/upstream single haproxy',
+        { trials: [{ durationMs: 1500 }, {}, { durationMs: 250 }], logTail: '' } as unknown as CellArtifacts,
+      ],
+      ['bookworm/preexisting/interleaved/scoped', { trials: [{ durationMs: 0 }], logTail: '' } as unknown as CellArtifacts],
+      ['sid/preexisting/interleaved/upstream', { trials: [], logTail: 'boot\x1b[1m log' } as unknown as CellArtifacts],
     ]);
     expect(renderJunit(manifest, cells, artifacts)).toBe(`<?xml version="1.0" encoding="UTF-8"?>
 <testsuites name="usm-race-lab r&lt;1>" tests="5" failures="1" errors="2" skipped="0">
@@ -163,8 +166,8 @@ describe('renderJunit, word for word', () => {
       <system-out><![CDATA[bookworm preexisting/interleaved/scoped: kernel unknown, OpenSSL 3.0
 misattribution 50.0 % [25.0-75.0] (2 of 4 rows), status ok, verdict NOT as expected (2 wrong rows)]]></system-out>
     </testcase>
-    <testcase classname="bookworm.preexisting" name="preexisting/interleaved/upstream/single/nginx" time="1.75">
-      <system-out><![CDATA[bookworm preexisting/interleaved/upstream/single/nginx: kernel 6.1, OpenSSL 3.0
+    <testcase classname="bookworm.preexisting" name="preexisting/interleaved/upstream/single/haproxy" time="1.75">
+      <system-out><![CDATA[bookworm preexisting/interleaved/upstream/single/haproxy: kernel 6.1, OpenSSL 3.0
 misattribution 50.0 % [25.0-75.0] (2 of 4 rows), status ok, verdict as expected (2 wrong rows)]]></system-out>
     </testcase>
     <testcase classname="bookworm.preexisting" name="preexisting/sequential/upstream">

@@ -127,7 +127,7 @@ describe('the matrix', () => {
     const cells = [
       view({ target: 'sid', kernel: '6.9|x', openssl: '3.1' }),
       view({ target: 'sid', variant: 'scoped', mode: 'sequential', verdict: { pass: false } as CellView['verdict'] }),
-      view({ target: 'bookworm', boot: 'bookworm-2cpu', cpus: 2, reads: 'single', server: 'nginx' }),
+      view({ target: 'bookworm', boot: 'bookworm-2cpu', cpus: 2, reads: 'single', server: 'haproxy' }),
       failed({ target: 'bookworm', boot: 'bookworm-2cpu', scenario: 'baseline', variant: 'extra' }),
     ];
     const md = renderMatrixMd(
@@ -136,7 +136,7 @@ describe('the matrix', () => {
         modes: ['sequential', 'interleaved'],
         scenarios: ['preexisting', 'baseline', 'none'],
         reads: ['full', 'single'],
-        servers: ['python', 'nginx'],
+        servers: ['python', 'haproxy'],
       },
       cells,
     );
@@ -147,7 +147,7 @@ describe('the matrix', () => {
       '',
       '### preexisting',
       '',
-      '| target | scoped sequential | upstream interleaved | upstream single nginx interleaved |',
+      '| target | scoped sequential | upstream interleaved | upstream single haproxy interleaved |',
       '|---|---|---|---|',
       '| bookworm-2cpu (6.1, OpenSSL 3.0) | - | - | ✓ 50.0 % [25.0-75.0], capture 50.0 % |',
       '| sid (6.9\\|x, OpenSSL 3.1) | ✗ 50.0 % [25.0-75.0], capture 50.0 % | ✓ 50.0 % [25.0-75.0], capture 50.0 % | - |',
@@ -203,7 +203,7 @@ describe('the detail table', () => {
       verdict: { pass: null } as CellView['verdict'],
     });
     for (const k of ['cpus', 'server', 'reads', 'backendRows'] as const) delete (old as Partial<CellView>)[k];
-    const md = renderDetailMd([view({ server: 'nginx', reads: 'single', cpus: 4, openssl: 'x|y' }), old]);
+    const md = renderDetailMd([view({ server: 'haproxy', reads: 'single', cpus: 4, openssl: 'x|y' }), old]);
     expect(md).toEqual([
       '## Cells',
       '',
@@ -212,7 +212,7 @@ describe('the detail table', () => {
       '| target | vCPUs | kernel | OpenSSL | server | reads | scenario | mode | variant | expected | rows | rows/req | correct | wrong | lost | backend | no tuple | misattribution | capture | status | verdict |',
       '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
       '| a&lt;b&gt; | 1 | 6.1 | 3.0 | python | full | preexisting | sequential | upstream | 0 | 6 | n/a | 2 | 3 | 1 | 0 | n/a | 50.0 % [25.0-75.0] | 50.0 % | timeout | measured |',
-      '| bookworm | 4 | 6.1 | x\\|y | nginx | single | preexisting | interleaved | upstream | 4 | 6 | 1.50 | 2 | 3 | 1 | 2 | 7 | 50.0 % [25.0-75.0] | 50.0 % | ok | as expected |',
+      '| bookworm | 4 | 6.1 | x\\|y | haproxy | single | preexisting | interleaved | upstream | 4 | 6 | 1.50 | 2 | 3 | 1 | 2 | 7 | 50.0 % [25.0-75.0] | 50.0 % | ok | as expected |',
       '',
     ]);
   });

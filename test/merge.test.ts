@@ -71,7 +71,7 @@ describe('readRun', () => {
 
   it('a target that failed before its cells: one failed cell per server, reads, scenario, mode and variant, with its status, error and facts', async () => {
     const m = manifestOf({
-      servers: ['python', 'nginx'],
+      servers: ['python', 'haproxy'],
       reads: ['full', 'single'],
       scenarios: ['preexisting', 'baseline'],
       modes: ['interleaved', 'sequential'],
@@ -85,7 +85,7 @@ describe('readRun', () => {
       'python/full/preexisting/interleaved/scoped',
       'python/full/preexisting/sequential/upstream',
     ]);
-    expect(cells.at(-1)).toMatchObject({ server: 'nginx', reads: 'single', scenario: 'baseline', mode: 'sequential', variant: 'scoped' });
+    expect(cells.at(-1)).toMatchObject({ server: 'haproxy', reads: 'single', scenario: 'baseline', mode: 'sequential', variant: 'scoped' });
     expect(cells[0]).toMatchObject({
       target: 'sid',
       boot: 'sid-2cpu',
@@ -167,7 +167,7 @@ describe('mergeRuns', () => {
       join(root, 'b'),
       manifestOf({ runId: 'rb', startedAt: '2026-12-01', seed: 22, targets: [target({ name: 'a' }), target({ name: 'b-2cpu' })] }),
       [
-        c({ target: 'a', server: 'nginx' }),
+        c({ target: 'a', server: 'haproxy' }),
         c({ target: 'a', reads: 'single' }),
         c({ target: 'a', mode: 'sequential' }),
         c({ target: 'b', cpus: 2, boot: 'b-2cpu' }),
@@ -183,7 +183,7 @@ describe('mergeRuns', () => {
       ['b', 'b-10cpu', 'a', 'b-2cpu'],
     ]);
     expect(cells.map((x) => `${x.target}/${x.cpus}/${x.server ?? '-'}/${x.reads}/${x.scenario}/${x.mode}/${x.variant}`)).toEqual([
-      'a/1/nginx/full/preexisting/interleaved/upstream',
+      'a/1/haproxy/full/preexisting/interleaved/upstream',
       'a/1/-/full/preexisting/sequential/upstream',
       'a/1/-/single/preexisting/interleaved/upstream',
       'b/1/-/full/baseline/interleaved/upstream',

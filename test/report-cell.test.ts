@@ -13,7 +13,7 @@ function rich(): CellSummary {
   return {
     target: 'bookworm',
     cpus: 2,
-    server: 'nginx',
+    server: 'haproxy',
     reads: 'single',
     variant: 'upstream',
     mode: 'sequential',
@@ -100,9 +100,9 @@ describe('report.md, word for word', () => {
     });
     expect(md).toBe(
       [
-        '# bookworm: preexisting / sequential / upstream / nginx',
+        '# bookworm: preexisting / sequential / upstream / haproxy',
         '',
-        'kernel 6.1.0-1, OpenSSL 3.0.15, 2 vCPU(s), server: nginx, client reads: single, kernel hooks: kprobe; 2 of 3 trial(s) ran.',
+        'kernel 6.1.0-1, OpenSSL 3.0.15, 2 vCPU(s), server: haproxy, client reads: single, kernel hooks: kprobe; 2 of 3 trial(s) ran.',
         '',
         '**Status: ok**. Verdict: as expected (expected wrong rows: 4 wrong rows).',
         '',
@@ -211,7 +211,7 @@ describe('report.md, word for word', () => {
     ],
   ])('%s: the run line says so and the truth table is n/a', (_, over, run, truth) => {
     const lines = renderCellMd({ cell: { ...rich(), ...over }, trials: [] }).split('\n');
-    expect(lines[2]).toBe(`kernel 6.1.0-1, OpenSSL 3.0.15, 2 vCPU(s), server: nginx, client reads: single, ${run}; 2 of 3 trial(s) ran.`);
+    expect(lines[2]).toBe(`kernel 6.1.0-1, OpenSSL 3.0.15, 2 vCPU(s), server: haproxy, client reads: single, ${run}; 2 of 3 trial(s) ran.`);
     const at = lines.indexOf("## Per-request truth (the client's own writes and reads)");
     expect(lines.slice(at + 1, at + 4)).toEqual(['', truth, '']);
     expect(lines).not.toContain('| path | correct | wrong | lost |');
