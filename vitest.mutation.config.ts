@@ -36,6 +36,7 @@ export default defineConfig({
       'test/matrix-md.test.ts',
       'test/merge.test.ts',
       'test/view.test.ts',
+      'test/artifacts.test.ts',
     ],
     testNamePattern: /^(?!.*headless Chromium)/,
     testTimeout: 30_000,
