@@ -37,6 +37,7 @@ export default defineConfig({
       'test/merge.test.ts',
       'test/view.test.ts',
       'test/artifacts.test.ts',
+      'test/html-cell.test.ts',
     ],
     testNamePattern: /^(?!.*headless Chromium)/,
     testTimeout: 30_000,
