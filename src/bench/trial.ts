@@ -16,6 +16,7 @@ import { MODES, PHASES, READS, SCENARIOS, VARIANTS, type Phase, type PhaseName }
 import { runMatrix } from '../matrix.ts';
 import { createReporter } from '../progress/reporter.ts';
 import type { CellReport } from '../report/cell.ts';
+import { formatLoad, loadBetween, sampleCpu, type Load } from './load.ts';
 import { median } from './stats.ts';
 
 export const TRIAL_HELP = `Usage: npm run bench:trial -- [flags]
@@ -69,13 +70,26 @@ export interface TargetBench {
   /** The whole run of this target: boot, build, the trials, stop. */
   wallMs: number;
   rows: RowStats[];
+  /** How busy the machine was meanwhile (src/bench/load.ts). */
+  load?: Load;
 }
 
-export function formatTrialBench(targets: readonly TargetBench[], matrix: { wallMs: number; cells: number; ok: number; exitCode: number } | null): string {
+/** The default matrix's run in the same benchmark. */
+export interface MatrixBench {
+  wallMs: number;
+  cells: number;
+  ok: number;
+  exitCode: number;
+  load?: Load;
+}
+
+export function formatTrialBench(targets: readonly TargetBench[], matrix: MatrixBench | null): string {
   const s = (ms: number) => (ms / 1000).toFixed(2);
   let out = '';
   for (const t of targets) {
-    out += `\n${t.target}: ${t.cell}, ${t.ok}/${t.trials} trials ok (${t.statuses.join(', ')}), whole target run ${s(t.wallMs)} s\n\n`;
+    out += `\n${t.target}: ${t.cell}, ${t.ok}/${t.trials} trials ok (${t.statuses.join(', ')}), whole target run ${s(t.wallMs)} s\n`;
+    if (t.load) out += `${formatLoad(t.load)}\n`;
+    out += '\n';
     out += '| phase | median s | max s | trials |\n|---|---|---|---|\n';
     for (const r of t.rows) out += `| ${r.row} | ${s(r.medianMs)} | ${s(r.maxMs)} | ${r.n} |\n`;
   }
@@ -89,7 +103,9 @@ export function formatTrialBench(targets: readonly TargetBench[], matrix: { wall
     }
   }
   if (matrix)
-    out += `\nDefault matrix: ${matrix.ok}/${matrix.cells} cells ok, exit ${matrix.exitCode}, wall ${s(matrix.wallMs)} s (${(matrix.wallMs / 60_000).toFixed(1)} min)\n`;
+    out += `\nDefault matrix: ${matrix.ok}/${matrix.cells} cells ok, exit ${matrix.exitCode}, wall ${s(matrix.wallMs)} s (${(matrix.wallMs / 60_000).toFixed(1)} min)\n${
+      matrix.load ? `${formatLoad(matrix.load)}\n` : ''
+    }`;
   return out;
 }
 
@@ -143,7 +159,7 @@ export async function benchTrial(argv: string[], repoRoot: string, signal: Abort
   const common = { cwd: process.cwd(), home: env.HOME ?? '/root', ...(env.USM_LAB_CACHE ? { cacheEnv: env.USM_LAB_CACHE } : {}) };
   const cache = v.cache ? ['--cache', v.cache] : [];
   const results: TargetBench[] = [];
-  let matrix: { wallMs: number; cells: number; ok: number; exitCode: number; outDir: string } | null = null;
+  let matrix: (MatrixBench & { outDir: string }) | null = null;
   try {
     for (const name of names) {
       if (signal.aborted) break;
@@ -152,9 +168,10 @@ export async function benchTrial(argv: string[], repoRoot: string, signal: Abort
         ...['--trials', String(trials), '--iterations', String(iterations), '--out', join(scratch, name), ...cache],
       ]);
       const run = resolveRun(cfg, flags, common);
-      const t0 = Date.now();
+      const [t0, cpu0] = [Date.now(), await sampleCpu()];
       const res = await runMatrix(run, { repoRoot, backends: backendLoader(repoRoot), emit: reporter.emit, signal, argv: ['bench:trial'] });
       const wallMs = Date.now() - t0;
+      const load = loadBetween(cpu0, await sampleCpu());
       const cell = res.cells[0]!;
       const dir = join(res.outDir, res.manifest.targets[0]?.name ?? name, cellDir(cell));
       let trialResults: TrialResult[] = [];
@@ -171,14 +188,16 @@ export async function benchTrial(argv: string[], repoRoot: string, signal: Abort
         statuses: trialResults.length ? [...new Set(trialResults.map((t) => t.status))] : [cell.status],
         wallMs,
         rows: phaseStats(trialResults.map((t) => t.phases ?? [])),
+        load,
       });
     }
     if (v.matrix && !signal.aborted) {
       const run = resolveRun(cfg, parseMatrixFlags(['--out', join(scratch, 'matrix'), ...cache]), common);
-      const t0 = Date.now();
+      const [t0, cpu0] = [Date.now(), await sampleCpu()];
       const res = await runMatrix(run, { repoRoot, backends: backendLoader(repoRoot), emit: reporter.emit, signal, argv: ['bench:trial', '--matrix'] });
       matrix = {
         wallMs: Date.now() - t0,
+        load: loadBetween(cpu0, await sampleCpu()),
         cells: res.cells.length,
         ok: res.cells.filter((c) => c.status === 'ok').length,
         exitCode: res.exitCode,
