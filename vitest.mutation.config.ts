@@ -38,6 +38,7 @@ export default defineConfig({
       'test/view.test.ts',
       'test/artifacts.test.ts',
       'test/html-cell.test.ts',
+      'test/html.test.ts',
     ],
     testNamePattern: /^(?!.*headless Chromium)/,
     testTimeout: 30_000,
