@@ -3,6 +3,7 @@
 // reused. Fake backend and scenario (test/helpers/fake-lab.ts): no VM, no tracer.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
@@ -266,6 +267,9 @@ describe('the target identity, from files on disk (no boot)', () => {
     const o = { cacheDir: l.cache, repoRoot: l.repo, rebuild: false };
     expect(await targetIdentity({ name: 'a', backend: 'qemu', suite: 'bookworm' }, o)).toMatchObject({ backend: 'qemu', image: { sha256: 'a'.repeat(64) } });
     expect(await targetIdentity({ name: 'a', backend: 'qemu', suite: 'bookworm' }, { ...o, rebuild: true })).toBeNull();
+    // the VM's memory is part of what boots: a target's own memory, else null (the run's default)
+    expect(await targetIdentity({ name: 'a', backend: 'qemu', suite: 'bookworm', memoryMiB: 2048 }, o)).toMatchObject({ memoryMiB: 2048 });
+    expect(await targetIdentity({ name: 'a', backend: 'qemu', suite: 'bookworm' }, o)).toMatchObject({ memoryMiB: null });
     // A manifest of another recipe: the boot would build a new image.
     writeFileSync(imagePaths(l.cache, 'bookworm').manifest, JSON.stringify({ suite: 'bookworm', recipeHash: 'old', sha256: 'x' }));
     expect(await targetIdentity({ name: 'a', backend: 'qemu', suite: 'bookworm' }, o)).toBeNull();
@@ -278,6 +282,22 @@ describe('the target identity, from files on disk (no boot)', () => {
     expect(id).toMatchObject({ backend: 'vagrant', box: 'debian/bookworm64', versions: ['12.20250101.1'] });
     writeFileSync(join(l.repo, 'Vagrantfile'), '# v2\n');
     expect((await targetIdentity(box, o))!.vagrantfile).not.toBe(id!.vagrantfile);
+  });
+
+  it("vagrant with a suite: the suite's image manifest and the Vagrantfile; no Vagrantfile, no identity", async () => {
+    const l = lab();
+    const o = { cacheDir: l.cache, repoRoot: l.repo, rebuild: false };
+    const t = { name: 'vs', backend: 'vagrant', suite: 'bookworm', memoryMiB: 1536 } as const;
+    expect(await targetIdentity(t, o)).toBeNull(); // no Vagrantfile
+    writeFileSync(join(l.repo, 'Vagrantfile'), '# v1\n');
+    const id = await targetIdentity(t, o);
+    expect(id).toEqual({
+      backend: 'vagrant',
+      memoryMiB: 1536,
+      image: { suite: 'bookworm', recipeHash: expect.any(String), sha256: 'a'.repeat(64), kernel: expect.any(String) },
+      vagrantfile: createHash('sha256').update('# v1\n').digest('hex'),
+    });
+    expect(await targetIdentity(t, { ...o, rebuild: true })).toBeNull();
   });
 });
 
@@ -373,6 +393,9 @@ describe('resume: the pieces, case by case', () => {
     ['a trial not ok', JSON.stringify(report({ trials: [{ status: 'ok' }, { status: 'client-failed' }] }))],
     ['other inputs', JSON.stringify(report({ inputs: { hash: 'other' } }))],
     ['no inputs (an older report)', JSON.stringify(report({ inputs: undefined }))],
+    ['no cell (not a cell report)', JSON.stringify(report({ cell: undefined }))],
+    ['no trials', JSON.stringify(report({ trials: undefined }))],
+    ['JSON null', 'null'],
   ])('reusableReport: %s -> not reusable', async (_n, text) => {
     expect(await reusableReport(dirWith(text), 'h', 2)).toBeNull();
   });

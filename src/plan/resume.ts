@@ -129,12 +129,14 @@ export async function targetIdentity(t: TargetSpec, o: { cacheDir: string; repoR
 export async function reusableReport(dir: string, hash: string, trials: number): Promise<CellReport | null> {
   const text = await readFile(join(dir, 'report.json'), 'utf8').catch(() => null);
   if (!text) return null;
-  let r: CellReport;
+  let r: CellReport | null;
   try {
-    r = JSON.parse(text) as CellReport;
+    r = JSON.parse(text) as CellReport | null;
   } catch {
     return null;
   }
+  // JSON null (a damaged file) is not reusable either, and has no fields to read
+  if (!r) return null;
   const complete = r.cell?.status === 'ok' && r.trials?.length === trials && r.trials.every((t) => t.status === 'ok');
   return complete && r.inputs?.hash === hash ? r : null;
 }
