@@ -623,6 +623,7 @@ describe('matrix.yaml: each structural error, exactly as reported', () => {
     ['targets:\n  a:\n', "m.yaml:2:5: target 'a' must be a mapping (keys: backend, suite, box, memory, cpus)"],
     ['targets:\n  a: { suite: sid }\n', "m.yaml:2:6: target 'a' needs a backend (allowed: qemu, vagrant, local)"],
     ['targets:\n  Big: { backend: qemu, suite: sid }\n', "m.yaml:2:3: target name 'Big' must be lower-case letters, digits, '.', '_' or '-'"],
+    ['targets:\n  sid!: { backend: qemu, suite: sid }\n', "m.yaml:2:3: target name 'sid!' must be lower-case letters, digits, '.', '_' or '-'"],
     ['targets:\n  a: { backend: vagrant, box: 7 }\n', 'm.yaml:2:31: box must be a string'],
     [
       'targets:\n  l: { backend: local, cpus: 2 }\n',

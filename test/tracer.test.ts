@@ -100,6 +100,40 @@ describe('matrix.yaml tracer:', () => {
     expect(errorOf(lines.join('\n') + base)).toMatch(msg);
   });
 
+  // A minimal tracer with one field replaced (or left out): every message names the field by its
+  // whole path in matrix.yaml, at its line and column, and says what it must be.
+  it.each([
+    ['label', '  label: [x]', 'm.yaml:5:10: tracer.label must be a string'],
+    ['label', '  label: sp!', "m.yaml:5:10: tracer.label 'sp!' must be lower-case letters, digits, '.', '_' or '-'"],
+    ['expect', '  expect: [x]', 'm.yaml:6:11: tracer.expect (the model variant whose verdict applies) must be a string'],
+    ['files', '  files: x', 'm.yaml:6:10: tracer.files must be a non-empty list'],
+    ['files', '  files: [[x]]', 'm.yaml:6:11: a tracer file must be a string'],
+    ['argv', '  argv: [[x]]', 'm.yaml:5:10: an argument of tracer.argv must be a string'],
+    ['ready', '  ready: { log: [x] }', 'm.yaml:5:17: tracer.ready.log must be a string'],
+    ['ready', '  ready: { socket: 3 }', 'm.yaml:5:20: tracer.ready.socket must be true or false'],
+    ['ready', '  ready: { log: x, timeout_ms: 5 }', 'm.yaml:5:32: tracer.ready.timeout_ms is 5, out of range (allowed: 1000..3600000)'],
+    ['ready', '  ready: 3', 'm.yaml:5:10: tracer.ready must be a mapping (keys: log, socket, timeout_ms)'],
+    ['query', '  query: { socket: [x] }', 'm.yaml:5:20: tracer.query.socket must be a string'],
+    ['query', '  query: { port: 5555, path: [x] }', 'm.yaml:5:30: tracer.query.path must be a string'],
+    ['query', '  query: { port: 5555, timeout_ms: 5 }', 'm.yaml:5:36: tracer.query.timeout_ms is 5, out of range (allowed: 1000..600000)'],
+    ['query', '  query: { port: x }', 'm.yaml:5:18: tracer.query.port must be a whole number (1..65535)'],
+    ['query', '  query: 3', 'm.yaml:5:10: tracer.query must be a mapping (keys: socket, port, path, timeout_ms)'],
+    ['stop', '  stop: { timeout_ms: 5 }', 'm.yaml:6:23: tracer.stop.timeout_ms is 5, out of range (allowed: 1000..600000)'],
+    ['stop', '  stop: 3', 'm.yaml:6:9: tracer.stop must be a mapping (keys: signal, timeout_ms)'],
+    ['settle_ms', '  settle_ms: x', 'm.yaml:6:14: tracer.settle_ms must be a whole number (0..600000)'],
+    ['label', null, "m.yaml:2:3: tracer needs label: its name, shown as the cells' variant"],
+    ['argv', null, 'm.yaml:2:3: tracer needs argv: its command line, one argument an item'],
+    ['ready', null, 'm.yaml:2:3: tracer needs ready: how to know it is ready: { log: REGEX } (a line of its output) or { socket: true } (its query answers)'],
+    ['query', null, 'm.yaml:2:3: tracer needs query: where its debug endpoint answers: { socket: PATH } or { port: N }, and path'],
+  ])('%s as %j: %s', (key, line, msg) => {
+    const minimal = ['tracer:', '  label: sp', '  argv: [x]', '  ready: { socket: true }', '  query: { port: 5555 }'].filter((l) => !l.startsWith(`  ${key}:`));
+    expect(
+      errorOf(
+        [...minimal, ...(line === null ? [] : [line])].join('\n') + '\n' + base.replace('bw: { backend: qemu, suite: bookworm }', 'l: { backend: local }'),
+      ),
+    ).toBe(msg);
+  });
+
   it('needs label, argv, ready and query, each named; `tracer: 3` says what it may be', () => {
     const msg = errorOf(`${base}tracer: { files: [] }\n`);
     for (const k of ['label', 'argv', 'ready', 'query']) expect(msg).toContain(`tracer needs ${k}:`);
