@@ -197,6 +197,7 @@ describe('matrix.yaml', () => {
     expect(BUILTIN_DEFAULTS).toMatchObject({ reads: ['full'], nagle: 'off', cpus: [1] });
     expect(parseMatrix('defaults:\n  reads: single\n  nagle: on\ntargets: {}\n', 'm.yaml').defaults).toMatchObject({ reads: ['single'], nagle: 'on' });
     expect(parseMatrix('defaults:\n  reads: [single, full, single]\ntargets: {}\n', 'm.yaml').defaults.reads).toEqual(['single', 'full']);
+    expect(parseMatrix('defaults:\n  server: [haproxy, python, haproxy]\ntargets: {}\n', 'm.yaml').defaults.servers).toEqual(['haproxy', 'python']);
     expect(() => parseMatrix('defaults:\n  reads: all\ntargets: {}\n', 'm.yaml')).toThrow(/^m\.yaml:2:10: unknown reads 'all' \(allowed: full, single\)$/);
     expect(() => parseMatrix('defaults:\n  nagle: yes\ntargets: {}\n', 'm.yaml')).toThrow(/^m\.yaml:2:10: unknown nagle 'yes' \(allowed: on, off\)$/);
     expect(() => parseMatrix('defaults:\n  nagle: false\ntargets: {}\n', 'm.yaml')).toThrow(/^m\.yaml:2:10: unknown nagle 'false' \(allowed: on, off\)$/);
@@ -613,7 +614,21 @@ describe('--help', () => {
 
 describe('matrix.yaml: each structural error, exactly as reported', () => {
   it.each([
-    ['- a\n- b\n', 'm.yaml:1:1: the matrix file must be a mapping with keys defaults, targets, default_targets, vagrant, client'],
+    ['- a\n- b\n', 'm.yaml:1:1: the matrix file must be a mapping with keys defaults, targets, default_targets, vagrant, client, tracer'],
+    ['defaults:\n  modes: x\ntargets: {}\n', 'm.yaml:2:10: defaults.modes must be a non-empty list'],
+    ['defaults:\n  scenarios: x\ntargets: {}\n', 'm.yaml:2:14: defaults.scenarios must be a non-empty list'],
+    ['defaults:\n  scenarios: [x]\ntargets: {}\n', "m.yaml:2:15: unknown scenario 'x' (allowed: preexisting, baseline)"],
+    ['defaults:\n  api: x\ntargets: {}\n', "m.yaml:2:8: unknown api 'x' (allowed: classic, ex)"],
+    ['defaults:\n  hook: x\ntargets: {}\n', "m.yaml:2:9: unknown hook 'x' (allowed: auto, kprobe, tracepoint)"],
+    ['defaults:\n  reads: []\ntargets: {}\n', 'm.yaml:2:10: defaults.reads must be a non-empty list'],
+    ['defaults:\n  reads: [x]\ntargets: {}\n', "m.yaml:2:11: unknown reads 'x' (allowed: full, single)"],
+    ['defaults:\n  reads: {}\ntargets: {}\n', 'm.yaml:2:10: reads must be a string'],
+    ['defaults:\n  server: []\ntargets: {}\n', 'm.yaml:2:11: defaults.server must be a non-empty list'],
+    ['defaults:\n  server: x\ntargets: {}\n', "m.yaml:2:11: unknown server 'x' (allowed: python, nginx-proxy, haproxy)"],
+    ['defaults:\n  server: [x]\ntargets: {}\n', "m.yaml:2:12: unknown server 'x' (allowed: python, nginx-proxy, haproxy)"],
+    ['default_targets: x\ntargets: {}\n', 'm.yaml:1:18: default_targets must be a non-empty list'],
+    ['default_targets: [[x]]\ntargets: {}\n', 'm.yaml:1:19: a target name must be a string'],
+    ['client: { src: [x] }\ntargets: {}\n', 'm.yaml:1:16: client.src must be a string'],
     ['defaults: {}\n', "m.yaml:1:1: missing key 'targets'"],
     ['targets: [a, b]\n', 'm.yaml:1:10: targets must be a mapping of name -> { backend, suite | box, memory, cpus }'],
     [

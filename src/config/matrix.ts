@@ -133,6 +133,8 @@ const DEFAULT_KEYS = [
   'cpus',
 ] as const;
 const TARGET_KEYS = ['backend', 'suite', 'box', 'memory', 'cpus'] as const;
+/** The matrix file's top-level keys. */
+const TOP_KEYS = ['defaults', 'targets', 'default_targets', 'vagrant', 'client', 'tracer'] as const;
 const TRACER_KEYS = ['label', 'expect', 'files', 'argv', 'ready', 'query', 'settle_ms', 'stop'] as const;
 
 type Where = (node: Node | null | undefined) => string;
@@ -192,10 +194,7 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
     throw configError(file, problems);
   }
   const root = doc.contents;
-  if (!isMap(root))
-    throw configError(file, [
-      { off: -1, text: `${where(root)}: the matrix file must be a mapping with keys defaults, targets, default_targets, vagrant, client` },
-    ]);
+  if (!isMap(root)) throw configError(file, [{ off: -1, text: `${where(root)}: the matrix file must be a mapping with keys ${TOP_KEYS.join(', ')}` }]);
 
   const checkKeys = (map: Node | null | undefined, allowed: readonly string[], what: string) => {
     if (!isMap(map)) fail(map, `${what} must be a mapping (keys: ${allowed.join(', ')})`);
@@ -244,7 +243,7 @@ export function parseMatrix(text: string, file: string): MatrixConfig {
     return [num(n, what, min, max)];
   };
 
-  checkKeys(root, ['defaults', 'targets', 'default_targets', 'vagrant', 'client', 'tracer'], 'the matrix file');
+  checkKeys(root, TOP_KEYS, 'the matrix file');
   const d: MatrixDefaults = { ...BUILTIN_DEFAULTS };
   const dn = get(root, 'defaults');
   if (dn) {
