@@ -231,6 +231,9 @@ describe('matrix.yaml', () => {
   });
 
   it('missing keys take the built-in defaults; local is always there', () => {
+    // a matrix file that names local itself has it once, as it wrote it
+    const own = parseMatrix('targets:\n  local: { backend: local, memory: 512 }\n', 'm.yaml').targets.filter((t) => t.name === 'local');
+    expect(own).toEqual([{ name: 'local', backend: 'local', memoryMiB: 512 }]);
     const cfg = parseMatrix('targets:\n  bw: { backend: qemu, suite: bookworm, memory: 2048 }\n', 'm.yaml');
     expect(cfg.defaults).toEqual(BUILTIN_DEFAULTS);
     // the built-in values themselves, written out (BUILTIN_DEFAULTS compared with itself proves nothing)
