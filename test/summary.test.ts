@@ -208,6 +208,40 @@ describe('summary.ts: the sections after the matrix', () => {
     expect(md).not.toContain('Feb 5');
   });
 
+  it('summary.md from its title to the targets table, line by line: blank lines between the parts, every fact in its column', () => {
+    const m = manifest({
+      resumedFrom: { runId: 'r0' } as never,
+      targets: [
+        {
+          name: 'bookworm',
+          backend: 'qemu',
+          status: 'ok',
+          reused: 1,
+          facts: { kernel: 'K', openssl: 'O', clang: 'C', libbpf: 'L', accel: 'A', bootSeconds: 'B', peakRssMiB: 'P' },
+        },
+      ],
+    });
+    const lines = renderSummaryMd(m, []).split('\n');
+    expect(lines.slice(0, 5)).toEqual([
+      '# USM TLS attribution matrix: run r1',
+      '',
+      "tool abc, 200 iterations x 1 trial(s), seed 7; client reads full; servers python; servers' Nagle off; 0.0 s at most for the servers to close the run's connections before the tracer's run closes.",
+      '',
+      'Resumed run r0: 1 of 0 cell(s) reused (inputs unchanged, report complete), the others ran again.',
+    ]);
+    expect(lines[5]).toBe('');
+    const at = lines.indexOf('## Targets');
+    expect(lines.slice(at - 1, at + 6)).toEqual([
+      '',
+      '## Targets',
+      '',
+      '| target | backend | status | kernel | OpenSSL | clang | libbpf | accel | boot s | peak MiB |',
+      '|---|---|---|---|---|---|---|---|---|---|',
+      '| bookworm | qemu | ok | K | O | C | L | A | B | P |',
+      '',
+    ]);
+  });
+
   it('the terminal table does not name the python server, whether a cell names it or not', () => {
     const [named] = [cellOf({ server: 'python' }, { status: 'ok', attribution: attribution(2, 4) })];
     expect(renderTable([named!]).split('\n')[2]).toMatch(/^bookworm preexisting\/interleaved\/upstream {2}/);
