@@ -2,7 +2,7 @@
 // the kernel writes them, the cores busy by the run and by other work, and the quiet verdict.
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { formatLoad, loadBetween, parseProcStat, parseSelfStat, QUIET_OTHER_CORES, sampleCpu, type CpuSample } from '../src/bench/load.ts';
+import { formatLoad, loadBetween, measured, parseProcStat, parseSelfStat, QUIET_OTHER_CORES, sampleCpu, type CpuSample } from '../src/bench/load.ts';
 import { formatTrialBench, phaseStats } from '../src/bench/trial.ts';
 
 const STAT = [
@@ -75,6 +75,18 @@ describe('the load a benchmark ran under', () => {
       expect(b.busy - a.busy).toBeGreaterThanOrEqual(Math.floor(childTicks * 0.8));
       expect(b.cpus).toBeGreaterThanOrEqual(1);
     })();
+  });
+
+  it('measured: the result of the function, its wall time and the load meanwhile (a child spinning 0.3 s of CPU is ours)', async () => {
+    const spin = 'const c=()=>{const u=process.cpuUsage();return u.user+u.system};while(c()<3e5);';
+    const m = await measured(async () => {
+      await new Promise((r) => setTimeout(r, 50));
+      return spawnSync(process.execPath, ['-e', spin]).status;
+    });
+    expect(m.result).toBe(0);
+    expect(m.wallMs).toBeGreaterThanOrEqual(300);
+    expect(m.load.oursCores).toBeGreaterThan(0);
+    expect(m.load.busyCores).toBeGreaterThanOrEqual(m.load.oursCores);
   });
 
   it("bench:trial prints each target's load and the matrix's", () => {

@@ -65,6 +65,15 @@ export function loadBetween(a: CpuSample, b: CpuSample): Load {
   return { busyCores: cores(busy), oursCores: cores(ours), otherCores: cores(busy - ours), cpus: b.cpus };
 }
 
+/** Run `fn` and say how long it took and how busy the machine was meanwhile. */
+export async function measured<T>(fn: () => Promise<T>): Promise<{ result: T; wallMs: number; load: Load }> {
+  const cpu0 = await sampleCpu();
+  const t0 = Date.now();
+  const result = await fn();
+  const wallMs = Date.now() - t0;
+  return { result, wallMs, load: loadBetween(cpu0, await sampleCpu()) };
+}
+
 /** Other work above this share of one core makes a timing a figure taken under load. */
 export const QUIET_OTHER_CORES = 0.2;
 

@@ -16,7 +16,7 @@ import { MODES, PHASES, READS, SCENARIOS, VARIANTS, type Phase, type PhaseName }
 import { runMatrix } from '../matrix.ts';
 import { createReporter } from '../progress/reporter.ts';
 import type { CellReport } from '../report/cell.ts';
-import { formatLoad, loadBetween, sampleCpu, type Load } from './load.ts';
+import { formatLoad, measured, type Load } from './load.ts';
 import { median } from './stats.ts';
 
 export const TRIAL_HELP = `Usage: npm run bench:trial -- [flags]
@@ -168,10 +168,11 @@ export async function benchTrial(argv: string[], repoRoot: string, signal: Abort
         ...['--trials', String(trials), '--iterations', String(iterations), '--out', join(scratch, name), ...cache],
       ]);
       const run = resolveRun(cfg, flags, common);
-      const [t0, cpu0] = [Date.now(), await sampleCpu()];
-      const res = await runMatrix(run, { repoRoot, backends: backendLoader(repoRoot), emit: reporter.emit, signal, argv: ['bench:trial'] });
-      const wallMs = Date.now() - t0;
-      const load = loadBetween(cpu0, await sampleCpu());
+      const {
+        result: res,
+        wallMs,
+        load,
+      } = await measured(() => runMatrix(run, { repoRoot, backends: backendLoader(repoRoot), emit: reporter.emit, signal, argv: ['bench:trial'] }));
       const cell = res.cells[0]!;
       const dir = join(res.outDir, res.manifest.targets[0]?.name ?? name, cellDir(cell));
       let trialResults: TrialResult[] = [];
@@ -193,11 +194,14 @@ export async function benchTrial(argv: string[], repoRoot: string, signal: Abort
     }
     if (v.matrix && !signal.aborted) {
       const run = resolveRun(cfg, parseMatrixFlags(['--out', join(scratch, 'matrix'), ...cache]), common);
-      const [t0, cpu0] = [Date.now(), await sampleCpu()];
-      const res = await runMatrix(run, { repoRoot, backends: backendLoader(repoRoot), emit: reporter.emit, signal, argv: ['bench:trial', '--matrix'] });
+      const {
+        result: res,
+        wallMs,
+        load,
+      } = await measured(() => runMatrix(run, { repoRoot, backends: backendLoader(repoRoot), emit: reporter.emit, signal, argv: ['bench:trial', '--matrix'] }));
       matrix = {
-        wallMs: Date.now() - t0,
-        load: loadBetween(cpu0, await sampleCpu()),
+        wallMs,
+        load,
         cells: res.cells.length,
         ok: res.cells.filter((c) => c.status === 'ok').length,
         exitCode: res.exitCode,
