@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FLAG_NAMES, HELP, parseMatrixFlags } from '../src/cli/flags.ts';
-import { parseMatrix, BUILTIN_DEFAULTS, type MatrixConfig } from '../src/config/matrix.ts';
+import { loadMatrix, parseMatrix, BUILTIN_DEFAULTS, type MatrixConfig } from '../src/config/matrix.ts';
 import { resolveRun } from '../src/cli/run.ts';
 import { ConfigError, LabError } from '../src/errors.ts';
 import { ensureHostPackages } from '../src/hostdeps.ts';
@@ -468,6 +468,7 @@ describe('flags: edges (each would let a wrong run through)', () => {
     [['--server', ''], /--server needs at least one value \(allowed: python, nginx-proxy, haproxy\)/],
     [['--hook', 'fentry'], /--hook: unknown value 'fentry'/],
     [['--targets', ' , '], /--targets needs at least one value$/],
+    [['--ports', ','], /^--ports needs at least one value$/],
     [['--variants', ','], /^--variants needs at least one value \(allowed: upstream, no-fallback, recv-hook, scoped\)$/],
     [['--modes', ''], /^--modes needs at least one value \(allowed: sequential, interleaved, writes-only\)$/],
     [['--scenarios', 'later'], /^--scenarios: unknown value 'later' \(allowed: preexisting, baseline\)$/],
@@ -621,6 +622,10 @@ describe('matrix.yaml: each structural error, exactly as reported', () => {
     ['defaults:\n  modes: x\ntargets: {}\n', 'm.yaml:2:10: defaults.modes must be a non-empty list'],
     ['defaults:\n  scenarios: x\ntargets: {}\n', 'm.yaml:2:14: defaults.scenarios must be a non-empty list'],
     ['defaults:\n  scenarios: [x]\ntargets: {}\n', "m.yaml:2:15: unknown scenario 'x' (allowed: preexisting, baseline)"],
+    ['defaults:\n  modes: [x]\ntargets: {}\n', "m.yaml:2:11: unknown mode 'x' (allowed: sequential, interleaved, writes-only)"],
+    ['targets:\n  a: { backend: qemu }\n', "m.yaml:2:6: target 'a' (backend qemu) needs a suite (allowed: bullseye, bookworm, trixie, sid)"],
+    // a key that is not a scalar (YAML's `? [a, b]`) is named '?', never taken as a string
+    ['? [a, b]\n: 1\ntargets: {}\n', "m.yaml:1:3: unknown key '?' in the matrix file (allowed: defaults, targets, default_targets, vagrant, client, tracer)"],
     ['defaults:\n  api: x\ntargets: {}\n', "m.yaml:2:8: unknown api 'x' (allowed: classic, ex)"],
     ['defaults:\n  hook: x\ntargets: {}\n', "m.yaml:2:9: unknown hook 'x' (allowed: auto, kprobe, tracepoint)"],
     ['defaults:\n  reads: []\ntargets: {}\n', 'm.yaml:2:10: defaults.reads must be a non-empty list'],
@@ -687,6 +692,20 @@ describe('matrix.yaml: each structural error, exactly as reported', () => {
     ]);
     expect(cfg.targetCpus).toEqual({ a: [2, 1], b: [1] });
     expect(parseMatrix('targets: {}\n', 'm.yaml')).toMatchObject({ vagrant: { sandboxed: true }, defaultTargets: [], defaults: BUILTIN_DEFAULTS });
+  });
+});
+
+describe('matrix.yaml: a file that cannot be read', () => {
+  // The file's path and the system's reason, as one ConfigError (the CLI prints it and exits 2).
+  const here = dirname(fileURLToPath(import.meta.url));
+  it.each([
+    ['missing', resolve(here, 'no-such-matrix.yaml'), /: ENOENT: no such file or directory/],
+    ['a folder', here, /: EISDIR: illegal operation on a directory/],
+  ])('%s: names the file and why', async (_, file, why) => {
+    const err = await loadMatrix(file).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message.startsWith(`cannot read matrix file ${file}: `)).toBe(true);
+    expect((err as ConfigError).message).toMatch(why);
   });
 });
 
