@@ -118,8 +118,8 @@ describe('renderJunit, word for word', () => {
   const manifest = {
     runId: 'r<1>',
     targets: [
-      { name: 'sid', backend: 'vagrant', status: 'boot-failed', facts: { kernel: '6.9', cpus: 4, openssl: null } },
-      { name: 'bookworm', backend: 'qemu', status: 'ok', cpus: 2, facts: { kernel: 'K', openssl: 'O', clang: 16, libbpf: null } },
+      { name: 'sid', backend: 'vagrant', status: 'boot-failed', facts: { kernel: '6.9', cpus: 4, openssl: '3.5' } },
+      { name: 'bookworm', backend: 'qemu', status: 'ok', cpus: 2, facts: { kernel: 'K', openssl: 'O', clang: 16, libbpf: '1.1.2' } },
     ],
   } as unknown as Manifest;
 
@@ -156,7 +156,7 @@ describe('renderJunit, word for word', () => {
       <property name="kernel" value="K"/>
       <property name="openssl" value="3.0"/>
       <property name="clang" value="16"/>
-      <property name="libbpf" value="unknown"/>
+      <property name="libbpf" value="1.1.2"/>
       <property name="cpus" value="2"/>
       <property name="backend" value="qemu"/>
       <property name="status" value="ok"/>
@@ -178,7 +178,7 @@ misattribution 50.0 % [15.0-85.0] (2 of 4 rows), status ok, verdict measured (me
   <testsuite name="sid" tests="1" failures="0" errors="1" skipped="0">
     <properties>
       <property name="kernel" value="6.9"/>
-      <property name="openssl" value="unknown"/>
+      <property name="openssl" value="3.5"/>
       <property name="clang" value="unknown"/>
       <property name="libbpf" value="unknown"/>
       <property name="cpus" value="1"/>
