@@ -262,6 +262,16 @@ describe('cells and verdicts', () => {
     expect(summarizeCell(id('upstream'), {}, trials.slice(0, 1)).trialSpread).toBeNull();
   });
 
+  it('an ok trial without an attribution (a trial read back from a damaged report.json) adds no rows and throws nothing', () => {
+    const trials: TrialResult[] = [
+      { trial: 1, status: 'ok', attribution: attribution(5, 5, 5, 10) },
+      { trial: 2, status: 'ok' },
+    ];
+    const c = summarizeCell(id('upstream'), {}, trials);
+    expect(c).toMatchObject({ status: 'ok', trials: 2, trialsOk: 1, wrong: 5, captured: 10 });
+    expect(c.misattribution).toBeCloseTo(0.5);
+  });
+
   it('a failed trial marks the cell with what failed, keeping the other trials', () => {
     const trials: TrialResult[] = [
       { trial: 1, status: 'ok', attribution: attribution(5, 5, 5, 10) },

@@ -57,6 +57,21 @@ describe('attributeTrial: which rows count, and where', () => {
   });
 });
 
+describe('attributeTrial: connections and iterations of several digits', () => {
+  it('conn10-iter10, conn11 and conn12 are read whole (never as conn1 or iter1)', () => {
+    // one server port a connection, as the client runs them: conn k on 18000 + k
+    const twelve = Array.from({ length: 12 }, (_, i) => ({ k: i + 1, lport: 40001 + i, rport: 18001 + i }));
+    const rows = [row('/200/conn12-iter0', 18012), row('/200/conn11-iter0', 18001), row('/200/conn10-iter10', 18010), row('/200/conn10-iter1', 18010)];
+    const a = attributeTrial({ rows: rows as never, events: [], conns: twelve, iterations: 11, clientPid: null });
+    expect(a).toMatchObject({ expected: 132, captured: 4, correct: 3, wrong: 1, capturedRequests: 3, lost: 128 });
+    expect(a.byConn.filter((c) => c.rightRows + c.wrongRows > 0)).toEqual([
+      { k: 10, rport: 18010, rightRows: 2, wrongRows: 0 },
+      { k: 11, rport: 18011, rightRows: 0, wrongRows: 1 },
+      { k: 12, rport: 18012, rightRows: 1, wrongRows: 0 },
+    ]);
+  });
+});
+
 describe("clientTruth: the client's own writes and reads", () => {
   it('a request write is right on its own tuple and wrong on any other (the local port and the remote port must both match); each request counts once', () => {
     const events = [

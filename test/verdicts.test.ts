@@ -70,6 +70,8 @@ describe('verdicts, word for word', () => {
       reason: '0 wrong rows, 2 client writes seen',
     });
     expect(v(id('no-fallback'), trial({ wrong: 1, backendRows: 2 })).reason).toBe('1 wrong rows, 2 on backend tuples, 0 client writes seen');
+    // rows on backend tuples alone fail it: a fix puts none there either
+    expect(v(id('no-fallback'), trial({ backendRows: 2 }))).toMatchObject({ pass: false, reason: '0 wrong rows, 2 on backend tuples, 0 client writes seen' });
   });
   it('scoped, full reads: nothing wrong and capture >= 95 % (exactly 95 % passes); no capture counts as 0', () => {
     expect(v(id('scoped'), trial({ capturedRequests: 95 }))).toEqual({
@@ -100,6 +102,10 @@ describe('verdicts, word for word', () => {
     expect(v(id('scoped', 'preexisting', 'single'), trial({ expected: 0, writes: { correct: 0, wrong: 0, lost: 0 } })).reason).toBe(
       '0 wrong rows, client writes 0.0 %',
     );
+    expect(v(id('scoped', 'preexisting', 'single'), trial({ backendRows: 1, writes: { correct: 100, wrong: 0, lost: 0 } }))).toMatchObject({
+      pass: false,
+      reason: '0 wrong rows, 1 on backend tuples, client writes 100.0 %',
+    });
   });
   it('recv-hook: measured only', () => {
     expect(v(id('recv-hook'), trial({ wrong: 7, backendRows: 1 }))).toEqual({
@@ -119,6 +125,7 @@ describe('verdicts, word for word', () => {
       expectation: 'no wrong rows (your client: rows only)',
       reason: '1 wrong of 100 rows, 2 on backend tuples',
     });
+    expect(v(id('scoped'), trial({ backendRows: 2 }), { client: 'c.c' })).toMatchObject({ pass: false, reason: '0 wrong of 100 rows, 2 on backend tuples' });
     expect(v(id('upstream'), trial({ wrong: 1 }), { client: 'c.c' }).expectation).toBe('race reproduced (wrong rows)');
     expect(v(id('recv-hook'), trial(), { client: 'c.c' }).pass).toBeNull();
   });
