@@ -159,7 +159,7 @@ describe('loadAllArtifacts, defaultCellDir, loadArtifactsFor, tailsOf', () => {
     );
   });
 
-  it("a target's detail is its error, a newline and its detail, or its error alone; a cell of no listed target quotes its own error", async () => {
+  it("a target's detail is its error, a newline and its detail, or either alone (no blank first line); a cell of no listed target quotes its own error", async () => {
     const { run } = cellFolder({});
     const m = {
       targets: [
@@ -170,6 +170,6 @@ describe('loadAllArtifacts, defaultCellDir, loadArtifactsFor, tailsOf', () => {
     } as unknown as Manifest;
     const cells = ['sid', 'jammy', 'lunar', 'noble'].map((target) => ({ ...cell('boot-failed', 'cell error'), target }));
     const tails = tailsOf(await loadArtifactsFor(run, m, cells));
-    expect([...tails.values()]).toEqual(['boom\nmore', 'only', '\nno error', 'cell error']);
+    expect([...tails.values()]).toEqual(['boom\nmore', 'only', 'no error', 'cell error']);
   });
 });

@@ -23,7 +23,8 @@ export async function loadArtifactsFor(
   cells: readonly CellSummary[],
   dirOf?: (c: CellSummary) => string,
 ): Promise<Map<string, CellArtifacts>> {
-  const detail = new Map(manifest.targets.map((t) => [t.name, t.detail ? `${t.error ?? ''}\n${t.detail}` : t.error]));
+  // the target's error, then its detail on the next line (a detail without an error starts the tail)
+  const detail = new Map(manifest.targets.map((t) => [t.name, t.detail && t.error ? `${t.error}\n${t.detail}` : t.detail || t.error]));
   return loadAllArtifacts(cells, dirOf ?? defaultCellDir(outDir), (t) => detail.get(t));
 }
 
