@@ -209,6 +209,22 @@ describe('renderCellView, word for word', () => {
     ]);
   });
 
+  it("a trial with no tracer stats and no time shows '-' for them; a row of connection 12 is judged by conn12's port", () => {
+    const c = { ...rich(), byConn: [...rich().byConn, { k: 12, rport: 18012, rightRows: 1, wrongRows: 0 }] } as CellView;
+    const a = {
+      ...artifacts(),
+      trials: [{ trial: 3, status: 'ok' }],
+      rows: [{ trial: 1, path: '/200/conn12-iter0', clientPort: 5012, serverPort: 18012, statuses: '200', count: 1 }],
+    };
+    const html = renderCellView(c, opts({ artifacts: a as CellArtifacts }));
+    expect(html).toContain(
+      '<tr><td class="num">3</td><td class="">ok</td><td class="num">-</td><td class="num">-</td><td>- / -</td><td>- / -</td><td>-</td><td class="num">-</td><td class="num">-</td><td class="num">-</td><td>-</td><td class="num">-</td></tr>',
+    );
+    expect(html).toContain(
+      '<tr><td class="num">1</td><td>/200/conn12-iter0</td><td class="num">5012</td><td class="num">18012</td><td class="num">18012</td><td class="good">right</td><td>200</td><td class="num">1</td></tr>',
+    );
+  });
+
   it('a measured-only verdict is not marked bad; empty artifacts say there is nothing', () => {
     const c = { ...rich(), verdict: { pass: null, expectation: 'nothing', reason: 'measured' } } as CellView;
     const html = renderCellView(c, opts({ artifacts: { ...artifacts(), trials: [], files: [], rows: [], logTail: '' } }));

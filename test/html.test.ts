@@ -59,6 +59,11 @@ describe('html.ts pieces', () => {
       ['a b/c/preexisting/interleaved/upstream', 'cell-a-b-c-preexisting-interleaved-upstream'],
       ['a-b-c/preexisting/interleaved/upstream', 'cell-a-b-c-preexisting-interleaved-upstream-2'],
     ]);
+    // a run of two or more such characters is one dash too
+    expect([...cellIds([view({ boot: 'x..y' }), view({ boot: 'x /y' })]).values()]).toEqual([
+      'cell-x-y-preexisting-interleaved-upstream',
+      'cell-x-y-preexisting-interleaved-upstream-2',
+    ]);
     const three = cellIds([view({ boot: 'x y' }), view({ boot: 'x-y' }), view({ boot: 'x.y' })]);
     expect([...three.values()]).toEqual([
       'cell-x-y-preexisting-interleaved-upstream',
@@ -97,6 +102,7 @@ describe('html.ts pieces', () => {
     [{ variant: 'upstream', scenario: 'baseline', mode: 'sequential' }, INVESTIGATION[2]],
     [{ variant: 'upstream', scenario: 'baseline', mode: 'interleaved' }, INVESTIGATION[2]],
     [{ variant: 'scoped', scenario: 'preexisting', mode: 'interleaved' }, undefined],
+    [{ variant: 'upstream', scenario: 'preexisting', mode: 'writes-only' }, undefined], // the investigation ran no writes-only: not its baseline either
     [{ variant: 'sp', scenario: 'preexisting', mode: 'interleaved' }, undefined],
     [{ variant: 'sp', scenario: 'preexisting', mode: 'interleaved', external: { expect: 'upstream' } }, INVESTIGATION[1]],
   ])('investigationFor(%j)', (c, inv) => {
@@ -214,5 +220,56 @@ describe('renderHtml', () => {
     );
     const none = renderHtml({ manifest: manifest(), cells: [view({})], artifacts: new Map(), outDir: '/r', trend: { ...trend, regressions: 0, changes: [] } });
     expect(none).toContain('<section id="trend"><h2>Trend against r0</h2><p>0 regression(s), 0 change(s) over 2 cell(s).</p><p>No cell changed.</p></section>');
+  });
+});
+
+describe('renderHtml: the parts around the sections', () => {
+  const page = (cells: CellView[], over: Partial<Manifest> = {}) => renderHtml({ manifest: manifest(over), cells, artifacts: new Map(), outDir: '/r' });
+
+  it('the legend: a gradient of the colour scale at 0, 25, 50, 75 and 100 %, then the marks', () => {
+    const html = page([view({})]);
+    const legend = html.slice(html.indexOf('<p class="legend">'), html.indexOf('</p>', html.indexOf('<p class="legend">')) + 4);
+    expect(legend).toBe(
+      '<p class="legend"><svg width="160" height="14" role="img" aria-label="colour scale from 0 % to 100 %"><defs><linearGradient id="scale">' +
+        ['0%', '25%', '50%', '75%', '100%'].map((o, i) => `<stop offset="${o}" stop-color="${rateColour(i / 4)}"/>`).join('') +
+        '</linearGradient></defs><rect width="160" height="14" fill="url(#scale)"/></svg> 0 % to 100 % misattribution; ✓ as expected, <b>✗</b> NOT as expected (outlined), · measured only, ⚠ could not run (hatched); n/a: no row named a connection.</p>',
+    );
+  });
+
+  it('its style shows one cell view at a time (the one the address names) and marks the heatmap entries', () => {
+    const html = page([view({})]);
+    const css = html.slice(html.indexOf('<style>'), html.indexOf('</style>'));
+    for (const rule of [
+      '.cell-view{display:none;border-top:3px solid #06c;margin-top:2em}.cell-view:target{display:block}',
+      'td.hm-cell.unexpected{box-shadow:inset 0 0 0 3px #000}',
+      'td.hm-cell.failed{background:repeating-linear-gradient(',
+      'td.hm-cell.dark{color:#fff}td.hm-cell.na{background:#e6e6e6}',
+    ])
+      expect(css).toContain(rule);
+  });
+
+  it('no failures and no trend: nothing between the heatmap and the manifest but the line breaks', () => {
+    expect(page([view({})])).toContain('n/a: no row named a connection.</p></section>\n\n\n<section id="manifest">');
+  });
+
+  it('two scenarios head their columns side by side; a failed cell without an error is titled by its status', () => {
+    const html = page([view({}), view({ scenario: 'baseline', status: 'timeout', verdict: { pass: false } as CellView['verdict'] })]);
+    expect(html).toContain('<thead><tr><th rowspan="3">target</th><th colspan="1">preexisting</th><th colspan="1">baseline</th></tr>');
+    expect(html).toContain('title="sid/baseline/interleaved/upstream: timeout; verdict: NOT as expected"');
+  });
+
+  it('the counts: a cell that could not run is never also counted NOT as expected; the failures table has a row each, the cell views a line each', () => {
+    const failed = { status: 'timeout', error: 'slow', verdict: { pass: false } as CellView['verdict'] } as const;
+    const html = page([
+      view({}),
+      view({ mode: 'sequential', verdict: { pass: false } as CellView['verdict'] }),
+      view({ variant: 'scoped', ...failed }),
+      view({ scenario: 'baseline', ...failed }),
+    ]);
+    expect(html).toContain('<b>4</b> cells: 1 fine, <span class="bad">1 NOT as expected</span>, <span class="bad">2 could not run</span>.</p>');
+    expect(html).toContain(
+      '<td>slow</td><td><code></code></td></tr><tr><td><a href="#cell-sid-preexisting-interleaved-scoped">sid/preexisting/interleaved/scoped</a></td>',
+    );
+    expect(html.match(/\n<section class="cell-view" id="/g)).toHaveLength(4);
   });
 });

@@ -177,5 +177,13 @@ describe('html-parts.ts', () => {
     );
     // a last run that failed has no dot
     expect(sparkline([0.5, 'failed'])).not.toContain('r="2"');
+    // runs that did not measure a rate side by side, first and last: no empty line, a cross each, no dot
+    expect(sparkline(['failed', null, 0.5, 0.25, 'failed', 'failed'], 42, 10)).toBe(
+      '<svg class="spark" width="42" height="10" viewBox="0 0 42 10" role="img" aria-label="misattribution over the last 6 runs">' +
+        '<polyline points="17.2,5.0 24.8,6.5" fill="none" stroke="#333" stroke-width="1"/>' +
+        '<path d="M0.0,6 l4,4 m0,-4 l-4,4" stroke="#b00" stroke-width="1"/>' +
+        '<path d="M30.4,6 l4,4 m0,-4 l-4,4" stroke="#b00" stroke-width="1"/>' +
+        '<path d="M38.0,6 l4,4 m0,-4 l-4,4" stroke="#b00" stroke-width="1"/></svg>',
+    );
   });
 });
