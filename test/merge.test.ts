@@ -131,6 +131,12 @@ describe('readRun', () => {
     expect(cells[0]!.status).toBe(status);
   });
 
+  it('a failed target listed after one with cells still gets its failed cells (only its own cells count)', async () => {
+    const m = manifestOf({ targets: [target({ name: 'a' }), target({ name: 'b', status: 'boot-failed' })] });
+    const { cells } = await readRun(folder(tmp(), m, [{ at: 'a/x', cell: cellOf({ target: 'a' }) }]));
+    expect(cells.map((c) => `${c.target}/${c.status}`)).toEqual(['a/internal', 'b/boot-failed']);
+  });
+
   it('makes no cell for an ok target without cells, nor for a failed one that wrote some', async () => {
     const m = manifestOf({ variants: ['upstream', 'scoped'], targets: [target({ name: 'ok' }), target({ name: 'half', status: 'vm-died' })] });
     const { cells } = await readRun(folder(tmp(), m, [{ at: 'half/x', cell: cellOf({ target: 'half' }) }]));
@@ -195,6 +201,33 @@ describe('mergeRuns', () => {
     expect(readFileSync(join(out, 'sources.json'), 'utf8')).toBe('[\n  "../a",\n  "../b"\n]\n');
     expect(JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')).runId).toBe('merged-ra+rb');
     expect(JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'))).toHaveLength(8);
+  });
+
+  it('a cell of an older summary without server or reads sorts as python and full reads', async () => {
+    const root = tmp();
+    const older = (id: Partial<CellId>, drop: 'server' | 'reads') => {
+      const cell = cellOf(id) as unknown as Record<string, unknown>;
+      delete cell[drop];
+      return { at: `t/${Math.random().toString(36).slice(2)}`, cell: cell as unknown as CellSummary };
+    };
+    const c = (id: Partial<CellId>) => ({ at: `t/${Math.random().toString(36).slice(2)}`, cell: cellOf(id) });
+    const a = folder(join(root, 'a'), manifestOf({ targets: [target({ name: 't' })] }), [
+      c({ server: 'nginx-proxy' }),
+      c({ server: 'haproxy' }),
+      older({ variant: 'upstream' }, 'server'),
+      c({ server: 'python', variant: 'scoped' }),
+      older({ variant: 'upstream', server: 'python' }, 'reads'),
+      c({ server: 'python', reads: 'full', variant: 'scoped' }),
+    ]);
+    const { cells } = await mergeRuns([a], join(root, 'm'));
+    expect(cells.map((x) => `${x.server ?? '-'}/${x.reads ?? '-'}/${x.variant}`)).toEqual([
+      'haproxy/full/upstream',
+      'nginx-proxy/full/upstream',
+      'python/full/scoped',
+      'python/full/scoped',
+      '-/full/upstream',
+      'python/-/upstream',
+    ]);
   });
 
   it('a run merged into its own folder is its source "."; a finish nobody recorded is empty', async () => {
