@@ -272,6 +272,17 @@ describe('cells and verdicts', () => {
     expect(c.misattribution).toBeCloseTo(0.5);
   });
 
+  it("a failed trial's attribution is not summed (even when it has one); the hook is the first ok trial's that names one", () => {
+    const trials: TrialResult[] = [
+      { trial: 1, status: 'ok', attribution: attribution(5, 5, 5, 10) },
+      { trial: 2, status: 'ok', attribution: attribution(1, 1, 1, 10), tracerMeta: { hook: 'tracepoint' } as TrialResult['tracerMeta'] },
+      { trial: 3, status: 'client-failed', error: 'x', attribution: attribution(7, 7, 7, 10), tracerMeta: { hook: 'kprobe' } as TrialResult['tracerMeta'] },
+    ];
+    const c = summarizeCell(id('upstream'), {}, trials);
+    expect(c).toMatchObject({ status: 'client-failed', trials: 3, trialsOk: 2, wrong: 6, hook: 'tracepoint' });
+    expect(summarizeCell(id('upstream'), {}, trials.slice(0, 1)).hook).toBe('unknown');
+  });
+
   it('a failed trial marks the cell with what failed, keeping the other trials', () => {
     const trials: TrialResult[] = [
       { trial: 1, status: 'ok', attribution: attribution(5, 5, 5, 10) },

@@ -84,9 +84,11 @@ describe("clientTruth: the client's own writes and reads", () => {
       ev({ fn: 'SSL_read', data: req(2, 2), sport: 40002, dport: 18002, ctx: 'b' }), // a request READ: not a write
       ev({ fn: 'SSL_write', data: 'OK', sport: 40002, dport: 18002, ctx: 'b' }), // not a request
       ev({ fn: 'SSL_write', data: req(3, 0), sport: 40002, dport: 18002, ctx: 'b' }), // no such connection
+      ev({ fn: 'SSL_write', data: req(0, 0), sport: 40001, dport: 18001, ctx: 'a' }), // conn0: no such connection either
+      ev({ fn: 'SSL_write', data: req(1, 2), sport: 40009, dport: 18001, ctx: 'c' }), // wrong: conn 1's server port from another socket
     ];
     const t = clientTruth(events, conns, 3, CLIENT);
-    expect(t.writes).toEqual({ correct: 1, wrong: 3, lost: 2 });
+    expect(t.writes).toEqual({ correct: 1, wrong: 4, lost: 1 });
   });
 
   it("a response read is right on the tuple of its context's connection (learned from that context's writes); a body read is unclassified; a read of an unknown context or with no data is not counted", () => {

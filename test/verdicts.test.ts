@@ -70,6 +70,7 @@ describe('verdicts, word for word', () => {
       reason: '0 wrong rows, 2 client writes seen',
     });
     expect(v(id('no-fallback'), trial({ wrong: 1, backendRows: 2 })).reason).toBe('1 wrong rows, 2 on backend tuples, 0 client writes seen');
+    expect(v(id('no-fallback'), trial({ wrong: 1 }))).toMatchObject({ pass: false, reason: '1 wrong rows, 0 client writes seen' });
     // rows on backend tuples alone fail it: a fix puts none there either
     expect(v(id('no-fallback'), trial({ backendRows: 2 }))).toMatchObject({ pass: false, reason: '0 wrong rows, 2 on backend tuples, 0 client writes seen' });
   });
