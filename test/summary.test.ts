@@ -74,9 +74,10 @@ describe('summary.ts, word for word', () => {
       client: { src: 'x.c', sha256: 'ff' } as never,
       external: { expect: 'upstream' } as never,
       backendRows: 3,
+      droppedNoTuple: 4,
     };
     const e = summaryEntries([c])[0]!;
-    expect([e.boot, e.client, e.external, e.backendRows]).toEqual(['snapshot', { src: 'x.c', sha256: 'ff' }, { expect: 'upstream' }, 3]);
+    expect([e.boot, e.client, e.external, e.backendRows, e.droppedNoTuple]).toEqual(['snapshot', { src: 'x.c', sha256: 'ff' }, { expect: 'upstream' }, 3, 4]);
     expect(Object.keys(e).at(-1)).toBe('verdict');
   });
 
