@@ -205,6 +205,7 @@ describe('mergeRuns', () => {
 
   it('a cell of an older summary without server or reads sorts as python and full reads', async () => {
     const root = tmp();
+    // no two cells share a key: their folders' names are random, so a tie would sort by chance
     const older = (id: Partial<CellId>, drop: 'server' | 'reads') => {
       const cell = cellOf(id) as unknown as Record<string, unknown>;
       delete cell[drop];
@@ -216,17 +217,15 @@ describe('mergeRuns', () => {
       c({ server: 'haproxy' }),
       older({ variant: 'upstream' }, 'server'),
       c({ server: 'python', variant: 'scoped' }),
-      older({ variant: 'upstream', server: 'python' }, 'reads'),
-      c({ server: 'python', reads: 'full', variant: 'scoped' }),
+      older({ server: 'python', mode: 'sequential' }, 'reads'),
     ]);
     const { cells } = await mergeRuns([a], join(root, 'm'));
-    expect(cells.map((x) => `${x.server ?? '-'}/${x.reads ?? '-'}/${x.variant}`)).toEqual([
-      'haproxy/full/upstream',
-      'nginx-proxy/full/upstream',
-      'python/full/scoped',
-      'python/full/scoped',
-      '-/full/upstream',
-      'python/-/upstream',
+    expect(cells.map((x) => `${x.server ?? '-'}/${x.reads ?? '-'}/${x.mode}/${x.variant}`)).toEqual([
+      'haproxy/full/interleaved/upstream',
+      'nginx-proxy/full/interleaved/upstream',
+      'python/full/interleaved/scoped',
+      '-/full/interleaved/upstream',
+      'python/-/sequential/upstream',
     ]);
   });
 
