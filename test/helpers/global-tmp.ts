@@ -4,20 +4,65 @@
 // which runs the unit tests thousands of times, left 1.8 GB in /tmp. Workers inherit TMPDIR, and
 // so do the matrix runs and loaders the tests start. USM_LAB_KEEP_TEST_TMP=1 keeps the folder
 // (its path is printed) to look at a failure.
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+//
+// A run that is killed never reaches its teardown: Stryker kills its vitest runner on a timeout
+// and at its end, leaving 0.2-1.3 GB a time. So the folder's name holds the pid of the process
+// that made it, and every run first removes the folders of runs whose process is gone (not one
+// kept with USM_LAB_KEEP_TEST_TMP=1, which puts a .keep file in it).
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+const PREFIX = 'usm-race-lab-tests-';
+
+/** The pid in a run folder's name (usm-race-lab-tests-<pid>-XXXXXX), or null for another name. */
+export function ownerPid(name: string): number | null {
+  const m = /^usm-race-lab-tests-(\d+)-[A-Za-z0-9]{6}$/.exec(name);
+  return m ? Number(m[1]) : null;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists, as another user's
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes the run folders in base whose process is gone and that nobody asked to keep; returns their names. */
+export function sweepDeadRuns(base: string): string[] {
+  const removed: string[] = [];
+  for (const name of readdirSync(base)) {
+    const pid = ownerPid(name);
+    if (pid === null || alive(pid) || existsSync(join(base, name, '.keep'))) continue;
+    rmSync(join(base, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
 export function setup(): () => void {
-  const dir = mkdtempSync(join(tmpdir(), 'usm-race-lab-tests-'));
+  const base = tmpdir();
+  sweepDeadRuns(base);
+  const dir = mkdtempSync(join(base, `${PREFIX}${process.pid}-`));
   // as /tmp is for the users the tests run things as (libvirt's qemu reads images from there)
   chmodSync(dir, 0o755);
   const before = process.env.TMPDIR;
   process.env.TMPDIR = dir;
+  const keep = process.env.USM_LAB_KEEP_TEST_TMP === '1';
+  if (keep) writeFileSync(join(dir, '.keep'), '');
+  // a runner that exits without the teardown (Stryker disposing of it) still removes it
+  const onExit = () => {
+    if (!keep) rmSync(dir, { recursive: true, force: true });
+  };
+  process.on('exit', onExit);
   return () => {
+    process.off('exit', onExit);
     if (before === undefined) delete process.env.TMPDIR;
     else process.env.TMPDIR = before;
-    if (process.env.USM_LAB_KEEP_TEST_TMP === '1') process.stderr.write(`test temporary folders kept in ${dir}\n`);
+    if (keep) process.stderr.write(`test temporary folders kept in ${dir}\n`);
     else rmSync(dir, { recursive: true, force: true });
   };
 }
