@@ -134,23 +134,6 @@ describe('loadCellArtifacts', () => {
     expect((await loadCellArtifacts(cell('tracer-failed', 'the error'), dir)).logTail).toBe('the error');
   });
 
-  it('files are listed in name order, whatever order the folder gives them', async () => {
-    // created shuffled: a directory lists its entries in creation or hash order, never sorted by name
-    const names = [7, 2, 11, 0, 9, 4, 1, 10, 5, 3, 8, 6].map((i) => `n-${String(i).padStart(2, '0')}.log`);
-    const { dir } = cellFolder(
-      Object.fromEntries(
-        names.flatMap((n) => [
-          [`../${n}`, 't'],
-          [`trial-1/${n}`, 't'],
-        ]),
-      ),
-    );
-    const a = await loadCellArtifacts(cell('ok'), dir);
-    const sorted = [...names].sort();
-    expect(a.files.filter((f) => f.trial === null).map((f) => f.name)).toEqual(sorted);
-    expect(a.files.filter((f) => f.trial === 1).map((f) => f.name)).toEqual(sorted);
-  });
-
   it('only folders named trial-N are trials (not old-trial-2, not trial-3.bak)', async () => {
     const { dir } = cellFolder({ 'trial-1/tracer.log': 'a', 'old-trial-2/tracer.log': 'b', 'trial-3.bak/tracer.log': 'c' });
     expect((await loadCellArtifacts(cell('ok'), dir)).files.map((f) => [f.trial, f.name])).toEqual([[1, 'tracer.log']]);

@@ -12,23 +12,15 @@
 import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { alive } from '../../src/images/lock.ts';
 
 const PREFIX = 'usm-race-lab-tests-';
+const NAME = new RegExp(`^${PREFIX}(\\d+)-[A-Za-z0-9]{6}$`);
 
 /** The pid in a run folder's name (usm-race-lab-tests-<pid>-XXXXXX), or null for another name. */
 export function ownerPid(name: string): number | null {
-  const m = /^usm-race-lab-tests-(\d+)-[A-Za-z0-9]{6}$/.exec(name);
+  const m = NAME.exec(name);
   return m ? Number(m[1]) : null;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists, as another user's
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Removes the run folders in base whose process is gone and that nobody asked to keep; returns their names. */
